@@ -1,0 +1,182 @@
+package kit
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+)
+
+// Env names read by every service. The operator renders exactly these.
+const (
+	EnvHTTPAddr     = "HTTP_ADDR"
+	EnvNATSURL      = "NATS_URL"
+	EnvNATSUser     = "NATS_USER"
+	EnvNATSPassword = "NATS_PASSWORD"
+	EnvAuthKey      = "AUTH_KEY"
+	EnvAuthKeyFile  = "AUTH_KEY_FILE"
+)
+
+// MinAuthKeyBytes is the shortest token-signing key accepted: HS256 with
+// less than 128 bits of key is guessable.
+const MinAuthKeyBytes = 16
+
+// Getenv looks up one variable; os.Getenv in production, a map in dev mode
+// and tests.
+type Getenv func(string) string
+
+// MapEnv adapts a map to Getenv.
+func MapEnv(m map[string]string) Getenv { return func(k string) string { return m[k] } }
+
+// OSEnv is the process environment.
+var OSEnv Getenv = os.Getenv
+
+// Config is everything a service reads from its environment. LoadConfig is
+// the one loader for `switchboard serve` and `switchboard dev`.
+type Config struct {
+	Service  catalog.Service
+	HTTPAddr string
+	// NATS is empty for services with no streams and no buckets (the gateway).
+	NATSURL, NATSUser, NATSPassword string
+	// AuthKey signs and verifies tokens; nil for services that never see one.
+	AuthKey []byte
+	// Upstreams maps upstream name → base URL. Every catalog upstream is
+	// required, except for the gateway, which routes to those that are set.
+	Upstreams map[string]*url.URL
+	// Env gives access to service-specific optional settings (see Duration,
+	// Int).
+	Env Getenv
+}
+
+// Needs says which optional parts of Config a service requires.
+type Needs struct {
+	// Auth means AUTH_KEY or AUTH_KEY_FILE must be set.
+	Auth bool
+}
+
+// NeedsNATS reports whether the service keeps state or exchanges events.
+func NeedsNATS(s catalog.Service) bool {
+	return len(s.Buckets)+len(s.Publishes)+len(s.Consumes) > 0
+}
+
+// LoadConfig reads and validates the configuration of service name. Every
+// error names the variable at fault.
+func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
+	svc, ok := catalog.Lookup(name)
+	if !ok {
+		return Config{}, fmt.Errorf("unknown service %q", name)
+	}
+	c := Config{Service: svc, Env: env, Upstreams: map[string]*url.URL{}}
+
+	c.HTTPAddr = strings.TrimSpace(env(EnvHTTPAddr))
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = fmt.Sprintf(":%d", catalog.HTTPPort)
+	}
+	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return Config{}, fmt.Errorf("%s=%q is not host:port: %v", EnvHTTPAddr, c.HTTPAddr, err)
+	} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return Config{}, fmt.Errorf("%s=%q has a bad port", EnvHTTPAddr, c.HTTPAddr)
+	}
+
+	if NeedsNATS(svc) {
+		c.NATSURL = strings.TrimSpace(env(EnvNATSURL))
+		if c.NATSURL == "" {
+			return Config{}, fmt.Errorf("%s is required", EnvNATSURL)
+		}
+		for _, u := range strings.Split(c.NATSURL, ",") {
+			pu, err := url.Parse(strings.TrimSpace(u))
+			if err != nil || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, pu.Scheme) || pu.Host == "" {
+				return Config{}, fmt.Errorf("%s=%q: want nats://host:port[,…]", EnvNATSURL, c.NATSURL)
+			}
+		}
+		c.NATSUser, c.NATSPassword = env(EnvNATSUser), env(EnvNATSPassword)
+		if (c.NATSUser == "") != (c.NATSPassword == "") {
+			return Config{}, fmt.Errorf("%s and %s must be set together", EnvNATSUser, EnvNATSPassword)
+		}
+	}
+
+	if needs.Auth {
+		key, err := loadAuthKey(env)
+		if err != nil {
+			return Config{}, err
+		}
+		c.AuthKey = key
+	}
+
+	for _, up := range svc.Upstreams {
+		v := strings.TrimSpace(env(catalog.EnvURL(up)))
+		if v == "" {
+			if svc.Name == catalog.Gateway {
+				continue // the gateway routes only to enabled services
+			}
+			return Config{}, fmt.Errorf("%s is required", catalog.EnvURL(up))
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return Config{}, fmt.Errorf("%s=%q: want an absolute http(s) URL", catalog.EnvURL(up), v)
+		}
+		c.Upstreams[up] = u
+	}
+	return c, nil
+}
+
+func loadAuthKey(env Getenv) ([]byte, error) {
+	name, key := EnvAuthKey, env(EnvAuthKey)
+	if f := strings.TrimSpace(env(EnvAuthKeyFile)); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", EnvAuthKeyFile, err)
+		}
+		name, key = EnvAuthKeyFile, string(b)
+	}
+	key = strings.TrimSpace(key)
+	if key == "" {
+		return nil, fmt.Errorf("%s or %s is required", EnvAuthKey, EnvAuthKeyFile)
+	}
+	if len(key) < MinAuthKeyBytes {
+		return nil, fmt.Errorf("%s is too short: want at least %d bytes", name, MinAuthKeyBytes)
+	}
+	return []byte(key), nil
+}
+
+// Duration reads an optional duration setting, def when unset.
+func (c Config) Duration(name string, def time.Duration) (time.Duration, error) {
+	v := strings.TrimSpace(c.env(name))
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive duration like 2s", name, v)
+	}
+	return d, nil
+}
+
+// Int reads an optional positive integer setting, def when unset.
+func (c Config) Int(name string, def int) (int, error) {
+	v := strings.TrimSpace(c.env(name))
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive integer", name, v)
+	}
+	return n, nil
+}
+
+// String reads an optional setting.
+func (c Config) String(name string) string { return strings.TrimSpace(c.env(name)) }
+
+func (c Config) env(name string) string {
+	if c.Env == nil {
+		return ""
+	}
+	return c.Env(name)
+}

@@ -1,0 +1,74 @@
+// Package kit is what every Switchboard microservice shares: configuration
+// from env vars, an HTTP server with /healthz, /readyz and /metrics, JSON
+// and error helpers, middleware (request id, slog access log, Prometheus
+// metrics, 1 MiB body limit, JSON 404/405), HS256 tokens, the NATS
+// JetStream bus (streams and buckets from the catalog, event envelope,
+// durable consumers), a compare-and-set KV store and a resilient HTTP client
+// (timeout, safe retries, gobreaker).
+//
+// A service is a Definition: a name from the catalog, what it needs, and a
+// Constructor. The binary looks definitions up in services/registry and
+// hands them to Run, which serves /healthz at once, connects to NATS,
+// creates the service's streams and buckets, builds the service, then
+// reports ready on /readyz. On context cancellation it fails readiness,
+// drains in-flight requests and stops consumers.
+//
+//	var Definition = kit.Definition{Name: "account", Needs: kit.Needs{Auth: true}, New: New}
+//
+//	func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
+//		accounts, err := kit.NewStore[Account](d.Bus.Bucket("accounts"))
+//		if err != nil {
+//			return nil, err
+//		}
+//		s := &service{accounts: accounts, bus: d.Bus, key: d.Config.AuthKey}
+//		return s, nil
+//	}
+//
+//	func (s *service) Routes(mux *http.ServeMux) {
+//		mux.HandleFunc("POST /accounts", s.create)
+//		mux.HandleFunc("GET /accounts/{id}", kit.RequireAuth(s.key, s.get))
+//	}
+//
+//	// Run starts background work and blocks until ctx ends.
+//	func (s *service) Run(ctx context.Context) error {
+//		err := s.bus.Consume(ctx, kit.ConsumerSpec{
+//			Durable:  "account-plans",
+//			Subjects: []string{catalog.AccountPlanChanged},
+//			Handler:  s.onPlanChanged, // idempotent by ev.ID; return kit.ErrDuplicate if seen
+//		})
+//		if err != nil {
+//			return err
+//		}
+//		<-ctx.Done()
+//		return nil
+//	}
+//
+//	func (s *service) create(w http.ResponseWriter, r *http.Request) {
+//		req, err := kit.Decode[createRequest](r) // 400/413/415 as JSON errors
+//		if err != nil {
+//			kit.WriteError(w, r, err)
+//			return
+//		}
+//		acc, err := s.app.Create(r.Context(), req) // logic lives in a plain type
+//		if err != nil {
+//			kit.WriteError(w, r, err) // *kit.Error keeps its status and code
+//			return
+//		}
+//		kit.WriteJSON(w, http.StatusCreated, acc)
+//	}
+//
+// State changes go through Store.Update(ctx, key, func(*T) error), which
+// retries on a revision conflict, so replicas never lose writes. Events are
+// published with Bus.Publish(ctx, type, kit.EventID(type, entity), …): the id
+// is deterministic, becomes Nats-Msg-Id, and consumers drop what they have
+// seen by that id.
+//
+// Errors: return *kit.Error (kit.Invalid, kit.NotFound, kit.Errorf …) and
+// kit.WriteError renders {"error":{"code","message","field"}}. The client's
+// failures are 503 dependency_unavailable *Errors that also match
+// kit.ErrNotSent, kit.ErrBreakerOpen or kit.ErrAmbiguous with errors.Is.
+//
+// Optional env knobs read through Config: UPSTREAM_TIMEOUT,
+// UPSTREAM_ATTEMPTS, BREAKER_FAILURES, BREAKER_OPEN_FOR (see
+// ClientOptionsFromEnv), LOG_LEVEL (read by the binary).
+package kit

@@ -1,0 +1,170 @@
+package kit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+)
+
+// Error codes shared by every service. Service-specific codes (out_of_stock,
+// payment_declined …) are plain strings next to the code that returns them.
+const (
+	CodeInvalid          = "invalid_argument"
+	CodeMalformed        = "malformed_json"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeTooLarge         = "body_too_large"
+	CodeRateLimited      = "rate_limited"
+	CodeUnauthenticated  = "unauthenticated"
+	CodeForbidden        = "forbidden"
+	CodeConflict         = "conflict"
+	CodeUnavailable      = "dependency_unavailable"
+	CodeInternal         = "internal"
+	CodeUnsupportedMedia = "unsupported_media_type"
+)
+
+// MaxBodyBytes is the largest request body any service accepts.
+const MaxBodyBytes = 1 << 20
+
+// Error is an error with an HTTP status and a stable machine-readable code.
+// Handlers return it; WriteError renders it as
+// {"error":{"code":…,"message":…,"field":…}}.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s (%s)", e.Code, e.Message, e.Field)
+	}
+	return e.Code + ": " + e.Message
+}
+
+// Errorf builds an *Error.
+func Errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Invalid reports a client mistake in one field of the request.
+func Invalid(field, format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: CodeInvalid, Message: fmt.Sprintf(format, args...), Field: field}
+}
+
+// NotFound reports a missing resource.
+func NotFound(format string, args ...any) *Error {
+	return Errorf(http.StatusNotFound, CodeNotFound, format, args...)
+}
+
+// Unauthenticated reports a missing or bad token.
+func Unauthenticated(format string, args ...any) *Error {
+	return Errorf(http.StatusUnauthorized, CodeUnauthenticated, format, args...)
+}
+
+// Forbidden reports an authenticated caller acting on someone else's data.
+func Forbidden(format string, args ...any) *Error {
+	return Errorf(http.StatusForbidden, CodeForbidden, format, args...)
+}
+
+// Unavailable reports that a dependency (upstream, broker) cannot serve now.
+func Unavailable(format string, args ...any) *Error {
+	return Errorf(http.StatusServiceUnavailable, CodeUnavailable, format, args...)
+}
+
+// ErrorBody is the JSON envelope of every error response.
+type ErrorBody struct {
+	Error Error `json:"error"`
+}
+
+// AsError returns err as an *Error; anything else becomes a 500 whose
+// message does not leak internals.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return Errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body exceeds %d bytes", mbe.Limit)
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error"}
+}
+
+// WriteError writes err as a JSON error response. 5xx errors that are not
+// *Error are logged with their detail, since the client only sees "internal".
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	e := AsError(err)
+	if e.Code == CodeInternal {
+		Logger(r.Context()).Error("request failed", "err", err)
+	}
+	WriteJSON(w, e.Status, ErrorBody{Error: *e})
+}
+
+// WriteJSON writes v with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		slog.Debug("write response", "err", err)
+	}
+}
+
+// Decode reads one JSON value from the request body into a T. Unknown fields,
+// trailing data, oversize bodies (see MaxBodyBytes) and wrong types become
+// *Error values naming the offending field where JSON tells us.
+func Decode[T any](r *http.Request) (T, error) {
+	var v T
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return v, Errorf(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "Content-Type must be application/json")
+	}
+	return v, DecodeJSON(http.MaxBytesReader(nil, r.Body, MaxBodyBytes), &v)
+}
+
+// DecodeJSON is Decode's core, separate so fuzz targets and tests can feed it
+// bytes without an HTTP request.
+func DecodeJSON(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return AsError(err)
+		}
+		return &Error{Status: http.StatusBadRequest, Code: CodeMalformed, Message: "body must hold a single JSON value"}
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var (
+		mbe  *http.MaxBytesError
+		syn  *json.SyntaxError
+		typ  *json.UnmarshalTypeError
+		inva *json.InvalidUnmarshalError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return AsError(err)
+	case errors.Is(err, io.EOF):
+		return &Error{Status: http.StatusBadRequest, Code: CodeMalformed, Message: "empty body"}
+	case errors.As(err, &syn), errors.Is(err, io.ErrUnexpectedEOF):
+		return &Error{Status: http.StatusBadRequest, Code: CodeMalformed, Message: "malformed JSON: " + err.Error()}
+	case errors.As(err, &typ):
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalid, Message: fmt.Sprintf("must be %s", typ.Type), Field: typ.Field}
+	case errors.As(err, &inva):
+		return err // a programming error, not the client's
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalid, Message: "unknown field", Field: strings.Trim(f, `"`)}
+	}
+	return &Error{Status: http.StatusBadRequest, Code: CodeMalformed, Message: err.Error()}
+}

@@ -1,0 +1,346 @@
+package kit_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/kit"
+	"github.com/switchboard-dev/switchboard/services/kit/kittest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestLoadConfig(t *testing.T) {
+	base := map[string]string{"NATS_URL": "nats://n:4222", "NATS_USER": "u", "NATS_PASSWORD": "p", "AUTH_KEY": kittest.AuthKey,
+		"PRODUCT_URL": "http://p-product.ns.svc.cluster.local", "PAYMENT_URL": "http://p-payment.ns.svc.cluster.local"}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{}
+		for a, b := range base {
+			m[a] = b
+		}
+		if v == "-" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	tests := []struct {
+		name    string
+		service string
+		env     map[string]string
+		wantErr string
+	}{
+		{"the operator's env is accepted", "order", base, ""},
+		{"a missing NATS_URL is named", "order", with("NATS_URL", "-"), "NATS_URL is required"},
+		{"a malformed NATS_URL is named", "order", with("NATS_URL", "localhost:4222"), "NATS_URL="},
+		{"a missing upstream URL is named", "order", with("PAYMENT_URL", "-"), "PAYMENT_URL is required"},
+		{"a malformed upstream URL is named", "order", with("PRODUCT_URL", "product:80"), "PRODUCT_URL="},
+		{"a missing auth key is named", "order", with("AUTH_KEY", "-"), "AUTH_KEY or AUTH_KEY_FILE is required"},
+		{"a short auth key is refused", "order", with("AUTH_KEY", "short"), "AUTH_KEY is too short"},
+		{"a bad HTTP_ADDR is named", "order", with("HTTP_ADDR", "8080"), "HTTP_ADDR="},
+		{"a user without a password is refused", "order", with("NATS_PASSWORD", "-"), "NATS_USER and NATS_PASSWORD"},
+		{"the gateway needs no upstream", "gateway", map[string]string{"AUTH_KEY": kittest.AuthKey}, ""},
+		{"an unreadable AUTH_KEY_FILE is named", "order", with("AUTH_KEY_FILE", "/nonexistent/key"), "AUTH_KEY_FILE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := kit.LoadConfig(tt.service, kit.Needs{Auth: true}, kit.MapEnv(tt.env))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cfg.HTTPAddr != ":8080" {
+					t.Errorf("HTTPAddr = %q, want :8080", cfg.HTTPAddr)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestDecodeJSON(t *testing.T) {
+	type req struct {
+		Name  string `json:"name"`
+		Count int    `json:"count"`
+	}
+	tests := []struct {
+		name, body, code, field string
+	}{
+		{"valid JSON decodes", `{"name":"a","count":1}`, "", ""},
+		{"broken JSON is malformed", `{"name":`, kit.CodeMalformed, ""},
+		{"an empty body is malformed", ``, kit.CodeMalformed, ""},
+		{"a wrong type names the field", `{"count":"x"}`, kit.CodeInvalid, "count"},
+		{"an unknown field is named", `{"nope":1}`, kit.CodeInvalid, "nope"},
+		{"trailing data is malformed", `{} {}`, kit.CodeMalformed, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var v req
+			err := kit.DecodeJSON(strings.NewReader(tt.body), &v)
+			if tt.code == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			e := kit.AsError(err)
+			if e.Code != tt.code || e.Field != tt.field || e.Status != http.StatusBadRequest {
+				t.Fatalf("got %+v, want code %s field %q", e, tt.code, tt.field)
+			}
+		})
+	}
+}
+
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{`{"name":"a","count":1}`, `{`, `[]`, `{"count":1e999}`, `{"name":"\u0000"}`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var v struct {
+			Name  string `json:"name"`
+			Count int    `json:"count"`
+		}
+		if err := kit.DecodeJSON(strings.NewReader(string(b)), &v); err != nil {
+			if e := kit.AsError(err); e.Status != http.StatusBadRequest {
+				t.Fatalf("decoder error %v is not a 400", err)
+			}
+		}
+	})
+}
+
+func TestMiddlewareAnswersJSON(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /things", func(w http.ResponseWriter, r *http.Request) {
+		_, err := kit.Decode[map[string]any](r)
+		if err != nil {
+			kit.WriteError(w, r, err)
+			return
+		}
+		kit.WriteJSON(w, http.StatusCreated, map[string]string{"id": "1", "rid": kit.RequestID(r.Context())})
+	})
+	mux.HandleFunc("GET /panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	srv := httptest.NewServer(kit.Middleware(quiet, kit.NewMetrics("t"), mux))
+	defer srv.Close()
+
+	big := `{"x":"` + strings.Repeat("a", kit.MaxBodyBytes) + `"}`
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+	}{
+		{"an unknown path is a JSON 404", "GET", "/nope", "", 404, kit.CodeNotFound},
+		{"a wrong method is a JSON 405", "DELETE", "/things", "", 405, kit.CodeMethodNotAllowed},
+		{"an oversize body is a JSON 413", "POST", "/things", big, 413, kit.CodeTooLarge},
+		{"malformed JSON is a 400", "POST", "/things", "{", 400, kit.CodeMalformed},
+		{"a panic is a JSON 500", "GET", "/panic", "", 500, kit.CodeInternal},
+		{"a good request passes", "POST", "/things", `{"a":1}`, 201, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
+			req.Header.Set(kit.HeaderRequestID, "rid-1")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			if resp.Header.Get(kit.HeaderRequestID) != "rid-1" {
+				t.Errorf("request id not echoed")
+			}
+			if tt.code != "" {
+				var b kit.ErrorBody
+				if err := json.NewDecoder(resp.Body).Decode(&b); err != nil || b.Error.Code != tt.code {
+					t.Fatalf("body %+v (%v), want code %s", b, err, tt.code)
+				}
+			}
+		})
+	}
+}
+
+func TestTokens(t *testing.T) {
+	key := []byte(kittest.AuthKey)
+	tok, exp, err := kit.IssueToken(key, "u1", "a@b.c", time.Hour, time.Now())
+	if err != nil || exp.Before(time.Now()) {
+		t.Fatal(err)
+	}
+	c, err := kit.VerifyToken(key, tok)
+	if err != nil || c.Subject != "u1" {
+		t.Fatalf("verify: %v %+v", err, c)
+	}
+	if _, err := kit.VerifyToken([]byte("another-key-0123456789"), tok); err == nil {
+		t.Error("a token signed with another key verified")
+	}
+	old, _, _ := kit.IssueToken(key, "u1", "", time.Minute, time.Now().Add(-time.Hour))
+	if _, err := kit.VerifyToken(key, old); err == nil {
+		t.Error("an expired token verified")
+	}
+}
+
+func TestClientRetriesOnlyWhatIsSafe(t *testing.T) {
+	var calls atomic.Int32
+	var status atomic.Int32
+	status.Store(503)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	c, err := kit.NewClient("up", u, kit.NewMetrics("t"), kit.ClientOptions{Attempts: 3, Backoff: time.Millisecond, BreakerFailures: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		req       kit.Request
+		status    int32
+		wantCalls int32
+		wantErr   error
+	}{
+		{"a GET is retried on 503", kit.Request{Method: "GET", Path: "/x"}, 503, 3, kit.ErrAmbiguous},
+		{"a plain POST is not retried", kit.Request{Method: "POST", Path: "/x"}, 503, 1, kit.ErrAmbiguous},
+		{"a POST with an idempotency key is retried", kit.Request{Method: "POST", Path: "/x", IdempotencyKey: "k"}, 503, 3, kit.ErrAmbiguous},
+		{"a 4xx is never retried", kit.Request{Method: "GET", Path: "/x"}, 409, 1, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls.Store(0)
+			status.Store(tt.status)
+			resp, err := c.Do(ctx, tt.req)
+			if calls.Load() != tt.wantCalls {
+				t.Errorf("calls = %d, want %d", calls.Load(), tt.wantCalls)
+			}
+			if tt.wantErr == nil {
+				if err != nil || resp.Status != int(tt.status) {
+					t.Fatalf("resp %+v err %v", resp, err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.wantErr) || kit.AsError(err).Status != 503 {
+				t.Fatalf("err = %v, want %v as a 503", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestClientBreakerOpensAndFailsFast(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	u, _ := url.Parse(srv.URL)
+	srv.Close() // connection refused from now on
+	c, _ := kit.NewClient("down", u, kit.NewMetrics("t"), kit.ClientOptions{Attempts: 1, BreakerFailures: 3, BreakerOpenFor: time.Hour})
+	for i := range 3 {
+		_, err := c.Do(context.Background(), kit.Request{Method: "GET", Path: "/"})
+		if !errors.Is(err, kit.ErrNotSent) {
+			t.Fatalf("call %d: %v, want not sent", i, err)
+		}
+	}
+	if !c.Open() {
+		t.Fatal("breaker still closed after 3 failures")
+	}
+	_, err := c.Do(context.Background(), kit.Request{Method: "GET", Path: "/"})
+	if !errors.Is(err, kit.ErrBreakerOpen) || kit.AsError(err).Code != kit.CodeUnavailable {
+		t.Fatalf("err = %v, want breaker open as dependency_unavailable", err)
+	}
+}
+
+type counter struct{ N int }
+
+func TestStoreUpdateNeverLosesWrites(t *testing.T) {
+	b := kittest.StartNATS(t, "")
+	cfg, _ := kit.LoadConfig("product", kit.Needs{}, kit.MapEnv(b.Env()))
+	bus, err := kit.ConnectBus(context.Background(), cfg, quiet, kit.NewMetrics("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	s, _ := kit.NewStore[counter](bus.Bucket("stock"))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 10 {
+				if _, err := s.Upsert(ctx, "k", func(c *counter, _ bool) error { c.N++; return nil }); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got, _, err := s.Get(ctx, "k")
+	if err != nil || got.N != 80 {
+		t.Fatalf("N = %d (%v), want 80", got.N, err)
+	}
+	if _, err := s.Update(ctx, "missing", func(*counter) error { return nil }); !errors.Is(err, kit.ErrNotFound) {
+		t.Fatalf("update of a missing key: %v", err)
+	}
+	if _, err := s.Create(ctx, "k", counter{}); !errors.Is(err, kit.ErrExists) {
+		t.Fatalf("create of an existing key: %v", err)
+	}
+	if err := bus.Ready(ctx); err != nil {
+		t.Fatalf("ready: %v", err)
+	}
+}
+
+func TestConsumerRetriesThenAcks(t *testing.T) {
+	b := kittest.StartNATS(t, "")
+	cfg, _ := kit.LoadConfig("notification", kit.Needs{}, kit.MapEnv(b.Env()))
+	m := kit.NewMetrics("t")
+	bus, err := kit.ConnectBus(context.Background(), cfg, quiet, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	ctx := context.Background()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	err = bus.Consume(ctx, kit.ConsumerSpec{Durable: "t", Subjects: []string{catalog.OrderConfirmed}, AckWait: 5 * time.Second,
+		Handler: func(_ context.Context, ev kit.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[ev.ID]++
+			if seen[ev.ID] == 1 {
+				return errors.New("transient")
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Publish(ctx, catalog.OrderConfirmed, "e1", "orders/1", map[string]int{"total": 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Same Nats-Msg-Id: JetStream drops it within the window.
+	if err := bus.Publish(ctx, catalog.OrderConfirmed, "e1", "orders/1", map[string]int{"total": 1}); err != nil {
+		t.Fatal(err)
+	}
+	kittest.Eventually(t, 10*time.Second, "the retried event to be handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen["e1"] == 2
+	})
+	st, _ := bus.JS.Stream(ctx, "ORDERS")
+	info, _ := st.Info(ctx)
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages, want 1 (deduplicated by Nats-Msg-Id)", info.State.Msgs)
+	}
+}

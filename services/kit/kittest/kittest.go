@@ -1,0 +1,160 @@
+// Package kittest starts what service tests need: an embedded NATS server
+// with JetStream that requires credentials, like the platform's broker, and
+// a running service on a loopback port.
+package kittest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/switchboard-dev/switchboard/services/kit"
+)
+
+// AuthKey is the token-signing key tests use.
+const AuthKey = "kittest-signing-key-0123456789abcdef"
+
+// Broker is a running embedded NATS server.
+type Broker struct {
+	Server         *server.Server
+	URL            string
+	User, Password string
+}
+
+// StartNATS starts a JetStream server on a random port, storing in dir (a
+// temp dir when ""), and stops it at the end of the test.
+func StartNATS(t testing.TB, dir string) *Broker {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	b, err := NewBroker(dir, "test", "test-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Server.Shutdown)
+	return b
+}
+
+// NewBroker starts an embedded broker on 127.0.0.1 with a random port.
+func NewBroker(dir, user, password string) (*Broker, error) {
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
+		Username: user, Password: password, NoSigs: true, NoLog: true,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, io.ErrUnexpectedEOF
+	}
+	return &Broker{Server: s, URL: s.ClientURL(), User: user, Password: password}, nil
+}
+
+// Env returns the env a service reads to reach this broker, plus AUTH_KEY.
+func (b *Broker) Env() map[string]string {
+	return map[string]string{
+		kit.EnvNATSURL: b.URL, kit.EnvNATSUser: b.User, kit.EnvNATSPassword: b.Password,
+		kit.EnvAuthKey: AuthKey,
+	}
+}
+
+// Running is a service started by Serve.
+type Running struct {
+	URL  string
+	stop context.CancelFunc
+	done chan error
+}
+
+// Stop ends the service and waits for it.
+func (r *Running) Stop() error {
+	r.stop()
+	return <-r.done
+}
+
+// Serve runs def on a loopback port with env (HTTP_ADDR is filled in) and
+// waits until /readyz answers 200. The service stops at the end of the test.
+func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := map[string]string{kit.EnvHTTPAddr: ln.Addr().String()}
+	for k, v := range env {
+		e[k] = v
+	}
+	cfg, err := kit.LoadConfig(def.Name, def.Needs, kit.MapEnv(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{URL: "http://" + ln.Addr().String(), stop: cancel, done: make(chan error, 1)}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	go func() { r.done <- kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, Log: log, ShutdownGrace: 2 * time.Second}) }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cancel()
+			<-r.done
+		}
+	})
+	if err := WaitReady(ctx, r.URL, 20*time.Second); err != nil {
+		stopped = true
+		cancel()
+		t.Fatalf("%s: %v (run: %v)", def.Name, err, <-r.done)
+	}
+	return r
+}
+
+// WaitReady polls url/readyz until it answers 200 or the deadline passes.
+func WaitReady(ctx context.Context, url string, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Eventually polls cond every 20ms until it holds or within passes.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}

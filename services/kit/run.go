@@ -1,0 +1,210 @@
+package kit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+)
+
+// Deps is what a service constructor receives. Bus is nil for services with
+// no buckets and no events (see NeedsNATS).
+type Deps struct {
+	Config  Config
+	Log     *slog.Logger
+	Metrics *Metrics
+	Bus     *Bus
+}
+
+// Client builds the resilient client for one of the service's upstreams,
+// with the options from ClientOptionsFromEnv.
+func (d Deps) Client(upstream string) (*Client, error) {
+	u, ok := d.Config.Upstreams[upstream]
+	if !ok {
+		return nil, fmt.Errorf("%s is not set", catalog.EnvURL(upstream))
+	}
+	o, err := ClientOptionsFromEnv(d.Config)
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(upstream, u, d.Metrics, o)
+}
+
+// Service is a running microservice: it registers its routes and may run
+// background work (consumers, sweeps) until ctx ends.
+type Service interface {
+	Routes(mux *http.ServeMux)
+	Run(ctx context.Context) error
+}
+
+// Constructor builds a service from its dependencies. It must refuse
+// missing dependencies rather than fail later.
+type Constructor func(ctx context.Context, d Deps) (Service, error)
+
+// Definition ties a service name to its constructor and its needs; the
+// binary's registry holds one per service.
+type Definition struct {
+	Name  string
+	Needs Needs
+	New   Constructor
+}
+
+// RunOptions tune Run for tests and dev mode.
+type RunOptions struct {
+	// Listener, if set, is served instead of listening on HTTP_ADDR.
+	Listener net.Listener
+	Log      *slog.Logger
+	// ShutdownGrace bounds draining in-flight requests; default 15s.
+	ShutdownGrace time.Duration
+	// OnReady is called once the service is built and serving.
+	OnReady func(addr string)
+}
+
+// Run serves def until ctx ends, then drains. /healthz answers from the
+// first moment; /readyz only once NATS, streams and buckets are reachable and
+// the service is built. Other routes answer 503 until then.
+func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("service", def.Name)
+	if o.ShutdownGrace == 0 {
+		o.ShutdownGrace = 15 * time.Second
+	}
+	m := NewMetrics(def.Name)
+
+	ln := o.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("%s: %w", EnvHTTPAddr, err)
+		}
+	}
+
+	var (
+		app     atomic.Pointer[http.Handler]
+		bus     atomic.Pointer[Bus]
+		stopped atomic.Bool
+		built   atomic.Bool
+	)
+	starting := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, r, Unavailable("%s is starting", def.Name))
+	}))
+	app.Store(&starting)
+
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	root.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		err := ready(r.Context(), stopped.Load(), built.Load(), bus.Load(), NeedsNATS(cfg.Service))
+		if err != nil {
+			WriteError(w, r, Unavailable("not ready: %v", err))
+			return
+		}
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	root.Handle("GET /metrics", m.Handler())
+	root.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*app.Load()).ServeHTTP(w, r) }))
+
+	srv := &http.Server{
+		Handler:           root,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	svcErr := make(chan error, 1)
+	go func() {
+		svc, b, err := build(runCtx, def, cfg, log, m)
+		if err != nil {
+			svcErr <- err
+			return
+		}
+		if b != nil {
+			bus.Store(b)
+		}
+		mux := http.NewServeMux()
+		svc.Routes(mux)
+		h := Middleware(log, m, mux)
+		app.Store(&h)
+		built.Store(true)
+		log.Info("serving", "addr", ln.Addr().String())
+		if o.OnReady != nil {
+			o.OnReady(ln.Addr().String())
+		}
+		svcErr <- svc.Run(runCtx)
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	case err = <-svcErr:
+		if err == nil && ctx.Err() == nil {
+			err = errors.New("service stopped unexpectedly")
+		}
+	}
+	// Stop taking new work: readiness fails, then in-flight requests drain.
+	stopped.Store(true)
+	sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownGrace)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		log.Warn("shutdown", "err", serr)
+		_ = srv.Close()
+	}
+	cancelRun()
+	if b := bus.Load(); b != nil {
+		b.Close()
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func build(ctx context.Context, def Definition, cfg Config, log *slog.Logger, m *Metrics) (Service, *Bus, error) {
+	d := Deps{Config: cfg, Log: log, Metrics: m}
+	if NeedsNATS(cfg.Service) {
+		b, err := ConnectBus(ctx, cfg, log, m)
+		if err != nil {
+			return nil, nil, err
+		}
+		d.Bus = b
+	}
+	svc, err := def.New(ctx, d)
+	if err != nil {
+		if d.Bus != nil {
+			d.Bus.Close()
+		}
+		return nil, nil, fmt.Errorf("%s: %w", def.Name, err)
+	}
+	return svc, d.Bus, nil
+}
+
+func ready(ctx context.Context, stopped, built bool, b *Bus, needsBus bool) error {
+	if stopped {
+		return errors.New("shutting down")
+	}
+	if !built {
+		return errors.New("starting")
+	}
+	if needsBus {
+		if b == nil {
+			return errors.New("connecting to NATS")
+		}
+		return b.Ready(ctx)
+	}
+	return nil
+}
