@@ -103,7 +103,9 @@ func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	go func() { r.done <- kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, Log: log, ShutdownGrace: 2 * time.Second}) }()
+	go func() {
+		r.done <- kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, Log: log, ShutdownGrace: 2 * time.Second})
+	}()
 	stopped := false
 	t.Cleanup(func() {
 		if !stopped {
