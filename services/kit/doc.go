@@ -44,7 +44,7 @@
 //	}
 //
 //	func (s *service) create(w http.ResponseWriter, r *http.Request) {
-//		req, err := kit.Decode[createRequest](r) // 400/413/415 as JSON errors
+//		req, err := kit.Decode[createRequest](r) // 400/413 as JSON errors
 //		if err != nil {
 //			kit.WriteError(w, r, err)
 //			return

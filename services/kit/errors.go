@@ -24,7 +24,6 @@ const (
 	CodeConflict         = "conflict"
 	CodeUnavailable      = "dependency_unavailable"
 	CodeInternal         = "internal"
-	CodeUnsupportedMedia = "unsupported_media_type"
 )
 
 // MaxBodyBytes is the largest request body any service accepts.
@@ -119,10 +118,9 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // trailing data, oversize bodies (see MaxBodyBytes) and wrong types become
 // *Error values naming the offending field where JSON tells us.
 func Decode[T any](r *http.Request) (T, error) {
+	// The Content-Type is not checked: `curl -d` sends a form type, and the
+	// body is JSON or a 400 either way.
 	var v T
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return v, Errorf(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "Content-Type must be application/json")
-	}
 	return v, DecodeJSON(http.MaxBytesReader(nil, r.Body, MaxBodyBytes), &v)
 }
 
@@ -167,4 +165,19 @@ func decodeError(err error) error {
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalid, Message: "unknown field", Field: strings.Trim(f, `"`)}
 	}
 	return &Error{Status: http.StatusBadRequest, Code: CodeMalformed, Message: err.Error()}
+}
+
+// ValidID reports whether s can serve as an id: 1–64 letters, digits, '-'
+// or '_'. Ids become KV key tokens and URL path segments, so nothing else
+// is accepted.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/template"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/local"
+	"github.com/switchboard-dev/switchboard/services/registry"
+)
+
+// dev runs a whole platform in this process until ctx ends.
+func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", ":8080", "gateway listen address")
+	data := fs.String("data", "", "broker store directory (default: a fresh temp dir, removed on exit)")
+	var avail []string
+	for _, w := range registry.Available() {
+		avail = append(avail, string(w))
+	}
+	workloads := fs.String("workloads", strings.Join(avail, ","), "comma-separated workloads to run")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: dev takes no arguments, got %q", errUsage, fs.Args())
+	}
+	var ws []catalog.Workload
+	for _, w := range strings.Split(*workloads, ",") {
+		if w = strings.TrimSpace(w); w != "" {
+			ws = append(ws, catalog.Workload(w))
+		}
+	}
+	if _, err := registry.Resolve(ws); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, true)
+	if err != nil {
+		return err
+	}
+	p, err := local.Start(ctx, local.Options{Addr: *addr, DataDir: *data, Workloads: ws, Log: log})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+
+	store := *data
+	if store == "" {
+		store = "a temp dir, removed on exit"
+	}
+	if err := banner.Execute(stdout, map[string]any{
+		"Workloads": strings.Join(strings.Fields(strings.ReplaceAll(*workloads, ",", " ")), ", "),
+		"NATS":      p.NATSURL, "Store": store, "Services": p.Services(), "URLs": p.URLs, "Gateway": p.GatewayURL,
+		"Commerce": hasWorkload(ws, catalog.Commerce),
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "ready %s\n", p.GatewayURL)
+
+	werr := p.Wait(ctx)
+	fmt.Fprintln(stderr, "stopping…")
+	if err := p.Close(); err != nil {
+		return err
+	}
+	return werr
+}
+
+func hasWorkload(ws []catalog.Workload, w catalog.Workload) bool {
+	for _, x := range ws {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
+var banner = template.Must(template.New("banner").Parse(`Switchboard dev platform (workloads: {{.Workloads}})
+  nats          {{.NATS}} (embedded JetStream, store: {{.Store}})
+{{- range .Services}}
+  {{printf "%-13s" .}} {{index $.URLs .}}
+{{- end}}
+{{if .Commerce}}
+Try it:
+  # register and log in
+  curl -s -X POST {{.Gateway}}/api/user/users -H 'Content-Type: application/json' \
+    -d '{"email":"ada@example.com","name":"Ada","password":"correct-horse"}'
+  TOKEN=$(curl -s -X POST {{.Gateway}}/api/user/login -H 'Content-Type: application/json' \
+    -d '{"email":"ada@example.com","password":"correct-horse"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+  # list products
+  curl -s {{.Gateway}}/api/product/products -H "Authorization: Bearer $TOKEN"
+  # order one keyboard: answers 201 with "status":"confirmed"
+  curl -s -X POST {{.Gateway}}/api/order/orders -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' -H "Idempotency-Key: $(date +%s%N)" \
+    -d '{"items":[{"productId":"keyboard","quantity":1}],"paymentMethod":"card","shippingAddress":"1 Main St"}'
+  # platform health
+  curl -s {{.Gateway}}/health
+{{end}}
+Stop with Ctrl-C.
+`))

@@ -1,0 +1,333 @@
+// Package local runs a whole platform in one process: an embedded NATS
+// server with JetStream that requires credentials, like the real broker, and
+// every service of the chosen workloads on its own loopback port, each
+// configured through the same env-var loader as `switchboard serve`.
+// `switchboard dev`, the end-to-end tests and the benchmarks use it.
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/kit"
+	"github.com/switchboard-dev/switchboard/services/registry"
+)
+
+// Options configure a local platform.
+type Options struct {
+	// Addr is the gateway's listen address; default ":8080".
+	Addr string
+	// DataDir is the broker's store; "" means a fresh temp dir removed on
+	// Close. A given dir keeps its data across runs.
+	DataDir string
+	// Workloads to run; default every workload fully built in.
+	Workloads []catalog.Workload
+	Log       *slog.Logger
+	// Env is added to every service's environment; ServiceEnv to one
+	// service's, last (so it can redirect an upstream URL, say).
+	Env        map[string]string
+	ServiceEnv map[string]map[string]string
+	// ShutdownGrace bounds each service's drain; default 5s.
+	ShutdownGrace time.Duration
+}
+
+// Platform is a running local platform.
+type Platform struct {
+	Broker     *server.Server
+	NATSURL    string
+	GatewayURL string
+	// URLs maps each service to its base URL.
+	URLs map[string]string
+	// AuthKey signs tokens for every service.
+	AuthKey string
+
+	opts    Options
+	tmp     string
+	defs    map[string]kit.Definition
+	order   []string
+	addrs   map[string]string
+	envs    map[string]map[string]string
+	mu      sync.Mutex
+	running map[string]*proc
+}
+
+type proc struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Start brings the platform up and returns once every service answers
+// /readyz, or fails and tears down what it started.
+func Start(ctx context.Context, o Options) (p *Platform, err error) {
+	if o.Addr == "" {
+		o.Addr = fmt.Sprintf(":%d", catalog.HTTPPort)
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.ShutdownGrace == 0 {
+		o.ShutdownGrace = 5 * time.Second
+	}
+	if len(o.Workloads) == 0 {
+		o.Workloads = registry.Available()
+	}
+	defs, err := registry.Resolve(o.Workloads)
+	if err != nil {
+		return nil, err
+	}
+	p = &Platform{opts: o, defs: map[string]kit.Definition{}, addrs: map[string]string{}, envs: map[string]map[string]string{},
+		running: map[string]*proc{}, URLs: map[string]string{}, AuthKey: random(32)}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+
+	dir := o.DataDir
+	if dir == "" {
+		if p.tmp, err = os.MkdirTemp("", "switchboard-dev-"); err != nil {
+			return nil, err
+		}
+		dir = p.tmp
+	}
+	user, pass := "dev-"+random(4), random(16)
+	p.Broker, err = server.NewServer(&server.Options{
+		ServerName: "switchboard-dev", Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
+		Username: user, Password: pass, NoSigs: true, NoLog: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	go p.Broker.Start()
+	if !p.Broker.ReadyForConnections(15 * time.Second) {
+		return nil, errors.New("nats: embedded server did not start")
+	}
+	p.NATSURL = p.Broker.ClientURL()
+
+	// Bind every listener first, so each service's env can name the others.
+	lns := map[string]net.Listener{}
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for _, d := range defs {
+		addr := "127.0.0.1:0"
+		if d.Name == catalog.Gateway {
+			addr = o.Addr
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: listen %s: %w", d.Name, addr, err)
+		}
+		lns[d.Name] = ln
+		p.defs[d.Name] = d
+		p.order = append(p.order, d.Name)
+		p.addrs[d.Name] = ln.Addr().String()
+		p.URLs[d.Name] = "http://" + dialable(ln.Addr())
+	}
+	p.GatewayURL = p.URLs[catalog.Gateway]
+
+	for _, name := range p.order {
+		svc, _ := catalog.Lookup(name)
+		env := map[string]string{
+			kit.EnvHTTPAddr: p.addrs[name], kit.EnvNATSURL: p.NATSURL, kit.EnvNATSUser: user, kit.EnvNATSPassword: pass,
+			kit.EnvAuthKey: p.AuthKey,
+		}
+		for _, up := range svc.Upstreams {
+			if u, ok := p.URLs[up]; ok {
+				env[catalog.EnvURL(up)] = u
+			}
+		}
+		for k, v := range o.Env {
+			env[k] = v
+		}
+		for k, v := range o.ServiceEnv[name] {
+			env[k] = v
+		}
+		p.envs[name] = env
+	}
+	for _, name := range p.order {
+		ln := lns[name]
+		delete(lns, name)
+		if err := p.start(name, ln); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.WaitReady(ctx, 60*time.Second); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// dialable turns a wildcard listen address into one a client can dial.
+func dialable(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Services lists the running platform's services in start order.
+func (p *Platform) Services() []string { return append([]string(nil), p.order...) }
+
+// Env returns the environment a service was started with.
+func (p *Platform) Env(name string) map[string]string { return p.envs[name] }
+
+func (p *Platform) start(name string, ln net.Listener) error {
+	cfg, err := kit.LoadConfig(name, p.defs[name].Needs, kit.MapEnv(p.envs[name]))
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if ln == nil {
+		// A restart: take the same address back so the others still reach it.
+		for i := 0; ; i++ {
+			if ln, err = net.Listen("tcp", p.addrs[name]); err == nil {
+				break
+			}
+			if i == 50 {
+				return fmt.Errorf("%s: listen %s: %w", name, p.addrs[name], err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr := &proc{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		pr.done <- kit.Run(ctx, p.defs[name], cfg, kit.RunOptions{Listener: ln, Log: p.opts.Log, ShutdownGrace: p.opts.ShutdownGrace})
+	}()
+	p.mu.Lock()
+	p.running[name] = pr
+	p.mu.Unlock()
+	return nil
+}
+
+// Stop stops one service, as a crash or a scale-down would.
+func (p *Platform) Stop(name string) error {
+	p.mu.Lock()
+	pr, ok := p.running[name]
+	delete(p.running, name)
+	p.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%s is not running", name)
+	}
+	pr.cancel()
+	return <-pr.done
+}
+
+// Restart starts a stopped service again on its address and waits until it
+// is ready.
+func (p *Platform) Restart(ctx context.Context, name string) error {
+	if err := p.start(name, nil); err != nil {
+		return err
+	}
+	return waitReady(ctx, p.URLs[name], 30*time.Second)
+}
+
+// WaitReady polls every service's /readyz until all answer 200.
+func (p *Platform) WaitReady(ctx context.Context, within time.Duration) error {
+	for _, name := range p.order {
+		p.mu.Lock()
+		pr := p.running[name]
+		p.mu.Unlock()
+		if err := waitReady(ctx, p.URLs[name], within); err != nil {
+			select {
+			case rerr := <-pr.done:
+				return fmt.Errorf("%s stopped: %v", name, rerr)
+			default:
+			}
+			return fmt.Errorf("%s not ready: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func waitReady(ctx context.Context, base string, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// Wait returns when ctx ends (nil) or a service stops on its own (its error).
+func (p *Platform) Wait(ctx context.Context) error {
+	p.mu.Lock()
+	cases := make(chan error, len(p.running))
+	for name, pr := range p.running {
+		go func() {
+			select {
+			case err := <-pr.done:
+				pr.done <- err
+				cases <- fmt.Errorf("%s stopped: %v", name, err)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	p.mu.Unlock()
+	select {
+	case err := <-cases:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// Close stops every service, gateway first so no new work comes in, then
+// the broker, and removes a temp store.
+func (p *Platform) Close() error {
+	var errs []error
+	names := append([]string(nil), p.order...)
+	for _, name := range names {
+		p.mu.Lock()
+		_, ok := p.running[name]
+		p.mu.Unlock()
+		if ok {
+			if err := p.Stop(name); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	}
+	if p.Broker != nil {
+		p.Broker.Shutdown()
+		p.Broker.WaitForShutdown()
+	}
+	if p.tmp != "" {
+		_ = os.RemoveAll(p.tmp)
+	}
+	return errors.Join(errs...)
+}

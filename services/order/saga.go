@@ -1,0 +1,420 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/kit"
+)
+
+// Caller is the resilient client of one upstream; *kit.Client is one.
+type Caller interface {
+	Do(ctx context.Context, req kit.Request) (*kit.Response, error)
+	Open() bool
+}
+
+// Publisher sends events; *kit.Bus is one.
+type Publisher interface {
+	Publish(ctx context.Context, typ, id, subject string, data any) error
+}
+
+// Saga drives orders. It keeps nothing but a cache of finished keys in
+// memory; everything that matters is in the orders bucket.
+type Saga struct {
+	store    *kit.Store[record]
+	products Caller
+	payments Caller
+	pub      Publisher
+	owner    string
+	lease    time.Duration
+	now      func() time.Time
+
+	mu       sync.Mutex
+	inflight map[string]bool // keys this instance is driving right now
+	finished map[string]bool // keys seen done by a sweep; never pending again
+}
+
+// NewSaga refuses nil dependencies. owner identifies this instance in
+// leases; lease is how long a saga may run before another instance may
+// resume it.
+func NewSaga(store *kit.Store[record], products, payments Caller, pub Publisher, owner string, lease time.Duration) (*Saga, error) {
+	if store == nil || products == nil || payments == nil || pub == nil || owner == "" || lease <= 0 {
+		return nil, errors.New("order: NewSaga needs a store, product and payment clients, a publisher, an owner and a lease")
+	}
+	return &Saga{store: store, products: products, payments: payments, pub: pub, owner: owner, lease: lease,
+		now: time.Now, inflight: map[string]bool{}, finished: map[string]bool{}}, nil
+}
+
+// Place creates the order for the caller (or finds the one this
+// Idempotency-Key created) and drives it as far as it goes.
+func (s *Saga) Place(ctx context.Context, c *kit.Claims, idemKey string, req PlaceRequest) (Order, int, error) {
+	if idemKey == "" || len(idemKey) > 128 {
+		return Order{}, 0, ErrMissingKey
+	}
+	if err := req.Validate(); err != nil {
+		return Order{}, 0, err
+	}
+	id := IDFor(c.Subject, idemKey)
+	k := key(c.Subject, id)
+	rec := newRecord(id, c, req, s.owner, s.now().UTC(), s.lease)
+	if _, err := s.store.Create(ctx, k, rec); errors.Is(err, kit.ErrExists) {
+		// A retry: report the order as it stands, driving it if nobody is.
+		if r, err := s.claim(ctx, k); err == nil {
+			rec = r
+		} else if errors.Is(err, errLeased) || errors.Is(err, kit.ErrNoChange) {
+			cur, _, gerr := s.store.Get(ctx, k)
+			if gerr != nil {
+				return Order{}, 0, gerr
+			}
+			status, oerr := Outcome(&cur)
+			return cur.Order, status, oerr
+		} else {
+			return Order{}, 0, err
+		}
+	} else if err != nil {
+		return Order{}, 0, err
+	}
+	final := s.run(ctx, k, rec)
+	status, err := Outcome(&final)
+	return final.Order, status, err
+}
+
+// claim takes the lease of an unfinished saga whose lease has expired.
+func (s *Saga) claim(ctx context.Context, k string) (record, error) {
+	now := s.now().UTC()
+	return s.store.Update(ctx, k, func(r *record) error {
+		if r.done() {
+			return kit.ErrNoChange
+		}
+		if r.LeaseOwner != "" && r.LeaseOwner != s.owner && now.Before(r.LeaseUntil) {
+			return errLeased
+		}
+		r.LeaseOwner, r.LeaseUntil = s.owner, now.Add(s.lease)
+		return nil
+	})
+}
+
+// run drives or compensates a leased record once per instance at a time.
+func (s *Saga) run(ctx context.Context, k string, rec record) record {
+	s.mu.Lock()
+	if s.inflight[k] {
+		s.mu.Unlock()
+		return rec
+	}
+	s.inflight[k] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.inflight, k)
+		s.mu.Unlock()
+	}()
+	if rec.Status == Pending {
+		return s.drive(ctx, k, rec)
+	}
+	return s.compensate(ctx, k, rec)
+}
+
+// stopped reports whether the saga must stop where it is because this
+// instance is shutting down; it will be resumed from the store.
+func stopped(ctx context.Context) bool { return ctx.Err() != nil }
+
+// drive runs the forward steps. Each returns early, leaving the order
+// pending for a resume, when the instance is stopping.
+func (s *Saga) drive(ctx context.Context, k string, rec record) record {
+	log := kit.Logger(ctx).With("order", rec.ID)
+	if err := s.pub.Publish(ctx, catalog.OrderCreated, kit.EventID(catalog.OrderCreated, rec.ID), "orders/"+rec.ID, rec.Order); err != nil {
+		log.Warn("order.created not published; will resume", "err", err)
+		return rec
+	}
+	// Fail fast, with nothing reserved, while an upstream is known down.
+	for _, c := range []struct {
+		name string
+		c    Caller
+	}{{"product", s.products}, {"payment", s.payments}} {
+		if c.c.Open() {
+			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.Unavailable("%s is unavailable (circuit open)", c.name), false)
+		}
+	}
+
+	// 1. Reserve each item.
+	items := slices.Clone(rec.Items)
+	var total int64
+	for i, it := range items {
+		resp, err := s.products.Do(ctx, kit.Request{Method: http.MethodPost, Path: "/stock/" + it.ProductID + "/reservations",
+			Body: map[string]any{"orderId": rec.ID, "quantity": it.Quantity}, IdempotencyKey: rec.ID})
+		if stopped(ctx) {
+			return rec
+		}
+		if err != nil {
+			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), false)
+		}
+		switch {
+		case resp.Status == http.StatusOK || resp.Status == http.StatusCreated:
+			var res struct {
+				Price int64 `json:"price"`
+			}
+			if err := resp.JSON(&res); err != nil {
+				return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.Unavailable("product answered %v", err), false)
+			}
+			items[i].Price = res.Price
+			total += res.Price * it.Quantity
+		case resp.Status == http.StatusNotFound:
+			e := kit.Invalid(fmt.Sprintf("items[%d].productId", i), "no product %q", it.ProductID)
+			e.Code = CodeUnknownProduct
+			return s.cancel(ctx, k, rec, http.StatusBadRequest, e, false)
+		default:
+			e := kit.UpstreamError(resp)
+			if e.Code == CodeOutOfStock {
+				e.Field = fmt.Sprintf("items[%d].quantity", i)
+				return s.cancel(ctx, k, rec, http.StatusConflict, e, false)
+			}
+			return s.cancel(ctx, k, rec, http.StatusConflict, e, false)
+		}
+	}
+
+	// 2. Charge.
+	charge := kit.Request{Method: http.MethodPost, Path: "/payments", IdempotencyKey: rec.ID,
+		Body: map[string]any{"orderId": rec.ID, "userId": rec.UserID, "amount": total, "method": rec.PaymentMethod}}
+	resp, err := s.payments.Do(ctx, charge)
+	if stopped(ctx) {
+		return rec
+	}
+	var paymentID string
+	switch {
+	case err != nil && errors.Is(err, kit.ErrAmbiguous):
+		// The charge may have happened: ask payment before deciding.
+		status, id, qerr := s.paymentStatus(ctx, rec.ID)
+		if stopped(ctx) {
+			return rec
+		}
+		switch {
+		case qerr != nil:
+			// Cannot know: cancel, and owe a refund check until payment answers.
+			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), true)
+		case status == "completed":
+			paymentID = id
+		case status == "declined":
+			return s.cancel(ctx, k, rec, http.StatusPaymentRequired, kit.Errorf(http.StatusPaymentRequired, CodePaymentDeclined, "payment declined"), false)
+		default:
+			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), true)
+		}
+	case err != nil:
+		return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), false)
+	case resp.Status == http.StatusOK || resp.Status == http.StatusCreated:
+		var p struct {
+			ID string `json:"id"`
+		}
+		_ = resp.JSON(&p)
+		paymentID = p.ID
+	case resp.Status == http.StatusPaymentRequired:
+		e := kit.UpstreamError(resp)
+		e.Code = CodePaymentDeclined
+		return s.cancel(ctx, k, rec, http.StatusPaymentRequired, e, false)
+	default:
+		return s.cancel(ctx, k, rec, http.StatusBadRequest, kit.UpstreamError(resp), true)
+	}
+
+	// 3. Commit the reservations. Money is taken: from here on we only go
+	// forward, and a failure leaves the order pending for a resume.
+	for _, it := range items {
+		resp, err := s.products.Do(ctx, kit.Request{Method: http.MethodPost, Path: "/stock/" + it.ProductID + "/reservations/" + rec.ID + "/commit", IdempotencyKey: rec.ID})
+		if err != nil || resp.Status != http.StatusOK {
+			if !stopped(ctx) {
+				log.Warn("commit failed; will resume", "product", it.ProductID, "err", err)
+			}
+			return rec
+		}
+	}
+
+	// 4. Confirm: publish first, then persist, so a crash in between
+	// republishes the same event id on resume.
+	confirmed := rec
+	confirmed.Items, confirmed.Total, confirmed.PaymentID = items, total, paymentID
+	confirmed.transition(Confirmed, "", s.now().UTC())
+	if err := s.pub.Publish(ctx, catalog.OrderConfirmed, kit.EventID(catalog.OrderConfirmed, rec.ID), "orders/"+rec.ID, eventData(confirmed)); err != nil {
+		log.Warn("order.confirmed not published; will resume", "err", err)
+		return rec
+	}
+	out, err := s.store.Update(ctx, k, func(r *record) error {
+		if r.Status != Pending {
+			return kit.ErrNoChange
+		}
+		r.Items, r.Total, r.PaymentID = items, total, paymentID
+		r.transition(Confirmed, "", s.now().UTC())
+		r.LeaseOwner, r.LeaseUntil = "", time.Time{}
+		return nil
+	})
+	if err != nil {
+		log.Warn("confirm not persisted; will resume", "err", err)
+		return rec
+	}
+	return out
+}
+
+// eventData is an order plus the email, for notification templates.
+func eventData(r record) map[string]any {
+	return map[string]any{"id": r.ID, "userId": r.UserID, "email": r.Email, "status": r.Status, "items": r.Items,
+		"total": r.Total, "paymentId": r.PaymentID, "error": r.Error}
+}
+
+// paymentStatus asks payment what became of an order's charge: "" when
+// there is none.
+func (s *Saga) paymentStatus(ctx context.Context, orderID string) (status, id string, err error) {
+	resp, err := s.payments.Do(ctx, kit.Request{Method: http.MethodGet, Path: "/payments?orderId=" + orderID})
+	if err != nil {
+		return "", "", err
+	}
+	if resp.Status != http.StatusOK {
+		return "", "", kit.UpstreamError(resp)
+	}
+	var list struct {
+		Items []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"items"`
+	}
+	if err := resp.JSON(&list); err != nil {
+		return "", "", err
+	}
+	if len(list.Items) == 0 {
+		return "", "", nil
+	}
+	return list.Items[0].Status, list.Items[0].ID, nil
+}
+
+// cancel persists the decision and what it owes, then compensates.
+func (s *Saga) cancel(ctx context.Context, k string, rec record, status int, cause *kit.Error, checkRefund bool) record {
+	e := *cause
+	e.Status = 0
+	owed := []string{oweRelease}
+	if checkRefund {
+		owed = append(owed, oweRefund)
+	}
+	out, err := s.store.Update(ctx, k, func(r *record) error {
+		if r.Status != Pending {
+			return kit.ErrNoChange
+		}
+		r.transition(Cancelled, e.Code, s.now().UTC())
+		r.Error, r.ErrStatus, r.Owed = &e, status, owed
+		return nil
+	})
+	if err != nil {
+		kit.Logger(ctx).Warn("cancel not persisted; will resume", "order", rec.ID, "err", err)
+		return rec
+	}
+	return s.compensate(ctx, k, out)
+}
+
+// compensate pays what a cancelled order owes: releases every reservation
+// (idempotent, and a tombstone where none existed) and refunds a charge that
+// went through after all. What fails stays owed for the sweep.
+func (s *Saga) compensate(ctx context.Context, k string, rec record) record {
+	log := kit.Logger(ctx).With("order", rec.ID)
+	for _, owe := range rec.Owed {
+		switch owe {
+		case oweRelease:
+			for _, it := range rec.Items {
+				resp, err := s.products.Do(ctx, kit.Request{Method: http.MethodDelete, Path: "/stock/" + it.ProductID + "/reservations/" + rec.ID})
+				if err != nil || (resp.Status != http.StatusOK && resp.Status != http.StatusNotFound) {
+					log.Warn("release failed; will retry", "product", it.ProductID, "err", err)
+					return rec
+				}
+			}
+		case oweRefund:
+			status, id, err := s.paymentStatus(ctx, rec.ID)
+			if err != nil {
+				log.Warn("payment status unknown; will retry", "err", err)
+				return rec
+			}
+			if status == "completed" {
+				resp, err := s.payments.Do(ctx, kit.Request{Method: http.MethodPost, Path: "/payments/" + id + "/refund", IdempotencyKey: rec.ID})
+				if err != nil || resp.Status != http.StatusOK {
+					log.Warn("refund failed; will retry", "err", err)
+					return rec
+				}
+			}
+		}
+	}
+	if err := s.pub.Publish(ctx, catalog.OrderCancelled, kit.EventID(catalog.OrderCancelled, rec.ID), "orders/"+rec.ID, eventData(rec)); err != nil {
+		log.Warn("order.cancelled not published; will retry", "err", err)
+		return rec
+	}
+	out, err := s.store.Update(ctx, k, func(r *record) error {
+		r.Owed = nil
+		r.LeaseOwner, r.LeaseUntil = "", time.Time{}
+		return nil
+	})
+	if err != nil {
+		return rec
+	}
+	return out
+}
+
+// Sweep resumes every unfinished saga whose lease has expired. Keys found
+// finished are remembered so later sweeps skip reading them.
+func (s *Saga) Sweep(ctx context.Context) (resumed int, err error) {
+	keys, err := s.store.Keys(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if ctx.Err() != nil {
+			return resumed, ctx.Err()
+		}
+		s.mu.Lock()
+		skip := s.finished[k] || s.inflight[k]
+		s.mu.Unlock()
+		if skip {
+			continue
+		}
+		rec, err := s.claim(ctx, k)
+		switch {
+		case errors.Is(err, kit.ErrNoChange):
+			s.mu.Lock()
+			s.finished[k] = true
+			s.mu.Unlock()
+			continue
+		case errors.Is(err, errLeased):
+			continue
+		case err != nil:
+			kit.Logger(ctx).Warn("sweep: claim failed", "key", k, "err", err)
+			continue
+		}
+		resumed++
+		kit.Logger(ctx).Info("resuming saga", "order", rec.ID, "status", rec.Status, "owed", rec.Owed)
+		s.run(ctx, k, rec)
+	}
+	return resumed, nil
+}
+
+// Get returns one of the caller's orders.
+func (s *Saga) Get(ctx context.Context, userID, id string) (Order, error) {
+	if !kit.ValidID(id) {
+		return Order{}, kit.NotFound("order %q not found", id)
+	}
+	r, _, err := s.store.Get(ctx, key(userID, id))
+	if errors.Is(err, kit.ErrNotFound) {
+		return Order{}, kit.NotFound("order %q not found", id)
+	}
+	return r.Order, err
+}
+
+// List returns the caller's orders, newest first.
+func (s *Saga) List(ctx context.Context, userID string) ([]Order, error) {
+	recs, err := s.store.List(ctx, userID+".*")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Order, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, r.Order)
+	}
+	slices.SortFunc(out, func(a, b Order) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	return out, nil
+}

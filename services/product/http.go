@@ -1,0 +1,142 @@
+package product
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/switchboard-dev/switchboard/services/kit"
+)
+
+// Definition registers the service with the binary.
+var Definition = kit.Definition{Name: "product", New: New}
+
+type service struct{ cat *Catalog }
+
+// New builds the product service and seeds the demo catalog.
+func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
+	if d.Bus == nil {
+		return nil, errMissingBus
+	}
+	items, err := kit.NewStore[item](d.Bus.Bucket("products"))
+	if err != nil {
+		return nil, err
+	}
+	stocks, err := kit.NewStore[stock](d.Bus.Bucket("stock"))
+	if err != nil {
+		return nil, err
+	}
+	res, err := kit.NewStore[Reservation](d.Bus.Bucket("stock"))
+	if err != nil {
+		return nil, err
+	}
+	cat, err := NewCatalog(items, stocks, res)
+	if err != nil {
+		return nil, err
+	}
+	if d.Config.String("SEED_DEMO") != "false" {
+		if err := cat.Seed(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return &service{cat: cat}, nil
+}
+
+var errMissingBus = errors.New("product: needs NATS")
+
+func (s *service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /products", s.list)
+	mux.HandleFunc("POST /products", s.create)
+	mux.HandleFunc("GET /products/{id}", s.get)
+	mux.HandleFunc("GET /stock/{id}", s.stock)
+	mux.HandleFunc("PUT /stock/{id}", s.restock)
+	mux.HandleFunc("POST /stock/{id}/reservations", s.reserve)
+	mux.HandleFunc("DELETE /stock/{id}/reservations/{orderId}", s.release)
+	mux.HandleFunc("POST /stock/{id}/reservations/{orderId}/commit", s.commit)
+}
+
+func (s *service) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+
+func reply[T any](w http.ResponseWriter, r *http.Request, status int, v T, err error) {
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	kit.WriteJSON(w, status, v)
+}
+
+func (s *service) list(w http.ResponseWriter, r *http.Request) {
+	ps, err := s.cat.List(r.Context(), r.URL.Query().Get("category"))
+	reply(w, r, http.StatusOK, map[string][]Product{"items": ps}, err)
+}
+
+func (s *service) create(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[NewProduct](r)
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	p, err := s.cat.Create(r.Context(), req)
+	reply(w, r, http.StatusCreated, p, err)
+}
+
+func (s *service) get(w http.ResponseWriter, r *http.Request) {
+	p, err := s.cat.Get(r.Context(), r.PathValue("id"))
+	reply(w, r, http.StatusOK, p, err)
+}
+
+func (s *service) stock(w http.ResponseWriter, r *http.Request) {
+	st, err := s.cat.Stock(r.Context(), r.PathValue("id"))
+	reply(w, r, http.StatusOK, st, err)
+}
+
+// RestockRequest is the body of PUT /stock/{id}.
+type RestockRequest struct {
+	Available *int64 `json:"available"`
+}
+
+func (s *service) restock(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[RestockRequest](r)
+	if err == nil && req.Available == nil {
+		err = kit.Invalid("available", "available is required")
+	}
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	st, err := s.cat.Restock(r.Context(), r.PathValue("id"), *req.Available)
+	reply(w, r, http.StatusOK, st, err)
+}
+
+// ReserveRequest is the body of POST /stock/{id}/reservations.
+type ReserveRequest struct {
+	OrderID  string `json:"orderId"`
+	Quantity int64  `json:"quantity"`
+}
+
+func (s *service) reserve(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[ReserveRequest](r)
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	res, created, err := s.cat.Reserve(r.Context(), r.PathValue("id"), req.OrderID, req.Quantity)
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	reply(w, r, status, res, err)
+}
+
+func (s *service) release(w http.ResponseWriter, r *http.Request) {
+	res, err := s.cat.Release(r.Context(), r.PathValue("id"), r.PathValue("orderId"))
+	reply(w, r, http.StatusOK, res, err)
+}
+
+func (s *service) commit(w http.ResponseWriter, r *http.Request) {
+	res, err := s.cat.Commit(r.Context(), r.PathValue("id"), r.PathValue("orderId"))
+	reply(w, r, http.StatusOK, res, err)
+}
