@@ -71,8 +71,10 @@ GO
     echo ")"
   } >>go.mod
   go mod tidy >/dev/null
-  local v="v${k8s_version}"
-  go build -trimpath -ldflags "-X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${k8s_version#1.}" \
+  # Stamp the version, or the server reports v0.0.0 and clients disagree with it.
+  local minor=${k8s_version#1.}
+  minor=${minor%%.*}
+  go build -trimpath -ldflags "-X k8s.io/component-base/version.gitVersion=v${k8s_version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor}" \
     -o "$dest/kube-apiserver.tmp" . && mv "$dest/kube-apiserver.tmp" "$dest/kube-apiserver"
 }
 

@@ -1,0 +1,40 @@
+package controllers_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+)
+
+// BenchmarkCreateToAllChildren measures, against envtest and the real
+// manager, the time from creating a full commerce+streaming Platform to every
+// child it renders existing in the API server.
+func BenchmarkCreateToAllChildren(b *testing.B) {
+	var total time.Duration
+	n := 0
+	for b.Loop() {
+		name := fmt.Sprintf("bench%d", time.Now().UnixNano()%1000000)
+		p := newPlatform(name, liveNamespace, withWorkloads(v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming))
+		start := time.Now()
+		if err := k8s.Create(testCtx, p); err != nil {
+			b.Fatal(err)
+		}
+		waitForAllChildren(b, p)
+		total += time.Since(start)
+		n++
+
+		b.StopTimer()
+		// envtest has no garbage collector: delete the Platform, then its children by hand.
+		_ = k8s.Delete(testCtx, p, client.PropagationPolicy("Background"))
+		for _, obj := range desiredFor(b, p) {
+			_ = k8s.Delete(testCtx, obj)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(n), "ms/platform")
+	b.ReportMetric(float64(len(desiredFor(b, newPlatform("x", liveNamespace, withWorkloads(v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming))))), "objects")
+}

@@ -1,0 +1,110 @@
+package controllers_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/controllers"
+	"github.com/switchboard-dev/switchboard/internal/render"
+)
+
+// platformOption shapes a test Platform.
+type platformOption func(*v1alpha1.Platform)
+
+// newPlatform builds a Platform; by default commerce only, one broker replica.
+func newPlatform(name, namespace string, opts ...platformOption) *v1alpha1.Platform {
+	p := &v1alpha1.Platform{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec:       v1alpha1.PlatformSpec{Workloads: []v1alpha1.Workload{v1alpha1.WorkloadCommerce}},
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+func withWorkloads(ws ...v1alpha1.Workload) platformOption {
+	return func(p *v1alpha1.Platform) { p.Spec.Workloads = ws }
+}
+
+func withService(name string, s v1alpha1.ServiceSpec) platformOption {
+	return func(p *v1alpha1.Platform) {
+		if p.Spec.Services == nil {
+			p.Spec.Services = map[string]v1alpha1.ServiceSpec{}
+		}
+		p.Spec.Services[name] = s
+	}
+}
+
+func withNetworkPolicy(enabled bool) platformOption {
+	return func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.Enabled = &enabled }
+}
+
+// loadSample reads a Platform from a YAML file under config/samples.
+func loadSample(t *testing.T, path, namespace string) *v1alpha1.Platform {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "config", "samples", path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &v1alpha1.Platform{}
+	if err := yaml.UnmarshalStrict(data, p); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	p.Namespace = namespace
+	return p
+}
+
+// createAndReconcile creates p, reconciles it once with r and returns the
+// Platform as stored.
+func createAndReconcile(t *testing.T, r *controllers.PlatformReconciler, p *v1alpha1.Platform) *v1alpha1.Platform {
+	t.Helper()
+	if err := k8s.Create(testCtx, p); err != nil {
+		t.Fatalf("creating Platform %s: %v", p.Name, err)
+	}
+	reconcile(t, r, p)
+	return get(t, p)
+}
+
+func reconcile(t *testing.T, r *controllers.PlatformReconciler, p *v1alpha1.Platform) {
+	t.Helper()
+	if _, err := r.Reconcile(testCtx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Name}}); err != nil {
+		t.Fatalf("reconcile %s: %v", p.Name, err)
+	}
+}
+
+func get(t *testing.T, p *v1alpha1.Platform) *v1alpha1.Platform {
+	t.Helper()
+	out := &v1alpha1.Platform{}
+	if err := k8s.Get(testCtx, client.ObjectKeyFromObject(p), out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// desiredFor renders p the way the reconciler does, for the names and kinds
+// of the expected children. Credentials do not affect names.
+func desiredFor(t testing.TB, p *v1alpha1.Platform) []client.Object {
+	t.Helper()
+	objs, err := render.Platform(p, render.Options{ServicesImage: testImage, Credentials: render.Credentials{NATSUser: "user-for-names-only", NATSPassword: "password-for-names-only", AuthKey: "key-for-names-only-0123456789abcdef"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+// fetch reads the live copy of a desired object, by its type and key.
+func fetch(t *testing.T, want client.Object) (client.Object, error) {
+	t.Helper()
+	live := want.DeepCopyObject().(client.Object)
+	err := k8s.Get(testCtx, client.ObjectKeyFromObject(want), live)
+	return live, err
+}

@@ -1,0 +1,155 @@
+// Package controllers holds the PlatformReconciler. It renders the desired
+// children with internal/render, applies them with server-side apply, prunes
+// what is no longer desired and reports what it observes. It never builds an
+// object itself.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/render"
+)
+
+// PlatformReconciler reconciles a Platform into its broker and services.
+type PlatformReconciler struct {
+	client.Client
+	// APIReader reads around the cache. It is used only to find an auth
+	// Secret that lost its labels, so its credentials are never regenerated
+	// by accident.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  events.EventRecorder
+	// ServicesImage runs the services when a Platform sets no spec.image.
+	ServicesImage string
+}
+
+// +kubebuilder:rbac:groups=platform.switchboard.dev,resources=platforms,verbs=get;list;watch
+// +kubebuilder:rbac:groups=platform.switchboard.dev,resources=platforms/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services;configmaps;secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile follows one skeleton: get, render, apply, prune, observe, then
+// write status once, in a deferred step, from what was observed.
+func (r *PlatformReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	logger := log.FromContext(ctx)
+
+	p := &v1alpha1.Platform{}
+	if err := r.Get(ctx, req.NamespacedName, p); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !p.DeletionTimestamp.IsZero() {
+		// Children carry owner references: the garbage collector removes them.
+		return ctrl.Result{}, nil
+	}
+
+	before := p.DeepCopy()
+	outcome := &reconcileOutcome{}
+	defer func() {
+		if err := r.patchStatus(ctx, before, p, outcome); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("writing status: %w", err))
+		}
+	}()
+
+	creds, err := r.credentials(ctx, p)
+	if err != nil {
+		outcome.fail(reasonCredentialsFailed, err)
+		return ctrl.Result{}, err
+	}
+
+	desired, err := render.Platform(p, render.Options{ServicesImage: r.ServicesImage, Credentials: creds})
+	if err != nil {
+		// The spec cannot be rendered; retrying will not help until it changes.
+		outcome.fail(reasonRenderFailed, err)
+		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reasonRenderFailed, "Render", "%v", err)
+		return ctrl.Result{}, nil
+	}
+
+	applied, err := r.applyAll(ctx, desired)
+	outcome.applied = applied
+	if err != nil {
+		outcome.fail(reasonApplyFailed, err)
+		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reasonApplyFailed, "Apply", "%v", err)
+		return ctrl.Result{}, err
+	}
+	if len(applied) > 0 {
+		logger.Info("applied children", "count", len(applied), "objects", applied)
+		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, reasonApplied, "Apply", "Applied %s", summarize(applied))
+	}
+
+	pruned, err := r.prune(ctx, p, desired)
+	if err != nil {
+		outcome.fail(reasonPruneFailed, err)
+		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reasonPruneFailed, "Prune", "%v", err)
+		return ctrl.Result{}, err
+	}
+	if len(pruned) > 0 {
+		logger.Info("pruned children", "count", len(pruned), "objects", pruned)
+		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, reasonPruned, "Prune", "Deleted %s", summarize(pruned))
+	}
+
+	obs, err := r.observe(ctx, p)
+	if err != nil {
+		outcome.fail(reasonObserveFailed, err)
+		return ctrl.Result{}, err
+	}
+	outcome.observed = obs
+	outcome.succeeded = true
+	return ctrl.Result{}, nil
+}
+
+// SetupWithManager registers the controller. It owns every child type, so a
+// deleted or hand-edited child triggers a reconcile that puts it back.
+func (r *PlatformReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.Platform{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&appsv1.Deployment{}).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.Secret{}).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Named("platform").
+		Complete(r)
+}
+
+// ChildTypes are the kinds the operator creates. The manager limits its cache
+// of them to objects carrying the operator's managed-by label.
+func ChildTypes() []client.Object {
+	return []client.Object{
+		&appsv1.Deployment{}, &appsv1.StatefulSet{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.Secret{},
+		&autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{},
+	}
+}
+
+// childLists are the list types the pruner walks, one per child type.
+func childLists() []client.ObjectList {
+	return []client.ObjectList{
+		&appsv1.DeploymentList{}, &appsv1.StatefulSetList{}, &corev1.ServiceList{}, &corev1.ConfigMapList{}, &corev1.SecretList{},
+		&autoscalingv2.HorizontalPodAutoscalerList{}, &policyv1.PodDisruptionBudgetList{}, &networkingv1.NetworkPolicyList{},
+	}
+}
+
+func isNotFound(err error) bool { return apierrors.IsNotFound(err) }

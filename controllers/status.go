@@ -1,0 +1,268 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/render"
+)
+
+// Condition types.
+const (
+	ConditionReady         = "Ready"
+	ConditionBrokerReady   = "BrokerReady"
+	ConditionServicesReady = "ServicesReady"
+	ConditionProgressing   = "Progressing"
+	ConditionDegraded      = "Degraded"
+)
+
+// Condition reasons and Event reasons.
+const (
+	reasonAvailable         = "Available"
+	reasonNotReady          = "NotReady"
+	reasonBrokerAvailable   = "BrokerAvailable"
+	reasonBrokerMissing     = "BrokerMissing"
+	reasonBrokerRollingOut  = "BrokerRollingOut"
+	reasonServicesAvailable = "AllServicesAvailable"
+	reasonServicesNotReady  = "ServicesNotReady"
+	reasonRollingOut        = "RollingOut"
+	reasonReconciled        = "Reconciled"
+	reasonAsExpected        = "AsExpected"
+	reasonCredentialsFailed = "CredentialsFailed"
+	reasonRenderFailed      = "RenderFailed"
+	reasonApplyFailed       = "ApplyFailed"
+	reasonPruneFailed       = "PruneFailed"
+	reasonObserveFailed     = "ObserveFailed"
+	reasonApplied           = "Applied"
+	reasonPruned            = "Pruned"
+	reasonBecameReady       = "PlatformReady"
+	reasonLostReadiness     = "PlatformNotReady"
+)
+
+// reconcileOutcome collects what one reconcile did and saw; status is
+// computed from it in one place.
+type reconcileOutcome struct {
+	succeeded bool
+	applied   []string
+	observed  *observation
+	// failure is set when a step failed; it surfaces as Degraded.
+	failureReason string
+	failure       error
+}
+
+func (o *reconcileOutcome) fail(reason string, err error) {
+	o.failureReason, o.failure = reason, err
+}
+
+// observation is what the reconciler saw of the children it owns.
+type observation struct {
+	broker   v1alpha1.BrokerStatus
+	services []v1alpha1.ServiceStatus
+}
+
+func (o *observation) brokerReady() bool {
+	return o.broker.Replicas > 0 && o.broker.ReadyReplicas >= o.broker.Replicas
+}
+
+func (o *observation) readyServices() (ready int, notReady []string) {
+	for _, s := range o.services {
+		if s.Ready {
+			ready++
+		} else {
+			notReady = append(notReady, fmt.Sprintf("%s (%d/%d ready)", s.Name, s.ReadyReplicas, s.Replicas))
+		}
+	}
+	return ready, notReady
+}
+
+// observe reads the broker StatefulSet and each service's Deployment.
+func (r *PlatformReconciler) observe(ctx context.Context, p *v1alpha1.Platform) (*observation, error) {
+	obs := &observation{broker: v1alpha1.BrokerStatus{URL: render.BrokerURL(p), Replicas: brokerReplicas(p)}}
+
+	sts := &appsv1.StatefulSet{}
+	switch err := r.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: render.BrokerName(p)}, sts); {
+	case err == nil:
+		if sts.Status.ObservedGeneration >= sts.Generation && sts.Status.UpdatedReplicas >= obs.broker.Replicas {
+			obs.broker.ReadyReplicas = sts.Status.ReadyReplicas
+		} else {
+			// Pods of an older revision do not count until the rollout is done.
+			obs.broker.ReadyReplicas = min(sts.Status.ReadyReplicas, sts.Status.UpdatedReplicas)
+		}
+	case !isNotFound(err):
+		return nil, err
+	}
+	obs.broker.Ready = fmt.Sprintf("%d/%d", obs.broker.ReadyReplicas, obs.broker.Replicas)
+
+	for _, svc := range render.EnabledServices(p) {
+		st := v1alpha1.ServiceStatus{Name: svc.Name, Endpoint: render.ServiceURL(p, svc.Name)}
+		d := &appsv1.Deployment{}
+		switch err := r.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: render.ObjectName(p, svc.Name)}, d); {
+		case err == nil:
+			st.Replicas = 1
+			if d.Spec.Replicas != nil {
+				st.Replicas = *d.Spec.Replicas
+			}
+			st.ReadyReplicas = d.Status.ReadyReplicas
+			st.Ready = deploymentReady(d, st.Replicas)
+		case !isNotFound(err):
+			return nil, err
+		}
+		obs.services = append(obs.services, st)
+	}
+	return obs, nil
+}
+
+// deploymentReady is true once the controller has seen the latest spec and
+// every desired replica runs the latest template and is ready.
+func deploymentReady(d *appsv1.Deployment, desired int32) bool {
+	return d.Status.ObservedGeneration >= d.Generation &&
+		d.Status.UpdatedReplicas >= desired &&
+		d.Status.ReadyReplicas >= desired &&
+		d.Status.Replicas == d.Status.UpdatedReplicas
+}
+
+func brokerReplicas(p *v1alpha1.Platform) int32 {
+	if p.Spec.Broker.Replicas > 0 {
+		return p.Spec.Broker.Replicas
+	}
+	return 1
+}
+
+// patchStatus computes the new status from the outcome and writes it only
+// when it differs from what was read.
+func (r *PlatformReconciler) patchStatus(ctx context.Context, before, p *v1alpha1.Platform, o *reconcileOutcome) error {
+	wasReady := meta.IsStatusConditionTrue(before.Status.Conditions, ConditionReady)
+	st := &p.Status
+	if o.observed != nil {
+		st.Broker = o.observed.broker
+		st.Services = o.observed.services
+		ready, _ := o.observed.readyServices()
+		st.ServicesReady = fmt.Sprintf("%d/%d", ready, len(o.observed.services))
+		st.GatewayURL = ""
+		for _, s := range o.observed.services {
+			if s.Name == "gateway" {
+				st.GatewayURL = render.GatewayURL(p)
+			}
+		}
+	}
+	if o.succeeded {
+		st.ObservedGeneration = p.Generation
+	}
+	setBrokerReadyCondition(p, o)
+	setServicesReadyCondition(p, o)
+	setDegradedCondition(p, o)
+	setProgressingCondition(p, o)
+	setReadyCondition(p)
+
+	if equality.Semantic.DeepEqual(before.Status, p.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	isReady := meta.IsStatusConditionTrue(p.Status.Conditions, ConditionReady)
+	switch {
+	case isReady && !wasReady:
+		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, reasonBecameReady, "Observe", "Broker and all %s services are ready", st.ServicesReady)
+	case !isReady && wasReady:
+		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reasonLostReadiness, "Observe", "%s", meta.FindStatusCondition(p.Status.Conditions, ConditionReady).Message)
+	}
+	return nil
+}
+
+func setCondition(p *v1alpha1.Platform, typ string, ok bool, reason, message string) {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: message, ObservedGeneration: p.Generation,
+	})
+}
+
+func setBrokerReadyCondition(p *v1alpha1.Platform, o *reconcileOutcome) {
+	if o.observed == nil {
+		return // keep the last observation; Degraded says why there is none
+	}
+	b := o.observed.broker
+	switch {
+	case o.observed.brokerReady():
+		setCondition(p, ConditionBrokerReady, true, reasonBrokerAvailable, fmt.Sprintf("%s NATS replicas ready at %s", b.Ready, b.URL))
+	case b.ReadyReplicas == 0:
+		setCondition(p, ConditionBrokerReady, false, reasonBrokerMissing,
+			fmt.Sprintf("no NATS replica is ready (0/%d); check the pods of StatefulSet %s and their PersistentVolumeClaims", b.Replicas, render.BrokerName(p)))
+	default:
+		setCondition(p, ConditionBrokerReady, false, reasonBrokerRollingOut,
+			fmt.Sprintf("%s NATS replicas ready; waiting for StatefulSet %s", b.Ready, render.BrokerName(p)))
+	}
+}
+
+func setServicesReadyCondition(p *v1alpha1.Platform, o *reconcileOutcome) {
+	if o.observed == nil {
+		return
+	}
+	ready, notReady := o.observed.readyServices()
+	if len(notReady) == 0 {
+		setCondition(p, ConditionServicesReady, true, reasonServicesAvailable, fmt.Sprintf("all %d services are ready", ready))
+		return
+	}
+	setCondition(p, ConditionServicesReady, false, reasonServicesNotReady,
+		fmt.Sprintf("%d/%d services ready; waiting for %s (kubectl describe deployment %s-<service>)",
+			ready, len(o.observed.services), strings.Join(notReady, ", "), p.Name))
+}
+
+func setDegradedCondition(p *v1alpha1.Platform, o *reconcileOutcome) {
+	if o.failure != nil {
+		setCondition(p, ConditionDegraded, true, o.failureReason, o.failure.Error())
+		return
+	}
+	setCondition(p, ConditionDegraded, false, reasonAsExpected, "the last reconcile succeeded")
+}
+
+func setProgressingCondition(p *v1alpha1.Platform, o *reconcileOutcome) {
+	switch {
+	case o.failure != nil:
+		setCondition(p, ConditionProgressing, false, o.failureReason, "reconcile failed; see the Degraded condition")
+	case o.observed != nil && (!o.observed.brokerReady() || !allServicesReady(o.observed)):
+		setCondition(p, ConditionProgressing, true, reasonRollingOut, "waiting for the broker and services to become ready")
+	case len(o.applied) > 0:
+		setCondition(p, ConditionProgressing, true, reasonRollingOut, fmt.Sprintf("applied %s", summarize(o.applied)))
+	default:
+		setCondition(p, ConditionProgressing, false, reasonReconciled, "every child matches the spec")
+	}
+}
+
+func allServicesReady(o *observation) bool {
+	_, notReady := o.readyServices()
+	return len(notReady) == 0
+}
+
+func setReadyCondition(p *v1alpha1.Platform) {
+	conds := p.Status.Conditions
+	switch {
+	case meta.IsStatusConditionTrue(conds, ConditionDegraded):
+		c := meta.FindStatusCondition(conds, ConditionDegraded)
+		setCondition(p, ConditionReady, false, c.Reason, c.Message)
+	case !meta.IsStatusConditionTrue(conds, ConditionBrokerReady):
+		c := meta.FindStatusCondition(conds, ConditionBrokerReady)
+		if c == nil {
+			setCondition(p, ConditionReady, false, reasonNotReady, "the broker has not been observed yet")
+			return
+		}
+		setCondition(p, ConditionReady, false, c.Reason, c.Message)
+	case !meta.IsStatusConditionTrue(conds, ConditionServicesReady):
+		c := meta.FindStatusCondition(conds, ConditionServicesReady)
+		setCondition(p, ConditionReady, false, c.Reason, c.Message)
+	default:
+		setCondition(p, ConditionReady, true, reasonAvailable, "the broker and every service are ready")
+	}
+}
