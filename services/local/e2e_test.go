@@ -1,0 +1,470 @@
+package local_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/kit"
+	"github.com/switchboard-dev/switchboard/services/kit/kittest"
+	"github.com/switchboard-dev/switchboard/services/local"
+	"github.com/switchboard-dev/switchboard/services/order"
+)
+
+// paymentProxy sits between order and payment so a test can hold a charge
+// in flight (to kill order mid-saga) while payment itself stays honest.
+type paymentProxy struct {
+	target  atomic.Pointer[url.URL]
+	hold    atomic.Bool
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func (p *paymentProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == "/payments" && p.hold.Load() {
+		select {
+		case p.arrived <- struct{}{}:
+		default:
+		}
+		<-p.release
+		// The charge reaches payment even though order is gone by now:
+		// money taken, order not told.
+		r = r.WithContext(context.WithoutCancel(r.Context()))
+	}
+	httputil.NewSingleHostReverseProxy(p.target.Load()).ServeHTTP(w, r)
+}
+
+type api struct {
+	t     *testing.T
+	base  string
+	token string
+}
+
+type resp struct {
+	Status int
+	Body   []byte
+}
+
+func (r resp) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.Body, err)
+	}
+}
+
+func (r resp) code() string {
+	var b kit.ErrorBody
+	_ = json.Unmarshal(r.Body, &b)
+	return b.Error.Code
+}
+
+func (a api) do(method, path string, body any, hdr ...string) resp {
+	a.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, a.base+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return resp{res.StatusCode, b}
+}
+
+func (a api) must(status int, method, path string, body any, hdr ...string) resp {
+	a.t.Helper()
+	r := a.do(method, path, body, hdr...)
+	if r.Status != status {
+		a.t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.Status, status, r.Body)
+	}
+	return r
+}
+
+type stockLevel struct{ Available, Reserved int64 }
+
+func (a api) stock(id string) stockLevel {
+	a.t.Helper()
+	var s stockLevel
+	a.must(200, "GET", "/api/product/stock/"+id, nil).json(a.t, &s)
+	return s
+}
+
+func (a api) placeOrder(key, product string, qty int, method string) resp {
+	a.t.Helper()
+	return a.do("POST", "/api/order/orders", map[string]any{
+		"items": []map[string]any{{"productId": product, "quantity": qty}}, "paymentMethod": method, "shippingAddress": "1 Main St",
+	}, kit.HeaderIdempotencyKey, key)
+}
+
+func (a api) newProduct(stock int) string {
+	a.t.Helper()
+	var p struct{ ID string }
+	a.must(201, "POST", "/api/product/products", map[string]any{"name": "Limited edition", "category": "test", "price": 25000, "stock": stock}).json(a.t, &p)
+	return p.ID
+}
+
+func TestEndToEndThroughTheGateway(t *testing.T) {
+	proxy := &paymentProxy{arrived: make(chan struct{}, 1), release: make(chan struct{})}
+	proxySrv := httptest.NewServer(proxy)
+	defer proxySrv.Close()
+
+	ctx := context.Background()
+	p, err := local.Start(ctx, local.Options{
+		Addr: "127.0.0.1:0",
+		Env: map[string]string{
+			"BCRYPT_COST": "4", "SAGA_LEASE": "1s", "SAGA_SWEEP": "200ms",
+			"BREAKER_OPEN_FOR": "500ms", "RATE_LIMIT_RPS": "10000", "UPSTREAM_TIMEOUT": "2s",
+		},
+		ServiceEnv:    map[string]map[string]string{"order": {catalog.EnvURL("payment"): proxySrv.URL}},
+		ShutdownGrace: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	payURL, _ := url.Parse(p.URLs["payment"])
+	proxy.target.Store(payURL)
+
+	anon := api{t: t, base: p.GatewayURL}
+	var a api
+	var userID string
+
+	t.Run("register and login", func(t *testing.T) {
+		anon := api{t: t, base: p.GatewayURL}
+		body := map[string]string{"email": "ada@example.com", "name": "Ada", "password": "correct-horse"}
+		var u struct{ ID string }
+		anon.must(201, "POST", "/api/user/users", body).json(t, &u)
+		if r := anon.must(409, "POST", "/api/user/users", body); r.code() != "email_taken" {
+			t.Errorf("duplicate email: code %q", r.code())
+		}
+		anon.must(400, "POST", "/api/user/users", map[string]string{"email": "not-an-email", "name": "A", "password": "correct-horse"})
+		anon.must(400, "POST", "/api/user/users", map[string]string{"email": "bob@example.com", "name": "Bob", "password": "short"})
+		anon.must(401, "POST", "/api/user/login", map[string]string{"email": "ada@example.com", "password": "wrong-password"})
+		var tok struct{ Token string }
+		anon.must(200, "POST", "/api/user/login", map[string]string{"email": "ada@example.com", "password": "correct-horse"}).json(t, &tok)
+		a = api{t: t, base: p.GatewayURL, token: tok.Token}
+		userID = u.ID
+		a.must(200, "GET", "/api/user/users/"+userID, nil)
+	})
+	if a.token == "" {
+		t.Fatal("no token; later steps need one")
+	}
+
+	var confirmedID string
+	t.Run("a confirmed order decreases stock, credits points and records a notification", func(t *testing.T) {
+		a := api{t: t, base: a.base, token: a.token}
+		before := a.stock("monitor")
+		var o order.Order
+		a.must(201, "POST", "/api/order/orders", map[string]any{
+			"items": []map[string]any{{"productId": "monitor", "quantity": 1}}, "paymentMethod": "card", "shippingAddress": "1 Main St",
+		}, kit.HeaderIdempotencyKey, "first").json(t, &o)
+		if o.Status != order.Confirmed || o.Total != 39900 || len(o.History) != 2 {
+			t.Fatalf("order %+v", o)
+		}
+		confirmedID = o.ID
+		if after := a.stock("monitor"); after.Available != before.Available-1 || after.Reserved != 0 {
+			t.Fatalf("stock %+v → %+v", before, after)
+		}
+		kittest.Eventually(t, 10*time.Second, "3 points", func() bool {
+			var pts struct{ Points int64 }
+			a.must(200, "GET", "/api/user/users/"+userID+"/points", nil).json(t, &pts)
+			return pts.Points == 39900/10000
+		})
+		kittest.Eventually(t, 10*time.Second, "an order.confirmed notification", func() bool {
+			return countNotifications(a, userID, catalog.OrderConfirmed) == 1
+		})
+		// The same Idempotency-Key answers with the same order.
+		var again order.Order
+		a.must(201, "POST", "/api/order/orders", map[string]any{
+			"items": []map[string]any{{"productId": "monitor", "quantity": 1}}, "paymentMethod": "card", "shippingAddress": "1 Main St",
+		}, kit.HeaderIdempotencyKey, "first").json(t, &again)
+		if again.ID != o.ID || a.stock("monitor").Available != before.Available-1 {
+			t.Fatal("a retried POST placed a second order")
+		}
+		var list struct{ Items []order.Order }
+		a.must(200, "GET", "/api/order/orders", nil).json(t, &list)
+		if len(list.Items) != 1 {
+			t.Fatalf("orders list has %d items", len(list.Items))
+		}
+	})
+
+	t.Run("an out-of-stock order is a 409 and leaves stock unchanged", func(t *testing.T) {
+		a := api{t: t, base: a.base, token: a.token}
+		before := a.stock("monitor")
+		r := a.placeOrder("too-many", "monitor", 1000, "card")
+		if r.Status != 409 || r.code() != "out_of_stock" {
+			t.Fatalf("status %d code %q: %s", r.Status, r.code(), r.Body)
+		}
+		if after := a.stock("monitor"); after != before {
+			t.Fatalf("stock %+v → %+v", before, after)
+		}
+		var o order.Order
+		a.must(200, "GET", "/api/order/orders/"+order.IDFor(userID, "too-many"), nil).json(t, &o)
+		if o.Status != order.Cancelled {
+			t.Fatalf("order status %s", o.Status)
+		}
+	})
+
+	t.Run("a declined payment is a 402 with stock restored and the order cancelled", func(t *testing.T) {
+		a := api{t: t, base: a.base, token: a.token}
+		before := a.stock("keyboard")
+		r := a.placeOrder("declined", "keyboard", 2, "card_declined")
+		if r.Status != 402 || r.code() != "payment_declined" {
+			t.Fatalf("status %d code %q: %s", r.Status, r.code(), r.Body)
+		}
+		if after := a.stock("keyboard"); after != before {
+			t.Fatalf("stock %+v → %+v", before, after)
+		}
+		var o order.Order
+		a.must(200, "GET", "/api/order/orders/"+order.IDFor(userID, "declined"), nil).json(t, &o)
+		if o.Status != order.Cancelled {
+			t.Fatalf("order status %s", o.Status)
+		}
+	})
+
+	t.Run("order.confirmed delivered twice gives one notification and one points credit", func(t *testing.T) {
+		a := api{t: t, base: a.base, token: a.token}
+		env := p.Env("order")
+		nc, err := nats.Connect(p.NATSURL, nats.UserInfo(env[kit.EnvNATSUser], env[kit.EnvNATSPassword]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		stream, _ := js.Stream(ctx, "ORDERS")
+		msg, err := stream.GetLastMsgForSubject(ctx, catalog.OrderConfirmed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev kit.Event
+		_ = json.Unmarshal(msg.Data, &ev)
+		if ev.ID != kit.EventID(catalog.OrderConfirmed, confirmedID) {
+			t.Fatalf("last order.confirmed is %s", ev.ID)
+		}
+		// A different Nats-Msg-Id gets past JetStream's dedupe window, as a
+		// republish hours later would: the consumers must drop it themselves.
+		ack, err := js.Publish(ctx, catalog.OrderConfirmed, msg.Data, jetstream.WithMsgID(ev.ID+"-redelivered"))
+		if err != nil || ack.Duplicate {
+			t.Fatalf("republish: %v %+v", err, ack)
+		}
+		for _, durable := range []string{"user-points", "notification-orders"} {
+			kittest.Eventually(t, 10*time.Second, durable+" to ack the copy", func() bool {
+				c, err := js.Consumer(ctx, "ORDERS", durable)
+				if err != nil {
+					return false
+				}
+				info, err := c.Info(ctx)
+				return err == nil && info.AckFloor.Stream >= ack.Sequence
+			})
+		}
+		var pts struct{ Points int64 }
+		a.must(200, "GET", "/api/user/users/"+userID+"/points", nil).json(t, &pts)
+		if pts.Points != 3 {
+			t.Errorf("points = %d, want 3", pts.Points)
+		}
+		if n := countNotifications(a, userID, catalog.OrderConfirmed); n != 1 {
+			t.Errorf("%d order.confirmed notifications, want 1", n)
+		}
+	})
+
+	t.Run("50 concurrent orders racing for 10 units: exactly 10 succeed", func(t *testing.T) {
+		a := api{t: t, base: a.base, token: a.token}
+		id := a.newProduct(10)
+		var ok, outOfStock atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 50 {
+			wg.Go(func() {
+				r := a.placeOrder(fmt.Sprintf("race-%d", i), id, 1, "card")
+				switch {
+				case r.Status == 201:
+					ok.Add(1)
+				case r.Status == 409 && r.code() == "out_of_stock":
+					outOfStock.Add(1)
+				default:
+					t.Errorf("order %d: %d %s", i, r.Status, r.Body)
+				}
+			})
+		}
+		wg.Wait()
+		if ok.Load() != 10 || outOfStock.Load() != 40 {
+			t.Fatalf("%d confirmed, %d out of stock; want 10 and 40", ok.Load(), outOfStock.Load())
+		}
+		if s := a.stock(id); s.Available != 0 || s.Reserved != 0 {
+			t.Fatalf("stock %+v, want 0 available and 0 reserved", s)
+		}
+	})
+
+	t.Run("payment down: the breaker opens, 503s come fast and nothing stays reserved", func(t *testing.T) {
+		a := api{t: t, base: a.base, token: a.token}
+		before := a.stock("teapot")
+		if err := p.Stop("payment"); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; ; i++ {
+			r := a.placeOrder(fmt.Sprintf("down-%d", i), "teapot", 1, "card")
+			if r.Status != 503 || r.code() != kit.CodeUnavailable {
+				t.Fatalf("status %d: %s", r.Status, r.Body)
+			}
+			if strings.Contains(string(r.Body), "circuit open") {
+				break // failed fast, before reserving anything
+			}
+			if i == 10 {
+				t.Fatal("the payment breaker never opened")
+			}
+		}
+		if !strings.Contains(metrics(t, p.URLs["order"]), `switchboard_breaker_state{service="order",upstream="payment"} 2`) {
+			t.Error("order's metrics do not show the payment breaker open")
+		}
+		if after := a.stock("teapot"); after != before {
+			t.Fatalf("stock %+v → %+v", before, after)
+		}
+		if err := p.Restart(ctx, "payment"); err != nil {
+			t.Fatal(err)
+		}
+		// Once the breaker half-opens, a probe goes through and orders flow.
+		kittest.Eventually(t, 15*time.Second, "orders to be confirmed again", func() bool {
+			return a.placeOrder("recovered-"+kit.NewID(), "teapot", 1, "card").Status == 201
+		})
+	})
+
+	t.Run("order killed mid-saga and restarted ends consistent", func(t *testing.T) {
+		a := api{t: t, base: a.base, token: a.token}
+		id := a.newProduct(5)
+		proxy.hold.Store(true)
+		done := make(chan resp, 1)
+		go func() { done <- a.placeOrder("crash", id, 2, "card") }()
+		select {
+		case <-proxy.arrived:
+		case <-time.After(15 * time.Second):
+			t.Fatal("the charge never reached payment")
+		}
+		if s := a.stock(id); s.Reserved != 2 {
+			t.Fatalf("mid-saga stock %+v, want 2 reserved", s)
+		}
+		_ = p.Stop("order") // killed with the charge in flight
+		proxy.hold.Store(false)
+		close(proxy.release)
+		<-done // the client saw the order service go away
+		if err := p.Restart(ctx, "order"); err != nil {
+			t.Fatal(err)
+		}
+		var o order.Order
+		kittest.Eventually(t, 20*time.Second, "the resumed saga to finish", func() bool {
+			a.must(200, "GET", "/api/order/orders/"+order.IDFor(userID, "crash"), nil).json(t, &o)
+			return o.Status != order.Pending
+		})
+		s := a.stock(id)
+		switch o.Status {
+		case order.Confirmed:
+			if s.Available != 3 || s.Reserved != 0 {
+				t.Fatalf("confirmed, but stock %+v", s)
+			}
+		case order.Cancelled:
+			if s.Available != 5 || s.Reserved != 0 {
+				t.Fatalf("cancelled, but stock %+v", s)
+			}
+		}
+	})
+
+	t.Run("malformed JSON, oversize bodies and missing tokens get the right 4xx", func(t *testing.T) {
+		a := api{t: t, base: a.base, token: a.token}
+		anon := api{t: t, base: anon.base}
+		big := `{"items":[],"shippingAddress":"` + strings.Repeat("x", 2<<20) + `"}`
+		tests := []struct {
+			name   string
+			api    api
+			method string
+			path   string
+			body   any
+			status int
+			code   string
+		}{
+			{"malformed JSON to order", a, "POST", "/api/order/orders", `{"items":`, 400, kit.CodeMalformed},
+			{"malformed JSON to sign-up", anon, "POST", "/api/user/users", `nope`, 400, kit.CodeMalformed},
+			{"a wrong type names its field", a, "POST", "/api/order/orders", `{"items":[{"productId":"keyboard","quantity":"two"}]}`, 400, kit.CodeInvalid},
+			{"an oversize body", a, "POST", "/api/order/orders", big, 413, kit.CodeTooLarge},
+			{"no token", anon, "GET", "/api/order/orders", nil, 401, kit.CodeUnauthenticated},
+			{"a forged token", api{t: t, base: a.base, token: a.token + "x"}, "GET", "/api/order/orders", nil, 401, kit.CodeUnauthenticated},
+			{"an unknown service", a, "GET", "/api/warehouse/items", nil, 404, "unknown_service"},
+			{"an unknown route", a, "GET", "/api/product/nowhere", nil, 404, kit.CodeNotFound},
+			{"a wrong method", a, "DELETE", "/api/product/products", nil, 405, kit.CodeMethodNotAllowed},
+			{"someone else's account", a, "GET", "/api/user/users/someone-else", nil, 403, kit.CodeForbidden},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				tt.api.t = t
+				r := tt.api.do(tt.method, tt.path, tt.body, kit.HeaderIdempotencyKey, "bad-"+kit.NewID())
+				if r.Status != tt.status || r.code() != tt.code {
+					t.Fatalf("status %d code %q, want %d %q: %.200s", r.Status, r.code(), tt.status, tt.code, r.Body)
+				}
+			})
+		}
+	})
+
+	t.Run("the gateway aggregates health", func(t *testing.T) {
+		var h struct {
+			Status   string
+			Services map[string]struct{ Ready bool }
+		}
+		api{t: t, base: p.GatewayURL}.must(200, "GET", "/health", nil).json(t, &h)
+		if h.Status != "ok" || len(h.Services) != 5 {
+			t.Fatalf("health %+v", h)
+		}
+	})
+}
+
+func countNotifications(a api, userID, event string) int {
+	var ns struct {
+		Items []struct{ Event string }
+	}
+	a.must(200, "GET", "/api/notification/notifications?userId="+userID, nil).json(a.t, &ns)
+	n := 0
+	for _, x := range ns.Items {
+		if x.Event == event {
+			n++
+		}
+	}
+	return n
+}
+
+func metrics(t *testing.T, base string) string {
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
