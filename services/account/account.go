@@ -1,0 +1,346 @@
+// Package account is the streaming workload's account service: sign-up,
+// login with platform tokens, subscription plans and viewer profiles.
+//
+// Plans are defined here and imported by content (access by minimum plan)
+// and playback (concurrent-stream limit and quality cap), so the three
+// services agree on what a plan allows. Every change to an account is a
+// compare-and-set on its KV record; the email index claims uniqueness.
+package account
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/mail"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/kit"
+)
+
+// Plan is what a subscription allows.
+type Plan struct {
+	Name string `json:"name"`
+	// Streams is the number of concurrent playback sessions.
+	Streams int `json:"streams"`
+	// MaxHeight caps playback quality (720 means 720p).
+	MaxHeight int `json:"maxHeight"`
+	// Rank orders plans: a video's minPlan admits plans of equal or higher rank.
+	Rank int `json:"rank"`
+}
+
+// Plan names.
+const (
+	Basic    = "basic"
+	Standard = "standard"
+	Premium  = "premium"
+)
+
+var plans = []Plan{
+	{Name: Basic, Streams: 1, MaxHeight: 720, Rank: 0},
+	{Name: Standard, Streams: 2, MaxHeight: 1080, Rank: 1},
+	{Name: Premium, Streams: 4, MaxHeight: 2160, Rank: 2},
+}
+
+// LookupPlan returns the named plan.
+func LookupPlan(name string) (Plan, bool) {
+	for _, p := range plans {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Plan{}, false
+}
+
+// PlanNames lists the plans from cheapest to richest.
+func PlanNames() []string {
+	out := make([]string, len(plans))
+	for i, p := range plans {
+		out[i] = p.Name
+	}
+	return out
+}
+
+// MaxProfiles bounds the profiles of one account.
+const MaxProfiles = 5
+
+// TokenTTL is how long a login token lasts.
+const TokenTTL = 24 * time.Hour
+
+// Error codes.
+const (
+	CodeEmailTaken         = "email_taken"
+	CodeInvalidCredentials = "invalid_credentials"
+	CodeProfileLimit       = "profile_limit"
+)
+
+// Profile is one viewer of an account.
+type Profile struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Account is the API shape.
+type Account struct {
+	ID       string    `json:"id"`
+	Email    string    `json:"email"`
+	Plan     string    `json:"plan"`
+	Profiles []Profile `json:"profiles"`
+}
+
+type record struct {
+	Account
+	PasswordHash []byte    `json:"passwordHash"`
+	CreatedAt    time.Time `json:"createdAt"`
+}
+
+type emailIndex struct {
+	AccountID string `json:"accountId"`
+}
+
+// SignUp is the body of POST /accounts.
+type SignUp struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Plan     string `json:"plan"`
+}
+
+// Validate checks a sign-up.
+func (s SignUp) Validate() error {
+	a, err := mail.ParseAddress(s.Email)
+	switch {
+	case err != nil || a.Address != s.Email || len(s.Email) > 254:
+		return kit.Invalid("email", "email must be a plain address like ada@example.com")
+	case len(s.Password) < 8:
+		return kit.Invalid("password", "password must be at least 8 characters")
+	case len(s.Password) > 72:
+		return kit.Invalid("password", "password must be at most 72 bytes")
+	}
+	return validPlan(s.Plan)
+}
+
+func validPlan(name string) error {
+	if _, ok := LookupPlan(name); !ok {
+		return kit.Invalid("plan", "plan must be one of %s", strings.Join(PlanNames(), ", "))
+	}
+	return nil
+}
+
+// Login is the body of POST /login.
+type Login struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+// Token is the answer to a login.
+type Token struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	AccountID string    `json:"accountId"`
+}
+
+// Subscription is the body of PUT /accounts/{id}/subscription.
+type Subscription struct {
+	Plan string `json:"plan"`
+}
+
+// NewProfile is the body of POST /accounts/{id}/profiles.
+type NewProfile struct {
+	Name string `json:"name"`
+}
+
+// Validate checks a profile name.
+func (p NewProfile) Validate() error {
+	if n := strings.TrimSpace(p.Name); n == "" || len(n) > 100 {
+		return kit.Invalid("name", "name must be 1-100 characters")
+	}
+	return nil
+}
+
+// PlanChanged is the data of account.plan_changed.
+type PlanChanged struct {
+	AccountID string `json:"accountId"`
+	From      string `json:"from"`
+	To        string `json:"to"`
+}
+
+// Publisher sends events; *kit.Bus is one.
+type Publisher interface {
+	Publish(ctx context.Context, typ, id, subject string, data any) error
+}
+
+// Accounts holds the account logic.
+type Accounts struct {
+	accounts *kit.Store[record]
+	emails   *kit.Store[emailIndex]
+	pub      Publisher
+	key      []byte
+	cost     int
+	now      func() time.Time
+	// dummy is compared against on unknown emails, so login takes as long
+	// whether or not the account exists.
+	dummy []byte
+}
+
+// NewAccounts refuses nil dependencies.
+func NewAccounts(accounts *kit.Store[record], emails *kit.Store[emailIndex], pub Publisher, key []byte, cost int) (*Accounts, error) {
+	if accounts == nil || emails == nil || pub == nil || len(key) == 0 {
+		return nil, errors.New("account: NewAccounts needs stores, a publisher and a signing key")
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("not-a-real-password"), cost)
+	if err != nil {
+		return nil, err
+	}
+	return &Accounts{accounts: accounts, emails: emails, pub: pub, key: key, cost: cost, now: time.Now, dummy: dummy}, nil
+}
+
+func emailKey(email string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strings.ToLower(email)))
+}
+
+// Create signs up an account; a taken email is a 409.
+func (a *Accounts) Create(ctx context.Context, s SignUp) (Account, error) {
+	if err := s.Validate(); err != nil {
+		return Account{}, err
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(s.Password), a.cost)
+	if err != nil {
+		return Account{}, err
+	}
+	rec := record{
+		Account:      Account{ID: kit.NewID(), Email: strings.ToLower(s.Email), Plan: s.Plan, Profiles: []Profile{}},
+		PasswordHash: hash, CreatedAt: a.now().UTC(),
+	}
+	taken := kit.Errorf(http.StatusConflict, CodeEmailTaken, "an account with this email exists")
+	taken.Field = "email"
+	// Claim the email first: it is the uniqueness constraint. A claim left
+	// by a crash before the account record was written is taken over.
+	if _, err := a.emails.Upsert(ctx, emailKey(rec.Email), func(ix *emailIndex, exists bool) error {
+		if exists {
+			if _, _, err := a.accounts.Get(ctx, ix.AccountID); !errors.Is(err, kit.ErrNotFound) {
+				if err != nil {
+					return err
+				}
+				return taken
+			}
+		}
+		ix.AccountID = rec.ID
+		return nil
+	}); err != nil {
+		return Account{}, err
+	}
+	if _, err := a.accounts.Create(ctx, rec.ID, rec); err != nil {
+		return Account{}, err
+	}
+	if err := a.pub.Publish(ctx, catalog.AccountCreated, kit.EventID(catalog.AccountCreated, rec.ID), "accounts/"+rec.ID, rec.Account); err != nil {
+		kit.Logger(ctx).Warn("account.created not published", "account", rec.ID, "err", err)
+	}
+	return rec.Account, nil
+}
+
+// Login checks credentials and issues a token whose subject is the account id.
+func (a *Accounts) Login(ctx context.Context, l Login) (Token, error) {
+	bad := kit.Errorf(http.StatusUnauthorized, CodeInvalidCredentials, "wrong email or password")
+	ix, _, err := a.emails.Get(ctx, emailKey(l.Email))
+	var rec record
+	if err == nil {
+		rec, _, err = a.accounts.Get(ctx, ix.AccountID)
+	}
+	if errors.Is(err, kit.ErrNotFound) {
+		_ = bcrypt.CompareHashAndPassword(a.dummy, []byte(l.Password))
+		return Token{}, bad
+	}
+	if err != nil {
+		return Token{}, err
+	}
+	if bcrypt.CompareHashAndPassword(rec.PasswordHash, []byte(l.Password)) != nil {
+		return Token{}, bad
+	}
+	tok, exp, err := kit.IssueToken(a.key, rec.ID, rec.Email, TokenTTL, a.now())
+	if err != nil {
+		return Token{}, err
+	}
+	return Token{Token: tok, ExpiresAt: exp, AccountID: rec.ID}, nil
+}
+
+// Get returns an account to its owner. Content and playback call it with
+// the viewer's own token, so an account is never readable by anyone else.
+func (a *Accounts) Get(ctx context.Context, caller, id string) (Account, error) {
+	if err := owner(caller, id); err != nil {
+		return Account{}, err
+	}
+	rec, _, err := a.accounts.Get(ctx, id)
+	if errors.Is(err, kit.ErrNotFound) {
+		return Account{}, kit.NotFound("account %q not found", id)
+	}
+	return rec.Account, err
+}
+
+func owner(caller, id string) error {
+	if !kit.ValidID(id) {
+		return kit.NotFound("account %q not found", id)
+	}
+	if caller != id {
+		return kit.Forbidden("an account can only be read or changed by its owner")
+	}
+	return nil
+}
+
+func (a *Accounts) update(ctx context.Context, caller, id string, fn func(*record) error) (record, error) {
+	if err := owner(caller, id); err != nil {
+		return record{}, err
+	}
+	rec, err := a.accounts.Update(ctx, id, fn)
+	if errors.Is(err, kit.ErrNotFound) {
+		return record{}, kit.NotFound("account %q not found", id)
+	}
+	return rec, err
+}
+
+// ChangePlan switches the subscription and publishes account.plan_changed.
+func (a *Accounts) ChangePlan(ctx context.Context, caller, id string, s Subscription) (Account, error) {
+	if err := validPlan(s.Plan); err != nil {
+		return Account{}, err
+	}
+	var from string
+	rec, err := a.update(ctx, caller, id, func(r *record) error {
+		from = r.Plan
+		if r.Plan == s.Plan {
+			return kit.ErrNoChange
+		}
+		r.Plan = s.Plan
+		return nil
+	})
+	if err != nil {
+		return Account{}, err
+	}
+	if from != s.Plan {
+		// The id names the transition, so a retried request republishes
+		// the same event and consumers see it once.
+		evID := kit.EventID(catalog.AccountPlanChanged, id+":"+from+"-"+s.Plan+":"+a.now().UTC().Format(time.RFC3339))
+		if err := a.pub.Publish(ctx, catalog.AccountPlanChanged, evID, "accounts/"+id, PlanChanged{AccountID: id, From: from, To: s.Plan}); err != nil {
+			kit.Logger(ctx).Warn("account.plan_changed not published", "account", id, "err", err)
+		}
+	}
+	return rec.Account, nil
+}
+
+// AddProfile adds a viewer profile, at most MaxProfiles per account.
+func (a *Accounts) AddProfile(ctx context.Context, caller, id string, p NewProfile) (Profile, error) {
+	if err := p.Validate(); err != nil {
+		return Profile{}, err
+	}
+	prof := Profile{ID: kit.NewID(), Name: strings.TrimSpace(p.Name)}
+	_, err := a.update(ctx, caller, id, func(r *record) error {
+		if len(r.Profiles) >= MaxProfiles {
+			return kit.Errorf(http.StatusConflict, CodeProfileLimit, "an account has at most %d profiles", MaxProfiles)
+		}
+		r.Profiles = append(r.Profiles, prof)
+		return nil
+	})
+	return prof, err
+}

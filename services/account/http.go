@@ -1,0 +1,118 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/switchboard-dev/switchboard/services/kit"
+)
+
+// Definition registers the service with the binary.
+var Definition = kit.Definition{Name: "account", Needs: kit.Needs{Auth: true}, New: New}
+
+type service struct {
+	acc *Accounts
+	key []byte
+}
+
+// New builds the account service. BCRYPT_COST (optional) trades login cost
+// for test and benchmark speed.
+func New(_ context.Context, d kit.Deps) (kit.Service, error) {
+	if d.Bus == nil {
+		return nil, errors.New("account: needs NATS")
+	}
+	cost, err := d.Config.Int("BCRYPT_COST", bcrypt.DefaultCost)
+	if err != nil {
+		return nil, err
+	}
+	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
+		return nil, errors.New("BCRYPT_COST out of range")
+	}
+	accounts, err := kit.NewStore[record](d.Bus.Bucket("accounts"))
+	if err != nil {
+		return nil, err
+	}
+	emails, err := kit.NewStore[emailIndex](d.Bus.Bucket("account-emails"))
+	if err != nil {
+		return nil, err
+	}
+	acc, err := NewAccounts(accounts, emails, d.Bus, d.Config.AuthKey, cost)
+	if err != nil {
+		return nil, err
+	}
+	return &service{acc: acc, key: d.Config.AuthKey}, nil
+}
+
+func (s *service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /accounts", s.create)
+	mux.HandleFunc("POST /login", s.login)
+	mux.HandleFunc("GET /accounts/{id}", kit.RequireAuth(s.key, s.get))
+	mux.HandleFunc("PUT /accounts/{id}/subscription", kit.RequireAuth(s.key, s.subscription))
+	mux.HandleFunc("POST /accounts/{id}/profiles", kit.RequireAuth(s.key, s.addProfile))
+}
+
+func (s *service) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+
+func reply[T any](w http.ResponseWriter, r *http.Request, status int, v T, err error) {
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	kit.WriteJSON(w, status, v)
+}
+
+func caller(r *http.Request) string {
+	c, _ := kit.ClaimsFrom(r.Context())
+	return c.Subject
+}
+
+func (s *service) create(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[SignUp](r)
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	a, err := s.acc.Create(r.Context(), req)
+	reply(w, r, http.StatusCreated, a, err)
+}
+
+func (s *service) login(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[Login](r)
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	t, err := s.acc.Login(r.Context(), req)
+	reply(w, r, http.StatusOK, t, err)
+}
+
+func (s *service) get(w http.ResponseWriter, r *http.Request) {
+	a, err := s.acc.Get(r.Context(), caller(r), r.PathValue("id"))
+	reply(w, r, http.StatusOK, a, err)
+}
+
+func (s *service) subscription(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[Subscription](r)
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	a, err := s.acc.ChangePlan(r.Context(), caller(r), r.PathValue("id"), req)
+	reply(w, r, http.StatusOK, a, err)
+}
+
+func (s *service) addProfile(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[NewProfile](r)
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	p, err := s.acc.AddProfile(r.Context(), caller(r), r.PathValue("id"), req)
+	reply(w, r, http.StatusCreated, p, err)
+}
