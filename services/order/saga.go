@@ -224,7 +224,7 @@ func (s *Saga) drive(ctx context.Context, k string, rec record) record {
 	// forward, and a failure leaves the order pending for a resume.
 	for _, it := range items {
 		resp, err := s.products.Do(ctx, kit.Request{Method: http.MethodPost, Path: "/stock/" + it.ProductID + "/reservations/" + rec.ID + "/commit", IdempotencyKey: rec.ID})
-		if err != nil || resp.Status != http.StatusOK {
+		if err != nil || resp.Status/100 != 2 {
 			if !stopped(ctx) {
 				log.Warn("commit failed; will resume", "product", it.ProductID, "err", err)
 			}

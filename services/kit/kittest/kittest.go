@@ -5,15 +5,18 @@ package kittest
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -159,4 +162,57 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// Bus connects to a fresh embedded broker as service name would, with its
+// streams and buckets created.
+func Bus(t testing.TB, name string) *kit.Bus {
+	t.Helper()
+	b := StartNATS(t, "")
+	env := b.Env()
+	if svc, ok := catalog.Lookup(name); ok {
+		for _, up := range svc.Upstreams {
+			env[catalog.EnvURL(up)] = "http://" + up + ".invalid"
+		}
+	}
+	cfg, err := kit.LoadConfig(name, kit.Needs{}, kit.MapEnv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus, err := kit.ConnectBus(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), kit.NewMetrics(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bus.Close)
+	return bus
+}
+
+// Published records events instead of sending them.
+type Published struct {
+	mu     sync.Mutex
+	Events []kit.Event
+	Err    error
+}
+
+// Publish records one event, or fails with p.Err.
+func (p *Published) Publish(_ context.Context, typ, id, subject string, data any) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.Err != nil {
+		return p.Err
+	}
+	raw, _ := json.Marshal(data)
+	p.Events = append(p.Events, kit.Event{ID: id, Type: typ, Subject: subject, Data: raw, Time: time.Now()})
+	return nil
+}
+
+// Types lists the types of the recorded events.
+func (p *Published) Types() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, len(p.Events))
+	for i, e := range p.Events {
+		out[i] = e.Type
+	}
+	return out
 }

@@ -1,0 +1,325 @@
+// Package content holds the video library, its encoding pipeline and access
+// rights.
+//
+// Uploading a video stores it as "encoding" and publishes
+// content.encode.requested. Encoding workers are every replica's consumer
+// of one shared durable, so each job is done once however many replicas
+// run; a worker writes the renditions (240p up to the source's height) with
+// compare-and-set, marks the video ready and publishes content.encoded.
+// A redelivered job finds the video ready, republishes the same event id
+// (JetStream and consumers drop the copy) and is acked as a duplicate.
+//
+// Access is decided per viewer: the video must be ready, offered in the
+// viewer's region, and the viewer's plan (read from account with the
+// viewer's own token, behind the client's breaker) must rank at least the
+// video's minPlan.
+package content
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/services/account"
+	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/kit"
+)
+
+// Video states.
+const (
+	Encoding = "encoding"
+	Ready    = "ready"
+)
+
+// Rendition is one encoded quality of a video. Qualities are named by
+// height.
+type Rendition struct {
+	Quality     string `json:"quality"`
+	Height      int    `json:"height"`
+	BitrateKbps int    `json:"bitrateKbps"`
+}
+
+// Ladder is every rendition the pipeline can produce, lowest first, with the
+// bitrate a player needs to play it smoothly. Playback's adaptive-bitrate
+// logic picks from the same ladder.
+var Ladder = []Rendition{
+	{"240p", 240, 400},
+	{"360p", 360, 800},
+	{"480p", 480, 1400},
+	{"720p", 720, 2800},
+	{"1080p", 1080, 5000},
+	{"1440p", 1440, 9000},
+	{"2160p", 2160, 16000},
+}
+
+// RenditionsFor returns the ladder up to the source's height.
+func RenditionsFor(sourceHeight int) []Rendition {
+	var out []Rendition
+	for _, r := range Ladder {
+		if r.Height <= sourceHeight {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Video is the API shape.
+type Video struct {
+	ID           string      `json:"id"`
+	Title        string      `json:"title"`
+	Genres       []string    `json:"genres"`
+	DurationSec  int         `json:"durationSec"`
+	Regions      []string    `json:"regions"`
+	MinPlan      string      `json:"minPlan"`
+	SourceHeight int         `json:"sourceHeight"`
+	Status       string      `json:"status"`
+	Renditions   []Rendition `json:"renditions"`
+	CreatedAt    time.Time   `json:"createdAt"`
+}
+
+// Upload is the body of POST /videos. SourceHeight is optional (1080 by
+// default) and caps the renditions.
+type Upload struct {
+	Title        string   `json:"title"`
+	Genres       []string `json:"genres"`
+	DurationSec  int      `json:"durationSec"`
+	Regions      []string `json:"regions"`
+	MinPlan      string   `json:"minPlan"`
+	SourceHeight int      `json:"sourceHeight,omitempty"`
+}
+
+// DefaultSourceHeight is assumed when an upload does not say.
+const DefaultSourceHeight = 1080
+
+// Validate checks an upload.
+func (u Upload) Validate() error {
+	switch {
+	case strings.TrimSpace(u.Title) == "" || len(u.Title) > 200:
+		return kit.Invalid("title", "title must be 1-200 characters")
+	case len(u.Genres) == 0 || len(u.Genres) > 10:
+		return kit.Invalid("genres", "genres must list 1-10 genres")
+	case u.DurationSec <= 0 || u.DurationSec > 24*3600:
+		return kit.Invalid("durationSec", "durationSec must be between 1 and 86400")
+	case len(u.Regions) == 0 || len(u.Regions) > 50:
+		return kit.Invalid("regions", "regions must list 1-50 region codes")
+	case u.SourceHeight != 0 && (u.SourceHeight < Ladder[0].Height || u.SourceHeight > 4320):
+		return kit.Invalid("sourceHeight", "sourceHeight must be between %d and 4320", Ladder[0].Height)
+	}
+	for _, g := range u.Genres {
+		if !kit.ValidID(g) {
+			return kit.Invalid("genres", "genre %q must be 1-64 letters, digits, '-' or '_'", g)
+		}
+	}
+	for _, r := range u.Regions {
+		if !kit.ValidID(r) {
+			return kit.Invalid("regions", "region %q must be 1-64 letters, digits, '-' or '_'", r)
+		}
+	}
+	if _, ok := account.LookupPlan(u.MinPlan); !ok {
+		return kit.Invalid("minPlan", "minPlan must be one of %s", strings.Join(account.PlanNames(), ", "))
+	}
+	return nil
+}
+
+// Access is the answer of GET /videos/{id}/access.
+type Access struct {
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason"`
+}
+
+// EncodeJob is the data of content.encode.requested.
+type EncodeJob struct {
+	VideoID      string `json:"videoId"`
+	SourceHeight int    `json:"sourceHeight"`
+}
+
+// Publisher sends events; *kit.Bus is one.
+type Publisher interface {
+	Publish(ctx context.Context, typ, id, subject string, data any) error
+}
+
+// Caller performs calls to an upstream; *kit.Client is one.
+type Caller interface {
+	Do(ctx context.Context, req kit.Request) (*kit.Response, error)
+}
+
+// Library holds the content logic.
+type Library struct {
+	videos   *kit.Store[Video]
+	pub      Publisher
+	accounts Caller
+	now      func() time.Time
+	// encodeTime simulates the transcoder's work per job.
+	encodeTime time.Duration
+}
+
+// NewLibrary refuses nil dependencies.
+func NewLibrary(videos *kit.Store[Video], pub Publisher, accounts Caller, encodeTime time.Duration) (*Library, error) {
+	if videos == nil || pub == nil || accounts == nil {
+		return nil, errors.New("content: NewLibrary needs a store, a publisher and an account client")
+	}
+	return &Library{videos: videos, pub: pub, accounts: accounts, now: time.Now, encodeTime: encodeTime}, nil
+}
+
+// Create stores a video as encoding and asks the pipeline to encode it.
+func (l *Library) Create(ctx context.Context, u Upload) (Video, error) {
+	if err := u.Validate(); err != nil {
+		return Video{}, err
+	}
+	return l.create(ctx, kit.NewID(), u)
+}
+
+func (l *Library) create(ctx context.Context, id string, u Upload) (Video, error) {
+	if u.SourceHeight == 0 {
+		u.SourceHeight = DefaultSourceHeight
+	}
+	v := Video{
+		ID: id, Title: strings.TrimSpace(u.Title), Genres: slices.Compact(slices.Sorted(slices.Values(u.Genres))),
+		DurationSec: u.DurationSec, Regions: slices.Compact(slices.Sorted(slices.Values(u.Regions))), MinPlan: u.MinPlan,
+		SourceHeight: u.SourceHeight, Status: Encoding, Renditions: []Rendition{}, CreatedAt: l.now().UTC(),
+	}
+	if _, err := l.videos.Create(ctx, id, v); err != nil {
+		return Video{}, err
+	}
+	if err := l.pub.Publish(ctx, catalog.ContentCreated, kit.EventID(catalog.ContentCreated, id), "videos/"+id, v); err != nil {
+		kit.Logger(ctx).Warn("content.created not published", "video", id, "err", err)
+	}
+	job := EncodeJob{VideoID: id, SourceHeight: u.SourceHeight}
+	if err := l.pub.Publish(ctx, catalog.ContentEncodeRequested, kit.EventID(catalog.ContentEncodeRequested, id), "videos/"+id, job); err != nil {
+		// The video would stay "encoding" forever; tell the client now
+		// rather than pretend. A retried upload creates a new video.
+		return Video{}, fmt.Errorf("requesting encoding of %s: %w", id, err)
+	}
+	return v, nil
+}
+
+// Get returns one video.
+func (l *Library) Get(ctx context.Context, id string) (Video, error) {
+	if !kit.ValidID(id) {
+		return Video{}, kit.NotFound("video %q not found", id)
+	}
+	v, _, err := l.videos.Get(ctx, id)
+	if errors.Is(err, kit.ErrNotFound) {
+		return Video{}, kit.NotFound("video %q not found", id)
+	}
+	return v, err
+}
+
+// List returns every video, or those of one genre, newest first.
+func (l *Library) List(ctx context.Context, genre string) ([]Video, error) {
+	vs, err := l.videos.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []Video{}
+	for _, v := range vs {
+		if genre == "" || slices.Contains(v.Genres, genre) {
+			out = append(out, v)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Video) int { return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(a.ID, b.ID)) })
+	return out, nil
+}
+
+// OnEncodeRequested is the encoding worker: it produces the renditions,
+// marks the video ready and publishes content.encoded, once per video.
+func (l *Library) OnEncodeRequested(ctx context.Context, ev kit.Event) error {
+	var job EncodeJob
+	if err := json.Unmarshal(ev.Data, &job); err != nil || !kit.ValidID(job.VideoID) {
+		return fmt.Errorf("%w: bad encode job %s: %v", kit.ErrPermanent, ev.ID, err)
+	}
+	current, err := l.Get(ctx, job.VideoID)
+	if err != nil {
+		if kit.AsError(err).Status == http.StatusNotFound {
+			return fmt.Errorf("%w: %v", kit.ErrPermanent, err)
+		}
+		return err
+	}
+	already := current.Status == Ready
+	if !already && l.encodeTime > 0 {
+		select {
+		case <-time.After(l.encodeTime):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	v, err := l.videos.Update(ctx, job.VideoID, func(v *Video) error {
+		if v.Status == Ready {
+			return kit.ErrNoChange
+		}
+		v.Renditions = RenditionsFor(v.SourceHeight)
+		v.Status = Ready
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Publish even when already ready: the worker that marked it may have
+	// died before publishing. The deterministic id makes this a no-op
+	// otherwise.
+	if err := l.pub.Publish(ctx, catalog.ContentEncoded, kit.EventID(catalog.ContentEncoded, v.ID), "videos/"+v.ID, v); err != nil {
+		return err
+	}
+	if already {
+		return kit.ErrDuplicate
+	}
+	return nil
+}
+
+// CheckAccess decides whether accountID may watch video id from region.
+// authorization is the viewer's Authorization header, forwarded to account.
+func (l *Library) CheckAccess(ctx context.Context, id, accountID, region, authorization string) (Access, error) {
+	switch {
+	case accountID == "":
+		return Access{}, kit.Invalid("accountId", "accountId is required")
+	case !kit.ValidID(accountID):
+		return Access{}, kit.Invalid("accountId", "accountId must be an account id")
+	case region == "":
+		return Access{}, kit.Invalid("region", "region is required")
+	case !kit.ValidID(region):
+		return Access{}, kit.Invalid("region", "region must be a region code")
+	}
+	v, err := l.Get(ctx, id)
+	if err != nil {
+		return Access{}, err
+	}
+	if v.Status != Ready {
+		return Access{Reason: "video is still encoding"}, nil
+	}
+	if !slices.Contains(v.Regions, region) {
+		return Access{Reason: fmt.Sprintf("video is not available in region %s", region)}, nil
+	}
+	h := http.Header{}
+	if authorization != "" {
+		h.Set("Authorization", authorization)
+	}
+	resp, err := l.accounts.Do(ctx, kit.Request{Method: http.MethodGet, Path: "/accounts/" + url.PathEscape(accountID), Header: h})
+	if err != nil {
+		return Access{}, err
+	}
+	switch {
+	case resp.Status == http.StatusUnauthorized:
+		return Access{}, kit.UpstreamError(resp)
+	case resp.Status == http.StatusForbidden || resp.Status == http.StatusNotFound:
+		return Access{Reason: "account is unknown or not yours"}, nil
+	case resp.Status != http.StatusOK:
+		return Access{}, kit.Unavailable("account answered %d", resp.Status)
+	}
+	var acc account.Account
+	if err := resp.JSON(&acc); err != nil {
+		return Access{}, kit.Unavailable("account answered garbage: %v", err)
+	}
+	have, ok := account.LookupPlan(acc.Plan)
+	need, _ := account.LookupPlan(v.MinPlan)
+	if !ok || have.Rank < need.Rank {
+		return Access{Reason: fmt.Sprintf("plan %s does not include this video: it needs %s or better", acc.Plan, v.MinPlan)}, nil
+	}
+	return Access{Allowed: true, Reason: "ok"}, nil
+}

@@ -1,0 +1,212 @@
+package content_test
+
+import (
+	"bytes"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/services/account"
+	"github.com/switchboard-dev/switchboard/services/content"
+	"github.com/switchboard-dev/switchboard/services/kit"
+	"github.com/switchboard-dev/switchboard/services/kit/kittest"
+	"github.com/switchboard-dev/switchboard/services/streaming/streamtest"
+)
+
+type env struct {
+	accounts, videos streamtest.Client
+	accountSvc       *kittest.Running
+}
+
+func start(t *testing.T, extra map[string]string) env {
+	t.Helper()
+	b := kittest.StartNATS(t, "")
+	e := b.Env()
+	e["BCRYPT_COST"] = "4"
+	e["SEED_DEMO"] = "false"
+	e["UPSTREAM_ATTEMPTS"] = "1"
+	acc := kittest.Serve(t, account.Definition, e)
+	e[kit.EnvAuthKey] = ""
+	e["ACCOUNT_URL"] = acc.URL
+	for k, v := range extra {
+		e[k] = v
+	}
+	c := kittest.Serve(t, content.Definition, e)
+	return env{accounts: streamtest.Client{T: t, Base: acc.URL}, videos: streamtest.Client{T: t, Base: c.URL}, accountSvc: acc}
+}
+
+func signUp(t *testing.T, c streamtest.Client, email, plan string) (string, string) {
+	t.Helper()
+	var a account.Account
+	c.Must(http.StatusCreated, "POST", "/accounts", account.SignUp{Email: email, Password: "correct-horse", Plan: plan}, &a)
+	var tok account.Token
+	c.Must(http.StatusOK, "POST", "/login", account.Login{Email: email, Password: "correct-horse"}, &tok)
+	return a.ID, tok.Token
+}
+
+func waitReady(t *testing.T, c streamtest.Client, id string) content.Video {
+	t.Helper()
+	var v content.Video
+	kittest.Eventually(t, 10*time.Second, "video "+id+" ready", func() bool {
+		c.Must(http.StatusOK, "GET", "/videos/"+id, nil, &v)
+		return v.Status == content.Ready
+	})
+	return v
+}
+
+func TestUploadEncodesThroughThePipeline(t *testing.T) {
+	e := start(t, nil)
+	var v content.Video
+	e.videos.Must(http.StatusCreated, "POST", "/videos", content.Upload{
+		Title: "Night Train", Genres: []string{"drama"}, DurationSec: 1200, Regions: []string{"eu"}, MinPlan: account.Basic, SourceHeight: 1080,
+	}, &v)
+	if v.Status != content.Encoding || len(v.Renditions) != 0 {
+		t.Fatalf("upload answered %+v, want encoding without renditions", v)
+	}
+	v = waitReady(t, e.videos, v.ID)
+	var got []string
+	for _, r := range v.Renditions {
+		got = append(got, r.Quality)
+	}
+	if want := []string{"240p", "360p", "480p", "720p", "1080p"}; !equal(got, want) {
+		t.Fatalf("renditions %v, want %v (capped by the 1080p source)", got, want)
+	}
+
+	var list struct{ Items []content.Video }
+	e.videos.Must(http.StatusOK, "GET", "/videos?genre=drama", nil, &list)
+	if len(list.Items) != 1 || list.Items[0].ID != v.ID {
+		t.Fatalf("genre filter: %+v", list.Items)
+	}
+	e.videos.Must(http.StatusOK, "GET", "/videos?genre=comedy", nil, &list)
+	if len(list.Items) != 0 {
+		t.Fatalf("comedy: %+v", list.Items)
+	}
+}
+
+func TestAccess(t *testing.T) {
+	e := start(t, nil)
+	basicID, basicTok := signUp(t, e.accounts, "basic@example.com", account.Basic)
+	premID, premTok := signUp(t, e.accounts, "prem@example.com", account.Premium)
+	var v content.Video
+	e.videos.Must(http.StatusCreated, "POST", "/videos", content.Upload{
+		Title: "Deep Sea", Genres: []string{"nature"}, DurationSec: 600, Regions: []string{"eu", "us"}, MinPlan: account.Standard,
+	}, &v)
+	waitReady(t, e.videos, v.ID)
+
+	tests := []struct {
+		name            string
+		token, acct, rg string
+		allowed         bool
+		reason          string
+	}{
+		{"a premium viewer in the EU may watch", premTok, premID, "eu", true, "ok"},
+		{"a region outside the video's list is refused", premTok, premID, "apac", false, "video is not available in region apac"},
+		{"a plan below minPlan is refused", basicTok, basicID, "eu", false, "plan basic does not include this video: it needs standard or better"},
+		{"someone else's account is refused", basicTok, premID, "eu", false, "account is unknown or not yours"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var a content.Access
+			e.videos.As(tt.token).Must(http.StatusOK, "GET", "/videos/"+v.ID+"/access?"+url.Values{"accountId": {tt.acct}, "region": {tt.rg}}.Encode(), nil, &a)
+			if a.Allowed != tt.allowed || a.Reason != tt.reason {
+				t.Fatalf("access %+v, want allowed=%v reason %q", a, tt.allowed, tt.reason)
+			}
+		})
+	}
+
+	raw := e.videos.As(premTok).Must(http.StatusBadRequest, "GET", "/videos/"+v.ID+"/access?region=eu", nil, nil)
+	if streamtest.Err(t, raw).Error.Field != "accountId" {
+		t.Fatalf("missing accountId: %s", raw)
+	}
+	e.videos.As(premTok).Must(http.StatusNotFound, "GET", "/videos/nope/access?accountId="+premID+"&region=eu", nil, nil)
+
+	// With account down, the check fails fast with a 503 rather than guess.
+	if err := e.accountSvc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	raw = e.videos.As(premTok).Must(http.StatusServiceUnavailable, "GET", "/videos/"+v.ID+"/access?accountId="+premID+"&region=eu", nil, nil)
+	if streamtest.Err(t, raw).Error.Code != kit.CodeUnavailable {
+		t.Fatalf("account down: %s", raw)
+	}
+}
+
+func TestAccessWhileEncoding(t *testing.T) {
+	e := start(t, map[string]string{"ENCODE_TIME": "1h"})
+	id, tok := signUp(t, e.accounts, "early@example.com", account.Premium)
+	var v content.Video
+	e.videos.Must(http.StatusCreated, "POST", "/videos", content.Upload{
+		Title: "Soon", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"}, MinPlan: account.Basic,
+	}, &v)
+	var a content.Access
+	e.videos.As(tok).Must(http.StatusOK, "GET", "/videos/"+v.ID+"/access?accountId="+id+"&region=eu", nil, &a)
+	if a.Allowed || a.Reason != "video is still encoding" {
+		t.Fatalf("access while encoding: %+v", a)
+	}
+}
+
+func TestUploadValidation(t *testing.T) {
+	e := start(t, nil)
+	good := content.Upload{Title: "T", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"}, MinPlan: account.Basic}
+	tests := []struct {
+		name  string
+		edit  func(*content.Upload)
+		field string
+	}{
+		{"an empty title", func(u *content.Upload) { u.Title = "" }, "title"},
+		{"no genres", func(u *content.Upload) { u.Genres = nil }, "genres"},
+		{"a genre with spaces", func(u *content.Upload) { u.Genres = []string{"sci fi"} }, "genres"},
+		{"a zero duration", func(u *content.Upload) { u.DurationSec = 0 }, "durationSec"},
+		{"no regions", func(u *content.Upload) { u.Regions = nil }, "regions"},
+		{"an unknown plan", func(u *content.Upload) { u.MinPlan = "gold" }, "minPlan"},
+		{"a tiny source", func(u *content.Upload) { u.SourceHeight = 100 }, "sourceHeight"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" is a 400 naming the field", func(t *testing.T) {
+			u := good
+			tt.edit(&u)
+			c := e.videos
+			c.T = t
+			raw := c.Must(http.StatusBadRequest, "POST", "/videos", u, nil)
+			if f := streamtest.Err(t, raw).Error.Field; f != tt.field {
+				t.Fatalf("field %q, want %q: %s", f, tt.field, raw)
+			}
+		})
+	}
+}
+
+func FuzzUploadDecode(f *testing.F) {
+	f.Add([]byte(`{"title":"a","genres":["x"],"durationSec":1,"regions":["eu"],"minPlan":"basic"}`))
+	f.Add([]byte(`{"genres":"x"}`))
+	f.Add([]byte(`{"sourceHeight":-1,"durationSec":1e99}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var u content.Upload
+		if err := kit.DecodeJSON(bytes.NewReader(body), &u); err != nil {
+			if s := kit.AsError(err).Status; s != 400 && s != 413 {
+				t.Fatalf("decode error %v is a %d", err, s)
+			}
+			return
+		}
+		if err := u.Validate(); err != nil {
+			if e := kit.AsError(err); e.Status != 400 || e.Field == "" {
+				t.Fatalf("validation error %v: status %d field %q", err, e.Status, e.Field)
+			}
+			return
+		}
+		if len(content.RenditionsFor(max(u.SourceHeight, content.DefaultSourceHeight))) == 0 {
+			t.Fatal("a valid upload must have renditions")
+		}
+	})
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

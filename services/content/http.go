@@ -1,0 +1,107 @@
+package content
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/kit"
+)
+
+// Definition registers the service with the binary.
+var Definition = kit.Definition{Name: "content", New: New}
+
+type service struct {
+	lib *Library
+	bus *kit.Bus
+}
+
+// New builds the content service. Optional env: ENCODE_TIME (simulated
+// transcoding time per video, default 0), SEED_DEMO=false to skip the demo
+// library.
+func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
+	if d.Bus == nil {
+		return nil, errors.New("content: needs NATS")
+	}
+	accounts, err := d.Client("account")
+	if err != nil {
+		return nil, err
+	}
+	var encodeTime time.Duration
+	if d.Config.String("ENCODE_TIME") != "" {
+		if encodeTime, err = d.Config.Duration("ENCODE_TIME", 0); err != nil {
+			return nil, err
+		}
+	}
+	videos, err := kit.NewStore[Video](d.Bus.Bucket("videos"))
+	if err != nil {
+		return nil, err
+	}
+	lib, err := NewLibrary(videos, d.Bus, accounts, encodeTime)
+	if err != nil {
+		return nil, err
+	}
+	if d.Config.String("SEED_DEMO") != "false" {
+		if err := lib.Seed(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return &service{lib: lib, bus: d.Bus}, nil
+}
+
+func (s *service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /videos", s.create)
+	mux.HandleFunc("GET /videos", s.list)
+	mux.HandleFunc("GET /videos/{id}", s.get)
+	mux.HandleFunc("GET /videos/{id}/access", s.access)
+}
+
+// Run is the encoding worker: one shared durable across replicas, so each
+// job is done once.
+func (s *service) Run(ctx context.Context) error {
+	if err := s.bus.Consume(ctx, kit.ConsumerSpec{
+		Durable:  "content-encoder",
+		Subjects: []string{catalog.ContentEncodeRequested},
+		Handler:  s.lib.OnEncodeRequested,
+	}); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func reply[T any](w http.ResponseWriter, r *http.Request, status int, v T, err error) {
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	kit.WriteJSON(w, status, v)
+}
+
+func (s *service) create(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[Upload](r)
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	v, err := s.lib.Create(r.Context(), req)
+	reply(w, r, http.StatusCreated, v, err)
+}
+
+func (s *service) list(w http.ResponseWriter, r *http.Request) {
+	vs, err := s.lib.List(r.Context(), r.URL.Query().Get("genre"))
+	reply(w, r, http.StatusOK, map[string][]Video{"items": vs}, err)
+}
+
+func (s *service) get(w http.ResponseWriter, r *http.Request) {
+	v, err := s.lib.Get(r.Context(), r.PathValue("id"))
+	reply(w, r, http.StatusOK, v, err)
+}
+
+func (s *service) access(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	a, err := s.lib.CheckAccess(r.Context(), r.PathValue("id"), q.Get("accountId"), q.Get("region"), r.Header.Get("Authorization"))
+	reply(w, r, http.StatusOK, a, err)
+}
