@@ -63,7 +63,6 @@ func ok(status int, v any) func() (*kit.Response, error) {
 	}
 }
 
-
 func failWith(sentinel error) func() (*kit.Response, error) {
 	return func() (*kit.Response, error) {
 		return nil, fmt.Errorf("%w: %w", sentinel, kit.Unavailable("payment unavailable"))
@@ -97,8 +96,8 @@ func TestSaga(t *testing.T) {
 	}{
 		{
 			name: "a paid order is confirmed", products: products,
-			payments:   &fake{answers: map[string]func() (*kit.Response, error){"POST /payments": ok(201, map[string]any{"id": "pay_1"})}},
-			wantHTTP:   201, wantStatus: Confirmed,
+			payments: &fake{answers: map[string]func() (*kit.Response, error){"POST /payments": ok(201, map[string]any{"id": "pay_1"})}},
+			wantHTTP: 201, wantStatus: Confirmed,
 			wantEvents: []string{catalog.OrderCreated, catalog.OrderConfirmed},
 		},
 		{
