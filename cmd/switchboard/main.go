@@ -2,6 +2,7 @@
 //
 //	switchboard serve <service>    one service, configured from env vars (what the operator runs)
 //	switchboard dev [flags]        every service and an embedded NATS in one process
+//	switchboard render -f p.yaml   the manifests the operator would apply (like helm template)
 package main
 
 import (
@@ -24,8 +25,9 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"serve": {"run one service, configured from env vars", serve},
-	"dev":   {"run every service and an embedded NATS on this machine", dev},
+	"serve":  {"run one service, configured from env vars", serve},
+	"dev":    {"run every service and an embedded NATS on this machine", dev},
+	"render": {"print the manifests the operator would apply for a Platform file", renderCmd},
 }
 
 // errUsage marks errors that deserve the usage text.
