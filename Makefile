@@ -8,6 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Tool versions, pinned.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 HELM_VERSION ?= v3.22.0
+KUSTOMIZE_VERSION ?= v5.8.1
 ENVTEST_K8S_VERSION ?= 1.37.2
 ENVTEST_ETCD_VERSION ?= v3.6.16
 
@@ -15,6 +16,9 @@ LOCALBIN ?= $(CURDIR)/bin
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/switchboard
 ENVTEST_ASSETS ?= $(CACHE_DIR)/envtest/$(ENVTEST_K8S_VERSION)
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
+HELM ?= $(LOCALBIN)/helm
+KUSTOMIZE ?= $(LOCALBIN)/kustomize
+CHART ?= charts/switchboard
 KUBECTL ?= kubectl
 GO_TEST_FLAGS ?= -count=1
 
@@ -57,8 +61,12 @@ verify-fmt: ## Fail if any Go file is not gofmt-clean.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 
 .PHONY: test
-test: verify-fmt vet verify-generated envtest ## Run every test against real parts (envtest, embedded NATS, loopback HTTP).
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
+test: verify-fmt vet verify-generated verify-chart-sync helm-lint envtest helm kustomize ## Run every test against real parts (envtest, embedded NATS, loopback HTTP).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: api-docs
+api-docs: ## Regenerate docs/api.md (from the CRD) and the events table of docs/architecture.md (from the catalog).
+	go run ./hack/docgen
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks (figures go to docs/benchmarks.md).
@@ -78,6 +86,42 @@ build: ## Build the manager and switchboard binaries into ./bin.
 .PHONY: run
 run: manifests generate fmt vet ## Run the operator from your host against the current kubeconfig.
 	go run ./cmd/manager --services-image=$(IMG)
+
+.PHONY: build-static
+build-static: ## Build the image's static binaries into ./bin/static, with the Dockerfile's exact command.
+	hack/build-static.sh $(LOCALBIN)/static $(VERSION)
+
+.PHONY: docker-build
+docker-build: ## Build the image IMG (one image: /manager and /switchboard). Needs a Docker engine.
+	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the image IMG.
+	docker push $(IMG)
+
+##@ Helm chart
+
+.PHONY: chart-sync
+chart-sync: manifests ## Copy the CRD and the RBAC rules from config/ into the chart.
+	rm -f $(CHART)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/role.yaml config/rbac/leader_election_role.yaml $(CHART)/files/rbac/
+
+.PHONY: verify-chart-sync
+verify-chart-sync: manifests ## Fail if the chart's CRD or RBAC rules differ from config/.
+	@diff -r config/crd/bases $(CHART)/crds && \
+	  diff config/rbac/role.yaml $(CHART)/files/rbac/role.yaml && \
+	  diff config/rbac/leader_election_role.yaml $(CHART)/files/rbac/leader_election_role.yaml || \
+	  { echo "the chart's CRD or RBAC is stale: run 'make chart-sync' and commit"; exit 1; }
+
+.PHONY: helm-lint
+helm-lint: helm ## Lint the chart, with its defaults and with every optional part on.
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) --set platform.create=true,metrics.serviceMonitor.enabled=true,metrics.podMonitor.enabled=true,grafanaDashboard.enabled=true
+
+.PHONY: kind-e2e
+kind-e2e: ## Create a kind cluster, build and load the image, helm install, run a smoke order, delete the cluster. Needs Docker and kind.
+	HELM="$(HELM)" VERSION="$(VERSION)" hack/kind-e2e.sh
 
 ##@ Deployment
 
@@ -99,6 +143,16 @@ undeploy: ## Remove what deploy installed.
 	$(KUBECTL) kustomize config/default | $(KUBECTL) delete --ignore-not-found -f -
 
 ##@ Tools
+
+.PHONY: helm
+helm: $(HELM) ## Build helm into ./bin.
+$(HELM):
+	GOBIN=$(LOCALBIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE) ## Build kustomize into ./bin (the packaging tests render config/default with it).
+$(KUSTOMIZE):
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen into ./bin.
