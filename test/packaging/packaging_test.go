@@ -18,8 +18,8 @@ import (
 func TestChartMatchesConfig(t *testing.T) {
 	for src, dst := range map[string]string{
 		"config/crd/bases/platform.switchboard.dev_platforms.yaml": "charts/switchboard/crds/platform.switchboard.dev_platforms.yaml",
-		"config/rbac/role.yaml":                                    "charts/switchboard/files/rbac/role.yaml",
-		"config/rbac/leader_election_role.yaml":                    "charts/switchboard/files/rbac/leader_election_role.yaml",
+		"config/rbac/role.yaml":                 "charts/switchboard/files/rbac/role.yaml",
+		"config/rbac/leader_election_role.yaml": "charts/switchboard/files/rbac/leader_election_role.yaml",
 	} {
 		if !bytes.Equal(readFile(t, src), readFile(t, dst)) {
 			t.Errorf("%s differs from %s: run `make chart-sync` and commit", dst, src)
