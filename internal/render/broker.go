@@ -1,0 +1,332 @@
+package render
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+)
+
+// DefaultBrokerImage is the official image of the nats-server version the
+// project embeds (go.mod); a test keeps the two in step.
+const DefaultBrokerImage = "nats:2.15.2"
+
+// Broker pod layout.
+const (
+	brokerContainer  = "nats"
+	brokerConfigKey  = "nats.conf"
+	brokerConfigDir  = "/etc/nats-config"
+	brokerDataDir    = "/data"
+	brokerStoreDir   = brokerDataDir + "/jetstream"
+	brokerDataVolume = "data"
+	brokerUID        = 1000
+)
+
+// Env vars of the broker container. nats.conf refers to them as $NAME.
+const (
+	envPodName      = "POD_NAME"
+	envNATSUser     = "NATS_USER"
+	envNATSPassword = "NATS_PASSWORD"
+	envRoutePrefix  = "NATS_ROUTE_"
+)
+
+// defaultBrokerSize is the JetStream volume and limit when spec.broker.jetstream.size is unset.
+var defaultBrokerSize = resource.MustParse("1Gi")
+
+func brokerReplicas(p *v1alpha1.Platform) int32 {
+	if p.Spec.Broker.Replicas == 0 {
+		return 1
+	}
+	return p.Spec.Broker.Replicas
+}
+
+func brokerImage(p *v1alpha1.Platform) string {
+	if p.Spec.Broker.Image != "" {
+		return p.Spec.Broker.Image
+	}
+	return DefaultBrokerImage
+}
+
+func brokerSize(p *v1alpha1.Platform) resource.Quantity {
+	if s := p.Spec.Broker.JetStream.Size; s != nil {
+		return s.DeepCopy()
+	}
+	return defaultBrokerSize.DeepCopy()
+}
+
+func memoryStorage(p *v1alpha1.Platform) bool {
+	return p.Spec.Broker.JetStream.Storage == v1alpha1.StorageMemory
+}
+
+func authSecret(p *v1alpha1.Platform, c Credentials) *corev1.Secret {
+	return &corev1.Secret{
+		TypeMeta:   typeMeta("v1", "Secret"),
+		ObjectMeta: objectMeta(p, AuthSecretName(p), ComponentAuth),
+		Type:       corev1.SecretTypeOpaque,
+		Data: map[string][]byte{
+			SecretKeyNATSUser:     []byte(c.NATSUser),
+			SecretKeyNATSPassword: []byte(c.NATSPassword),
+			SecretKeyAuthKey:      []byte(c.AuthKey),
+		},
+	}
+}
+
+// natsConfig renders nats.conf. It never contains a credential: the server
+// substitutes $NATS_USER and $NATS_PASSWORD from its environment, which
+// the StatefulSet fills from the <p>-auth Secret.
+//
+// The server name is passed as --name $(POD_NAME) rather than written here
+// as server_name: $POD_NAME, because nats-server parses a substituted value
+// as a config token, and a pod name such as "1234-nats-0" lexes as a
+// malformed date.
+//
+// Routes need the credentials inside their URLs (a route sends only its
+// URL's user info), so each is an env var NATS_ROUTE_<i> that the kubelet
+// assembles from the secret-backed variables; see brokerEnv.
+func natsConfig(p *v1alpha1.Platform) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# nats.conf of Platform %s/%s, rendered by %s; edits are overwritten.\n", p.Namespace, p.Name, FieldManager)
+	b.WriteString("# Credentials are read from the environment (Secret " + AuthSecretName(p) + "), never written here.\n")
+	fmt.Fprintf(&b, "listen: \"0.0.0.0:%d\"\n", ClientPort)
+	fmt.Fprintf(&b, "http: \"0.0.0.0:%d\"\n", MonitorPort)
+	b.WriteString("\n")
+	b.WriteString("jetstream {\n")
+	fmt.Fprintf(&b, "  store_dir: %q\n", brokerStoreDir)
+	size := brokerSize(p)
+	if memoryStorage(p) {
+		fmt.Fprintf(&b, "  max_memory_store: %d\n", size.Value())
+		// No volume to fill: file streams (and the clustered meta log)
+		// go to an emptyDir, limited only by the node.
+	} else {
+		fmt.Fprintf(&b, "  max_file_store: %d\n", size.Value())
+	}
+	b.WriteString("}\n\n")
+	b.WriteString("authorization {\n")
+	fmt.Fprintf(&b, "  user: $%s\n  password: $%s\n", envNATSUser, envNATSPassword)
+	b.WriteString("}\n")
+
+	if n := brokerReplicas(p); n > 1 {
+		b.WriteString("\ncluster {\n")
+		fmt.Fprintf(&b, "  name: %q\n", p.Name)
+		fmt.Fprintf(&b, "  listen: \"0.0.0.0:%d\"\n", ClusterPort)
+		b.WriteString("  authorization {\n")
+		fmt.Fprintf(&b, "    user: $%s\n    password: $%s\n", envNATSUser, envNATSPassword)
+		b.WriteString("  }\n")
+		b.WriteString("  routes: [\n")
+		for i := range n {
+			fmt.Fprintf(&b, "    $%s%d\n", envRoutePrefix, i)
+		}
+		b.WriteString("  ]\n")
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+func brokerConfigMap(p *v1alpha1.Platform) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		TypeMeta:   typeMeta("v1", "ConfigMap"),
+		ObjectMeta: objectMeta(p, BrokerConfigName(p), ComponentBroker),
+		Data:       map[string]string{brokerConfigKey: natsConfig(p)},
+	}
+}
+
+func brokerServicePorts(withCluster bool) []corev1.ServicePort {
+	ports := []corev1.ServicePort{{
+		Name: "client", Port: ClientPort, TargetPort: intstr.FromString("client"), Protocol: corev1.ProtocolTCP,
+	}}
+	if withCluster {
+		ports = append(ports, corev1.ServicePort{
+			Name: "cluster", Port: ClusterPort, TargetPort: intstr.FromString("cluster"), Protocol: corev1.ProtocolTCP,
+		})
+	}
+	return append(ports, corev1.ServicePort{
+		Name: "monitor", Port: MonitorPort, TargetPort: intstr.FromString("monitor"), Protocol: corev1.ProtocolTCP,
+	})
+}
+
+// brokerHeadlessService governs the StatefulSet: it gives each pod the DNS
+// name its peers route to, published before the pod is ready because a
+// cluster cannot become ready before its routes connect.
+func brokerHeadlessService(p *v1alpha1.Platform) *corev1.Service {
+	return &corev1.Service{
+		TypeMeta:   typeMeta("v1", "Service"),
+		ObjectMeta: objectMeta(p, BrokerHeadlessName(p), ComponentBroker),
+		Spec: corev1.ServiceSpec{
+			Type:                     corev1.ServiceTypeClusterIP,
+			ClusterIP:                corev1.ClusterIPNone,
+			PublishNotReadyAddresses: true,
+			Selector:                 SelectorLabels(p, ComponentBroker),
+			Ports:                    brokerServicePorts(true),
+		},
+	}
+}
+
+func brokerClientService(p *v1alpha1.Platform) *corev1.Service {
+	return &corev1.Service{
+		TypeMeta:   typeMeta("v1", "Service"),
+		ObjectMeta: objectMeta(p, BrokerName(p), ComponentBroker),
+		Spec: corev1.ServiceSpec{
+			Type:     corev1.ServiceTypeClusterIP,
+			Selector: SelectorLabels(p, ComponentBroker),
+			Ports:    brokerServicePorts(false),
+		},
+	}
+}
+
+// brokerEnv fills the variables nats.conf and the args refer to. The route
+// variables use the kubelet's $(VAR) expansion of earlier variables, so the
+// pod spec carries references to the credentials, never their values.
+func brokerEnv(p *v1alpha1.Platform) []corev1.EnvVar {
+	env := []corev1.EnvVar{
+		{Name: envPodName, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
+		secretEnv(p, envNATSUser, SecretKeyNATSUser),
+		secretEnv(p, envNATSPassword, SecretKeyNATSPassword),
+	}
+	if n := brokerReplicas(p); n > 1 {
+		for i := range n {
+			env = append(env, corev1.EnvVar{
+				Name:  fmt.Sprintf("%s%d", envRoutePrefix, i),
+				Value: fmt.Sprintf("nats://$(%s):$(%s)@%s:%d", envNATSUser, envNATSPassword, brokerPodHost(p, i), ClusterPort),
+			})
+		}
+	}
+	return env
+}
+
+func brokerStatefulSet(p *v1alpha1.Platform, c Credentials) *appsv1.StatefulSet {
+	replicas := brokerReplicas(p)
+	config := natsConfig(p)
+	configHash := sha256.Sum256([]byte(config))
+
+	ports := []corev1.ContainerPort{
+		{Name: "client", ContainerPort: ClientPort, Protocol: corev1.ProtocolTCP},
+		{Name: "cluster", ContainerPort: ClusterPort, Protocol: corev1.ProtocolTCP},
+		{Name: "monitor", ContainerPort: MonitorPort, Protocol: corev1.ProtocolTCP},
+	}
+	mounts := []corev1.VolumeMount{
+		{Name: "config", MountPath: brokerConfigDir, ReadOnly: true},
+		{Name: brokerDataVolume, MountPath: brokerDataDir},
+	}
+	volumes := []corev1.Volume{{
+		Name: "config",
+		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: BrokerConfigName(p)},
+		}},
+	}}
+	var claims []corev1.PersistentVolumeClaim
+	if memoryStorage(p) {
+		// JetStream still needs a writable store_dir (the clustered meta
+		// log lives there even when streams are in memory).
+		volumes = append(volumes, corev1.Volume{Name: brokerDataVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	} else {
+		claims = []corev1.PersistentVolumeClaim{{
+			ObjectMeta: metav1.ObjectMeta{Name: brokerDataVolume, Labels: SelectorLabels(p, ComponentBroker)},
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				StorageClassName: p.Spec.Broker.JetStream.StorageClassName,
+				VolumeMode:       ptr.To(corev1.PersistentVolumeFilesystem),
+				Resources: corev1.VolumeResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceStorage: brokerSize(p)},
+				},
+			},
+		}}
+	}
+
+	pod := corev1.PodSpec{
+		AutomountServiceAccountToken: ptr.To(false),
+		EnableServiceLinks:           ptr.To(false),
+		SecurityContext:              podSecurityContext(brokerUID),
+		Containers: []corev1.Container{{
+			Name:  brokerContainer,
+			Image: brokerImage(p),
+			Args:  []string{"--config", brokerConfigDir + "/" + brokerConfigKey, "--name", "$(" + envPodName + ")"},
+			Ports: ports,
+			Env:   brokerEnv(p),
+			// No limits: a JetStream server's memory grows with its streams,
+			// and an OOM kill costs a quorum member.
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("100m"),
+				corev1.ResourceMemory: resource.MustParse("128Mi"),
+			}},
+			// Startup waits for the full health check (JetStream caught up
+			// with its streams and peers); afterwards liveness and readiness
+			// only ask whether JetStream is enabled, so a cluster-wide stream
+			// problem never turns into every broker pod being restarted.
+			StartupProbe:    httpProbe("/healthz", "monitor", 10, 5, 90),
+			LivenessProbe:   httpProbe("/healthz?js-enabled-only=true", "monitor", 30, 5, 3),
+			ReadinessProbe:  httpProbe("/healthz?js-enabled-only=true", "monitor", 10, 5, 3),
+			VolumeMounts:    mounts,
+			SecurityContext: containerSecurityContext(),
+		}},
+		Volumes: volumes,
+	}
+	if replicas > 1 {
+		// Spread the quorum so one node failure costs at most one member.
+		pod.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
+			MaxSkew:           1,
+			TopologyKey:       "kubernetes.io/hostname",
+			WhenUnsatisfiable: corev1.ScheduleAnyway,
+			LabelSelector:     &metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)},
+		}}
+	}
+
+	return &appsv1.StatefulSet{
+		TypeMeta:   typeMeta("apps/v1", "StatefulSet"),
+		ObjectMeta: objectMeta(p, BrokerName(p), ComponentBroker),
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:    ptr.To(replicas),
+			ServiceName: BrokerHeadlessName(p),
+			// All members must start together to elect a JetStream meta
+			// leader; OrderedReady would wait for pod 0 to be ready, which
+			// it cannot be alone.
+			PodManagementPolicy:  appsv1.ParallelPodManagement,
+			RevisionHistoryLimit: ptr.To[int32](3),
+			UpdateStrategy:       appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType},
+			Selector:             &metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)},
+			// Volumes outlive the StatefulSet: deleting a Platform by
+			// mistake must not delete its streams. Recreate it to reattach.
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+				WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+				WhenScaled:  appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{
+					Labels: Labels(p, ComponentBroker),
+					Annotations: map[string]string{
+						AnnotationConfigHash: hex.EncodeToString(configHash[:])[:16],
+						AnnotationAuthHash:   c.hash(),
+					},
+				},
+				Spec: pod,
+			},
+			VolumeClaimTemplates: claims,
+		},
+	}
+}
+
+func brokerPDB(p *v1alpha1.Platform) *policyv1.PodDisruptionBudget {
+	return pdb(p, BrokerName(p), ComponentBroker)
+}
+
+func pdb(p *v1alpha1.Platform, name, component string) *policyv1.PodDisruptionBudget {
+	return &policyv1.PodDisruptionBudget{
+		TypeMeta:   typeMeta("policy/v1", "PodDisruptionBudget"),
+		ObjectMeta: objectMeta(p, name, component),
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MaxUnavailable: ptr.To(intstr.FromInt32(1)),
+			Selector:       &metav1.LabelSelector{MatchLabels: SelectorLabels(p, component)},
+			// A crash-looping pod must not block a node drain.
+			UnhealthyPodEvictionPolicy: ptr.To(policyv1.AlwaysAllow),
+		},
+	}
+}

@@ -1,0 +1,91 @@
+package render
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+)
+
+// InternalNetworkPolicyName is the NetworkPolicy that admits only the
+// platform's own pods to its internal services.
+func InternalNetworkPolicyName(p *v1alpha1.Platform) string { return p.Name + "-services" }
+
+func networkPoliciesEnabled(p *v1alpha1.Platform) bool {
+	return ptr.Deref(p.Spec.NetworkPolicy.Enabled, true)
+}
+
+// platformPods selects every pod of p: the pod templates carry the full
+// Labels, managed-by included.
+func platformPods(p *v1alpha1.Platform) *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchLabels: map[string]string{LabelInstance: p.Name, LabelManagedBy: FieldManager}}
+}
+
+func tcpPort(name string) networkingv1.NetworkPolicyPort {
+	return networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromString(name))}
+}
+
+func networkPolicy(p *v1alpha1.Platform, name, component string, pods metav1.LabelSelector, rules ...networkingv1.NetworkPolicyIngressRule) *networkingv1.NetworkPolicy {
+	return &networkingv1.NetworkPolicy{
+		TypeMeta:   typeMeta("networking.k8s.io/v1", "NetworkPolicy"),
+		ObjectMeta: objectMeta(p, name, component),
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: pods,
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress:     rules,
+		},
+	}
+}
+
+// networkPolicies admits, on the named ports only: the platform's pods to
+// its internal services; anyone to its public services (the gateway); the
+// platform's pods to the broker's client and monitor ports, and the broker
+// alone to its cluster port. Egress stays open: services reach only DNS,
+// the broker and each other, and a default-deny egress would also break
+// any sidecar a user adds.
+func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan) []*networkingv1.NetworkPolicy {
+	// Public services come from the catalog whether enabled or not, so the
+	// selector does not change when one is switched off.
+	excluded := append(publicServiceNames(), ComponentBroker)
+	var public []ServicePlan
+	for _, s := range plans {
+		if s.Public {
+			public = append(public, s)
+		}
+	}
+
+	nps := []*networkingv1.NetworkPolicy{networkPolicy(p, InternalNetworkPolicyName(p), ComponentServices,
+		metav1.LabelSelector{
+			MatchLabels: map[string]string{LabelName: AppName, LabelInstance: p.Name},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: LabelComponent, Operator: metav1.LabelSelectorOpNotIn, Values: excluded,
+			}},
+		},
+		networkingv1.NetworkPolicyIngressRule{
+			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: platformPods(p)}},
+			Ports: []networkingv1.NetworkPolicyPort{tcpPort(PortNameHTTP)},
+		},
+	)}
+	for _, s := range public {
+		nps = append(nps, networkPolicy(p, ObjectName(p, s.Name), s.Name,
+			metav1.LabelSelector{MatchLabels: SelectorLabels(p, s.Name)},
+			// No From: any source, in or outside the cluster.
+			networkingv1.NetworkPolicyIngressRule{Ports: []networkingv1.NetworkPolicyPort{tcpPort(PortNameHTTP)}},
+		))
+	}
+	nps = append(nps, networkPolicy(p, BrokerName(p), ComponentBroker,
+		metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)},
+		networkingv1.NetworkPolicyIngressRule{
+			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: platformPods(p)}},
+			Ports: []networkingv1.NetworkPolicyPort{tcpPort("client"), tcpPort("monitor")},
+		},
+		networkingv1.NetworkPolicyIngressRule{
+			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)}}},
+			Ports: []networkingv1.NetworkPolicyPort{tcpPort("cluster")},
+		},
+	))
+	return nps
+}

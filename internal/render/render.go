@@ -1,0 +1,223 @@
+package render
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/services/catalog"
+)
+
+// Options are the inputs of a render that do not come from the Platform.
+type Options struct {
+	// ServicesImage is used when spec.image is empty (the operator's --services-image).
+	ServicesImage string
+	// Credentials fill the <p>-auth Secret. Render never generates them: the
+	// caller reads them back from the Secret or makes them with NewCredentials.
+	Credentials Credentials
+}
+
+// Platform returns every object p needs, in a fixed order: the auth
+// Secret, the broker's ConfigMap, Services, StatefulSet and PDB, the
+// NetworkPolicies, then per service in catalog order its Deployment,
+// Service, HPA and PDB. It fails only on input no render can satisfy.
+//
+// Every object has its TypeMeta, p's namespace, the standard labels and,
+// when p has a UID (it came from the API server), a controller reference to
+// p. A Platform read from a file (switchboard render) has no UID and there
+// is nothing to own the objects, so they carry none.
+func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
+	if err := validate(p, opts); err != nil {
+		return nil, fmt.Errorf("platform %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	plans := EnabledServices(p)
+	enabled := make(map[string]bool, len(plans))
+	for _, s := range plans {
+		enabled[s.Name] = true
+	}
+
+	objs := []client.Object{
+		authSecret(p, opts.Credentials),
+		brokerConfigMap(p),
+		brokerHeadlessService(p),
+		brokerClientService(p),
+		brokerStatefulSet(p, opts.Credentials),
+	}
+	if brokerReplicas(p) > 1 {
+		objs = append(objs, brokerPDB(p))
+	}
+	if networkPoliciesEnabled(p) {
+		for _, np := range networkPolicies(p, plans) {
+			objs = append(objs, np)
+		}
+	}
+	for _, s := range plans {
+		objs = append(objs, serviceDeployment(p, s, opts, enabled), serviceService(p, s))
+		if s.Autoscaling != nil {
+			objs = append(objs, serviceHPA(p, s))
+		}
+		if s.MaxReplicas() > 1 {
+			objs = append(objs, pdb(p, ObjectName(p, s.Name), s.Name))
+		}
+	}
+
+	if p.UID != "" {
+		for _, o := range objs {
+			o.SetOwnerReferences([]metav1.OwnerReference{*metav1.NewControllerRef(p, v1alpha1.GroupVersion.WithKind("Platform"))})
+		}
+	}
+	return objs, nil
+}
+
+// validate refuses what the CRD refuses and render cannot resolve. The API
+// server enforces most of it already; `switchboard render` reads files that
+// never went through it.
+func validate(p *v1alpha1.Platform, opts Options) error {
+	var errs []error
+	if len(p.Spec.Workloads) == 0 {
+		errs = append(errs, errors.New("spec.workloads is empty: enable commerce, streaming or both"))
+	}
+	for _, w := range p.Spec.Workloads {
+		if !catalog.ValidWorkload(catalog.Workload(w)) {
+			errs = append(errs, fmt.Errorf("spec.workloads: unknown workload %q (known: %s)", w, joinWorkloads(catalog.Workloads)))
+		}
+	}
+	if len(p.Spec.Workloads) > 0 {
+		known := catalog.Names(catalog.ForWorkloads(workloads(p)...))
+		for _, k := range sortedKeys(p.Spec.Services) {
+			if !slices.Contains(known, k) {
+				errs = append(errs, fmt.Errorf("spec.services: %q is not a service of workloads %s (known: %s)", k, joinWorkloads(workloads(p)), strings.Join(known, ", ")))
+			}
+			o := p.Spec.Services[k]
+			if o.Replicas != nil && o.Autoscaling != nil && ptr.Deref(o.Autoscaling.Enabled, true) {
+				errs = append(errs, fmt.Errorf("spec.services.%s: set either replicas or autoscaling, not both", k))
+			}
+		}
+	}
+	if r := p.Spec.Broker.Replicas; r != 0 && r != 1 && r != 3 && r != 5 {
+		errs = append(errs, fmt.Errorf("spec.broker.replicas: %d is not 1, 3 or 5", r))
+	}
+	if s := p.Spec.Broker.JetStream.Size; s != nil && s.Sign() <= 0 {
+		errs = append(errs, fmt.Errorf("spec.broker.jetstream.size: %s is not positive", s.String()))
+	}
+	if p.Spec.Image == "" && opts.ServicesImage == "" {
+		errs = append(errs, errors.New("no services image: set spec.image or the operator's --services-image"))
+	}
+	if err := opts.Credentials.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	// Service names must be DNS labels, so the Platform's name must leave
+	// room for the longest suffix and contain no dots.
+	suffix := longestChildSuffix()
+	if max := validation.DNS1123LabelMaxLength - len(suffix); len(p.Name) > max {
+		errs = append(errs, fmt.Errorf("metadata.name: %q is too long for its children (%s%s): use a name of at most %d characters", p.Name, p.Name, suffix, max))
+	} else if msgs := validation.IsDNS1123Label(p.Name + suffix); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("metadata.name: %q must be a DNS label, as its children's names are: %s", p.Name, strings.Join(msgs, "; ")))
+	}
+	return errors.Join(errs...)
+}
+
+func joinWorkloads[W ~string](ws []W) string {
+	s := make([]string, len(ws))
+	for i, w := range ws {
+		s[i] = string(w)
+	}
+	return strings.Join(s, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// longestChildSuffix is the longest "-<suffix>" a child name adds to the Platform's.
+func longestChildSuffix() string {
+	p := &v1alpha1.Platform{}
+	longest := BrokerHeadlessName(p)
+	for _, s := range catalog.All() {
+		if n := ObjectName(p, s.Name); len(n) > len(longest) {
+			longest = n
+		}
+	}
+	return longest
+}
+
+// publicServiceNames are the catalog services that accept traffic from
+// outside the platform.
+func publicServiceNames() []string {
+	var names []string
+	for _, s := range catalog.All() {
+		if s.Public {
+			names = append(names, s.Name)
+		}
+	}
+	return names
+}
+
+func typeMeta(apiVersion, kind string) metav1.TypeMeta {
+	return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
+}
+
+func objectMeta(p *v1alpha1.Platform, name, component string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: Labels(p, component)}
+}
+
+func secretEnv(p *v1alpha1.Platform, name, key string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: AuthSecretName(p)},
+		Key:                  key,
+	}}}
+}
+
+// httpProbe spells out every field, defaults included, so the desired
+// object matches what the API server stores.
+func httpProbe(path, port string, period, timeout, failures int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path: path, Port: intstr.FromString(port), Scheme: corev1.URISchemeHTTP,
+		}},
+		PeriodSeconds:    period,
+		TimeoutSeconds:   timeout,
+		SuccessThreshold: 1,
+		FailureThreshold: failures,
+	}
+}
+
+// podSecurityContext meets Pod Security "restricted". fsGroup makes the
+// broker's volume writable by its non-root user.
+func podSecurityContext(uid int64) *corev1.PodSecurityContext {
+	return &corev1.PodSecurityContext{
+		RunAsNonRoot:        ptr.To(true),
+		RunAsUser:           ptr.To(uid),
+		RunAsGroup:          ptr.To(uid),
+		FSGroup:             ptr.To(uid),
+		FSGroupChangePolicy: ptr.To(corev1.FSGroupChangeOnRootMismatch),
+		SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+func containerSecurityContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		RunAsNonRoot:             ptr.To(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+func itoa(i int32) string { return strconv.Itoa(int(i)) }

@@ -1,0 +1,1059 @@
+package render
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/services/catalog"
+)
+
+// Expected object lists, in render order.
+
+func brokerRefs(p string, pdb bool) []string {
+	out := []string{"Secret/" + p + "-auth", "ConfigMap/" + p + "-nats-config", "Service/" + p + "-nats-headless", "Service/" + p + "-nats", "StatefulSet/" + p + "-nats"}
+	if pdb {
+		out = append(out, "PodDisruptionBudget/"+p+"-nats")
+	}
+	return out
+}
+
+func policyRefs(p string, gateway bool) []string {
+	out := []string{"NetworkPolicy/" + p + "-services"}
+	if gateway {
+		out = append(out, "NetworkPolicy/"+p+"-gateway")
+	}
+	return append(out, "NetworkPolicy/"+p+"-nats")
+}
+
+// svcRefs lists a service's objects; extra kinds follow Deployment and Service.
+func svcRefs(p, name string, extraKinds ...string) []string {
+	out := []string{"Deployment/" + p + "-" + name, "Service/" + p + "-" + name}
+	for _, k := range extraKinds {
+		out = append(out, k+"/"+p+"-"+name)
+	}
+	return out
+}
+
+const (
+	kindHPA = "HorizontalPodAutoscaler"
+	kindPDB = "PodDisruptionBudget"
+)
+
+func concat(lists ...[]string) []string { return slices.Concat(lists...) }
+
+func TestPlatformObjects(t *testing.T) {
+	commerce := func(p string) []string {
+		return concat(svcRefs(p, "user"), svcRefs(p, "product"), svcRefs(p, "order"), svcRefs(p, "payment"), svcRefs(p, "notification"))
+	}
+	streaming := func(p string) []string {
+		return concat(svcRefs(p, "account"), svcRefs(p, "content"), svcRefs(p, "playback", kindHPA, kindPDB), svcRefs(p, "analytics", kindHPA, kindPDB), svcRefs(p, "recommendation"))
+	}
+	tests := []struct {
+		name     string
+		platform *v1alpha1.Platform
+		want     []string
+	}{
+		{
+			name:     "commerce alone renders the broker, three policies, the gateway and five services",
+			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce)),
+			want:     concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
+		},
+		{
+			name:     "streaming alone autoscales playback and analytics",
+			platform: platform("tv", withWorkloads(v1alpha1.WorkloadStreaming)),
+			want:     concat(brokerRefs("tv", false), policyRefs("tv", true), svcRefs("tv", "gateway", kindPDB), streaming("tv")),
+		},
+		{
+			name:     "both workloads share one gateway, in catalog order",
+			platform: platform("shop"),
+			want:     concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB), commerce("shop"), streaming("shop")),
+		},
+		{
+			name:     "a disabled service renders nothing of its own",
+			platform: platform("shop", withWorkloads(v1alpha1.WorkloadStreaming), withService("recommendation", disabled()), withService("analytics", disabled())),
+			want: concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB),
+				svcRefs("shop", "account"), svcRefs("shop", "content"), svcRefs("shop", "playback", kindHPA, kindPDB)),
+		},
+		{
+			name:     "a disabled gateway loses its public NetworkPolicy too",
+			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withService("gateway", disabled())),
+			want:     concat(brokerRefs("shop", false), policyRefs("shop", false), commerce("shop")),
+		},
+		{
+			name:     "NetworkPolicies switched off renders none",
+			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withNetworkPolicy(false)),
+			want:     concat(brokerRefs("shop", false), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
+		},
+		{
+			name:     "NetworkPolicies enabled explicitly are the same as by default",
+			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withNetworkPolicy(true)),
+			want:     concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
+		},
+		{
+			name:     "three broker replicas add the broker PDB",
+			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withBrokerReplicas(3)),
+			want:     concat(brokerRefs("shop", true), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
+		},
+		{
+			name: "replica and autoscaling overrides move HPAs and PDBs",
+			platform: platform("shop", withWorkloads(v1alpha1.WorkloadStreaming),
+				withService("gateway", replicas(1)),
+				withService("account", replicas(3)),
+				withService("content", autoscaling(0, 0, 0)),
+				withService("playback", replicas(1)),
+				withService("analytics", autoscaling(1, 1, 0))),
+			want: concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway"),
+				svcRefs("shop", "account", kindPDB), svcRefs("shop", "content", kindHPA, kindPDB), svcRefs("shop", "playback"),
+				svcRefs("shop", "analytics", kindHPA), svcRefs("shop", "recommendation")),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := diffStrings(refs(mustRender(t, tt.platform)), tt.want); d != "" {
+				t.Error(d)
+			}
+		})
+	}
+}
+
+func TestFullPlatformObjectCount(t *testing.T) {
+	objs := mustRender(t, fullPlatform())
+	if got, want := len(objs), 35; got != want {
+		t.Errorf("full platform renders %d objects, want %d:\n%s", got, want, strings.Join(refs(objs), "\n"))
+	}
+}
+
+// allPlatforms are varied inputs for the invariants every render must keep.
+func allPlatforms() map[string]*v1alpha1.Platform {
+	return map[string]*v1alpha1.Platform{
+		"the full golden platform":          fullPlatform(),
+		"commerce with defaults":            platform("shop", withWorkloads(v1alpha1.WorkloadCommerce)),
+		"streaming in memory, one replica":  platform("tv", withWorkloads(v1alpha1.WorkloadStreaming), withStorage(v1alpha1.StorageMemory, "512Mi", "")),
+		"five broker replicas, no policies": platform("big", withBrokerReplicas(5), withNetworkPolicy(false), withNamespace("prod")),
+		"a NodePort gateway with overrides": platform("edge", withGateway(corev1.ServiceTypeNodePort, 30080), withService("order", replicas(3)), withService("playback", autoscalingOff())),
+	}
+}
+
+func TestEveryObjectHasMetadata(t *testing.T) {
+	for name, p := range allPlatforms() {
+		t.Run(name, func(t *testing.T) {
+			for _, o := range mustRender(t, p) {
+				gvk := o.GetObjectKind().GroupVersionKind()
+				want, err := apiutil.GVKForObject(o, scheme.Scheme)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if gvk != want {
+					t.Errorf("%s: TypeMeta %v, want %v", ref(o), gvk, want)
+				}
+				if o.GetNamespace() != p.Namespace {
+					t.Errorf("%s: namespace %q, want %q", ref(o), o.GetNamespace(), p.Namespace)
+				}
+				l := o.GetLabels()
+				for k, v := range map[string]string{
+					LabelName: "switchboard", LabelPartOf: "switchboard", LabelInstance: p.Name, LabelManagedBy: FieldManager,
+				} {
+					if l[k] != v {
+						t.Errorf("%s: label %s=%q, want %q", ref(o), k, l[k], v)
+					}
+				}
+				if l[LabelComponent] == "" {
+					t.Errorf("%s: no component label", ref(o))
+				}
+				if !PlatformSelector(p).Matches(labels.Set(l)) || !ManagedBySelector().Matches(labels.Set(l)) {
+					t.Errorf("%s: labels %v escape the platform's selectors", ref(o), l)
+				}
+				owners := o.GetOwnerReferences()
+				wantOwner := metav1.OwnerReference{
+					APIVersion: "platform.switchboard.dev/v1alpha1", Kind: "Platform", Name: p.Name, UID: p.UID,
+					Controller: ptrTo(true), BlockOwnerDeletion: ptrTo(true),
+				}
+				if len(owners) != 1 || !reflect.DeepEqual(owners[0], wantOwner) {
+					t.Errorf("%s: owner references %+v, want [%+v]", ref(o), owners, wantOwner)
+				}
+			}
+		})
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+func TestPlatformFromAFileHasNoOwner(t *testing.T) {
+	for _, o := range mustRender(t, platform("shop", withoutUID())) {
+		if len(o.GetOwnerReferences()) != 0 {
+			t.Errorf("%s: owner reference to a Platform without a UID: %+v", ref(o), o.GetOwnerReferences())
+		}
+	}
+}
+
+func TestComponentLabels(t *testing.T) {
+	objs := mustRender(t, platform("shop", withBrokerReplicas(3)))
+	want := map[string]string{
+		"Secret/shop-auth":                      "auth",
+		"ConfigMap/shop-nats-config":            "broker",
+		"Service/shop-nats-headless":            "broker",
+		"StatefulSet/shop-nats":                 "broker",
+		"PodDisruptionBudget/shop-nats":         "broker",
+		"NetworkPolicy/shop-services":           "services",
+		"NetworkPolicy/shop-gateway":            "gateway",
+		"NetworkPolicy/shop-nats":               "broker",
+		"Deployment/shop-order":                 "order",
+		"Service/shop-order":                    "order",
+		"HorizontalPodAutoscaler/shop-playback": "playback",
+	}
+	for _, o := range objs {
+		if w, ok := want[ref(o)]; ok && o.GetLabels()[LabelComponent] != w {
+			t.Errorf("%s: component %q, want %q", ref(o), o.GetLabels()[LabelComponent], w)
+		}
+	}
+}
+
+// Selectors must select exactly the pods meant: checked by evaluating them
+// against the rendered pod templates, of this platform and of a neighbour
+// in the same namespace.
+func TestSelectorsMatchTheirPods(t *testing.T) {
+	p := platform("shop", withBrokerReplicas(3))
+	objs := mustRender(t, p)
+	neighbour := mustRender(t, platform("shopping"))
+
+	type pod struct {
+		owner  string
+		labels labels.Set
+	}
+	var pods, foreign []pod
+	for owner, tpl := range podTemplates(objs) {
+		pods = append(pods, pod{owner, tpl.Labels})
+	}
+	for owner, tpl := range podTemplates(neighbour) {
+		foreign = append(foreign, pod{owner, tpl.Labels})
+	}
+	selected := func(sel *metav1.LabelSelector) []string {
+		s, err := metav1.LabelSelectorAsSelector(sel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range pods {
+			if s.Matches(p.labels) {
+				out = append(out, p.owner)
+			}
+		}
+		for _, p := range foreign {
+			if s.Matches(p.labels) {
+				t.Errorf("selector %v matches %s of another platform", s, p.owner)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	one := func(r string) []string { return []string{r} }
+
+	for _, o := range objs {
+		var sel *metav1.LabelSelector
+		var want []string
+		switch o := o.(type) {
+		case *appsv1.Deployment:
+			sel, want = o.Spec.Selector, one(ref(o))
+		case *appsv1.StatefulSet:
+			sel, want = o.Spec.Selector, one(ref(o))
+		case *policyv1.PodDisruptionBudget:
+			sel, want = o.Spec.Selector, one(strings.Replace(ref(o), "PodDisruptionBudget/", "Deployment/", 1))
+			if o.Name == BrokerName(p) {
+				want = one("StatefulSet/" + o.Name)
+			}
+		case *corev1.Service:
+			sel, want = &metav1.LabelSelector{MatchLabels: o.Spec.Selector}, one("Deployment/"+o.Name)
+			if strings.HasPrefix(o.Name, BrokerName(p)) {
+				want = one("StatefulSet/" + BrokerName(p))
+			}
+		case *networkingv1.NetworkPolicy:
+			sel = &o.Spec.PodSelector
+			switch o.Name {
+			case "shop-services":
+				for r := range podTemplates(objs) {
+					if r != "Deployment/shop-gateway" && r != "StatefulSet/shop-nats" {
+						want = append(want, r)
+					}
+				}
+				slices.Sort(want)
+			case "shop-gateway":
+				want = one("Deployment/shop-gateway")
+			case "shop-nats":
+				want = one("StatefulSet/shop-nats")
+			}
+			// Every From peer selects pods of this platform only.
+			for _, rule := range o.Spec.Ingress {
+				for _, from := range rule.From {
+					if got := selected(from.PodSelector); len(got) == 0 {
+						t.Errorf("%s: a From peer selects no pod", ref(o))
+					}
+				}
+			}
+		default:
+			continue
+		}
+		if d := diffStrings(selected(sel), want); d != "" {
+			t.Errorf("%s selects the wrong pods:\n%s", ref(o), d)
+		}
+	}
+}
+
+func TestNetworkPolicyRules(t *testing.T) {
+	objs := mustRender(t, platform("shop"))
+	platformPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{LabelInstance: "shop", LabelManagedBy: FieldManager}}}}
+	brokerPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(platform("shop"), "broker")}}}
+	tests := []struct {
+		name   string
+		policy string
+		want   []networkingv1.NetworkPolicyIngressRule
+	}{
+		{"internal services accept only the platform's pods, on http", "shop-services",
+			[]networkingv1.NetworkPolicyIngressRule{{From: platformPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("http")}}}},
+		{"the gateway accepts anyone, on http only", "shop-gateway",
+			[]networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{tcpPort("http")}}}},
+		{"the broker accepts clients from the platform and routes from itself", "shop-nats",
+			[]networkingv1.NetworkPolicyIngressRule{
+				{From: platformPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("client"), tcpPort("monitor")}},
+				{From: brokerPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("cluster")}},
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			np := find[*networkingv1.NetworkPolicy](t, objs, tt.policy)
+			if !reflect.DeepEqual(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
+				t.Errorf("policy types %v", np.Spec.PolicyTypes)
+			}
+			if !equality.Semantic.DeepEqual(np.Spec.Ingress, tt.want) {
+				got, _ := json.Marshal(np.Spec.Ingress)
+				want, _ := json.Marshal(tt.want)
+				t.Errorf("ingress\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+	// Named ports in the rules exist on the selected containers.
+	ports := map[string]bool{}
+	for _, tpl := range podTemplates(objs) {
+		for _, p := range tpl.Spec.Containers[0].Ports {
+			ports[p.Name] = true
+		}
+	}
+	for _, name := range []string{"http", "client", "cluster", "monitor"} {
+		if !ports[name] {
+			t.Errorf("no container port named %q", name)
+		}
+	}
+}
+
+// The broker is never open: the credentials exist in the Secret and nowhere
+// else; pods reach them only through secretKeyRef to <p>-auth.
+func TestCredentialsOnlyInTheSecret(t *testing.T) {
+	secrets := []string{testCredentials.NATSUser, testCredentials.NATSPassword, testCredentials.AuthKey}
+	for name, p := range allPlatforms() {
+		t.Run(name, func(t *testing.T) {
+			objs := mustRender(t, p)
+			for _, o := range objs {
+				if _, ok := o.(*corev1.Secret); ok {
+					continue
+				}
+				b, err := json.Marshal(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range secrets {
+					if strings.Contains(string(b), s) {
+						t.Errorf("%s contains a credential", ref(o))
+					}
+				}
+			}
+			for owner, tpl := range podTemplates(objs) {
+				for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
+					for _, e := range c.Env {
+						for _, s := range secrets {
+							if strings.Contains(e.Value, s) {
+								t.Errorf("%s container %s: env %s holds a credential literally", owner, c.Name, e.Name)
+							}
+						}
+						if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+							r := e.ValueFrom.SecretKeyRef
+							if r.Name != AuthSecretName(p) {
+								t.Errorf("%s: env %s refers to Secret %q, want %q", owner, e.Name, r.Name, AuthSecretName(p))
+							}
+							if _, ok := authSecret(p, testCredentials).Data[r.Key]; !ok {
+								t.Errorf("%s: env %s refers to missing key %q", owner, e.Name, r.Key)
+							}
+						}
+					}
+					env := envMap(c)
+					for _, name := range []string{"NATS_USER", "NATS_PASSWORD"} {
+						if e, ok := env[name]; !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+							t.Errorf("%s container %s: %s is not a secretKeyRef", owner, c.Name, name)
+						}
+					}
+				}
+			}
+			sec := find[*corev1.Secret](t, objs, AuthSecretName(p))
+			want := map[string][]byte{"nats-user": []byte(secrets[0]), "nats-password": []byte(secrets[1]), "auth-key": []byte(secrets[2])}
+			if sec.Type != corev1.SecretTypeOpaque || !reflect.DeepEqual(sec.Data, want) || sec.StringData != nil {
+				t.Errorf("auth Secret: type %q data %q stringData %v", sec.Type, sec.Data, sec.StringData)
+			}
+		})
+	}
+}
+
+func TestServiceEnv(t *testing.T) {
+	auth := func(p string) []corev1.EnvVar {
+		return []corev1.EnvVar{
+			secretEnv(platform(p), "NATS_USER", "nats-user"),
+			secretEnv(platform(p), "NATS_PASSWORD", "nats-password"),
+			secretEnv(platform(p), "AUTH_KEY", "auth-key"),
+		}
+	}
+	tests := []struct {
+		name     string
+		platform *v1alpha1.Platform
+		service  string
+		want     []corev1.EnvVar
+	}{
+		{
+			name:     "order gets the broker, its credentials and both upstreams",
+			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce)),
+			service:  "order",
+			want: slices.Concat(
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://shop-nats.demo.svc.cluster.local:4222"}},
+				auth("shop"),
+				[]corev1.EnvVar{
+					{Name: "PRODUCT_URL", Value: "http://shop-product.demo.svc.cluster.local"},
+					{Name: "PAYMENT_URL", Value: "http://shop-payment.demo.svc.cluster.local"},
+				}),
+		},
+		{
+			name:     "order keeps the URL of a disabled product, to fail loudly",
+			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withService("product", disabled())),
+			service:  "order",
+			want: slices.Concat(
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://shop-nats.demo.svc.cluster.local:4222"}},
+				auth("shop"),
+				[]corev1.EnvVar{
+					{Name: "PRODUCT_URL", Value: "http://shop-product.demo.svc.cluster.local"},
+					{Name: "PAYMENT_URL", Value: "http://shop-payment.demo.svc.cluster.local"},
+				}),
+		},
+		{
+			name:     "a service without upstreams gets only the broker",
+			platform: platform("tv", withWorkloads(v1alpha1.WorkloadStreaming), withNamespace("media")),
+			service:  "analytics",
+			want: slices.Concat(
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://tv-nats.media.svc.cluster.local:4222"}},
+				auth("tv")),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := find[*appsv1.Deployment](t, mustRender(t, tt.platform), ObjectName(tt.platform, tt.service))
+			if got := d.Spec.Template.Spec.Containers[0].Env; !reflect.DeepEqual(got, tt.want) {
+				g, _ := json.Marshal(got)
+				w, _ := json.Marshal(tt.want)
+				t.Errorf("env\n got %s\nwant %s", g, w)
+			}
+		})
+	}
+}
+
+func TestGatewayRoutesOnlyEnabledServices(t *testing.T) {
+	upstreamURLs := func(c corev1.Container) []string {
+		var out []string
+		for _, n := range envNames(c) {
+			if strings.HasSuffix(n, "_URL") && n != "NATS_URL" {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		platform *v1alpha1.Platform
+		want     []string
+	}{
+		{"commerce routes to commerce only", platform("shop", withWorkloads(v1alpha1.WorkloadCommerce)),
+			[]string{"USER_URL", "PRODUCT_URL", "ORDER_URL", "PAYMENT_URL", "NOTIFICATION_URL"}},
+		{"streaming routes to streaming only", platform("shop", withWorkloads(v1alpha1.WorkloadStreaming)),
+			[]string{"ACCOUNT_URL", "CONTENT_URL", "PLAYBACK_URL", "ANALYTICS_URL", "RECOMMENDATION_URL"}},
+		{"both route to all ten", platform("shop"),
+			[]string{"USER_URL", "PRODUCT_URL", "ORDER_URL", "PAYMENT_URL", "NOTIFICATION_URL", "ACCOUNT_URL", "CONTENT_URL", "PLAYBACK_URL", "ANALYTICS_URL", "RECOMMENDATION_URL"}},
+		{"a disabled service gets no route", platform("shop", withService("recommendation", disabled()), withService("payment", disabled())),
+			[]string{"USER_URL", "PRODUCT_URL", "ORDER_URL", "NOTIFICATION_URL", "ACCOUNT_URL", "CONTENT_URL", "PLAYBACK_URL", "ANALYTICS_URL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := find[*appsv1.Deployment](t, mustRender(t, tt.platform), "shop-gateway")
+			if diff := diffStrings(upstreamURLs(d.Spec.Template.Spec.Containers[0]), tt.want); diff != "" {
+				t.Error(diff)
+			}
+		})
+	}
+}
+
+func TestDeploymentShape(t *testing.T) {
+	p := platform("shop", withService("order", replicas(2)))
+	objs := mustRender(t, p)
+	for _, o := range objs {
+		d, ok := o.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		svc := d.Labels[LabelComponent]
+		t.Run(svc, func(t *testing.T) {
+			spec := d.Spec.Template.Spec
+			if len(spec.Containers) != 1 {
+				t.Fatalf("%d containers", len(spec.Containers))
+			}
+			c := spec.Containers[0]
+			if c.Image != "ghcr.io/switchboard-dev/switchboard:test" {
+				t.Errorf("image %q", c.Image)
+			}
+			if !reflect.DeepEqual(c.Command, []string{"/switchboard"}) || !reflect.DeepEqual(c.Args, []string{"serve", svc}) {
+				t.Errorf("command %q args %q", c.Command, c.Args)
+			}
+			if want := []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}}; !reflect.DeepEqual(c.Ports, want) {
+				t.Errorf("ports %+v", c.Ports)
+			}
+			for name, pr := range map[string]*corev1.Probe{"/healthz startup": c.StartupProbe, "/healthz liveness": c.LivenessProbe, "/readyz readiness": c.ReadinessProbe} {
+				path := strings.Fields(name)[0]
+				if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != path || pr.HTTPGet.Port.String() != "http" {
+					t.Errorf("%s probe: %+v", name, pr)
+				}
+			}
+			checkRestricted(t, spec, 65532)
+			if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/tmp" }) {
+				t.Error("no writable /tmp")
+			}
+			if d.Spec.RevisionHistoryLimit == nil || *d.Spec.RevisionHistoryLimit > 5 {
+				t.Errorf("revisionHistoryLimit %v", d.Spec.RevisionHistoryLimit)
+			}
+			if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+				t.Error("service account token mounted")
+			}
+			if d.Spec.Template.Annotations[AnnotationAuthHash] != testCredentials.hash() {
+				t.Errorf("auth hash annotation %q", d.Spec.Template.Annotations[AnnotationAuthHash])
+			}
+		})
+	}
+}
+
+// checkRestricted asserts Pod Security "restricted" for every container.
+func checkRestricted(t *testing.T, spec corev1.PodSpec, uid int64) {
+	t.Helper()
+	psc := spec.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != uid ||
+		psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod security context %+v", psc)
+	}
+	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+		sc := c.SecurityContext
+		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+			sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+			sc.Capabilities == nil || !reflect.DeepEqual(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 ||
+			(sc.Privileged != nil && *sc.Privileged) {
+			t.Errorf("container %s security context %+v", c.Name, sc)
+		}
+	}
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil {
+			t.Errorf("hostPath volume %s", v.Name)
+		}
+	}
+}
+
+func TestServicesImage(t *testing.T) {
+	objs := mustRender(t, platform("shop", withImage("registry.example/sb:v9")))
+	if got := find[*appsv1.Deployment](t, objs, "shop-order").Spec.Template.Spec.Containers[0].Image; got != "registry.example/sb:v9" {
+		t.Errorf("spec.image ignored: %q", got)
+	}
+}
+
+func TestAutoscaledDeploymentAndHPA(t *testing.T) {
+	tests := []struct {
+		name      string
+		platform  *v1alpha1.Platform
+		service   string
+		wantHPA   *catalog.Autoscaling // nil: no HPA, fixed replicas
+		wantFixed int32
+	}{
+		{"playback autoscales with the catalog defaults", platform("shop"), "playback", &catalog.Autoscaling{MinReplicas: 2, MaxReplicas: 10, TargetCPUUtilizationPercentage: 70}, 0},
+		{"analytics autoscales with the catalog defaults", platform("shop"), "analytics", &catalog.Autoscaling{MinReplicas: 2, MaxReplicas: 6, TargetCPUUtilizationPercentage: 70}, 0},
+		{"an autoscaling block overrides the catalog", platform("shop", withService("playback", autoscaling(2, 20, 60))), "playback", &catalog.Autoscaling{MinReplicas: 2, MaxReplicas: 20, TargetCPUUtilizationPercentage: 60}, 0},
+		{"replicas switch the catalog's autoscaling off", platform("shop", withService("playback", replicas(4))), "playback", nil, 4},
+		{"autoscaling enabled false leaves one replica", platform("shop", withService("analytics", autoscalingOff())), "analytics", nil, 1},
+		{"an empty autoscaling block turns a fixed service to 1..5 at 70%", platform("shop", withService("order", autoscaling(0, 0, 0))), "order", &catalog.Autoscaling{MinReplicas: 1, MaxReplicas: 5, TargetCPUUtilizationPercentage: 70}, 0},
+		{"a min above the catalog max raises the max", platform("shop", withService("analytics", autoscaling(8, 0, 0))), "analytics", &catalog.Autoscaling{MinReplicas: 8, MaxReplicas: 8, TargetCPUUtilizationPercentage: 70}, 0},
+		{"a min above the fallback max raises the max", platform("shop", withService("user", autoscaling(7, 0, 50))), "user", &catalog.Autoscaling{MinReplicas: 7, MaxReplicas: 7, TargetCPUUtilizationPercentage: 50}, 0},
+		{"a max below the catalog min keeps min and max as given", platform("shop", withService("playback", autoscaling(1, 1, 0))), "playback", &catalog.Autoscaling{MinReplicas: 1, MaxReplicas: 1, TargetCPUUtilizationPercentage: 70}, 0},
+		{"the gateway runs two replicas from the catalog", platform("shop"), "gateway", nil, 2},
+		{"a fixed service runs its catalog count", platform("shop"), "notification", nil, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := mustRender(t, tt.platform)
+			name := ObjectName(tt.platform, tt.service)
+			d := find[*appsv1.Deployment](t, objs, name)
+			if tt.wantHPA == nil {
+				if d.Spec.Replicas == nil || *d.Spec.Replicas != tt.wantFixed {
+					t.Errorf("replicas %v, want %d", d.Spec.Replicas, tt.wantFixed)
+				}
+				if has(objs, "HorizontalPodAutoscaler/"+name) {
+					t.Error("unexpected HPA")
+				}
+				return
+			}
+			if d.Spec.Replicas != nil {
+				t.Errorf("autoscaled Deployment sets replicas %d: it would fight the HPA", *d.Spec.Replicas)
+			}
+			h := find[*autoscalingv2.HorizontalPodAutoscaler](t, objs, name)
+			want := autoscalingv2.HorizontalPodAutoscalerSpec{
+				ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
+				MinReplicas:    &tt.wantHPA.MinReplicas,
+				MaxReplicas:    tt.wantHPA.MaxReplicas,
+				Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+					Name:   corev1.ResourceCPU,
+					Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: &tt.wantHPA.TargetCPUUtilizationPercentage},
+				}}},
+			}
+			if !reflect.DeepEqual(h.Spec, want) {
+				g, _ := json.Marshal(h.Spec)
+				w, _ := json.Marshal(want)
+				t.Errorf("HPA\n got %s\nwant %s", g, w)
+			}
+			if _, ok := d.Spec.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]; !ok {
+				t.Error("autoscaled container has no CPU request to measure utilization against")
+			}
+		})
+	}
+}
+
+func TestPDBOnlyWhenMoreThanOneReplicaCanRun(t *testing.T) {
+	tests := []struct {
+		name     string
+		platform *v1alpha1.Platform
+		object   string
+		want     bool
+	}{
+		{"one fixed replica: none", platform("shop"), "shop-order", false},
+		{"two fixed replicas: one", platform("shop", withService("order", replicas(2))), "shop-order", true},
+		{"the gateway's two catalog replicas: one", platform("shop"), "shop-gateway", true},
+		{"autoscaled up to ten: one", platform("shop"), "shop-playback", true},
+		{"autoscaled 1..1: none", platform("shop", withService("playback", autoscaling(1, 1, 0))), "shop-playback", false},
+		{"a single broker: none", platform("shop"), "shop-nats", false},
+		{"three brokers: one", platform("shop", withBrokerReplicas(3)), "shop-nats", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := mustRender(t, tt.platform)
+			if got := has(objs, "PodDisruptionBudget/"+tt.object); got != tt.want {
+				t.Fatalf("PDB present = %v, want %v", got, tt.want)
+			}
+			if !tt.want {
+				return
+			}
+			b := find[*policyv1.PodDisruptionBudget](t, objs, tt.object)
+			if b.Spec.MaxUnavailable == nil || b.Spec.MaxUnavailable.IntValue() != 1 || b.Spec.MinAvailable != nil {
+				t.Errorf("PDB spec %+v, want maxUnavailable 1", b.Spec)
+			}
+		})
+	}
+}
+
+func TestResources(t *testing.T) {
+	builtin := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+	}
+	tests := []struct {
+		name     string
+		platform *v1alpha1.Platform
+		service  string
+		want     corev1.ResourceRequirements
+	}{
+		{"nothing set: the built-in default", platform("shop"), "order", builtin},
+		{"spec.defaults applies to every service", platform("shop", withDefaultResources(requests("100m", "128Mi"))), "order", requests("100m", "128Mi")},
+		{"a service's own resources win", platform("shop", withDefaultResources(requests("100m", "128Mi")), withService("order", resources(requests("1", "1Gi")))), "order", requests("1", "1Gi")},
+		{"an autoscaled service without a CPU request gets the default one", platform("shop", withDefaultResources(requests("", "128Mi"))), "playback", requests("50m", "128Mi")},
+		{"a fixed service without a CPU request is left alone", platform("shop", withDefaultResources(requests("", "128Mi"))), "order", requests("", "128Mi")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := find[*appsv1.Deployment](t, mustRender(t, tt.platform), ObjectName(tt.platform, tt.service))
+			got := d.Spec.Template.Spec.Containers[0].Resources
+			if !equality.Semantic.DeepEqual(got, tt.want) {
+				t.Errorf("resources %v, want %v", got, tt.want)
+			}
+			// Canonical quantities: what the API server will store.
+			for _, list := range []corev1.ResourceList{got.Requests, got.Limits} {
+				for name, q := range list {
+					if canonical := resource.MustParse(q.String()); q.String() != canonical.String() {
+						t.Errorf("%s quantity %s is not canonical", name, q.String())
+					}
+				}
+			}
+		})
+	}
+	// The Platform's own quantities are not aliased into the objects.
+	p := platform("shop", withDefaultResources(requests("100m", "128Mi")))
+	d := find[*appsv1.Deployment](t, mustRender(t, p), "shop-order")
+	d.Spec.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("9")
+	if got := p.Spec.Defaults.Resources.Requests[corev1.ResourceCPU]; got.String() != "100m" {
+		t.Errorf("rendering aliased spec.defaults: now %s", got.String())
+	}
+}
+
+func TestServiceObjects(t *testing.T) {
+	tests := []struct {
+		name     string
+		platform *v1alpha1.Platform
+		service  string
+		wantType corev1.ServiceType
+		wantNode int32
+	}{
+		{"a service is ClusterIP on port 80", platform("shop"), "order", corev1.ServiceTypeClusterIP, 0},
+		{"the gateway defaults to ClusterIP", platform("shop"), "gateway", corev1.ServiceTypeClusterIP, 0},
+		{"the gateway takes serviceType and nodePort", platform("shop", withGateway(corev1.ServiceTypeNodePort, 30080)), "gateway", corev1.ServiceTypeNodePort, 30080},
+		{"a LoadBalancer gateway lets Kubernetes pick the node port", platform("shop", withGateway(corev1.ServiceTypeLoadBalancer, 0)), "gateway", corev1.ServiceTypeLoadBalancer, 0},
+		{"serviceType applies to the gateway only", platform("shop", withGateway(corev1.ServiceTypeNodePort, 30080)), "order", corev1.ServiceTypeClusterIP, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := find[*corev1.Service](t, mustRender(t, tt.platform), ObjectName(tt.platform, tt.service))
+			if s.Spec.Type != tt.wantType {
+				t.Errorf("type %q, want %q", s.Spec.Type, tt.wantType)
+			}
+			if len(s.Spec.Ports) != 1 {
+				t.Fatalf("ports %+v", s.Spec.Ports)
+			}
+			port := s.Spec.Ports[0]
+			if port.Name != "http" || port.Port != 80 || port.TargetPort.String() != "http" || port.NodePort != tt.wantNode {
+				t.Errorf("port %+v", port)
+			}
+		})
+	}
+}
+
+func TestBroker(t *testing.T) {
+	tests := []struct {
+		name         string
+		platform     *v1alpha1.Platform
+		replicas     int32
+		wantRoutes   int
+		wantClaim    string // storage request, "" for no claim
+		wantClass    string
+		wantConfig   []string
+		unwantConfig []string
+	}{
+		{
+			name: "one replica: file store on a 1Gi claim, no cluster", platform: platform("shop"),
+			replicas: 1, wantClaim: "1Gi",
+			wantConfig:   []string{"max_file_store: 1073741824", `store_dir: "/data/jetstream"`, "user: $NATS_USER", "password: $NATS_PASSWORD"},
+			unwantConfig: []string{"cluster", "routes", "max_memory_store"},
+		},
+		{
+			name: "three replicas: a cluster routed through the headless Service", platform: platform("shop", withBrokerReplicas(3), withStorage(v1alpha1.StorageFile, "10Gi", "fast")),
+			replicas: 3, wantRoutes: 3, wantClaim: "10Gi", wantClass: "fast",
+			wantConfig: []string{"cluster {", `name: "shop"`, `listen: "0.0.0.0:6222"`, "$NATS_ROUTE_0", "$NATS_ROUTE_2", "max_file_store: 10737418240"},
+		},
+		{
+			name: "five replicas route to five peers", platform: platform("shop", withBrokerReplicas(5)),
+			replicas: 5, wantRoutes: 5, wantClaim: "1Gi",
+			wantConfig: []string{"$NATS_ROUTE_4"},
+		},
+		{
+			name: "memory storage: no claim, a memory limit", platform: platform("shop", withStorage(v1alpha1.StorageMemory, "256Mi", "ignored")),
+			replicas:     1,
+			wantConfig:   []string{"max_memory_store: 268435456"},
+			unwantConfig: []string{"max_file_store"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := tt.platform
+			objs := mustRender(t, p)
+			sts := find[*appsv1.StatefulSet](t, objs, "shop-nats")
+			conf := find[*corev1.ConfigMap](t, objs, "shop-nats-config").Data["nats.conf"]
+			for _, s := range tt.wantConfig {
+				if !strings.Contains(conf, s) {
+					t.Errorf("nats.conf lacks %q:\n%s", s, conf)
+				}
+			}
+			for _, s := range tt.unwantConfig {
+				if strings.Contains(conf, s) {
+					t.Errorf("nats.conf has %q:\n%s", s, conf)
+				}
+			}
+
+			if *sts.Spec.Replicas != tt.replicas || sts.Spec.ServiceName != "shop-nats-headless" || sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+				t.Errorf("replicas %d serviceName %q policy %q", *sts.Spec.Replicas, sts.Spec.ServiceName, sts.Spec.PodManagementPolicy)
+			}
+			spec := sts.Spec.Template.Spec
+			checkRestricted(t, spec, 1000)
+			if spec.SecurityContext.FSGroup == nil || *spec.SecurityContext.FSGroup != 1000 {
+				t.Error("no fsGroup: the volume would not be writable")
+			}
+			c := spec.Containers[0]
+			if c.Image != DefaultBrokerImage {
+				t.Errorf("image %q", c.Image)
+			}
+			if want := []string{"--config", "/etc/nats-config/nats.conf", "--name", "$(POD_NAME)"}; !reflect.DeepEqual(c.Args, want) {
+				t.Errorf("args %q", c.Args)
+			}
+			var routes []string
+			for _, e := range c.Env {
+				if strings.HasPrefix(e.Name, "NATS_ROUTE_") {
+					routes = append(routes, e.Value)
+				}
+			}
+			if len(routes) != tt.wantRoutes {
+				t.Errorf("%d routes, want %d", len(routes), tt.wantRoutes)
+			}
+			for i, r := range routes {
+				want := "nats://$(NATS_USER):$(NATS_PASSWORD)@shop-nats-" + itoa(int32(i)) + ".shop-nats-headless.demo.svc.cluster.local:6222"
+				if r != want {
+					t.Errorf("route %d = %q, want %q", i, r, want)
+				}
+			}
+			if got := envNames(c)[:3]; !reflect.DeepEqual(got, []string{"POD_NAME", "NATS_USER", "NATS_PASSWORD"}) {
+				t.Errorf("env %v: routes must come after the variables they expand", got)
+			}
+			for probe, want := range map[*corev1.Probe]string{c.StartupProbe: "/healthz", c.LivenessProbe: "/healthz?js-enabled-only=true", c.ReadinessProbe: "/healthz?js-enabled-only=true"} {
+				if probe == nil || probe.HTTPGet.Path != want || probe.HTTPGet.Port.String() != "monitor" {
+					t.Errorf("probe %+v, want %s on monitor", probe, want)
+				}
+			}
+
+			var mountsData bool
+			for _, m := range c.VolumeMounts {
+				mountsData = mountsData || (m.Name == "data" && m.MountPath == "/data")
+			}
+			if !mountsData {
+				t.Error("/data not mounted")
+			}
+			if tt.wantClaim == "" {
+				if len(sts.Spec.VolumeClaimTemplates) != 0 {
+					t.Errorf("memory storage has claims %+v", sts.Spec.VolumeClaimTemplates)
+				}
+			} else {
+				if len(sts.Spec.VolumeClaimTemplates) != 1 {
+					t.Fatalf("claims %+v", sts.Spec.VolumeClaimTemplates)
+				}
+				claim := sts.Spec.VolumeClaimTemplates[0]
+				if got := claim.Spec.Resources.Requests[corev1.ResourceStorage]; claim.Name != "data" || got.String() != tt.wantClaim {
+					t.Errorf("claim %s of %s, want data of %s", claim.Name, got.String(), tt.wantClaim)
+				}
+				if got := ptrDeref(claim.Spec.StorageClassName); got != tt.wantClass {
+					t.Errorf("storage class %q, want %q", got, tt.wantClass)
+				}
+			}
+			if hash := sts.Spec.Template.Annotations[AnnotationConfigHash]; len(hash) != 16 {
+				t.Errorf("config hash annotation %q", hash)
+			}
+		})
+	}
+}
+
+func ptrDeref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func TestBrokerServices(t *testing.T) {
+	objs := mustRender(t, platform("shop", withBrokerReplicas(3)))
+	headless := find[*corev1.Service](t, objs, "shop-nats-headless")
+	if headless.Spec.ClusterIP != corev1.ClusterIPNone || !headless.Spec.PublishNotReadyAddresses {
+		t.Errorf("headless: clusterIP %q publishNotReady %v", headless.Spec.ClusterIP, headless.Spec.PublishNotReadyAddresses)
+	}
+	portsOf := func(s *corev1.Service) map[string]int32 {
+		m := map[string]int32{}
+		for _, p := range s.Spec.Ports {
+			m[p.Name] = p.Port
+		}
+		return m
+	}
+	if got := portsOf(headless); !reflect.DeepEqual(got, map[string]int32{"client": 4222, "cluster": 6222, "monitor": 8222}) {
+		t.Errorf("headless ports %v", got)
+	}
+	if got := portsOf(find[*corev1.Service](t, objs, "shop-nats")); !reflect.DeepEqual(got, map[string]int32{"client": 4222, "monitor": 8222}) {
+		t.Errorf("client ports %v", got)
+	}
+}
+
+func TestBrokerImage(t *testing.T) {
+	if want := "nats:" + server.VERSION; DefaultBrokerImage != want {
+		t.Errorf("DefaultBrokerImage = %q, but the embedded nats-server is %s: want %q", DefaultBrokerImage, server.VERSION, want)
+	}
+	sts := find[*appsv1.StatefulSet](t, mustRender(t, platform("shop", withBrokerImage("mirror.example/nats:2.15.2-alpine"))), "shop-nats")
+	if got := sts.Spec.Template.Spec.Containers[0].Image; got != "mirror.example/nats:2.15.2-alpine" {
+		t.Errorf("spec.broker.image ignored: %q", got)
+	}
+}
+
+// A change to nats.conf or to the credentials must change the pod template,
+// so the pods restart and read them.
+func TestPodTemplatesRollOnChange(t *testing.T) {
+	base := mustRender(t, platform("shop"))
+	bigger := mustRender(t, platform("shop", withStorage(v1alpha1.StorageFile, "2Gi", "")))
+	tpl := func(objs []client.Object, name string) map[string]string {
+		return find[*appsv1.StatefulSet](t, objs, name).Spec.Template.Annotations
+	}
+	if tpl(base, "shop-nats")[AnnotationConfigHash] == tpl(bigger, "shop-nats")[AnnotationConfigHash] {
+		t.Error("a new nats.conf keeps the broker's config hash")
+	}
+	opts := testOptions()
+	opts.Credentials.NATSPassword = "anotherPasswordXXXXXXXXXX"
+	rotated, err := Platform(platform("shop"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r, t0 := range podTemplates(base) {
+		if t1 := podTemplates(rotated)[r]; t0.Annotations[AnnotationAuthHash] == t1.Annotations[AnnotationAuthHash] {
+			t.Errorf("%s: new credentials keep the auth hash", r)
+		}
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	for name, p := range allPlatforms() {
+		t.Run(name, func(t *testing.T) {
+			first := mustRender(t, p)
+			for range 5 {
+				if again := mustRender(t, p.DeepCopy()); !reflect.DeepEqual(first, again) {
+					t.Fatal("two renders of the same Platform differ")
+				}
+			}
+		})
+	}
+}
+
+func TestRenderDoesNotModifyThePlatform(t *testing.T) {
+	p := fullPlatform()
+	before := p.DeepCopy()
+	mustRender(t, p)
+	if !reflect.DeepEqual(p, before) {
+		t.Error("Platform modified by rendering")
+	}
+}
+
+func TestErrors(t *testing.T) {
+	valid := testOptions()
+	tests := []struct {
+		name     string
+		platform *v1alpha1.Platform
+		opts     func(*Options)
+		want     string
+	}{
+		{"empty credentials", platform("shop"), func(o *Options) { o.Credentials = Credentials{} }, "credentials are empty"},
+		{"one credential missing", platform("shop"), func(o *Options) { o.Credentials.AuthKey = "" }, "credentials are empty"},
+		{"a hand-made password the broker cannot parse", platform("shop"), func(o *Options) { o.Credentials.NATSPassword = "12345-67890-abcdef" }, "nats-password must be"},
+		{"a short user", platform("shop"), func(o *Options) { o.Credentials.NATSUser = "admin" }, "nats-user must be"},
+		{"no workloads", platform("shop", withWorkloads()), nil, "spec.workloads is empty"},
+		{"an unknown workload", platform("shop", withWorkloads("banking")), nil, `unknown workload "banking"`},
+		{"an unknown service key", platform("shop", withService("ledger", replicas(2))), nil, `"ledger" is not a service`},
+		{"a service of a workload not enabled", platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withService("playback", replicas(2))), nil, `"playback" is not a service of workloads commerce`},
+		{"replicas and autoscaling together", platform("shop", withService("order", replicas(2), autoscaling(1, 3, 0))), nil, "either replicas or autoscaling"},
+		{"an even broker", platform("shop", withBrokerReplicas(2)), nil, "spec.broker.replicas: 2"},
+		{"a zero JetStream size", platform("shop", withStorage(v1alpha1.StorageFile, "0", "")), nil, "size: 0 is not positive"},
+		{"no image anywhere", platform("shop"), func(o *Options) { o.ServicesImage = "" }, "no services image"},
+		{"a name too long for its Services", platform(strings.Repeat("a", 49)), nil, "at most 48 characters"},
+		{"a name with dots", platform("shop.example"), nil, "must be a DNS label"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := valid
+			if tt.opts != nil {
+				tt.opts(&opts)
+			}
+			objs, err := Platform(tt.platform, opts)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+			if objs != nil {
+				t.Errorf("objects returned with an error")
+			}
+		})
+	}
+	t.Run("replicas with autoscaling disabled are fine", func(t *testing.T) {
+		mustRender(t, platform("shop", withService("playback", replicas(2), autoscalingOff())))
+	})
+	t.Run("a 48-character name is fine", func(t *testing.T) {
+		mustRender(t, platform(strings.Repeat("a", 48)))
+	})
+	t.Run("spec.image alone is enough", func(t *testing.T) {
+		opts := valid
+		opts.ServicesImage = ""
+		if _, err := Platform(platform("shop", withImage("x/y:z")), opts); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestNamesAndURLs(t *testing.T) {
+	p := platform("shop", withNamespace("demo"))
+	tests := []struct{ name, got, want string }{
+		{"object name", ObjectName(p, "order"), "shop-order"},
+		{"broker", BrokerName(p), "shop-nats"},
+		{"headless", BrokerHeadlessName(p), "shop-nats-headless"},
+		{"config", BrokerConfigName(p), "shop-nats-config"},
+		{"auth", AuthSecretName(p), "shop-auth"},
+		{"broker URL", BrokerURL(p), "nats://shop-nats.demo.svc.cluster.local:4222"},
+		{"service URL", ServiceURL(p, "order"), "http://shop-order.demo.svc.cluster.local"},
+		{"gateway URL", GatewayURL(p), "http://shop-gateway.demo.svc.cluster.local"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
+	if got, want := ServiceNames(platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withService("user", disabled()))),
+		[]string{"gateway", "product", "order", "payment", "notification"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("ServiceNames = %v, want %v", got, want)
+	}
+}
+
+func TestSelectors(t *testing.T) {
+	p := platform("shop")
+	other := platform("other")
+	if !PlatformSelector(p).Matches(labels.Set(Labels(p, "order"))) {
+		t.Error("PlatformSelector misses the platform's own labels")
+	}
+	if PlatformSelector(p).Matches(labels.Set(Labels(other, "order"))) {
+		t.Error("PlatformSelector matches another platform")
+	}
+	if !ManagedBySelector().Matches(labels.Set(Labels(other, "broker"))) {
+		t.Error("ManagedBySelector misses a platform")
+	}
+	if ManagedBySelector().Matches(labels.Set{LabelManagedBy: "Helm"}) {
+		t.Error("ManagedBySelector matches someone else's object")
+	}
+	sel := labels.Set(SelectorLabels(p, "order"))
+	if !labels.SelectorFromSet(sel).Matches(labels.Set(Labels(p, "order"))) {
+		t.Error("SelectorLabels is not a subset of Labels")
+	}
+	if _, ok := sel[LabelManagedBy]; ok {
+		t.Error("selector labels include managed-by, which may change")
+	}
+}

@@ -1,0 +1,155 @@
+package render
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/services/catalog"
+)
+
+// serviceUID is the distroless "nonroot" user the services image runs as.
+const serviceUID = 65532
+
+// Env vars every service reads (services/kit).
+const (
+	envHTTPAddr = "HTTP_ADDR"
+	envNATSURL  = "NATS_URL"
+	envAuthKey  = "AUTH_KEY"
+)
+
+func servicesImage(p *v1alpha1.Platform, opts Options) string {
+	if p.Spec.Image != "" {
+		return p.Spec.Image
+	}
+	return opts.ServicesImage
+}
+
+// serviceEnv wires a service to the broker and its upstreams. Credentials
+// come only through secretKeyRef.
+//
+// The gateway routes only to enabled services: a disabled service is an
+// expected 404 there. Any other service gets every catalog upstream, enabled
+// or not: order without product cannot work, and a URL that does not resolve
+// makes that fail loudly in its calls and logs, rather than quietly
+// skipping a step of the saga.
+func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) []corev1.EnvVar {
+	env := []corev1.EnvVar{
+		{Name: envHTTPAddr, Value: ":" + itoa(svc.Port)},
+		{Name: envNATSURL, Value: BrokerURL(p)},
+		secretEnv(p, envNATSUser, SecretKeyNATSUser),
+		secretEnv(p, envNATSPassword, SecretKeyNATSPassword),
+		secretEnv(p, envAuthKey, SecretKeyAuthKey),
+	}
+	for _, up := range svc.Upstreams {
+		if svc.Name == catalog.Gateway && !enabled[up] {
+			continue
+		}
+		env = append(env, corev1.EnvVar{Name: catalog.EnvURL(up), Value: ServiceURL(p, up)})
+	}
+	return env
+}
+
+func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, enabled map[string]bool) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		TypeMeta:   typeMeta("apps/v1", "Deployment"),
+		ObjectMeta: objectMeta(p, ObjectName(p, svc.Name), svc.Name),
+		Spec: appsv1.DeploymentSpec{
+			// Nil when autoscaled: the HPA owns the count, and applying
+			// one here would fight it on every reconcile.
+			Replicas:             svc.Replicas,
+			RevisionHistoryLimit: ptr.To[int32](3),
+			Strategy:             appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType},
+			Selector:             &metav1.LabelSelector{MatchLabels: SelectorLabels(p, svc.Name)},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{
+					Labels:      Labels(p, svc.Name),
+					Annotations: map[string]string{AnnotationAuthHash: opts.Credentials.hash()},
+				},
+				Spec: corev1.PodSpec{
+					// Services never talk to the Kubernetes API.
+					AutomountServiceAccountToken: ptr.To(false),
+					EnableServiceLinks:           ptr.To(false),
+					SecurityContext:              podSecurityContext(serviceUID),
+					Containers: []corev1.Container{{
+						Name:    svc.Name,
+						Image:   servicesImage(p, opts),
+						Command: []string{"/switchboard"},
+						Args:    []string{"serve", svc.Name},
+						Ports:   []corev1.ContainerPort{{Name: PortNameHTTP, ContainerPort: svc.Port, Protocol: corev1.ProtocolTCP}},
+						Env:     serviceEnv(p, svc, enabled),
+						// Readiness checks only the service's own
+						// dependencies, so one failing service never
+						// takes its callers out of their Services.
+						StartupProbe:    httpProbe("/healthz", PortNameHTTP, 2, 1, 30),
+						LivenessProbe:   httpProbe("/healthz", PortNameHTTP, 10, 1, 3),
+						ReadinessProbe:  httpProbe("/readyz", PortNameHTTP, 5, 1, 3),
+						Resources:       svc.Resources,
+						VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+						SecurityContext: containerSecurityContext(),
+					}},
+					Volumes: []corev1.Volume{{
+						Name: "tmp",
+						VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+							SizeLimit: ptr.To(resource.MustParse("64Mi")),
+						}},
+					}},
+				},
+			},
+		},
+	}
+}
+
+func serviceService(p *v1alpha1.Platform, svc ServicePlan) *corev1.Service {
+	port := corev1.ServicePort{
+		Name: PortNameHTTP, Port: ServicePort, TargetPort: intstr.FromString(PortNameHTTP), Protocol: corev1.ProtocolTCP,
+	}
+	typ := corev1.ServiceTypeClusterIP
+	if svc.Name == catalog.Gateway {
+		if t := p.Spec.Gateway.ServiceType; t != "" {
+			typ = t
+		}
+		if np := p.Spec.Gateway.NodePort; np != nil && typ != corev1.ServiceTypeClusterIP {
+			port.NodePort = *np
+		}
+	}
+	return &corev1.Service{
+		TypeMeta:   typeMeta("v1", "Service"),
+		ObjectMeta: objectMeta(p, ObjectName(p, svc.Name), svc.Name),
+		Spec: corev1.ServiceSpec{
+			Type:     typ,
+			Selector: SelectorLabels(p, svc.Name),
+			Ports:    []corev1.ServicePort{port},
+		},
+	}
+}
+
+func serviceHPA(p *v1alpha1.Platform, svc ServicePlan) *autoscalingv2.HorizontalPodAutoscaler {
+	as := svc.Autoscaling
+	return &autoscalingv2.HorizontalPodAutoscaler{
+		TypeMeta:   typeMeta("autoscaling/v2", "HorizontalPodAutoscaler"),
+		ObjectMeta: objectMeta(p, ObjectName(p, svc.Name), svc.Name),
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{
+				APIVersion: "apps/v1", Kind: "Deployment", Name: ObjectName(p, svc.Name),
+			},
+			MinReplicas: ptr.To(as.MinReplicas),
+			MaxReplicas: as.MaxReplicas,
+			Metrics: []autoscalingv2.MetricSpec{{
+				Type: autoscalingv2.ResourceMetricSourceType,
+				Resource: &autoscalingv2.ResourceMetricSource{
+					Name: corev1.ResourceCPU,
+					Target: autoscalingv2.MetricTarget{
+						Type:               autoscalingv2.UtilizationMetricType,
+						AverageUtilization: ptr.To(as.TargetCPUUtilizationPercentage),
+					},
+				},
+			}},
+		},
+	}
+}
