@@ -782,7 +782,7 @@ func TestBroker(t *testing.T) {
 			wantConfig: []string{"$NATS_ROUTE_4"},
 		},
 		{
-			name: "memory storage: no claim, a memory limit", platform: platform("shop", withStorage(v1alpha1.StorageMemory, "256Mi", "ignored")),
+			name: "memory storage: no claim, an emptyDir, JetStream memory limited", platform: platform("shop", withStorage(v1alpha1.StorageMemory, "256Mi", "ignored")),
 			replicas:     1,
 			wantConfig:   []string{"max_memory_store: 268435456"},
 			unwantConfig: []string{"max_file_store"},
@@ -854,6 +854,9 @@ func TestBroker(t *testing.T) {
 			if tt.wantClaim == "" {
 				if len(sts.Spec.VolumeClaimTemplates) != 0 {
 					t.Errorf("memory storage has claims %+v", sts.Spec.VolumeClaimTemplates)
+				}
+				if !slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == "data" && v.EmptyDir != nil }) {
+					t.Error("memory storage: /data is not an emptyDir, so store_dir is on the read-only root")
 				}
 			} else {
 				if len(sts.Spec.VolumeClaimTemplates) != 1 {
