@@ -77,6 +77,12 @@ type BrokerSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	JetStream JetStreamSpec `json:"jetstream,omitempty"`
+
+	// Resources of each broker container. Defaults to requests of 100m CPU
+	// and 128Mi memory and no limits. With memory storage, request at least
+	// jetstream.size of memory.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 }
 
 // JetStreamStorage is where JetStream keeps streams and buckets.
@@ -254,6 +260,7 @@ type ServiceStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=pf,categories=switchboard
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 47 && !self.metadata.name.contains('.')",message="a Platform name must be at most 47 characters without dots: its children (<name>-nats, <name>-recommendation) must be valid DNS labels"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Services",type=string,JSONPath=`.status.servicesReady`
 // +kubebuilder:printcolumn:name="Broker",type=string,JSONPath=`.status.broker.ready`

@@ -252,12 +252,7 @@ func brokerStatefulSet(p *v1alpha1.Platform, c Credentials) *appsv1.StatefulSet 
 			Args:  []string{"--config", brokerConfigDir + "/" + brokerConfigKey, "--name", "$(" + envPodName + ")"},
 			Ports: ports,
 			Env:   brokerEnv(p),
-			// No limits: a JetStream server's memory grows with its streams,
-			// and an OOM kill costs a quorum member.
-			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-				corev1.ResourceCPU:    resource.MustParse("100m"),
-				corev1.ResourceMemory: resource.MustParse("128Mi"),
-			}},
+			Resources: brokerResources(p),
 			// Startup waits for the full health check (JetStream caught up
 			// with its streams and peers); afterwards liveness and readiness
 			// only ask whether JetStream is enabled, so a cluster-wide stream
@@ -329,4 +324,17 @@ func pdb(p *v1alpha1.Platform, name, component string) *policyv1.PodDisruptionBu
 			UnhealthyPodEvictionPolicy: ptr.To(policyv1.AlwaysAllow),
 		},
 	}
+}
+
+// brokerResources are spec.broker.resources, else modest requests and no
+// limits: a JetStream server's memory grows with its streams, and an OOM
+// kill costs a quorum member.
+func brokerResources(p *v1alpha1.Platform) corev1.ResourceRequirements {
+	if r := p.Spec.Broker.Resources; r != nil {
+		return *r.DeepCopy()
+	}
+	return corev1.ResourceRequirements{Requests: corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("100m"),
+		corev1.ResourceMemory: resource.MustParse("128Mi"),
+	}}
 }

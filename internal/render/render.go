@@ -118,9 +118,12 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 	}
 	// Service names must be DNS labels, so the Platform's name must leave
 	// room for the longest suffix and contain no dots.
+	// A StatefulSet's name also goes into its pods' controller-revision-hash
+	// label with an 11-character suffix, so it may be at most 52 long.
 	suffix := longestChildSuffix()
-	if max := validation.DNS1123LabelMaxLength - len(suffix); len(p.Name) > max {
-		errs = append(errs, fmt.Errorf("metadata.name: %q is too long for its children (%s%s): use a name of at most %d characters", p.Name, p.Name, suffix, max))
+	max := min(validation.DNS1123LabelMaxLength-len(suffix), maxStatefulSetName-len(BrokerName(&v1alpha1.Platform{})))
+	if len(p.Name) > max {
+		errs = append(errs, fmt.Errorf("metadata.name: %q is too long for its children (%s%s, and its StatefulSet): use a name of at most %d characters", p.Name, p.Name, suffix, max))
 	} else if msgs := validation.IsDNS1123Label(p.Name + suffix); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("metadata.name: %q must be a DNS label, as its children's names are: %s", p.Name, strings.Join(msgs, "; ")))
 	}
@@ -145,6 +148,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // longestChildSuffix is the longest "-<suffix>" a child name adds to the Platform's.
+const maxStatefulSetName = 52
+
 func longestChildSuffix() string {
 	p := &v1alpha1.Platform{}
 	longest := BrokerHeadlessName(p)

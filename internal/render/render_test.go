@@ -981,7 +981,7 @@ func TestErrors(t *testing.T) {
 		{"an even broker", platform("shop", withBrokerReplicas(2)), nil, "spec.broker.replicas: 2"},
 		{"a zero JetStream size", platform("shop", withStorage(v1alpha1.StorageFile, "0", "")), nil, "size: 0 is not positive"},
 		{"no image anywhere", platform("shop"), func(o *Options) { o.ServicesImage = "" }, "no services image"},
-		{"a name too long for its Services", platform(strings.Repeat("a", 49)), nil, "at most 48 characters"},
+		{"a name too long for its StatefulSet's revision label", platform(strings.Repeat("a", 48)), nil, "at most 47 characters"},
 		{"a name with dots", platform("shop.example"), nil, "must be a DNS label"},
 	}
 	for _, tt := range tests {
@@ -1002,8 +1002,8 @@ func TestErrors(t *testing.T) {
 	t.Run("replicas with autoscaling disabled are fine", func(t *testing.T) {
 		mustRender(t, platform("shop", withService("playback", replicas(2), autoscalingOff())))
 	})
-	t.Run("a 48-character name is fine", func(t *testing.T) {
-		mustRender(t, platform(strings.Repeat("a", 48)))
+	t.Run("a 47-character name is fine", func(t *testing.T) {
+		mustRender(t, platform(strings.Repeat("a", 47)))
 	})
 	t.Run("spec.image alone is enough", func(t *testing.T) {
 		opts := valid
@@ -1058,5 +1058,32 @@ func TestSelectors(t *testing.T) {
 	}
 	if _, ok := sel[LabelManagedBy]; ok {
 		t.Error("selector labels include managed-by, which may change")
+	}
+}
+
+func TestBrokerResources(t *testing.T) {
+	cases := []struct {
+		name string
+		opts []platformOption
+		want corev1.ResourceRequirements
+	}{
+		{"unset gives modest requests and no limits", nil, requests("100m", "128Mi")},
+		{"spec.broker.resources is used as given", []platformOption{func(p *v1alpha1.Platform) {
+			r := requests("500m", "2Gi")
+			r.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("4Gi")}
+			p.Spec.Broker.Resources = &r
+		}}, func() corev1.ResourceRequirements {
+			r := requests("500m", "2Gi")
+			r.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("4Gi")}
+			return r
+		}()},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sts := find[*appsv1.StatefulSet](t, mustRender(t, platform("shop", tc.opts...)), "shop-nats")
+			if got := sts.Spec.Template.Spec.Containers[0].Resources; !equality.Semantic.DeepEqual(got, tc.want) {
+				t.Errorf("broker resources %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
