@@ -70,7 +70,8 @@ api-docs: ## Regenerate docs/api.md (from the CRD) and the events table of docs/
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks (figures go to docs/benchmarks.md).
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench . -benchtime 1x ./controllers/...
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench . -benchtime 5x ./controllers/
+	go test -run '^$$' -bench . -benchtime 3s ./test/bench/
 
 .PHONY: dev
 dev: ## Run every service with an embedded NATS in one process (gateway on :8080).
@@ -135,7 +136,6 @@ uninstall: manifests ## Remove the CRD (and every Platform) from the cluster.
 
 .PHONY: deploy
 deploy: manifests ## Deploy the operator with kustomize (config/default), image IMG.
-	cd config/manager && $(KUBECTL) kustomize . >/dev/null
 	$(KUBECTL) kustomize config/default | sed 's#controller:latest#$(IMG)#g' | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
