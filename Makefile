@@ -124,6 +124,20 @@ helm-lint: helm ## Lint the chart, with its defaults and with every optional par
 kind-e2e: ## Create a kind cluster, build and load the image, helm install, run a smoke order, delete the cluster. Needs Docker and kind.
 	HELM="$(HELM)" VERSION="$(VERSION)" hack/kind-e2e.sh
 
+##@ Local one-node Kubernetes (no Docker; root; see hack/cluster/README.md)
+
+.PHONY: cluster-up
+cluster-up: ## Build (once, into the cache) and boot a one-node Kubernetes over containerd; prints "ready .cluster/kubeconfig".
+	CACHE_DIR="$(CACHE_DIR)" ENVTEST_ASSETS="$(ENVTEST_ASSETS)" VERSION="$(VERSION)" hack/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Take the local cluster down and check that nothing is left over (the build cache stays).
+	CACHE_DIR="$(CACHE_DIR)" hack/cluster/down.sh
+
+.PHONY: cluster-e2e
+cluster-e2e: helm ## cluster-up, helm install, drive orders through real pods, then cluster-down (KEEP=1 keeps the cluster).
+	CACHE_DIR="$(CACHE_DIR)" ENVTEST_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" VERSION="$(VERSION)" hack/cluster/e2e.sh
+
 ##@ Deployment
 
 .PHONY: install
