@@ -105,17 +105,12 @@ func startManager(ctx context.Context) error {
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: liveNamespace}}); err != nil {
 		return err
 	}
-	byObject := map[client.Object]cache.ByObject{}
-	for _, obj := range controllers.ChildTypes() {
-		byObject[obj] = cache.ByObject{Label: render.ManagedBySelector()}
-	}
+	cacheOpts := controllers.CacheOptions()
+	cacheOpts.DefaultNamespaces = map[string]cache.Config{liveNamespace: {}}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache: cache.Options{
-			ByObject:          byObject,
-			DefaultNamespaces: map[string]cache.Config{liveNamespace: {}},
-		},
+		Cache:   cacheOpts,
 	})
 	if err != nil {
 		return err

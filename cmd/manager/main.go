@@ -16,15 +16,12 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/controllers"
-	"github.com/switchboard-dev/switchboard/internal/render"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -66,22 +63,15 @@ func run(metricsAddr, probeAddr, servicesImage string, leaderElect bool) error {
 	log := ctrl.Log.WithName("setup")
 	scheme := newScheme()
 
-	// The cache holds only the children this operator manages, not every
-	// Deployment and Secret in the cluster.
-	byObject := map[client.Object]cache.ByObject{}
-	for _, obj := range controllers.ChildTypes() {
-		byObject[obj] = cache.ByObject{Label: render.ManagedBySelector()}
-	}
-
 	cfg := ctrl.GetConfigOrDie()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
-		LeaderElectionID:              "switchboard-operator.platform.switchboard.dev",
+		LeaderElectionID:              controllers.LeaderElectionID,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()},
+		Cache:                         controllers.CacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)

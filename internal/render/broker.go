@@ -247,11 +247,11 @@ func brokerStatefulSet(p *v1alpha1.Platform, c Credentials) *appsv1.StatefulSet 
 		EnableServiceLinks:           ptr.To(false),
 		SecurityContext:              podSecurityContext(brokerUID),
 		Containers: []corev1.Container{{
-			Name:  brokerContainer,
-			Image: brokerImage(p),
-			Args:  []string{"--config", brokerConfigDir + "/" + brokerConfigKey, "--name", "$(" + envPodName + ")"},
-			Ports: ports,
-			Env:   brokerEnv(p),
+			Name:      brokerContainer,
+			Image:     brokerImage(p),
+			Args:      []string{"--config", brokerConfigDir + "/" + brokerConfigKey, "--name", "$(" + envPodName + ")"},
+			Ports:     ports,
+			Env:       brokerEnv(p),
 			Resources: brokerResources(p),
 			// Startup waits for the full health check (JetStream caught up
 			// with its streams and peers); afterwards liveness and readiness

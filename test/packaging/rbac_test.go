@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -178,19 +177,15 @@ func startOperator(t *testing.T, user string) (stop func()) {
 		t.Fatalf("%s may list ClusterRoles: impersonation is not in force", user)
 	}
 
-	byObject := map[client.Object]cache.ByObject{}
-	for _, obj := range controllers.ChildTypes() {
-		byObject[obj] = cache.ByObject{Label: render.ManagedBySelector()}
-	}
 	mgr, err := ctrl.NewManager(c, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:        "0",
 		LeaderElection:                true,
 		LeaderElectionNamespace:       operatorNamespace,
-		LeaderElectionID:              "switchboard-operator.platform.switchboard.dev",
+		LeaderElectionID:              controllers.LeaderElectionID,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()},
+		Cache:                         controllers.CacheOptions(),
 		// Each subtest starts its own manager with the same controller.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
