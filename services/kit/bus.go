@@ -54,6 +54,10 @@ func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		// A refused connection (wrong credentials, say) is retried forever;
+		// say why each time, or the log shows only "connection closed".
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { log.Error("nats connection failed", "err", err) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Error("nats error", "err", err) }),
 	}
 	if cfg.NATSUser != "" {
 		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
@@ -73,7 +77,7 @@ func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (
 		if err == nil {
 			return b, nil
 		}
-		log.Warn("waiting for JetStream", "err", err)
+		log.Warn("waiting for JetStream", "err", err, "lastNATSError", nc.LastError())
 		select {
 		case <-ctx.Done():
 			nc.Close()
