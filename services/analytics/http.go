@@ -1,0 +1,193 @@
+package analytics
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strconv"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/services/kit"
+)
+
+// Definition registers the service with the binary.
+var Definition = kit.Definition{Name: "analytics", Needs: kit.Needs{Auth: true}, New: New}
+
+// Window bounds of GET /top.
+const (
+	DefaultWindow = 5 * time.Minute
+	MaxWindow     = time.Hour
+	DefaultLimit  = 10
+	MaxLimit      = 100
+)
+
+type service struct {
+	a   *Analytics
+	key []byte
+}
+
+// New builds the analytics service and loads the read model before it
+// reports ready. Optional env: INGEST_BATCH (default 512), INGEST_WRITERS
+// (default 64), INGEST_BATCH_WAIT (default 2ms), LIVE_STALE_AFTER
+// (default 45s).
+func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
+	if d.Bus == nil {
+		return nil, errors.New("analytics: needs NATS")
+	}
+	var o Options
+	var err error
+	if o.Batch, err = d.Config.Int("INGEST_BATCH", 512); err != nil {
+		return nil, err
+	}
+	if o.Writers, err = d.Config.Int("INGEST_WRITERS", 64); err != nil {
+		return nil, err
+	}
+	if o.BatchWait, err = d.Config.Duration("INGEST_BATCH_WAIT", 2*time.Millisecond); err != nil {
+		return nil, err
+	}
+	if o.StaleAfter, err = d.Config.Duration("LIVE_STALE_AFTER", 45*time.Second); err != nil {
+		return nil, err
+	}
+	a, err := NewAnalytics(d.Bus.JS, d.Bus.Bucket("analytics"), d.Metrics, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Follow(ctx); err != nil {
+		return nil, err
+	}
+	return &service{a: a, key: d.Config.AuthKey}, nil
+}
+
+func (s *service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /live", s.live)
+	mux.HandleFunc("GET /live/stream", s.stream)
+	mux.HandleFunc("GET /top", s.top)
+	mux.HandleFunc("GET /stats", s.stats)
+	mux.HandleFunc("GET /accounts/{id}/watchtime", kit.RequireAuth(s.key, s.watchTime))
+}
+
+// Run ingests events until ctx ends.
+func (s *service) Run(ctx context.Context) error { return s.a.Ingest(ctx) }
+
+func (s *service) live(w http.ResponseWriter, r *http.Request) {
+	kit.WriteJSON(w, http.StatusOK, s.a.Live())
+}
+
+func (s *service) stats(w http.ResponseWriter, r *http.Request) {
+	kit.WriteJSON(w, http.StatusOK, s.a.Stats())
+}
+
+// TopQuery is the parsed query of GET /top.
+type TopQuery struct {
+	Window time.Duration
+	Limit  int
+}
+
+// ParseTopQuery reads window (a duration, 1s to 1h) and limit (1 to 100).
+func ParseTopQuery(window, limit string) (TopQuery, error) {
+	q := TopQuery{Window: DefaultWindow, Limit: DefaultLimit}
+	if window != "" {
+		d, err := time.ParseDuration(window)
+		if err != nil || d < time.Second || d > MaxWindow {
+			return q, kit.Invalid("window", "window must be a duration from 1s to %s, like 5m", MaxWindow)
+		}
+		q.Window = d
+	}
+	if limit != "" {
+		n, err := strconv.Atoi(limit)
+		if err != nil || n < 1 || n > MaxLimit {
+			return q, kit.Invalid("limit", "limit must be between 1 and %d", MaxLimit)
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+func (s *service) top(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseTopQuery(r.URL.Query().Get("window"), r.URL.Query().Get("limit"))
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	kit.WriteJSON(w, http.StatusOK, map[string]any{"window": q.Window.String(), "items": s.a.Top(q.Window, q.Limit)})
+}
+
+func (s *service) watchTime(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	c, _ := kit.ClaimsFrom(r.Context())
+	if !kit.ValidID(id) {
+		kit.WriteError(w, r, kit.NotFound("account %q not found", id))
+		return
+	}
+	if c.Subject != id {
+		kit.WriteError(w, r, kit.Forbidden("an account's watch time is visible to its owner only"))
+		return
+	}
+	kit.WriteJSON(w, http.StatusOK, s.a.WatchTime(id))
+}
+
+// stream pushes /live as Server-Sent Events: the figures at once, then
+// whenever they change (at most every 200ms), plus a comment every 15s to
+// keep proxies from closing the connection.
+func (s *service) stream(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	var last Live
+	sent := false
+	send := func() error {
+		l := s.a.Live()
+		if sent && reflect.DeepEqual(l, last) {
+			return nil
+		}
+		b, err := json.Marshal(l)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "event: live\ndata: %s\n\n", b); err != nil {
+			return err
+		}
+		last, sent = l, true
+		return rc.Flush()
+	}
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	// Staleness changes /live without an event, so look again each second.
+	stale := time.NewTicker(time.Second)
+	defer stale.Stop()
+	ctx := r.Context()
+	for {
+		if err := send(); err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.a.view.changes():
+			if !sleep(ctx, 200*time.Millisecond) {
+				return
+			}
+		case <-stale.C:
+		case <-keepalive.C:
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil || rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
