@@ -1,0 +1,127 @@
+package recommendation
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/kit"
+)
+
+// Definition registers the service with the binary.
+var Definition = kit.Definition{Name: "recommendation", Needs: kit.Needs{Auth: true}, New: New}
+
+type service struct {
+	rec *Recommender
+	bus *kit.Bus
+	key []byte
+}
+
+// New builds the recommendation service.
+func New(_ context.Context, d kit.Deps) (kit.Service, error) {
+	if d.Bus == nil {
+		return nil, errors.New("recommendation: needs NATS")
+	}
+	kv := d.Bus.Bucket("recommendations")
+	videos, err := kit.NewStore[videoRec](kv)
+	if err != nil {
+		return nil, err
+	}
+	viewers, _ := kit.NewStore[viewerRec](kv)
+	co, _ := kit.NewStore[coRec](kv)
+	ab, _ := kit.NewStore[abRec](kv)
+	rec, err := NewRecommender(videos, viewers, co, ab, d.Metrics.Registry)
+	if err != nil {
+		return nil, err
+	}
+	return &service{rec: rec, bus: d.Bus, key: d.Config.AuthKey}, nil
+}
+
+func (s *service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /recommendations", kit.RequireAuth(s.key, s.recommend))
+	mux.HandleFunc("GET /related/{contentId}", s.related)
+	mux.HandleFunc("POST /clicks", kit.RequireAuth(s.key, s.click))
+	mux.HandleFunc("GET /experiments", s.experiments)
+}
+
+// Run learns from events until ctx ends. The durables are shared by the
+// replicas, so each event is learnt once.
+func (s *service) Run(ctx context.Context) error {
+	if err := s.bus.Consume(ctx, kit.ConsumerSpec{
+		Durable:  "recommendation-playback",
+		Subjects: []string{catalog.PlaybackStarted, catalog.PlaybackHeartbeat, catalog.PlaybackStopped},
+		Handler:  s.rec.OnPlayback,
+	}); err != nil {
+		return err
+	}
+	if err := s.bus.Consume(ctx, kit.ConsumerSpec{
+		Durable:  "recommendation-content",
+		Subjects: []string{catalog.ContentEncoded},
+		Handler:  s.rec.OnEncoded,
+	}); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func reply[T any](w http.ResponseWriter, r *http.Request, status int, v T, err error) {
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	kit.WriteJSON(w, status, v)
+}
+
+func (s *service) recommend(w http.ResponseWriter, r *http.Request) {
+	c, _ := kit.ClaimsFrom(r.Context())
+	id := r.URL.Query().Get("accountId")
+	if id == "" {
+		id = c.Subject
+	}
+	if !kit.ValidID(id) {
+		kit.WriteError(w, r, kit.Invalid("accountId", "accountId must be an account id"))
+		return
+	}
+	if id != c.Subject {
+		kit.WriteError(w, r, errForbidden)
+		return
+	}
+	limit, err := ParseLimit(r.URL.Query().Get("limit"))
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	a, err := s.rec.For(r.Context(), id, limit)
+	reply(w, r, http.StatusOK, a, err)
+}
+
+func (s *service) related(w http.ResponseWriter, r *http.Request) {
+	limit, err := ParseLimit(r.URL.Query().Get("limit"))
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	a, err := s.rec.Related(r.Context(), r.PathValue("contentId"), limit)
+	reply(w, r, http.StatusOK, a, err)
+}
+
+func (s *service) click(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[Click](r)
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	if c, _ := kit.ClaimsFrom(r.Context()); c.Subject != req.AccountID {
+		kit.WriteError(w, r, errForbidden)
+		return
+	}
+	st, err := s.rec.RecordClick(r.Context(), req)
+	reply(w, r, http.StatusOK, st, err)
+}
+
+func (s *service) experiments(w http.ResponseWriter, r *http.Request) {
+	ex, err := s.rec.Experiments(r.Context())
+	reply(w, r, http.StatusOK, map[string][]VariantStats{"items": ex}, err)
+}

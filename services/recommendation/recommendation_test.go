@@ -1,0 +1,154 @@
+package recommendation_test
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/content"
+	"github.com/switchboard-dev/switchboard/services/kit"
+	"github.com/switchboard-dev/switchboard/services/kit/kittest"
+	"github.com/switchboard-dev/switchboard/services/playback"
+	"github.com/switchboard-dev/switchboard/services/recommendation"
+	"github.com/switchboard-dev/switchboard/services/streaming/streamtest"
+)
+
+func token(t *testing.T, account string) string {
+	t.Helper()
+	tok, _, err := kit.IssueToken([]byte(kittest.AuthKey), account, "", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestRecommendations(t *testing.T) {
+	b := kittest.StartNATS(t, "")
+	svc := streamtest.Start(t, recommendation.Definition, b.Env())
+	c := streamtest.Client{T: t, Base: svc.URL}
+	ev := streamtest.ConnectEvents(t, b)
+
+	library := []content.Video{
+		{ID: "v1", Title: "Alps", Genres: []string{"nature"}},
+		{ID: "v2", Title: "Reef", Genres: []string{"nature", "ocean"}},
+		{ID: "v3", Title: "Heist", Genres: []string{"crime"}},
+		{ID: "v4", Title: "Deserts", Genres: []string{"nature"}},
+	}
+	for _, v := range library {
+		id := kit.EventID(catalog.ContentEncoded, v.ID)
+		ev.Publish(catalog.ContentEncoded, id, id, time.Now(), v)
+	}
+	watch := func(account, video string, finished bool) {
+		e := playback.Event{SessionID: account + video, AccountID: account, ContentID: video, Finished: finished}
+		for _, v := range library {
+			if v.ID == video {
+				e.Genres = v.Genres
+			}
+		}
+		typ := catalog.PlaybackStarted
+		if finished {
+			typ = catalog.PlaybackStopped
+		}
+		id := kit.EventID(typ, e.SessionID)
+		ev.Publish(typ, id, id, time.Now(), e)
+	}
+	// ann watches Alps then Reef; bob watches Alps and finishes Heist.
+	watch("ann", "v1", false)
+	watch("ann", "v2", false)
+	watch("bob", "v1", false)
+	watch("bob", "v3", false)
+	watch("bob", "v3", true)
+
+	bob := c.As(token(t, "bob"))
+	var got recommendation.Answer
+	kittest.Eventually(t, 10*time.Second, "bob's recommendations to include Reef", func() bool {
+		bob.Must(http.StatusOK, "GET", "/recommendations?accountId=bob&limit=5", nil, &got)
+		return len(got.Items) > 0 && got.Items[0].ContentID == "v2"
+	})
+	if got.Variant != recommendation.VariantOf("bob") || got.Items[0].Reason != "watched together with Alps" {
+		t.Fatalf("bob: %+v", got)
+	}
+	for _, it := range got.Items {
+		if it.ContentID == "v3" || it.ContentID == "v1" {
+			t.Fatalf("recommended %s, which bob already watched: %+v", it.ContentID, got.Items)
+		}
+	}
+
+	// A new account gets the popular titles.
+	var fresh recommendation.Answer
+	c.As(token(t, "newbie")).Must(http.StatusOK, "GET", "/recommendations", nil, &fresh)
+	if len(fresh.Items) == 0 || fresh.Items[0].ContentID != "v1" || fresh.Items[0].Reason != "popular" {
+		t.Fatalf("fallback: %+v", fresh)
+	}
+
+	var rel recommendation.Answer
+	c.Must(http.StatusOK, "GET", "/related/v1", nil, &rel)
+	if len(rel.Items) < 3 || !strings.HasPrefix(rel.Items[0].Reason, "watched together") || rel.Items[len(rel.Items)-1].ContentID != "v4" {
+		t.Fatalf("related: %+v", rel.Items)
+	}
+	c.Must(http.StatusNotFound, "GET", "/related/nope", nil, nil)
+
+	var st recommendation.VariantStats
+	bob.Must(http.StatusOK, "POST", "/clicks", recommendation.Click{AccountID: "bob", ContentID: "v2"}, &st)
+	if st.Variant != got.Variant || st.Clicks != 1 || st.Impressions < 1 {
+		t.Fatalf("click stats %+v", st)
+	}
+	bob.Must(http.StatusForbidden, "POST", "/clicks", recommendation.Click{AccountID: "ann", ContentID: "v2"}, nil)
+	bob.Must(http.StatusForbidden, "GET", "/recommendations?accountId=ann", nil, nil)
+	raw := bob.Must(http.StatusBadRequest, "GET", "/recommendations?limit=500", nil, nil)
+	if streamtest.Err(t, raw).Error.Field != "limit" {
+		t.Fatalf("limit: %s", raw)
+	}
+	var ex struct{ Items []recommendation.VariantStats }
+	c.Must(http.StatusOK, "GET", "/experiments", nil, &ex)
+	if len(ex.Items) != 2 {
+		t.Fatalf("experiments %+v", ex)
+	}
+}
+
+func TestVariantsSplitAccounts(t *testing.T) {
+	n := map[string]int{}
+	for i := range 1000 {
+		n[recommendation.VariantOf(kit.NewID()+string(rune('a'+i%26)))]++
+	}
+	if n[recommendation.Control] < 400 || n[recommendation.Treatment] < 400 {
+		t.Fatalf("split %v", n)
+	}
+	if recommendation.VariantOf("acct") != recommendation.VariantOf("acct") {
+		t.Fatal("variant is not stable")
+	}
+}
+
+func FuzzClickDecode(f *testing.F) {
+	f.Add([]byte(`{"accountId":"a","contentId":"v"}`))
+	f.Add([]byte(`{"accountId":"a/b"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var c recommendation.Click
+		if err := kit.DecodeJSON(bytes.NewReader(body), &c); err != nil {
+			if s := kit.AsError(err).Status; s != 400 && s != 413 {
+				t.Fatalf("decode error %v: %d", err, s)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			if e := kit.AsError(err); e.Status != 400 || e.Field == "" {
+				t.Fatalf("validation %v", err)
+			}
+		}
+	})
+}
+
+func FuzzParseLimit(f *testing.F) {
+	f.Add("10")
+	f.Add("0x10")
+	f.Add("-1")
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := recommendation.ParseLimit(s)
+		if err == nil && (n < 1 || n > 50) {
+			t.Fatalf("accepted %q as %d", s, n)
+		}
+	})
+}
