@@ -349,7 +349,9 @@ func (r *Recommender) For(ctx context.Context, accountID string, limit int) (Ans
 		}
 		items = append(items, Item{ContentID: id, Score: math.Round(s*1000) / 1000, Reason: reason})
 	}
-	slices.SortFunc(items, func(a, b Item) int { return cmp.Or(cmp.Compare(b.Score, a.Score), cmp.Compare(a.ContentID, b.ContentID)) })
+	slices.SortFunc(items, func(a, b Item) int {
+		return cmp.Or(cmp.Compare(b.Score, a.Score), cmp.Compare(a.ContentID, b.ContentID))
+	})
 	if len(items) > limit {
 		items = items[:limit]
 	}
@@ -416,7 +418,9 @@ func (r *Recommender) Related(ctx context.Context, id string, limit int) (Answer
 			items = append(items, Item{ContentID: oid, Score: float64(shared) / float64(max(len(self.Genres), 1)), Reason: "same genre as " + title(lib, id)})
 		}
 	}
-	slices.SortFunc(items, func(a, b Item) int { return cmp.Or(cmp.Compare(b.Score, a.Score), cmp.Compare(a.ContentID, b.ContentID)) })
+	slices.SortFunc(items, func(a, b Item) int {
+		return cmp.Or(cmp.Compare(b.Score, a.Score), cmp.Compare(a.ContentID, b.ContentID))
+	})
 	for i := range items {
 		items[i].Score = math.Round(items[i].Score*1000) / 1000
 	}
