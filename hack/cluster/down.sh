@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib.sh"
 [[ $(id -u) == 0 ]] || die "needs root"
 
 stop_pid() { # name [timeout]
-  local name=$1 t=${2:-15} pid
+  local name=$1 t=${2:-15} pid i
   [[ -f $PIDS/$name ]] || return 0
   pid=$(cat "$PIDS/$name")
   if kill -0 "$pid" 2>/dev/null; then
@@ -90,6 +90,13 @@ for ipt in iptables ip6tables; do
 done
 if command -v nft >/dev/null; then
   for fam in ip ip6; do nft list table $fam kube-proxy >/dev/null 2>&1 && nft delete table $fam kube-proxy; done
+  # Tables that did not exist before up and are now empty (base chains, no rules).
+  if [[ -f $STATE/nft.before ]]; then
+    nft list tables 2>/dev/null | while read -r _ fam tbl; do
+      grep -qx "table $fam $tbl" "$STATE/nft.before" && continue
+      nft list table "$fam" "$tbl" 2>/dev/null | grep -qvE '^\s*(table|chain|type|policy|\}|$)' || nft delete table "$fam" "$tbl"
+    done
+  fi
 fi
 
 # 3d. The bridge (its veths went with the pods' namespaces) and CNI state.
@@ -112,8 +119,15 @@ if [[ -f $STATE/sysctl.saved ]]; then
   done <"$STATE/sysctl.saved"
 fi
 
+# Informational: every other sysctl that differs from before up (volatile counters excluded).
+if [[ -f $STATE/sysctl.all.before ]]; then
+  diff <(grep -vE '^(fs\.|kernel\.random\.|kernel\.ns_last_pid|kernel\.pty\.nr|net\.netfilter\.nf_conntrack_count|kernel\.sched_domain|vm\.stat)' "$STATE/sysctl.all.before") \
+    <(sysctl -a 2>/dev/null | sort | grep -vE '^(fs\.|kernel\.random\.|kernel\.ns_last_pid|kernel\.pty\.nr|net\.netfilter\.nf_conntrack_count|kernel\.sched_domain|vm\.stat)') |
+    grep '^[<>]' | sed 's/^/sysctl diff (informational): /' | head -40
+fi
+
 # 3g. Directories: runtime state goes; the build cache and the logs stay.
 umount_under
 rm -rf "$DATA" "$RUN"
-leftover_state=("$STATE"/{pids,pki,static,started,kubeconfig,sysctl.saved,netns.before} "$STATE"/*.kubeconfig "$STATE"/*.yaml "$STATE"/*.toml "$STATE"/resolv.conf)
+leftover_state=("$STATE"/{pids,pki,static,started,kubeconfig,sysctl.saved,sysctl.all.before,netns.before,nft.before} "$STATE"/*.kubeconfig "$STATE"/*.yaml "$STATE"/*.toml "$STATE"/resolv.conf)
 "$(dirname "$0")/leftovers.sh" && { rm -rf "${leftover_state[@]}"; log "cluster down: nothing left over"; }

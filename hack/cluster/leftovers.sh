@@ -39,6 +39,9 @@ for ipt in iptables ip6tables; do
 done
 if command -v nft >/dev/null; then
   for fam in ip ip6; do nft list table $fam kube-proxy >/dev/null 2>&1 && left "nftables table $fam kube-proxy"; done
+  if [[ -f $STATE/nft.before ]]; then
+    while read -r t; do grep -qxF "$t" "$STATE/nft.before" || left "nftables $t (created while the cluster ran)"; done < <(nft list tables 2>/dev/null)
+  fi
 fi
 # cgroups
 for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods /sys/fs/cgroup/*/kubepods.slice; do

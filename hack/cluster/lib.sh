@@ -33,7 +33,12 @@ DNS_IP=10.96.0.10
 API_PORT=6443
 ETCD_CLIENT=127.0.0.1:12379
 ETCD_PEER=127.0.0.1:12380
-SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip_forward net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables)
+# Every sysctl the components may change: the kubelet's kernel tunables, IP
+# forwarding (up.sh, the CNI bridge), kube-proxy's conntrack and localnet settings.
+SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom kernel.keys.root_maxkeys kernel.keys.root_maxbytes
+  net.ipv4.ip_forward net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
+  net.netfilter.nf_conntrack_max net.netfilter.nf_conntrack_tcp_timeout_established net.netfilter.nf_conntrack_tcp_timeout_close_wait
+  net.netfilter.nf_conntrack_tcp_be_liberal)
 # Each started process, in boot order; down.sh stops them in reverse.
 COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 

@@ -25,6 +25,8 @@ command -v runc >/dev/null || need+=(runc)
 [[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v socat >/dev/null || need+=(socat)
+command -v jq >/dev/null || need+=(jq)         # e2e.sh reads the API's JSON with it
+command -v bc >/dev/null || need+=(bc)
 command -v iptables >/dev/null || need+=(iptables)
 command -v openssl >/dev/null || need+=(openssl)
 if ((${#need[@]})); then
@@ -41,6 +43,7 @@ log "binaries: $((SECONDS - b0))s"
 mkdir -p "$PIDS" "$LOGS" "$PKI" "$DATA" "$RUN"
 : >"$STATE/started"
 ls /run/netns 2>/dev/null >"$STATE/netns.before" || true
+nft list tables 2>/dev/null >"$STATE/nft.before" || true # iptables-nft creates tables kube-proxy fills
 
 # --- sysctls: record before anything changes them -----------------------------
 if [[ ! -f $STATE/sysctl.saved ]]; then
@@ -48,6 +51,7 @@ if [[ ! -f $STATE/sysctl.saved ]]; then
     v=$(sysctl -n "$s" 2>/dev/null) && echo "$s=$v"
   done >"$STATE/sysctl.saved.tmp"
   mv "$STATE/sysctl.saved.tmp" "$STATE/sysctl.saved"
+  sysctl -a 2>/dev/null | sort >"$STATE/sysctl.all.before" || true # for a full comparison after down
 fi
 
 start() { # name command...  (records the PID)
@@ -239,7 +243,7 @@ hostnameOverride: $NODE
 bindAddress: $NODE_IP
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
-conntrack: {maxPerCore: 0}
+conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s} # 0: leave the host's conntrack settings alone
 nodePortAddresses: [$NODE_IP/32]
 YAML
 start kube-proxy "$BIN/kube-proxy" --config "$STATE/kube-proxy.yaml" --v=1
