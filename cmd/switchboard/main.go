@@ -3,6 +3,7 @@
 //	switchboard serve <service>    one service, configured from env vars (what the operator runs)
 //	switchboard dev [flags]        every service and an embedded NATS in one process
 //	switchboard render -f p.yaml   the manifests the operator would apply (like helm template)
+//	switchboard broker-metrics     the broker's monitor as Prometheus metrics (the broker pods' sidecar)
 package main
 
 import (
@@ -25,9 +26,10 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"serve":  {"run one service, configured from env vars", serve},
-	"dev":    {"run every service and an embedded NATS on this machine", dev},
-	"render": {"print the manifests the operator would apply for a Platform file", renderCmd},
+	"serve":          {"run one service, configured from env vars", serve},
+	"dev":            {"run every service and an embedded NATS on this machine", dev},
+	"render":         {"print the manifests the operator would apply for a Platform file", renderCmd},
+	"broker-metrics": {"serve a NATS broker's monitor figures as Prometheus metrics", brokerMetrics},
 }
 
 // errUsage marks errors that deserve the usage text.
@@ -69,7 +71,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-15s %s\n", n, commands[n].summary)
 	}
 }
 
