@@ -2,6 +2,7 @@ package imagespec
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -117,12 +118,11 @@ func splitLabelArgs(t *testing.T, s string) []string {
 	return out
 }
 
-func TestSwitchboardImageMatchesDockerfile(t *testing.T) {
-	d := parseDockerfile(t, filepath.Join("..", "..", "..", "Dockerfile"))
-	want := Switchboard()
-
+// compare lists every difference between the Dockerfile's final stage and the image spec.
+func compare(d dockerfile, want Image) []string {
+	var diffs []string
 	if !strings.HasPrefix(d.base, "gcr.io/distroless/static") || !strings.HasSuffix(d.base, ":nonroot") {
-		t.Errorf("Dockerfile base is %q; the builder's base layer imitates distroless static:nonroot, update Base()", d.base)
+		diffs = append(diffs, fmt.Sprintf("Dockerfile base is %q; the builder's base layer imitates distroless static:nonroot, update Base()", d.base))
 	}
 	var binaries []string
 	for _, b := range want.Binaries {
@@ -131,19 +131,47 @@ func TestSwitchboardImageMatchesDockerfile(t *testing.T) {
 	slices.Sort(binaries)
 	copied := slices.Sorted(slices.Values(d.copied))
 	if !slices.Equal(copied, binaries) {
-		t.Errorf("files: Dockerfile copies %v, the builder puts %v", copied, binaries)
+		diffs = append(diffs, fmt.Sprintf("files: Dockerfile copies %v, the builder puts %v", copied, binaries))
 	}
 	if d.user != want.User {
-		t.Errorf("user: Dockerfile %q, builder %q", d.user, want.User)
+		diffs = append(diffs, fmt.Sprintf("user: Dockerfile %q, builder %q", d.user, want.User))
 	}
 	if !slices.Equal(d.entrypoint, want.Entrypoint) {
-		t.Errorf("entrypoint: Dockerfile %q, builder %q", d.entrypoint, want.Entrypoint)
+		diffs = append(diffs, fmt.Sprintf("entrypoint: Dockerfile %q, builder %q", d.entrypoint, want.Entrypoint))
 	}
 	if !reflect.DeepEqual(d.labels, want.Labels) {
-		t.Errorf("labels: Dockerfile %v, builder %v", d.labels, want.Labels)
+		diffs = append(diffs, fmt.Sprintf("labels: Dockerfile %v, builder %v", d.labels, want.Labels))
 	}
-	if want.User != "65532:65532" || NonrootUID != 65532 {
+	return diffs
+}
+
+func TestSwitchboardImageMatchesDockerfile(t *testing.T) {
+	d := parseDockerfile(t, filepath.Join("..", "..", "..", "Dockerfile"))
+	for _, diff := range compare(d, Switchboard()) {
+		t.Error(diff)
+	}
+	if Switchboard().User != "65532:65532" || NonrootUID != 65532 {
 		t.Errorf("the pod security contexts expect UID 65532")
+	}
+}
+
+// A Dockerfile that drifts (another user, an extra binary, a changed label)
+// is reported, so the comparison above cannot pass vacuously.
+func TestCompareReportsDrift(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drifted := strings.Replace(string(raw), "USER 65532:65532", "USER 0:0", 1)
+	drifted = strings.Replace(drifted, "/out/switchboard /", "/out/switchboard /out/extra /", 1)
+	drifted = strings.Replace(drifted, "org.opencontainers.image.source=", "org.opencontainers.image.url=", 1)
+	p := filepath.Join(t.TempDir(), "Dockerfile")
+	if err := os.WriteFile(p, []byte(drifted), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	diffs := compare(parseDockerfile(t, p), Switchboard())
+	if len(diffs) != 3 {
+		t.Errorf("want 3 differences (user, files, labels), got %d: %q", len(diffs), diffs)
 	}
 }
 
@@ -162,7 +190,9 @@ func TestBaseHasNonrootUser(t *testing.T) {
 func TestParseDockerfile(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "Dockerfile")
-	os.WriteFile(p, []byte("FROM golang AS b\nUSER 1\nFROM x/static:nonroot\nLABEL a=\"b c\" \\\n  d=e\nCOPY --from=b /out/m /out/s /\nUSER 2:2\nENTRYPOINT [\"/m\"]\n"), 0o644)
+	if err := os.WriteFile(p, []byte("FROM golang AS b\nUSER 1\nFROM x/static:nonroot\nLABEL a=\"b c\" \\\n  d=e\nCOPY --from=b /out/m /out/s /\nUSER 2:2\nENTRYPOINT [\"/m\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	d := parseDockerfile(t, p)
 	if d.user != "2:2" || !slices.Equal(d.entrypoint, []string{"/m"}) || d.labels["a"] != "b c" || d.labels["d"] != "e" ||
 		!slices.Equal(d.copied, []string{"/m", "/s"}) {
