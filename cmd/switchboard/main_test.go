@@ -22,7 +22,6 @@ func TestCommandErrors(t *testing.T) {
 		{"an unknown command", []string{"frobnicate"}, nil, "unknown command"},
 		{"an unknown service", []string{"serve", "warehouse"}, nil, `unknown service "warehouse"`},
 		{"a missing env var is named", []string{"serve", "order"}, map[string]string{"NATS_URL": ""}, "NATS_URL is required"},
-		{"a workload not built yet", []string{"dev", "--workloads", "streaming"}, nil, `workload "streaming" is not built into this binary yet`},
 		{"an unknown workload", []string{"dev", "--workloads", "gaming"}, nil, `unknown workload "gaming"`},
 	}
 	for _, tt := range tests {

@@ -33,6 +33,8 @@ type Route struct{ Method, Path string }
 var PublicRoutes = []Route{
 	{http.MethodPost, "/api/user/users"},
 	{http.MethodPost, "/api/user/login"},
+	{http.MethodPost, "/api/account/accounts"},
+	{http.MethodPost, "/api/account/login"},
 }
 
 // Error codes.

@@ -9,13 +9,18 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/switchboard-dev/switchboard/services/account"
+	"github.com/switchboard-dev/switchboard/services/analytics"
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/content"
 	"github.com/switchboard-dev/switchboard/services/gateway"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/notification"
 	"github.com/switchboard-dev/switchboard/services/order"
 	"github.com/switchboard-dev/switchboard/services/payment"
+	"github.com/switchboard-dev/switchboard/services/playback"
 	"github.com/switchboard-dev/switchboard/services/product"
+	"github.com/switchboard-dev/switchboard/services/recommendation"
 	"github.com/switchboard-dev/switchboard/services/user"
 )
 
@@ -26,6 +31,11 @@ var definitions = []kit.Definition{
 	order.Definition,
 	payment.Definition,
 	notification.Definition,
+	account.Definition,
+	content.Definition,
+	playback.Definition,
+	analytics.Definition,
+	recommendation.Definition,
 }
 
 // Lookup returns the named service's definition.
