@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -83,6 +84,23 @@ type BrokerSpec struct {
 	// jetstream.size of memory.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// Metrics exports the broker's figures to Prometheus.
+	// +optional
+	// +kubebuilder:default={}
+	Metrics BrokerMetricsSpec `json:"metrics,omitempty"`
+}
+
+// BrokerMetricsSpec configures the broker's metrics sidecar.
+type BrokerMetricsSpec struct {
+	// Enabled adds a container "metrics" to each broker pod: it runs
+	// `switchboard broker-metrics` from the services image and serves the
+	// server's monitor figures (switchboard_nats_*) on port metrics (7777)
+	// at /metrics. It runs the services image, so a new services image
+	// also rolls the broker pods, one at a time; so does switching this.
+	// +optional
+	// +kubebuilder:default=true
+	Enabled *bool `json:"enabled,omitempty"`
 }
 
 // JetStreamStorage is where JetStream keeps streams and buckets.
@@ -132,10 +150,24 @@ type GatewaySpec struct {
 // NetworkPolicySpec turns the platform's NetworkPolicies on or off.
 type NetworkPolicySpec struct {
 	// Enabled renders NetworkPolicies: pods accept traffic only from the
-	// platform's own pods, except the gateway, which accepts it from anywhere.
+	// platform's own pods (and metricsFrom), except the gateway, which
+	// accepts it from anywhere.
 	// +optional
 	// +kubebuilder:default=true
 	Enabled *bool `json:"enabled,omitempty"`
+
+	// MetricsFrom are the peers allowed to scrape metrics, such as
+	// Prometheus' namespace: they are admitted to the internal services'
+	// port http, where /metrics is served, and to the broker's port
+	// metrics. Port http also serves each service's API, so these peers
+	// can call the internal services directly, as the gateway does. The
+	// gateway already admits anyone. Ignored when enabled is false.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:XValidation:rule="self.all(p, has(p.ipBlock) || has(p.podSelector) || has(p.namespaceSelector))",message="each metricsFrom peer needs an ipBlock, a podSelector or a namespaceSelector",reason=FieldValueRequired
+	// +kubebuilder:validation:XValidation:rule="self.all(p, !has(p.ipBlock) || !(has(p.podSelector) || has(p.namespaceSelector)))",message="a metricsFrom peer with an ipBlock may not also have a podSelector or namespaceSelector",reason=FieldValueForbidden
+	MetricsFrom []networkingv1.NetworkPolicyPeer `json:"metricsFrom,omitempty"`
 }
 
 // ServiceDefaults apply to every service.

@@ -24,6 +24,7 @@ const DefaultBrokerImage = "nats:2.15.2"
 // Broker pod layout.
 const (
 	brokerContainer  = "nats"
+	metricsContainer = "metrics"
 	brokerConfigKey  = "nats.conf"
 	brokerConfigDir  = "/etc/nats-config"
 	brokerDataDir    = "/data"
@@ -62,6 +63,10 @@ func brokerSize(p *v1alpha1.Platform) resource.Quantity {
 		return s.DeepCopy()
 	}
 	return defaultBrokerSize.DeepCopy()
+}
+
+func brokerMetricsEnabled(p *v1alpha1.Platform) bool {
+	return ptr.Deref(p.Spec.Broker.Metrics.Enabled, true)
 }
 
 func memoryStorage(p *v1alpha1.Platform) bool {
@@ -171,6 +176,10 @@ func brokerHeadlessService(p *v1alpha1.Platform) *corev1.Service {
 	}
 }
 
+// brokerClientService carries no metrics port: the chart's PodMonitor
+// scrapes each broker pod's metrics port directly, which is what per-pod
+// figures need, and a Service port would only add a load-balanced address
+// that answers for a random pod.
 func brokerClientService(p *v1alpha1.Platform) *corev1.Service {
 	return &corev1.Service{
 		TypeMeta:   typeMeta("v1", "Service"),
@@ -203,7 +212,33 @@ func brokerEnv(p *v1alpha1.Platform) []corev1.EnvVar {
 	return env
 }
 
-func brokerStatefulSet(p *v1alpha1.Platform, c Credentials) *appsv1.StatefulSet {
+// brokerMetricsSidecar runs `switchboard broker-metrics` from the services
+// image beside the server: nats-server serves its figures only as JSON on
+// the monitor port, which the sidecar reaches on the pod's loopback. It
+// holds no credentials (the monitor asks for none) and has no readiness
+// probe, so the broker pod's readiness stays the server's alone.
+func brokerMetricsSidecar(p *v1alpha1.Platform, opts Options) corev1.Container {
+	return corev1.Container{
+		Name:    metricsContainer,
+		Image:   servicesImage(p, opts),
+		Command: []string{"/switchboard"},
+		Args: []string{"broker-metrics",
+			"--monitor-url", "http://127.0.0.1:" + itoa(MonitorPort),
+			"--addr", ":" + itoa(MetricsPort)},
+		Ports:         []corev1.ContainerPort{{Name: PortNameMetrics, ContainerPort: MetricsPort, Protocol: corev1.ProtocolTCP}},
+		LivenessProbe: httpProbe("/healthz", PortNameMetrics, 10, 1, 3),
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("10m"),
+				corev1.ResourceMemory: resource.MustParse("16Mi"),
+			},
+			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+		},
+		SecurityContext: containerSecurityContext(),
+	}
+}
+
+func brokerStatefulSet(p *v1alpha1.Platform, c Credentials, opts Options) *appsv1.StatefulSet {
 	replicas := brokerReplicas(p)
 	config := natsConfig(p)
 	configHash := sha256.Sum256([]byte(config))
@@ -264,6 +299,9 @@ func brokerStatefulSet(p *v1alpha1.Platform, c Credentials) *appsv1.StatefulSet 
 			SecurityContext: containerSecurityContext(),
 		}},
 		Volumes: volumes,
+	}
+	if brokerMetricsEnabled(p) {
+		pod.Containers = append(pod.Containers, brokerMetricsSidecar(p, opts))
 	}
 	if replicas > 1 {
 		// Spread the quorum so one node failure costs at most one member.

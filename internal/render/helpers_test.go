@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -76,6 +77,29 @@ func withStorage(storage v1alpha1.JetStreamStorage, size string, class string) p
 
 func withNetworkPolicy(enabled bool) platformOption {
 	return func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.Enabled = ptr.To(enabled) }
+}
+
+func withMetricsFrom(peers ...networkingv1.NetworkPolicyPeer) platformOption {
+	return func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.MetricsFrom = peers }
+}
+
+func withBrokerMetrics(enabled bool) platformOption {
+	return func(p *v1alpha1.Platform) { p.Spec.Broker.Metrics.Enabled = ptr.To(enabled) }
+}
+
+// Peers a metricsFrom may name.
+func namespacePeer(ns string) networkingv1.NetworkPolicyPeer {
+	return networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}}
+}
+
+func prometheusPeer(ns string) networkingv1.NetworkPolicyPeer {
+	peer := namespacePeer(ns)
+	peer.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "prometheus"}}
+	return peer
+}
+
+func cidrPeer(cidr string) networkingv1.NetworkPolicyPeer {
+	return networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: cidr}}
 }
 
 func withGateway(t corev1.ServiceType, nodePort int32) platformOption {

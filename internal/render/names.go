@@ -52,7 +52,14 @@ const (
 	ClientPort  = 4222
 	ClusterPort = 6222
 	MonitorPort = 8222
+	// MetricsPort is the broker-metrics sidecar's /metrics, container port
+	// PortNameMetrics.
+	MetricsPort = 7777
 )
+
+// PortNameMetrics names the broker pods' metrics port, which PodMonitors
+// and spec.networkPolicy.metricsFrom refer to.
+const PortNameMetrics = "metrics"
 
 // ServicePort is the port of every service's Service; it targets the
 // container port named PortNameHTTP (catalog.HTTPPort).

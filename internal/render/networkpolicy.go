@@ -46,6 +46,11 @@ func networkPolicy(p *v1alpha1.Platform, name, component string, pods metav1.Lab
 // alone to its cluster port. Egress stays open: services reach only DNS,
 // the broker and each other, and a default-deny egress would also break
 // any sidecar a user adds.
+//
+// spec.networkPolicy.metricsFrom adds one rule to the internal services'
+// policy (port http, which serves /metrics beside the API) and, when the
+// broker runs its metrics sidecar, one to the broker's (port metrics). The
+// public services need none: they admit anyone already.
 func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan) []*networkingv1.NetworkPolicy {
 	// Public services come from the catalog whether enabled or not, so the
 	// selector does not change when one is switched off.
@@ -57,6 +62,14 @@ func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan) []*networkingv1.
 		}
 	}
 
+	scrapers := p.Spec.NetworkPolicy.MetricsFrom
+	internal := []networkingv1.NetworkPolicyIngressRule{{
+		From:  []networkingv1.NetworkPolicyPeer{{PodSelector: platformPods(p)}},
+		Ports: []networkingv1.NetworkPolicyPort{tcpPort(PortNameHTTP)},
+	}}
+	if len(scrapers) > 0 {
+		internal = append(internal, metricsRule(scrapers, PortNameHTTP))
+	}
 	nps := []*networkingv1.NetworkPolicy{networkPolicy(p, InternalNetworkPolicyName(p), ComponentServices,
 		metav1.LabelSelector{
 			MatchLabels: map[string]string{LabelName: AppName, LabelInstance: p.Name},
@@ -64,10 +77,7 @@ func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan) []*networkingv1.
 				Key: LabelComponent, Operator: metav1.LabelSelectorOpNotIn, Values: excluded,
 			}},
 		},
-		networkingv1.NetworkPolicyIngressRule{
-			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: platformPods(p)}},
-			Ports: []networkingv1.NetworkPolicyPort{tcpPort(PortNameHTTP)},
-		},
+		internal...,
 	)}
 	for _, s := range public {
 		nps = append(nps, networkPolicy(p, ObjectName(p, s.Name), s.Name,
@@ -76,16 +86,32 @@ func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan) []*networkingv1.
 			networkingv1.NetworkPolicyIngressRule{Ports: []networkingv1.NetworkPolicyPort{tcpPort(PortNameHTTP)}},
 		))
 	}
-	nps = append(nps, networkPolicy(p, BrokerName(p), ComponentBroker,
-		metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)},
-		networkingv1.NetworkPolicyIngressRule{
+	broker := []networkingv1.NetworkPolicyIngressRule{
+		{
 			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: platformPods(p)}},
 			Ports: []networkingv1.NetworkPolicyPort{tcpPort("client"), tcpPort("monitor")},
 		},
-		networkingv1.NetworkPolicyIngressRule{
+		{
 			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)}}},
 			Ports: []networkingv1.NetworkPolicyPort{tcpPort("cluster")},
 		},
+	}
+	if len(scrapers) > 0 && brokerMetricsEnabled(p) {
+		broker = append(broker, metricsRule(scrapers, PortNameMetrics))
+	}
+	nps = append(nps, networkPolicy(p, BrokerName(p), ComponentBroker,
+		metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)},
+		broker...,
 	))
 	return nps
+}
+
+// metricsRule admits the metricsFrom peers on port, as given (deep-copied,
+// so the objects never share memory with the Platform).
+func metricsRule(peers []networkingv1.NetworkPolicyPeer, port string) networkingv1.NetworkPolicyIngressRule {
+	from := make([]networkingv1.NetworkPolicyPeer, len(peers))
+	for i := range peers {
+		peers[i].DeepCopyInto(&from[i])
+	}
+	return networkingv1.NetworkPolicyIngressRule{From: from, Ports: []networkingv1.NetworkPolicyPort{tcpPort(port)}}
 }

@@ -51,7 +51,7 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 		brokerConfigMap(p),
 		brokerHeadlessService(p),
 		brokerClientService(p),
-		brokerStatefulSet(p, opts.Credentials),
+		brokerStatefulSet(p, opts.Credentials, opts),
 	}
 	if brokerReplicas(p) > 1 {
 		objs = append(objs, brokerPDB(p))
@@ -110,6 +110,18 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 	if s := p.Spec.Broker.JetStream.Size; s != nil && s.Sign() <= 0 {
 		errs = append(errs, fmt.Errorf("spec.broker.jetstream.size: %s is not positive", s.String()))
 	}
+	for i, peer := range p.Spec.NetworkPolicy.MetricsFrom {
+		selects := peer.PodSelector != nil || peer.NamespaceSelector != nil
+		switch {
+		case peer.IPBlock == nil && !selects:
+			errs = append(errs, fmt.Errorf("spec.networkPolicy.metricsFrom[%d]: needs an ipBlock, a podSelector or a namespaceSelector", i))
+		case peer.IPBlock != nil && selects:
+			errs = append(errs, fmt.Errorf("spec.networkPolicy.metricsFrom[%d]: an ipBlock may not come with a podSelector or namespaceSelector", i))
+		}
+	}
+	if n := len(p.Spec.NetworkPolicy.MetricsFrom); n > maxMetricsFrom {
+		errs = append(errs, fmt.Errorf("spec.networkPolicy.metricsFrom: %d peers, at most %d", n, maxMetricsFrom))
+	}
 	if p.Spec.Image == "" && opts.ServicesImage == "" {
 		errs = append(errs, errors.New("no services image: set spec.image or the operator's --services-image"))
 	}
@@ -146,6 +158,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// maxMetricsFrom is the CRD's maxItems of spec.networkPolicy.metricsFrom.
+const maxMetricsFrom = 8
 
 // longestChildSuffix is the longest "-<suffix>" a child name adds to the Platform's.
 const maxStatefulSetName = 52

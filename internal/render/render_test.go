@@ -149,6 +149,8 @@ func allPlatforms() map[string]*v1alpha1.Platform {
 		"streaming in memory, one replica":  platform("tv", withWorkloads(v1alpha1.WorkloadStreaming), withStorage(v1alpha1.StorageMemory, "512Mi", "")),
 		"five broker replicas, no policies": platform("big", withBrokerReplicas(5), withNetworkPolicy(false), withNamespace("prod")),
 		"a NodePort gateway with overrides": platform("edge", withGateway(corev1.ServiceTypeNodePort, 30080), withService("order", replicas(3)), withService("playback", autoscalingOff())),
+		"metrics open to monitoring":        platform("obs", withMetricsFrom(prometheusPeer("monitoring"), cidrPeer("10.0.0.0/8"))),
+		"no broker metrics":                 platform("quiet", withWorkloads(v1alpha1.WorkloadCommerce), withBrokerMetrics(false)),
 	}
 }
 
@@ -351,11 +353,13 @@ func TestNetworkPolicyRules(t *testing.T) {
 	// Named ports in the rules exist on the selected containers.
 	ports := map[string]bool{}
 	for _, tpl := range podTemplates(objs) {
-		for _, p := range tpl.Spec.Containers[0].Ports {
-			ports[p.Name] = true
+		for _, c := range tpl.Spec.Containers {
+			for _, p := range c.Ports {
+				ports[p.Name] = true
+			}
 		}
 	}
-	for _, name := range []string{"http", "client", "cluster", "monitor"} {
+	for _, name := range []string{"http", "client", "cluster", "monitor", "metrics"} {
 		if !ports[name] {
 			t.Errorf("no container port named %q", name)
 		}
@@ -400,6 +404,13 @@ func TestCredentialsOnlyInTheSecret(t *testing.T) {
 								t.Errorf("%s: env %s refers to missing key %q", owner, e.Name, r.Key)
 							}
 						}
+					}
+					if c.Name == metricsContainer {
+						// It reads only the monitor, which asks for no credentials.
+						if len(c.Env) != 0 || len(c.EnvFrom) != 0 {
+							t.Errorf("%s container %s: env %v, want none", owner, c.Name, envNames(c))
+						}
+						continue
 					}
 					env := envMap(c)
 					for _, name := range []string{"NATS_USER", "NATS_PASSWORD"} {
@@ -983,6 +994,13 @@ func TestErrors(t *testing.T) {
 		{"no image anywhere", platform("shop"), func(o *Options) { o.ServicesImage = "" }, "no services image"},
 		{"a name too long for its StatefulSet's revision label", platform(strings.Repeat("a", 48)), nil, "at most 47 characters"},
 		{"a name with dots", platform("shop.example"), nil, "must be a DNS label"},
+		{"an empty metricsFrom peer", platform("shop", withMetricsFrom(namespacePeer("monitoring"), networkingv1.NetworkPolicyPeer{})), nil, "metricsFrom[1]: needs an ipBlock, a podSelector or a namespaceSelector"},
+		{"a metricsFrom ipBlock with a selector", platform("shop", withMetricsFrom(func() networkingv1.NetworkPolicyPeer {
+			p := cidrPeer("10.0.0.0/8")
+			p.NamespaceSelector = namespacePeer("monitoring").NamespaceSelector
+			return p
+		}())), nil, "metricsFrom[0]: an ipBlock may not come with"},
+		{"too many metricsFrom peers", platform("shop", withMetricsFrom(slices.Repeat([]networkingv1.NetworkPolicyPeer{namespacePeer("monitoring")}, 9)...)), nil, "9 peers, at most 8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
