@@ -127,7 +127,7 @@ type process struct {
 // their probes, and returns the gateway's base URL.
 func runPlatform(t *testing.T, bin string, r *rendered) string {
 	t.Helper()
-	natsURL := startBroker(t, r)
+	natsURL, monitorAddr := startBroker(t, r)
 
 	procs := map[string]*process{} // by Deployment name
 	for _, d := range r.deployments {
@@ -206,7 +206,136 @@ func runPlatform(t *testing.T, bin string, r *rendered) string {
 	if gw == nil {
 		t.Fatal("no gateway Deployment")
 	}
+
+	// Every service that needs the broker is ready, so connected.
+	metrics := scrapeText(t, runBrokerMetrics(t, bin, r, monitorAddr)+"/metrics")
+	if up := sample(t, metrics, "switchboard_nats_up"); up != 1 {
+		t.Errorf("the broker's metrics sidecar reports up %v", up)
+	}
+	if conns := sample(t, metrics, "switchboard_nats_connections"); conns < 1 {
+		t.Errorf("the broker's metrics sidecar reports %v connections with every service ready", conns)
+	}
 	return fmt.Sprintf("http://127.0.0.1:%d", gw.port)
+}
+
+// runBrokerMetrics runs the broker pod's metrics sidecar with its command
+// and args as rendered. In the pod, --monitor-url names the pod's loopback
+// and the broker container's monitor port, and --addr the sidecar's
+// metrics port: both are checked against the declared ports, then mapped
+// to this test's loopback ports, as the services' addresses are. It
+// returns the sidecar's base URL once its liveness probe answers.
+func runBrokerMetrics(t *testing.T, bin string, r *rendered, monitorAddr string) string {
+	t.Helper()
+	sts := r.statefulSet
+	c := containerNamed(t, sts, "metrics")
+	monitorPort := declaredPort(t, containerNamed(t, sts, "nats"), "monitor")
+	metricsPort := declaredPort(t, c, "metrics")
+	if !slices.Equal(c.Command, []string{imageBinary}) {
+		t.Fatalf("%s/metrics: command %q, want [%s] (the image's binary)", sts.Name, c.Command, imageBinary)
+	}
+	if c.Image != r.pf.Spec.Image {
+		t.Errorf("%s/metrics runs %q, want the services image %q", sts.Name, c.Image, r.pf.Spec.Image)
+	}
+	if len(c.Env) != 0 {
+		t.Errorf("%s/metrics has env %v; the monitor needs no credentials", sts.Name, c.Env)
+	}
+	p := &process{name: sts.Name + "/metrics", port: freePort(t), done: make(chan struct{})}
+	args := slices.Clone(c.Args)
+	mapped := 0
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "--monitor-url":
+			u, err := url.Parse(args[i+1])
+			if err != nil || u.Hostname() != "127.0.0.1" || u.Port() != strconv.Itoa(int(monitorPort)) {
+				t.Fatalf("%s: --monitor-url %q is not the broker container's monitor port %d on the pod's loopback", p.name, args[i+1], monitorPort)
+			}
+			args[i+1] = "http://" + monitorAddr
+			mapped++
+		case "--addr":
+			if _, port, err := net.SplitHostPort(args[i+1]); err != nil || port != strconv.Itoa(int(metricsPort)) {
+				t.Fatalf("%s: --addr %q is not its metrics port %d", p.name, args[i+1], metricsPort)
+			}
+			args[i+1] = fmt.Sprintf("127.0.0.1:%d", p.port)
+			mapped++
+		}
+	}
+	if mapped != 2 {
+		t.Fatalf("%s: args %q lack --monitor-url or --addr", p.name, c.Args)
+	}
+	p.log = filepath.Join(t.TempDir(), "nats-metrics.log")
+	logf, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = []string{} // the container's env: none
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	p.cmd.SysProcAttr = procAttr()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", p.name, err)
+	}
+	go func() { _ = p.cmd.Wait(); logf.Close(); close(p.done) }()
+	t.Cleanup(func() { stop(t, p) })
+
+	h := c.LivenessProbe
+	if h == nil || h.HTTPGet == nil || h.HTTPGet.Port.String() != "metrics" {
+		t.Fatalf("%s: liveness probe %+v, want an HTTP GET on port metrics", p.name, h)
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", p.port)
+	waitFor(t, p, 30*time.Second, "liveness probe "+h.HTTPGet.Path, func() error { return status(base+h.HTTPGet.Path, 200) })
+	return base
+}
+
+func containerNamed(t *testing.T, sts *appsv1.StatefulSet, name string) *corev1.Container {
+	t.Helper()
+	for i, c := range sts.Spec.Template.Spec.Containers {
+		if c.Name == name {
+			return &sts.Spec.Template.Spec.Containers[i]
+		}
+	}
+	t.Fatalf("%s has no container %q", sts.Name, name)
+	return nil
+}
+
+func declaredPort(t *testing.T, c *corev1.Container, name string) int32 {
+	t.Helper()
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return p.ContainerPort
+		}
+	}
+	t.Fatalf("container %s declares no port %q", c.Name, name)
+	return 0
+}
+
+func scrapeText(t *testing.T, u string) string {
+	t.Helper()
+	res, err := httpClient.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %v", u, res.StatusCode, err)
+	}
+	return string(b)
+}
+
+// sample returns the value of an unlabelled series in the text format.
+func sample(t *testing.T, text, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s in:\n%s", name, text)
+	return 0
 }
 
 // backing finds the one Deployment whose pods a Service selects.
@@ -306,8 +435,9 @@ func secretValue(t *testing.T, r *rendered, ref *corev1.SecretKeySelector, who s
 }
 
 // startBroker runs nats-server in-process with the rendered nats.conf and
-// the credentials the StatefulSet's env carries, on loopback.
-func startBroker(t *testing.T, r *rendered) string {
+// the credentials the StatefulSet's env carries, on loopback. It returns
+// the client URL and the monitor's host:port.
+func startBroker(t *testing.T, r *rendered) (string, string) {
 	t.Helper()
 	cm, ok := r.configMaps[render.BrokerConfigName(r.pf)]
 	if !ok {
@@ -318,7 +448,7 @@ func startBroker(t *testing.T, r *rendered) string {
 		t.Fatal(err)
 	}
 	var user, password string
-	for _, e := range onlyContainerOf(t, r.statefulSet.Name, r.statefulSet.Spec.Template.Spec.Containers).Env {
+	for _, e := range containerNamed(t, r.statefulSet, "nats").Env {
 		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
 			v := secretValue(t, r, e.ValueFrom.SecretKeyRef, r.statefulSet.Name)
 			t.Setenv(e.Name, v) // nats.conf reads them as $NATS_USER, $NATS_PASSWORD
@@ -338,7 +468,7 @@ func startBroker(t *testing.T, r *rendered) string {
 		t.Fatal("the rendered nats.conf does not require the credentials of the auth Secret")
 	}
 	// Only where it listens and stores changes; auth and JetStream are as rendered.
-	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
+	opts.Host, opts.Port, opts.HTTPHost, opts.HTTPPort = "127.0.0.1", -1, "127.0.0.1", -1
 	opts.StoreDir = t.TempDir()
 	opts.NoSigs, opts.NoLog = true, true
 	ns, err := server.NewServer(opts)
@@ -353,7 +483,7 @@ func startBroker(t *testing.T, r *rendered) string {
 	if !ns.JetStreamEnabled() {
 		t.Fatal("the rendered nats.conf does not enable JetStream")
 	}
-	return ns.ClientURL()
+	return ns.ClientURL(), ns.MonitorAddr().String()
 }
 
 func onlyContainer(t *testing.T, d *appsv1.Deployment) *corev1.Container {
