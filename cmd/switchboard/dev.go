@@ -56,7 +56,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := banner.Execute(stdout, map[string]any{
 		"Workloads": strings.Join(strings.Fields(strings.ReplaceAll(*workloads, ",", " ")), ", "),
 		"NATS":      p.NATSURL, "Store": store, "Services": p.Services(), "URLs": p.URLs, "Gateway": p.GatewayURL,
-		"Commerce": hasWorkload(ws, catalog.Commerce),
+		"Commerce": hasWorkload(ws, catalog.Commerce), "Streaming": hasWorkload(ws, catalog.Streaming),
 	}); err != nil {
 		return err
 	}
@@ -99,6 +99,32 @@ Try it:
     -d '{"items":[{"productId":"keyboard","quantity":1}],"paymentMethod":"card","shippingAddress":"1 Main St"}'
   # platform health
   curl -s {{.Gateway}}/health
+{{end}}
+{{- if .Streaming}}
+Streaming (demo library seeded: big-buck-bunny, sintel, tears-of-steel, cosmos-laundromat, spring):
+  # sign up on the basic plan (1 stream, up to 720p) and log in
+  curl -s -X POST {{.Gateway}}/api/account/accounts -H 'Content-Type: application/json' \
+    -d '{"email":"grace@example.com","password":"correct-horse","plan":"basic"}'
+  STOKEN=$(curl -s -X POST {{.Gateway}}/api/account/login -H 'Content-Type: application/json' \
+    -d '{"email":"grace@example.com","password":"correct-horse"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+  # the library, encoded by the pipeline: "status":"ready" with renditions
+  curl -s {{.Gateway}}/api/content/videos -H "Authorization: Bearer $STOKEN"
+  # start watching from the EU: 201 with sessionId, manifestUrl, cdn and quality
+  SESSION=$(curl -s -X POST {{.Gateway}}/api/playback/sessions -H "Authorization: Bearer $STOKEN" \
+    -H 'Content-Type: application/json' -d '{"contentId":"big-buck-bunny","region":"eu"}' | sed -E 's/.*"sessionId":"([^"]+)".*/\1/')
+  # heartbeat at 8 Mbps: quality adapts, capped at the plan's 720p
+  curl -s -X POST {{.Gateway}}/api/playback/sessions/$SESSION/heartbeat -H "Authorization: Bearer $STOKEN" \
+    -H 'Content-Type: application/json' -d '{"positionSec":42,"bandwidthKbps":8000,"bufferSec":20}'
+  # a second device on the basic plan: 429
+  curl -s -X POST {{.Gateway}}/api/playback/sessions -H "Authorization: Bearer $STOKEN" \
+    -H 'Content-Type: application/json' -d '{"contentId":"sintel","region":"eu"}'
+  # live viewers (push: curl -N {{.Gateway}}/api/analytics/live/stream -H "Authorization: Bearer $STOKEN")
+  curl -s {{.Gateway}}/api/analytics/live -H "Authorization: Bearer $STOKEN"
+  # stop; the history keeps the position for resume
+  curl -s -X DELETE {{.Gateway}}/api/playback/sessions/$SESSION -H "Authorization: Bearer $STOKEN"
+  curl -s {{.Gateway}}/api/playback/history -H "Authorization: Bearer $STOKEN"
+  # what to watch next, with the A/B variant
+  curl -s "{{.Gateway}}/api/recommendation/recommendations?limit=3" -H "Authorization: Bearer $STOKEN"
 {{end}}
 Stop with Ctrl-C.
 `))
