@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -263,7 +266,9 @@ func TestAMonitorThatDoesNotAnswerIsDown(t *testing.T) {
 		{"the monitor answers nothing", serve(func(http.ResponseWriter, *http.Request) {}, ok)},
 		{"a number out of range", serve(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, `{"subscriptions": -1}`) }, ok)},
 		{"/varz answers but /jsz does not", serve(ok, func(w http.ResponseWriter, _ *http.Request) { http.NotFound(w, nil) })},
-		{"the monitor redirects elsewhere", serve(func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "http://example.invalid/", http.StatusFound) }, ok)},
+		{"the monitor redirects elsewhere", serve(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://example.invalid/", http.StatusFound)
+		}, ok)},
 		{"the monitor is too slow", serve(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, ok)},
 	}
 	for _, tt := range tests {
@@ -438,4 +443,48 @@ func FuzzCollect(f *testing.F) {
 			t.Errorf("up = %v", value(t, fams, MetricUp))
 		}
 	})
+}
+
+// The chart's Grafana dashboard queries only series this exporter sends,
+// and counters only through rate() or increase().
+func TestDashboardQueriesExportedSeries(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "charts", "switchboard", "files", "dashboards", "switchboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, n := range allNames() {
+		exported[n] = true
+	}
+	name := regexp.MustCompile(`(\w*\(\s*)?(switchboard_nats_\w+)`)
+	queried := 0
+	for _, p := range dash.Panels {
+		for _, target := range p.Targets {
+			for _, m := range name.FindAllStringSubmatch(target.Expr, -1) {
+				queried++
+				fn, series := strings.TrimSpace(strings.TrimSuffix(m[1], "(")), m[2]
+				if !exported[series] {
+					t.Errorf("panel %q queries %s, which broker-metrics does not export", p.Title, series)
+				}
+				if strings.HasSuffix(series, "_total") && fn != "rate" && fn != "increase" {
+					t.Errorf("panel %q uses counter %s outside rate() or increase(): %s", p.Title, series, target.Expr)
+				}
+			}
+		}
+	}
+	if queried == 0 {
+		t.Error("the dashboard has no NATS panel")
+	}
+	if strings.Contains(string(b), "gnatsd_") {
+		t.Error("the dashboard queries gnatsd_* (prometheus-nats-exporter), which nothing here exports")
+	}
 }

@@ -3,6 +3,7 @@ package packaging
 import (
 	"bytes"
 	"encoding/base64"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/switchboard-dev/switchboard/internal/render"
 )
 
 // TestChartMatchesConfig: the chart ships the same CRD and RBAC rules that
@@ -81,8 +84,21 @@ func TestHelmTemplateIsAccepted(t *testing.T) {
 
 	t.Run("the monitoring kinds render when enabled", func(t *testing.T) {
 		objs := decode(t, helmTemplate(t, "mon", ns, "metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true"))
-		if k := kinds(objs); k["ServiceMonitor"] != 1 || k["PodMonitor"] != 1 {
-			t.Errorf("kinds %v, want a ServiceMonitor and a PodMonitor", k)
+		if k := kinds(objs); k["ServiceMonitor"] != 1 || k["PodMonitor"] != 2 {
+			t.Errorf("kinds %v, want a ServiceMonitor and two PodMonitors (services, broker)", k)
+		}
+		// Each PodMonitor scrapes a port its pods declare: the services'
+		// http, the broker sidecar's metrics (internal/render).
+		ports := map[string]string{}
+		for _, pm := range find(objs, "PodMonitor") {
+			eps, _, _ := unstructured.NestedSlice(pm.Object, "spec", "podMetricsEndpoints")
+			component, _, _ := unstructured.NestedString(pm.Object, "spec", "selector", "matchLabels", "app.kubernetes.io/component")
+			for _, ep := range eps {
+				ports[component] += ep.(map[string]any)["port"].(string)
+			}
+		}
+		if want := map[string]string{"": render.PortNameHTTP, render.ComponentBroker: render.PortNameMetrics}; !maps.Equal(ports, want) {
+			t.Errorf("PodMonitor ports by selected component %v, want %v", ports, want)
 		}
 	})
 	t.Run("values.schema.json refuses a bad value", func(t *testing.T) {
