@@ -342,7 +342,7 @@ func (r *Recommender) For(ctx context.Context, accountID string, limit int) (Ans
 		}
 		reason := "popular"
 		switch {
-		case w.co*co >= w.genre*p.genre && w.co*co >= w.pop*p.pop:
+		case co > 0: // the most telling reason when it applies
 			reason = "watched together with " + title(lib, coWith[id])
 		case w.genre*p.genre >= w.pop*p.pop:
 			reason = "because you watch " + topGenre(lib[id].Genres, viewer.Genres)
