@@ -33,6 +33,10 @@ const (
 	brokerUID        = 1000
 )
 
+// annotationDefaultContainer names the container kubectl logs and exec use
+// by default.
+const annotationDefaultContainer = "kubectl.kubernetes.io/default-container"
+
 // Env vars of the broker container. nats.conf refers to them as $NAME.
 const (
 	envPodName      = "POD_NAME"
@@ -338,6 +342,9 @@ func brokerStatefulSet(p *v1alpha1.Platform, c Credentials, opts Options) *appsv
 					Annotations: map[string]string{
 						AnnotationConfigHash: hex.EncodeToString(configHash[:])[:16],
 						AnnotationAuthHash:   c.hash(),
+						// kubectl logs and exec pick the server, not the
+						// metrics sidecar, when no container is named.
+						annotationDefaultContainer: brokerContainer,
 					},
 				},
 				Spec: pod,

@@ -32,9 +32,13 @@ func TestBrokerMetricsSidecar(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			spec := find[*appsv1.StatefulSet](t, mustRender(t, tt.platform), "shop-nats").Spec.Template.Spec
+			sts := find[*appsv1.StatefulSet](t, mustRender(t, tt.platform), "shop-nats")
+			spec := sts.Spec.Template.Spec
 			if spec.Containers[0].Name != "nats" {
 				t.Errorf("first container %q, want the broker", spec.Containers[0].Name)
+			}
+			if got := sts.Spec.Template.Annotations["kubectl.kubernetes.io/default-container"]; got != "nats" {
+				t.Errorf("default container %q, want nats (kubectl logs)", got)
 			}
 			if tt.wantImage == "" {
 				if len(spec.Containers) != 1 {
