@@ -96,9 +96,12 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 	}
 	p = &Platform{opts: o, defs: map[string]kit.Definition{}, addrs: map[string]string{}, envs: map[string]map[string]string{},
 		running: map[string]*proc{}, URLs: map[string]string{}, AuthKey: random(32)}
+	// Every error return sets p to nil before this runs: close the platform
+	// being built, not the named result.
+	building := p
 	defer func() {
 		if err != nil {
-			p.Close()
+			building.Close()
 		}
 	}()
 
