@@ -55,8 +55,6 @@ type Options struct {
 	// wait for a batch to fill once it has one message.
 	Batch     int
 	BatchWait time.Duration
-	// Writers bounds concurrent compare-and-set writes.
-	Writers int
 	// StaleAfter drops an active session from /live when it has been
 	// silent this long.
 	StaleAfter time.Duration
@@ -77,11 +75,12 @@ func NewAnalytics(js jetstream.JetStream, kv jetstream.KeyValue, m *kit.Metrics,
 	if js == nil || kv == nil || m == nil {
 		return nil, errors.New("analytics: NewAnalytics needs JetStream, the bucket and metrics")
 	}
-	if o.Batch <= 0 || o.Writers <= 0 || o.BatchWait <= 0 || o.StaleAfter <= 0 {
+	if o.Batch <= 0 || o.BatchWait <= 0 || o.StaleAfter <= 0 {
 		return nil, errors.New("analytics: options must be positive")
 	}
 	v := newView()
-	a := &Analytics{js: js, kv: kv, view: v, in: &ingester{kv: kv, view: v, metrics: m, writers: o.Writers}, opts: o, now: time.Now}
+	a := &Analytics{js: js, kv: kv, view: v, opts: o, now: time.Now,
+		in: &ingester{js: js, kv: kv, view: v, metrics: m, subject: "$KV." + kv.Bucket() + "."}}
 	m.Registry.MustRegister(&liveCollector{a: a})
 	return a, nil
 }

@@ -30,19 +30,15 @@ type service struct {
 }
 
 // New builds the analytics service and loads the read model before it
-// reports ready. Optional env: INGEST_BATCH (default 512), INGEST_WRITERS
-// (default 64), INGEST_BATCH_WAIT (default 2ms), LIVE_STALE_AFTER
-// (default 45s).
+// reports ready. Optional env: INGEST_BATCH (default 4096),
+// INGEST_BATCH_WAIT (default 2ms), LIVE_STALE_AFTER (default 45s).
 func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Bus == nil {
 		return nil, errors.New("analytics: needs NATS")
 	}
 	var o Options
 	var err error
-	if o.Batch, err = d.Config.Int("INGEST_BATCH", 512); err != nil {
-		return nil, err
-	}
-	if o.Writers, err = d.Config.Int("INGEST_WRITERS", 64); err != nil {
+	if o.Batch, err = d.Config.Int("INGEST_BATCH", 4096); err != nil {
 		return nil, err
 	}
 	if o.BatchWait, err = d.Config.Duration("INGEST_BATCH_WAIT", 2*time.Millisecond); err != nil {

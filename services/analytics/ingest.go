@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,11 +18,12 @@ const sessionPrefix = "s."
 // the shared durable consumer; each replica runs one, and JetStream hands
 // every message to one of them at a time.
 type ingester struct {
+	js      jetstream.JetStream
 	kv      jetstream.KeyValue
 	view    *view
 	metrics *kit.Metrics
-	// writers bounds the compare-and-set writes in flight per batch.
-	writers int
+	// subject is the bucket's write subject prefix ("$KV.<bucket>.").
+	subject string
 }
 
 // batchMsg is one message of a batch with its decoded fact.
@@ -32,58 +32,91 @@ type batchMsg struct {
 	fact fact
 }
 
-// apply merges a batch: events are grouped by session, each touched
-// session record is written once by compare-and-set, and a message is
-// acked only after its session's write succeeded. A message whose write
-// failed is nak'ed and comes back; merging it again changes nothing.
+// write is one session's pending compare-and-set.
+type write struct {
+	session string
+	delta   stat
+	next    stat
+	msgs    []batchMsg
+	ack     jetstream.PubAckFuture
+}
+
+// apply merges a batch: events are grouped by session, and each touched
+// session record is written once, by compare-and-set against the revision
+// the read model holds. The writes are pipelined (published asynchronously
+// with Nats-Expected-Last-Subject-Sequence, exactly what KV Update sends),
+// so a batch costs one round trip, not one per session. A message is acked
+// only after its session's write is stored; a write that lost a race is
+// redone with a fresh read; a write that failed is nak'ed and its events
+// come back. Merging an event again changes nothing.
 func (in *ingester) apply(ctx context.Context, msgs []jetstream.Msg) {
-	groups := map[string][]batchMsg{}
+	groups := map[string]*write{}
+	var order []*write
 	for _, m := range msgs {
-		var ev kit.Event
-		if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.ID == "" {
-			in.count(m.Subject(), "dropped")
-			_ = m.Term()
-			continue
-		}
-		f, err := decode(ev)
+		f, err := decodeMsg(m.Data())
 		if err != nil {
 			in.count(m.Subject(), "dropped")
 			_ = m.TermWithReason(err.Error())
 			continue
 		}
-		groups[f.session] = append(groups[f.session], batchMsg{msg: m, fact: f})
+		w := groups[f.session]
+		if w == nil {
+			w = &write{session: f.session}
+			groups[f.session] = w
+			order = append(order, w)
+		}
+		w.delta.merge(f.stat)
+		w.msgs = append(w.msgs, batchMsg{msg: m, fact: f})
 	}
+	var retry []*write
+	for _, w := range order {
+		cur, known := in.view.cached(w.session)
+		w.next = cur.stat
+		w.next.Minutes = cloneMinutes(cur.stat.Minutes)
+		w.next.merge(w.delta)
+		if known && equalStat(w.next, cur.stat) {
+			in.done(w, nil) // nothing new: a redelivery
+			continue
+		}
+		b, err := json.Marshal(w.next)
+		if err == nil {
+			w.ack, err = in.js.PublishAsync(in.subject+sessionPrefix+w.session, b,
+				jetstream.WithExpectLastSequencePerSubject(cur.rev), jetstream.WithStallWait(30*time.Second))
+		}
+		if err != nil {
+			retry = append(retry, w)
+		}
+	}
+	for _, w := range order {
+		if w.ack == nil {
+			continue
+		}
+		select {
+		case ack := <-w.ack.Ok():
+			in.view.apply(w.session, w.next, ack.Sequence)
+			in.done(w, nil)
+		case <-w.ack.Err():
+			retry = append(retry, w) // most likely another replica wrote first
+		case <-ctx.Done():
+			in.done(w, ctx.Err())
+		}
+	}
+	for _, w := range retry {
+		in.done(w, in.write(ctx, w.session, w.delta))
+	}
+}
 
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for range min(in.writers, len(groups)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for session := range work {
-				g := groups[session]
-				var delta stat
-				for _, bm := range g {
-					delta.merge(bm.fact.stat)
-				}
-				err := in.write(ctx, session, delta)
-				for _, bm := range g {
-					if err != nil {
-						in.count(bm.msg.Subject(), "retry")
-						_ = bm.msg.NakWithDelay(time.Second)
-						continue
-					}
-					in.count(bm.msg.Subject(), "ack")
-					_ = bm.msg.Ack()
-				}
-			}
-		}()
+// done acks (err == nil) or naks the messages of a write.
+func (in *ingester) done(w *write, err error) {
+	for _, bm := range w.msgs {
+		if err != nil {
+			in.count(bm.msg.Subject(), "retry")
+			_ = bm.msg.NakWithDelay(time.Second)
+			continue
+		}
+		in.count(bm.msg.Subject(), "ack")
+		_ = bm.msg.Ack()
 	}
-	for session := range groups {
-		work <- session
-	}
-	close(work)
-	wg.Wait()
 }
 
 func (in *ingester) count(subject, result string) {

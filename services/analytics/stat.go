@@ -54,24 +54,46 @@ func decode(ev kit.Event) (fact, error) {
 	if err := json.Unmarshal(ev.Data, &p); err != nil {
 		return fact{}, fmt.Errorf("%w: %s: %v", kit.ErrPermanent, ev.ID, err)
 	}
-	if !kit.ValidID(p.SessionID) || !kit.ValidID(p.ContentID) || !kit.ValidID(p.AccountID) {
-		return fact{}, fmt.Errorf("%w: %s: session, content and account ids are required", kit.ErrPermanent, ev.ID)
+	return toFact(ev.ID, ev.Type, ev.Time, p)
+}
+
+// envelope is kit.Event with the playback data decoded in the same pass:
+// ingest decodes every message, so one parse instead of two matters.
+type envelope struct {
+	ID   string         `json:"id"`
+	Type string         `json:"type"`
+	Time time.Time      `json:"time"`
+	Data playback.Event `json:"data"`
+}
+
+// decodeMsg is decode for a raw message.
+func decodeMsg(body []byte) (fact, error) {
+	var e envelope
+	if err := json.Unmarshal(body, &e); err != nil || e.ID == "" {
+		return fact{}, fmt.Errorf("%w: malformed event: %v", kit.ErrPermanent, err)
 	}
-	if p.WatchedSec < 0 || p.WatchedSec > 1e7 || p.Seq < 0 {
-		return fact{}, fmt.Errorf("%w: %s: figures out of range", kit.ErrPermanent, ev.ID)
+	return toFact(e.ID, e.Type, e.Time, e.Data)
+}
+
+func toFact(id, typ string, t time.Time, p playback.Event) (fact, error) {
+	if !kit.ValidID(p.SessionID) || !kit.ValidID(p.ContentID) || !kit.ValidID(p.AccountID) {
+		return fact{}, fmt.Errorf("%w: %s: session, content and account ids are required", kit.ErrPermanent, id)
+	}
+	if !(p.WatchedSec >= 0 && p.WatchedSec <= 1e7) || p.Seq < 0 {
+		return fact{}, fmt.Errorf("%w: %s: figures out of range", kit.ErrPermanent, id)
 	}
 	state := active
-	switch ev.Type {
+	switch typ {
 	case catalog.PlaybackStarted, catalog.PlaybackHeartbeat:
 	case catalog.PlaybackStopped:
 		state = ended
 	default:
-		return fact{}, fmt.Errorf("%w: %s: unexpected type %q", kit.ErrPermanent, ev.ID, ev.Type)
+		return fact{}, fmt.Errorf("%w: %s: unexpected type %q", kit.ErrPermanent, id, typ)
 	}
-	at := ev.Time.UnixMilli()
-	if ev.Time.IsZero() {
-		return fact{}, fmt.Errorf("%w: %s: no time", kit.ErrPermanent, ev.ID)
+	if t.IsZero() {
+		return fact{}, fmt.Errorf("%w: %s: no time", kit.ErrPermanent, id)
 	}
+	at := t.UnixMilli()
 	return fact{session: p.SessionID, stat: stat{
 		Video: p.ContentID, Account: p.AccountID, State: state, Watched: p.WatchedSec, Seq: p.Seq,
 		First: at, Last: at, Minutes: map[int64]float64{minute(at): p.WatchedSec},

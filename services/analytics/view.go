@@ -23,6 +23,7 @@ type view struct {
 	sessions  map[string]entry
 	watchtime map[string]float64 // account → seconds
 	beats     int
+	watched   float64
 	version   uint64
 	changed   chan struct{} // closed and replaced on every change
 	synced    chan struct{} // closed once the initial values are in
@@ -62,11 +63,15 @@ func (v *view) follow(ctx context.Context, kv jetstream.KeyValue) error {
 			if e.Operation() != jetstream.KeyValuePut {
 				continue
 			}
+			session := e.Key()[len(sessionPrefix):]
+			if c, ok := v.cached(session); ok && c.rev >= e.Revision() {
+				continue // this replica's own write, already applied
+			}
 			var s stat
 			if err := json.Unmarshal(e.Value(), &s); err != nil {
 				continue
 			}
-			v.apply(e.Key()[len(sessionPrefix):], s, e.Revision())
+			v.apply(session, s, e.Revision())
 		}
 	}
 }
@@ -92,10 +97,12 @@ func (v *view) apply(session string, s stat, rev uint64) {
 	if ok {
 		v.watchtime[old.stat.Account] -= old.stat.Watched
 		v.beats -= old.stat.Seq
+		v.watched -= old.stat.Watched
 	}
 	v.sessions[session] = entry{stat: s, rev: rev}
 	v.watchtime[s.Account] += s.Watched
 	v.beats += s.Seq
+	v.watched += s.Watched
 	v.version++
 	close(v.changed)
 	v.changed = make(chan struct{})
@@ -197,12 +204,7 @@ type Stats struct {
 func (v *view) stats() Stats {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	s := Stats{Sessions: len(v.sessions), Heartbeats: v.beats}
-	for _, e := range v.sessions {
-		s.WatchedSec += e.stat.Watched
-	}
-	s.WatchedSec = round(s.WatchedSec)
-	return s
+	return Stats{Sessions: len(v.sessions), Heartbeats: v.beats, WatchedSec: round(v.watched)}
 }
 
 // round keeps sums of fractional seconds from showing float noise.

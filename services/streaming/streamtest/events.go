@@ -66,7 +66,7 @@ func (e *Events) Publish(typ, id, msgID string, at time.Time, data any) {
 // PublishAsync sends one event without waiting; call Wait after a batch.
 func (e *Events) PublishAsync(typ, id, msgID string, at time.Time, data any) {
 	e.T.Helper()
-	if _, err := e.JS.PublishAsync(typ, Envelope(typ, id, at, data), jetstream.WithMsgID(msgID)); err != nil {
+	if _, err := e.JS.PublishAsync(typ, Envelope(typ, id, at, data), jetstream.WithMsgID(msgID), jetstream.WithStallWait(30*time.Second)); err != nil {
 		e.T.Fatalf("publish %s: %v", id, err)
 	}
 }
