@@ -142,7 +142,8 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 
 	ctx := context.Background()
 	p, err := local.Start(ctx, local.Options{
-		Addr: "127.0.0.1:0",
+		Addr:      "127.0.0.1:0",
+		Workloads: []catalog.Workload{catalog.Commerce},
 		Env: map[string]string{
 			"BCRYPT_COST": "4", "SAGA_LEASE": "1s", "SAGA_SWEEP": "200ms",
 			"BREAKER_OPEN_FOR": "500ms", "RATE_LIMIT_RPS": "10000", "UPSTREAM_TIMEOUT": "2s",
