@@ -72,6 +72,7 @@ api-docs: ## Regenerate docs/api.md (from the CRD) and the events table of docs/
 bench: envtest ## Run the benchmarks (figures go to docs/benchmarks.md).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench . -benchtime 5x ./controllers/
 	go test -run '^$$' -bench . -benchtime 3s ./test/bench/
+	go test -run '^$$' -bench . -benchtime 3x ./services/streaming/
 
 .PHONY: dev
 dev: ## Run every service with an embedded NATS in one process (gateway on :8080).

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/services/kit"
+	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/local"
 )
 
@@ -42,6 +43,8 @@ func start(b *testing.B) *local.Platform {
 	once.Do(func() {
 		platform, setupErr = local.Start(context.Background(), local.Options{
 			Addr: "127.0.0.1:0",
+			// The commerce figures; streaming has its own benchmarks.
+			Workloads: []catalog.Workload{catalog.Commerce},
 			// The rate limit guards real clients; a benchmark is one client
 			// asking for everything it can get.
 			Env: map[string]string{"RATE_LIMIT_RPS": "1000000", "BCRYPT_COST": "4"},

@@ -75,13 +75,16 @@ func (b *Broker) Env() map[string]string {
 type Running struct {
 	URL  string
 	stop context.CancelFunc
-	done chan error
+	done chan struct{} // closed when the service has returned
+	err  error         // what it returned; read after done
 }
 
-// Stop ends the service and waits for it.
+// Stop ends the service and waits for it. It may be called any number of
+// times, and the test's cleanup calls it too.
 func (r *Running) Stop() error {
 	r.stop()
-	return <-r.done
+	<-r.done
+	return r.err
 }
 
 // Serve runs def on a loopback port with env (HTTP_ADDR is filled in) and
@@ -101,25 +104,18 @@ func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Running{URL: "http://" + ln.Addr().String(), stop: cancel, done: make(chan error, 1)}
+	r := &Running{URL: "http://" + ln.Addr().String(), stop: cancel, done: make(chan struct{})}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	go func() {
-		r.done <- kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, Log: log, ShutdownGrace: 2 * time.Second})
+		r.err = kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, Log: log, ShutdownGrace: 2 * time.Second})
+		close(r.done)
 	}()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			cancel()
-			<-r.done
-		}
-	})
+	t.Cleanup(func() { _ = r.Stop() })
 	if err := WaitReady(ctx, r.URL, 20*time.Second); err != nil {
-		stopped = true
-		cancel()
-		t.Fatalf("%s: %v (run: %v)", def.Name, err, <-r.done)
+		t.Fatalf("%s: %v (run: %v)", def.Name, err, r.Stop())
 	}
 	return r
 }
