@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/local"
 )
 
