@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -193,11 +194,39 @@ func (l *Library) create(ctx context.Context, id string, u Upload) (Video, error
 	}
 	job := EncodeJob{VideoID: id, SourceHeight: u.SourceHeight}
 	if err := l.pub.Publish(ctx, catalog.ContentEncodeRequested, kit.EventID(catalog.ContentEncodeRequested, id), "videos/"+id, job); err != nil {
-		// The video would stay "encoding" forever; tell the client now
-		// rather than pretend. A retried upload creates a new video.
-		return Video{}, fmt.Errorf("requesting encoding of %s: %w", id, err)
+		// The video is stored and truly "encoding": ResumeEncoding asks
+		// again once it has waited too long, so the answer stays honest.
+		kit.Logger(ctx).Warn("content.encode.requested not published; the resume sweep will ask again", "video", id, "err", err)
 	}
 	return v, nil
+}
+
+// ResumeEncoding asks again to encode every video that has been encoding
+// for longer than after: its request may never have been published (the
+// replica died between storing the video and publishing) or may have been
+// dropped. Any replica may run it; the worker is idempotent, and requests of
+// one sweep period share an event id, so replicas sweeping together send
+// one. It returns how many videos it asked for.
+func (l *Library) ResumeEncoding(ctx context.Context, after time.Duration) (int, error) {
+	vs, err := l.videos.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	now := l.now().UTC()
+	period := strconv.FormatInt(now.Truncate(after).Unix(), 10)
+	asked := 0
+	for _, v := range vs {
+		if v.Status != Encoding || now.Sub(v.CreatedAt) < after {
+			continue
+		}
+		job := EncodeJob{VideoID: v.ID, SourceHeight: v.SourceHeight}
+		id := kit.EventID(catalog.ContentEncodeRequested, v.ID+"@"+period)
+		if err := l.pub.Publish(ctx, catalog.ContentEncodeRequested, id, "videos/"+v.ID, job); err != nil {
+			return asked, fmt.Errorf("re-requesting encoding of %s: %w", v.ID, err)
+		}
+		asked++
+	}
+	return asked, nil
 }
 
 // Get returns one video.

@@ -2,10 +2,15 @@ package content_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-dev/switchboard/services/account"
 	"github.com/switchboard-dev/switchboard/services/content"
@@ -220,4 +225,41 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// A replica that dies between storing a video and publishing its encode
+// request leaves it "encoding" with no job anywhere; the resume sweep finds
+// it and the pipeline finishes it.
+func TestAStalledEncodingIsResumed(t *testing.T) {
+	b := kittest.StartNATS(t, "")
+	nc, err := nats.Connect(b.URL, nats.UserInfo(b.User, b.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "videos", History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := content.Video{ID: "orphan1", Title: "Lost Job", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"},
+		MinPlan: account.Basic, SourceHeight: 720, Status: content.Encoding, Renditions: []content.Rendition{}, CreatedAt: time.Now().Add(-time.Hour)}
+	raw, _ := json.Marshal(orphan)
+	if _, err := kv.Put(ctx, orphan.ID, raw); err != nil {
+		t.Fatal(err)
+	}
+
+	e := b.Env()
+	e["BCRYPT_COST"], e["SEED_DEMO"], e["ENCODE_RESUME_AFTER"] = "4", "false", "200ms"
+	acc := kittest.Serve(t, account.Definition, e)
+	e["ACCOUNT_URL"] = acc.URL
+	c := kittest.Serve(t, content.Definition, e)
+	v := waitReady(t, streamtest.Client{T: t, Base: c.URL}, orphan.ID)
+	if len(v.Renditions) == 0 || v.Renditions[len(v.Renditions)-1].Quality != "720p" {
+		t.Errorf("resumed video has renditions %+v, want up to 720p", v.Renditions)
+	}
 }

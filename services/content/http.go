@@ -16,11 +16,14 @@ var Definition = kit.Definition{Name: "content", New: New}
 type service struct {
 	lib *Library
 	bus *kit.Bus
+	// resumeAfter is how long a video may stay encoding before its
+	// request is sent again, and how often that is checked.
+	resumeAfter time.Duration
 }
 
 // New builds the content service. Optional env: ENCODE_TIME (simulated
 // transcoding time per video, default 0), SEED_DEMO=false to skip the demo
-// library.
+// library, ENCODE_RESUME_AFTER (default 2m) for stalled encode requests.
 func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Bus == nil {
 		return nil, errors.New("content: needs NATS")
@@ -48,7 +51,11 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 			return nil, err
 		}
 	}
-	return &service{lib: lib, bus: d.Bus}, nil
+	resumeAfter, err := d.Config.Duration("ENCODE_RESUME_AFTER", 2*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	return &service{lib: lib, bus: d.Bus, resumeAfter: resumeAfter}, nil
 }
 
 func (s *service) Routes(mux *http.ServeMux) {
@@ -68,8 +75,21 @@ func (s *service) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	<-ctx.Done()
-	return nil
+	// Videos whose encode request was lost get it again.
+	tick := time.NewTicker(s.resumeAfter)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if n, err := s.lib.ResumeEncoding(ctx, s.resumeAfter); err != nil {
+				kit.Logger(ctx).Warn("resuming stalled encodings", "err", err)
+			} else if n > 0 {
+				kit.Logger(ctx).Info("re-requested stalled encodings", "videos", n)
+			}
+		}
+	}
 }
 
 func reply[T any](w http.ResponseWriter, r *http.Request, status int, v T, err error) {
