@@ -9,14 +9,11 @@ package account
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/mail"
 	"strings"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
@@ -73,8 +70,8 @@ const TokenTTL = 24 * time.Hour
 
 // Error codes.
 const (
-	CodeEmailTaken         = "email_taken"
-	CodeInvalidCredentials = "invalid_credentials"
+	CodeEmailTaken         = kit.CodeEmailTaken
+	CodeInvalidCredentials = kit.CodeInvalidCredentials
 	CodeProfileLimit       = "profile_limit"
 )
 
@@ -96,10 +93,6 @@ type record struct {
 	Account
 	PasswordHash []byte    `json:"passwordHash"`
 	CreatedAt    time.Time `json:"createdAt"`
-}
-
-type emailIndex struct {
-	AccountID string `json:"accountId"`
 }
 
 // SignUp is the body of POST /accounts.
@@ -175,31 +168,32 @@ type Publisher interface {
 
 // Accounts holds the account logic.
 type Accounts struct {
-	accounts *kit.Store[record]
-	emails   *kit.Store[emailIndex]
-	pub      Publisher
-	key      []byte
-	cost     int
-	now      func() time.Time
-	// dummy is compared against on unknown emails, so login takes as long
-	// whether or not the account exists.
-	dummy []byte
+	accounts  *kit.Store[record]
+	passwords *kit.Passwords
+	pub       Publisher
+	key       []byte
+	now       func() time.Time
 }
 
 // NewAccounts refuses nil dependencies.
-func NewAccounts(accounts *kit.Store[record], emails *kit.Store[emailIndex], pub Publisher, key []byte, cost int) (*Accounts, error) {
+func NewAccounts(accounts *kit.Store[record], emails *kit.Store[kit.EmailClaim], pub Publisher, key []byte, cost int) (*Accounts, error) {
 	if accounts == nil || emails == nil || pub == nil || len(key) == 0 {
 		return nil, errors.New("account: NewAccounts needs stores, a publisher and a signing key")
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("not-a-real-password"), cost)
+	passwords, err := kit.NewPasswords(emails, cost)
 	if err != nil {
 		return nil, err
 	}
-	return &Accounts{accounts: accounts, emails: emails, pub: pub, key: key, cost: cost, now: time.Now, dummy: dummy}, nil
+	return &Accounts{accounts: accounts, passwords: passwords, pub: pub, key: key, now: time.Now}, nil
 }
 
-func emailKey(email string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strings.ToLower(email)))
+// exists reports whether an account record exists, for a stale email claim.
+func (a *Accounts) exists(ctx context.Context, id string) (bool, error) {
+	_, _, err := a.accounts.Get(ctx, id)
+	if errors.Is(err, kit.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Create signs up an account; a taken email is a 409.
@@ -207,7 +201,7 @@ func (a *Accounts) Create(ctx context.Context, s SignUp) (Account, error) {
 	if err := s.Validate(); err != nil {
 		return Account{}, err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(s.Password), a.cost)
+	hash, err := a.passwords.Hash(s.Password)
 	if err != nil {
 		return Account{}, err
 	}
@@ -215,22 +209,7 @@ func (a *Accounts) Create(ctx context.Context, s SignUp) (Account, error) {
 		Account:      Account{ID: kit.NewID(), Email: strings.ToLower(s.Email), Plan: s.Plan, Profiles: []Profile{}},
 		PasswordHash: hash, CreatedAt: a.now().UTC(),
 	}
-	taken := kit.Errorf(http.StatusConflict, CodeEmailTaken, "an account with this email exists")
-	taken.Field = "email"
-	// Claim the email first: it is the uniqueness constraint. A claim left
-	// by a crash before the account record was written is taken over.
-	if _, err := a.emails.Upsert(ctx, emailKey(rec.Email), func(ix *emailIndex, exists bool) error {
-		if exists {
-			if _, _, err := a.accounts.Get(ctx, ix.AccountID); !errors.Is(err, kit.ErrNotFound) {
-				if err != nil {
-					return err
-				}
-				return taken
-			}
-		}
-		ix.AccountID = rec.ID
-		return nil
-	}); err != nil {
+	if err := a.passwords.Claim(ctx, rec.Email, rec.ID, a.exists); err != nil {
 		return Account{}, err
 	}
 	if _, err := a.accounts.Create(ctx, rec.ID, rec); err != nil {
@@ -244,21 +223,13 @@ func (a *Accounts) Create(ctx context.Context, s SignUp) (Account, error) {
 
 // Login checks credentials and issues a token whose subject is the account id.
 func (a *Accounts) Login(ctx context.Context, l Login) (Token, error) {
-	bad := kit.Errorf(http.StatusUnauthorized, CodeInvalidCredentials, "wrong email or password")
-	ix, _, err := a.emails.Get(ctx, emailKey(l.Email))
 	var rec record
-	if err == nil {
-		rec, _, err = a.accounts.Get(ctx, ix.AccountID)
-	}
-	if errors.Is(err, kit.ErrNotFound) {
-		_ = bcrypt.CompareHashAndPassword(a.dummy, []byte(l.Password))
-		return Token{}, bad
-	}
-	if err != nil {
+	if _, err := a.passwords.Verify(ctx, l.Email, l.Password, func(ctx context.Context, id string) ([]byte, error) {
+		var err error
+		rec, _, err = a.accounts.Get(ctx, id)
+		return rec.PasswordHash, err
+	}); err != nil {
 		return Token{}, err
-	}
-	if bcrypt.CompareHashAndPassword(rec.PasswordHash, []byte(l.Password)) != nil {
-		return Token{}, bad
 	}
 	tok, exp, err := kit.IssueToken(a.key, rec.ID, rec.Email, TokenTTL, a.now())
 	if err != nil {

@@ -37,7 +37,7 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	emails, err := kit.NewStore[emailIndex](d.Bus.Bucket("user-emails"))
+	emails, err := kit.NewStore[kit.EmailClaim](d.Bus.Bucket("user-emails"))
 	if err != nil {
 		return nil, err
 	}

@@ -5,17 +5,13 @@ package user
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/mail"
 	"slices"
 	"strings"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
@@ -32,10 +28,6 @@ type record struct {
 	User
 	PasswordHash []byte    `json:"passwordHash"`
 	CreatedAt    time.Time `json:"createdAt"`
-}
-
-type emailIndex struct {
-	UserID string `json:"userId"`
 }
 
 // Points is the API shape of a balance.
@@ -63,8 +55,8 @@ const TokenTTL = 24 * time.Hour
 
 // Error codes.
 const (
-	CodeEmailTaken         = "email_taken"
-	CodeInvalidCredentials = "invalid_credentials"
+	CodeEmailTaken         = kit.CodeEmailTaken
+	CodeInvalidCredentials = kit.CodeInvalidCredentials
 )
 
 // Register is the body of POST /users.
@@ -109,32 +101,33 @@ type Publisher interface {
 
 // Accounts holds the user logic.
 type Accounts struct {
-	users  *kit.Store[record]
-	emails *kit.Store[emailIndex]
-	points *kit.Store[pointsRecord]
-	pub    Publisher
-	key    []byte
-	cost   int
-	now    func() time.Time
-	// dummy is compared against on unknown emails, so login takes as long
-	// whether or not the account exists.
-	dummy []byte
+	users     *kit.Store[record]
+	passwords *kit.Passwords
+	points    *kit.Store[pointsRecord]
+	pub       Publisher
+	key       []byte
+	now       func() time.Time
 }
 
 // NewAccounts refuses nil dependencies.
-func NewAccounts(users *kit.Store[record], emails *kit.Store[emailIndex], points *kit.Store[pointsRecord], pub Publisher, key []byte, cost int) (*Accounts, error) {
+func NewAccounts(users *kit.Store[record], emails *kit.Store[kit.EmailClaim], points *kit.Store[pointsRecord], pub Publisher, key []byte, cost int) (*Accounts, error) {
 	if users == nil || emails == nil || points == nil || pub == nil || len(key) == 0 {
 		return nil, errors.New("user: NewAccounts needs stores, a publisher and a signing key")
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("not-a-real-password"), cost)
+	passwords, err := kit.NewPasswords(emails, cost)
 	if err != nil {
 		return nil, err
 	}
-	return &Accounts{users: users, emails: emails, points: points, pub: pub, key: key, cost: cost, now: time.Now, dummy: dummy}, nil
+	return &Accounts{users: users, passwords: passwords, points: points, pub: pub, key: key, now: time.Now}, nil
 }
 
-func emailKey(email string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strings.ToLower(email)))
+// exists reports whether a user record exists, for a stale email claim.
+func (a *Accounts) exists(ctx context.Context, id string) (bool, error) {
+	_, _, err := a.users.Get(ctx, id)
+	if errors.Is(err, kit.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Register creates an account; a taken email is a 409.
@@ -142,27 +135,12 @@ func (a *Accounts) Register(ctx context.Context, r Register) (User, error) {
 	if err := r.Validate(); err != nil {
 		return User{}, err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(r.Password), a.cost)
+	hash, err := a.passwords.Hash(r.Password)
 	if err != nil {
 		return User{}, err
 	}
 	u := record{User: User{ID: kit.NewID(), Email: strings.ToLower(r.Email), Name: strings.TrimSpace(r.Name)}, PasswordHash: hash, CreatedAt: a.now().UTC()}
-	taken := kit.Errorf(http.StatusConflict, CodeEmailTaken, "an account with this email exists")
-	taken.Field = "email"
-	// Claim the email first; it is the uniqueness constraint. A claim left
-	// by a crash before the user record was written is taken over.
-	if _, err := a.emails.Upsert(ctx, emailKey(u.Email), func(ix *emailIndex, exists bool) error {
-		if exists {
-			if _, _, err := a.users.Get(ctx, ix.UserID); !errors.Is(err, kit.ErrNotFound) {
-				if err != nil {
-					return err
-				}
-				return taken
-			}
-		}
-		ix.UserID = u.ID
-		return nil
-	}); err != nil {
+	if err := a.passwords.Claim(ctx, u.Email, u.ID, a.exists); err != nil {
 		return User{}, err
 	}
 	if _, err := a.users.Create(ctx, u.ID, u); err != nil {
@@ -176,21 +154,13 @@ func (a *Accounts) Register(ctx context.Context, r Register) (User, error) {
 
 // Login checks credentials and issues a token.
 func (a *Accounts) Login(ctx context.Context, l Login) (Token, error) {
-	bad := kit.Errorf(http.StatusUnauthorized, CodeInvalidCredentials, "wrong email or password")
-	ix, _, err := a.emails.Get(ctx, emailKey(l.Email))
 	var u record
-	if err == nil {
-		u, _, err = a.users.Get(ctx, ix.UserID)
-	}
-	if errors.Is(err, kit.ErrNotFound) {
-		_ = bcrypt.CompareHashAndPassword(a.dummy, []byte(l.Password))
-		return Token{}, bad
-	}
-	if err != nil {
+	if _, err := a.passwords.Verify(ctx, l.Email, l.Password, func(ctx context.Context, id string) ([]byte, error) {
+		var err error
+		u, _, err = a.users.Get(ctx, id)
+		return u.PasswordHash, err
+	}); err != nil {
 		return Token{}, err
-	}
-	if bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(l.Password)) != nil {
-		return Token{}, bad
 	}
 	tok, exp, err := kit.IssueToken(a.key, u.ID, u.Email, TokenTTL, a.now())
 	if err != nil {

@@ -18,7 +18,7 @@ func newAccounts(t *testing.T) *Accounts {
 	t.Helper()
 	bus := kittest.Bus(t, "user")
 	users, _ := kit.NewStore[record](bus.Bucket("users"))
-	emails, _ := kit.NewStore[emailIndex](bus.Bucket("user-emails"))
+	emails, _ := kit.NewStore[kit.EmailClaim](bus.Bucket("user-emails"))
 	points, _ := kit.NewStore[pointsRecord](bus.Bucket("user-points"))
 	a, err := NewAccounts(users, emails, points, &kittest.Published{}, []byte(kittest.AuthKey), bcrypt.MinCost)
 	if err != nil {
