@@ -29,7 +29,7 @@ func newRig(t *testing.T, n int, extra map[string]string) *rig {
 	env := streamtest.Merge(b.Env(), extra)
 	r := &rig{}
 	for range n {
-		rep := streamtest.Start(t, analytics.Definition, env)
+		rep := kittest.Serve(t, analytics.Definition, env)
 		r.replicas = append(r.replicas, streamtest.Client{T: t, Base: rep.URL})
 	}
 	r.events = streamtest.ConnectEvents(t, b)

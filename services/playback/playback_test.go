@@ -37,7 +37,7 @@ func newRig(t *testing.T, extra map[string]string) *rig {
 	acc := kittest.Serve(t, account.Definition, base)
 	cont := kittest.Serve(t, content.Definition, streamtest.Merge(base, map[string]string{"ACCOUNT_URL": acc.URL}))
 	env := streamtest.Merge(base, map[string]string{"ACCOUNT_URL": acc.URL, "CONTENT_URL": cont.URL}, extra)
-	play := streamtest.Start(t, playback.Definition, env)
+	play := kittest.Serve(t, playback.Definition, env)
 	r := &rig{t: t, broker: b, env: env, accounts: streamtest.Client{T: t, Base: acc.URL}, play: streamtest.Client{T: t, Base: play.URL}}
 	videos := streamtest.Client{T: t, Base: cont.URL}
 	videos.Must(http.StatusCreated, "POST", "/videos", content.Upload{
@@ -156,7 +156,7 @@ func TestSessionLifecycle(t *testing.T) {
 func TestPremiumQualityAndEdgeLoad(t *testing.T) {
 	r := newRig(t, nil)
 	_, me := r.account(account.Premium)
-	second := streamtest.Start(t, playback.Definition, r.env)
+	second := kittest.Serve(t, playback.Definition, r.env)
 	other := streamtest.Client{T: t, Base: second.URL, Token: me.Token}
 
 	// Two replicas, one KV: the second session sees the first's load and
@@ -225,12 +225,12 @@ func TestExpiryFreesTheSlotWhenThePodDied(t *testing.T) {
 	r := newRig(t, map[string]string{"SESSION_TTL": "400ms", "SWEEP_INTERVAL": "1h"})
 	events := r.events(t)
 	_, me := r.account(account.Basic)
-	doomed := streamtest.Start(t, playback.Definition, r.env)
+	doomed := kittest.Serve(t, playback.Definition, r.env)
 	onDoomed := streamtest.Client{T: t, Base: doomed.URL, Token: me.Token}
 	var st playback.Started
 	onDoomed.Must(http.StatusCreated, "POST", "/sessions", playback.StartRequest{ContentID: r.video.ID, Region: "eu"}, &st)
 	onDoomed.Must(http.StatusOK, "POST", "/sessions/"+st.SessionID+"/heartbeat", playback.Heartbeat{PositionSec: 12, BandwidthKbps: 3000, BufferSec: 10}, nil)
-	if err := doomed.Kill(); err != nil {
+	if err := doomed.Stop(); err != nil {
 		t.Fatal(err)
 	}
 

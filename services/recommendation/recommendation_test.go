@@ -27,7 +27,7 @@ func token(t *testing.T, account string) string {
 
 func TestRecommendations(t *testing.T) {
 	b := kittest.StartNATS(t, "")
-	svc := streamtest.Start(t, recommendation.Definition, b.Env())
+	svc := kittest.Serve(t, recommendation.Definition, b.Env())
 	c := streamtest.Client{T: t, Base: svc.URL}
 	ev := streamtest.ConnectEvents(t, b)
 

@@ -70,7 +70,7 @@ func BenchmarkAnalyticsIngest(b *testing.B) {
 		raw += time.Since(start)
 
 		publish(b, ev, backlog, "")
-		svc := streamtest.Start(b, analytics.Definition, streamtest.Merge(broker.Env(), map[string]string{"INGEST_BATCH": os.Getenv("BENCH_BATCH")}))
+		svc := kittest.Serve(b, analytics.Definition, streamtest.Merge(broker.Env(), map[string]string{"INGEST_BATCH": os.Getenv("BENCH_BATCH")}))
 		start = time.Now()
 		waitApplied(b, svc.URL, benchSessions*benchBeats)
 		drain += time.Since(start)
@@ -81,7 +81,7 @@ func BenchmarkAnalyticsIngest(b *testing.B) {
 		e2e += time.Since(start)
 
 		b.StopTimer()
-		_ = svc.Kill()
+		_ = svc.Stop()
 		ev.NC.Close()
 		broker.Server.Shutdown()
 		b.StartTimer()

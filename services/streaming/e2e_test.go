@@ -173,7 +173,7 @@ func TestStreamingEndToEnd(t *testing.T) {
 		ann.Must(http.StatusOK, "GET", "/analytics/accounts/"+annID+"/watchtime", nil, &before)
 		return before.WatchedSec == 30+45
 	})
-	second := streamtest.Start(t, analytics.Definition, withoutAddr(p.Env("analytics")))
+	second := kittest.Serve(t, analytics.Definition, withoutAddr(p.Env("analytics")))
 	replayed := replay(t, p)
 	if replayed < 10 {
 		t.Fatalf("replayed only %d events", replayed)

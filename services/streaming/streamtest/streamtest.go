@@ -5,18 +5,11 @@ package streamtest
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/switchboard-dev/switchboard/services/kit"
-	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 )
 
 // Client calls one base URL, optionally with a bearer token.
@@ -100,55 +93,6 @@ func Err(t testing.TB, raw []byte) ErrorBody {
 		t.Fatalf("not an error body: %s", raw)
 	}
 	return e
-}
-
-// Replica is a service started by Start that a test can kill mid-way, the
-// way a pod dies.
-type Replica struct {
-	URL  string
-	stop context.CancelFunc
-	done chan error
-	once sync.Once
-	err  error
-}
-
-// Kill stops the replica and waits for it; later calls return the same
-// result.
-func (r *Replica) Kill() error {
-	r.once.Do(func() {
-		r.stop()
-		r.err = <-r.done
-	})
-	return r.err
-}
-
-// Start runs def on a loopback port like kittest.Serve, and waits until it
-// is ready. Unlike kittest.Serve, Kill may be called before the test ends.
-func Start(t testing.TB, def kit.Definition, env map[string]string) *Replica {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := map[string]string{kit.EnvHTTPAddr: ln.Addr().String()}
-	for k, v := range env {
-		e[k] = v
-	}
-	cfg, err := kit.LoadConfig(def.Name, def.Needs, kit.MapEnv(e))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &Replica{URL: "http://" + ln.Addr().String(), stop: cancel, done: make(chan error, 1)}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() {
-		r.done <- kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, Log: log, ShutdownGrace: 2 * time.Second})
-	}()
-	t.Cleanup(func() { _ = r.Kill() })
-	if err := kittest.WaitReady(ctx, r.URL, 20*time.Second); err != nil {
-		t.Fatalf("%s: %v (run: %v)", def.Name, err, r.Kill())
-	}
-	return r
 }
 
 // Merge returns the union of envs, later ones winning.
