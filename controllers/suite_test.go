@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -32,7 +31,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/controllers"
-	"github.com/switchboard-dev/switchboard/internal/render"
+	"github.com/switchboard-dev/switchboard/internal/testenv"
 )
 
 // The suite runs one real kube-apiserver and etcd (envtest) for the package.
@@ -244,35 +243,10 @@ func eventually(t *testing.T, what string, cond func() error) {
 	t.Fatalf("%s: still failing after 30s: %v", what, err)
 }
 
-// markReady sets the status of every Deployment and StatefulSet of p as a
-// kubelet and the built-in controllers would once every pod is ready.
+// markReady plays the kubelet and the workload controllers for p.
 func markReady(t *testing.T, p *v1alpha1.Platform) {
 	t.Helper()
-	var deps appsv1.DeploymentList
-	if err := k8s.List(testCtx, &deps, client.InNamespace(p.Namespace), client.MatchingLabelsSelector{Selector: render.PlatformSelector(p)}); err != nil {
+	if err := testenv.MarkReady(testCtx, k8s, p); err != nil {
 		t.Fatal(err)
-	}
-	for i := range deps.Items {
-		d := &deps.Items[i]
-		n := int32(1)
-		if d.Spec.Replicas != nil {
-			n = *d.Spec.Replicas
-		}
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
-		if err := k8s.Status().Update(testCtx, d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var sets appsv1.StatefulSetList
-	if err := k8s.List(testCtx, &sets, client.InNamespace(p.Namespace), client.MatchingLabelsSelector{Selector: render.PlatformSelector(p)}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range sets.Items {
-		s := &sets.Items[i]
-		n := *s.Spec.Replicas
-		s.Status = appsv1.StatefulSetStatus{ObservedGeneration: s.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n, CurrentReplicas: n}
-		if err := k8s.Status().Update(testCtx, s); err != nil {
-			t.Fatal(err)
-		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -28,6 +27,7 @@ import (
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/controllers"
 	"github.com/switchboard-dev/switchboard/internal/render"
+	"github.com/switchboard-dev/switchboard/internal/testenv"
 )
 
 const (
@@ -265,40 +265,11 @@ func expectedChildren(t *testing.T, p *v1alpha1.Platform) []client.Object {
 	return objs
 }
 
-// markReady sets the status of every Deployment and StatefulSet of p as the
-// built-in controllers would once every pod is ready (envtest runs none).
+// markReady plays the kubelet and the workload controllers for p.
 func markReady(t *testing.T, p *v1alpha1.Platform) {
 	t.Helper()
-	sel := client.MatchingLabelsSelector{Selector: render.PlatformSelector(p)}
-	var deps appsv1.DeploymentList
-	if err := k8s.List(testCtx, &deps, client.InNamespace(p.Namespace), sel); err != nil {
+	if err := testenv.MarkReady(testCtx, k8s, p); err != nil {
 		t.Fatal(err)
-	}
-	for i := range deps.Items {
-		d := &deps.Items[i]
-		n := int32(1)
-		if d.Spec.Replicas != nil {
-			n = *d.Spec.Replicas
-		}
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
-		if err := k8s.Status().Update(testCtx, d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var sets appsv1.StatefulSetList
-	if err := k8s.List(testCtx, &sets, client.InNamespace(p.Namespace), sel); err != nil {
-		t.Fatal(err)
-	}
-	for i := range sets.Items {
-		s := &sets.Items[i]
-		n := *s.Spec.Replicas
-		s.Status = appsv1.StatefulSetStatus{ObservedGeneration: s.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n, CurrentReplicas: n}
-		if err := k8s.Status().Update(testCtx, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(deps.Items) == 0 || len(sets.Items) == 0 {
-		t.Fatalf("found %d Deployments and %d StatefulSets to mark ready", len(deps.Items), len(sets.Items))
 	}
 }
 
