@@ -86,9 +86,12 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, enab
 						// Readiness checks only the service's own
 						// dependencies, so one failing service never
 						// takes its callers out of their Services.
-						StartupProbe:    httpProbe("/healthz", PortNameHTTP, 2, 1, 30),
-						LivenessProbe:   httpProbe("/healthz", PortNameHTTP, 10, 1, 3),
-						ReadinessProbe:  httpProbe("/readyz", PortNameHTTP, 5, 1, 3),
+						// 3 s timeouts: on the one-node cluster, 13 pods
+						// starting on two busy cores missed 1 s readiness
+						// answers though nothing was wrong.
+						StartupProbe:    httpProbe("/healthz", PortNameHTTP, 2, 3, 30),
+						LivenessProbe:   httpProbe("/healthz", PortNameHTTP, 10, 3, 3),
+						ReadinessProbe:  httpProbe("/readyz", PortNameHTTP, 5, 3, 3),
 						Resources:       svc.Resources,
 						VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
 						SecurityContext: containerSecurityContext(),
