@@ -14,6 +14,8 @@
 # v0.X.Y, and the version stamped with -ldflags. The envtest kube-apiserver and
 # etcd, when already built at the same versions, are reused rather than rebuilt.
 set -euo pipefail
+# shellcheck source=../lib/kubernetes.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/kubernetes.sh"
 
 dest=${1:?usage: build-components.sh <dest-dir>}
 k8s_version=${CLUSTER_K8S_VERSION:?}
@@ -21,9 +23,7 @@ etcd_version=${CLUSTER_ETCD_VERSION:?}
 coredns_version=${CLUSTER_COREDNS_VERSION:?}
 ms_version=${CLUSTER_METRICS_SERVER_VERSION:?}
 envtest_dir=${ENVTEST_ASSETS:-}
-staging_version="v0.${k8s_version#1.}"
-minor=${k8s_version#1.}; minor=${minor%%.*}
-ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v${k8s_version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor}"
+ldflags="-s -w $(kubernetes_ldflags "$k8s_version")"
 
 k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 all=("${k8s_bins[@]}" etcd coredns metrics-server)
@@ -122,16 +122,7 @@ GO
   (
     cd "$dir"
     go mod init switchboard.local/cluster/kubernetes >/dev/null 2>&1
-    local gomod replaces m
-    gomod=$(go mod download -json "k8s.io/kubernetes@v${k8s_version}" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-    replaces=$(sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*#\1#p' "$gomod")
-    {
-      echo "require k8s.io/kubernetes v${k8s_version}"
-      echo "replace ("
-      for m in $replaces; do echo "	$m => $m $staging_version"; done
-      echo ")"
-    } >>go.mod
-    go mod tidy >/dev/null
+    kubernetes_module "$dir" "$k8s_version"
     mkdir -p out
     go build -trimpath -ldflags "$ldflags" -o out/ "${todo[@]/#/./}"
     for b in "${todo[@]}"; do mv "out/$b" "$dest/$b"; done

@@ -7,11 +7,12 @@
 #
 # Versions come from the environment so the Makefile is the one place they are pinned.
 set -euo pipefail
+# shellcheck source=../lib/kubernetes.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/kubernetes.sh"
 
 dest=${1:?usage: build.sh <dest-dir>}
 k8s_version=${ENVTEST_K8S_VERSION:?ENVTEST_K8S_VERSION is not set}   # e.g. 1.37.2
 etcd_version=${ENVTEST_ETCD_VERSION:?ENVTEST_ETCD_VERSION is not set} # e.g. v3.6.16
-staging_version="v0.${k8s_version#1.}"                                 # 1.37.2 -> v0.37.2
 
 if [[ -x "$dest/kube-apiserver" && -x "$dest/etcd" ]]; then
   exit 0
@@ -56,26 +57,10 @@ import (
 
 func main() { os.Exit(cli.Run(app.NewAPIServerCommand())) }
 GO
-  cd "$dir"
-  go mod init envtest/apiserver >/dev/null 2>&1
-  # k8s.io/kubernetes points its staging modules at ./staging/...; a consumer
-  # must replace each of them with the published version of the same release.
-  local gomod
-  gomod=$(go mod download -json "k8s.io/kubernetes@v${k8s_version}" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  local replaces
-  replaces=$(sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*#\1#p' "$gomod")
-  {
-    echo "require k8s.io/kubernetes v${k8s_version}"
-    echo "replace ("
-    for m in $replaces; do echo "	$m => $m $staging_version"; done
-    echo ")"
-  } >>go.mod
-  go mod tidy >/dev/null
-  # Stamp the version, or the server reports v0.0.0 and clients disagree with it.
-  local minor=${k8s_version#1.}
-  minor=${minor%%.*}
-  go build -trimpath -ldflags "-X k8s.io/component-base/version.gitVersion=v${k8s_version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor}" \
-    -o "$dest/kube-apiserver.tmp" . && mv "$dest/kube-apiserver.tmp" "$dest/kube-apiserver"
+  (cd "$dir" && go mod init envtest/apiserver >/dev/null 2>&1)
+  kubernetes_module "$dir" "$k8s_version"
+  (cd "$dir" && go build -trimpath -ldflags "$(kubernetes_ldflags "$k8s_version")" \
+    -o "$dest/kube-apiserver.tmp" . && mv "$dest/kube-apiserver.tmp" "$dest/kube-apiserver")
 }
 
 [[ -x "$dest/etcd" ]] || { echo "building etcd ${etcd_version} into $dest (about a minute)"; build_etcd; }
