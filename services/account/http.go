@@ -59,19 +59,6 @@ func (s *service) Run(ctx context.Context) error {
 	return nil
 }
 
-func reply[T any](w http.ResponseWriter, r *http.Request, status int, v T, err error) {
-	if err != nil {
-		kit.WriteError(w, r, err)
-		return
-	}
-	kit.WriteJSON(w, status, v)
-}
-
-func caller(r *http.Request) string {
-	c, _ := kit.ClaimsFrom(r.Context())
-	return c.Subject
-}
-
 func (s *service) create(w http.ResponseWriter, r *http.Request) {
 	req, err := kit.Decode[SignUp](r)
 	if err != nil {
@@ -79,7 +66,7 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := s.acc.Create(r.Context(), req)
-	reply(w, r, http.StatusCreated, a, err)
+	kit.Reply(w, r, http.StatusCreated, a, err)
 }
 
 func (s *service) login(w http.ResponseWriter, r *http.Request) {
@@ -89,12 +76,12 @@ func (s *service) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, err := s.acc.Login(r.Context(), req)
-	reply(w, r, http.StatusOK, t, err)
+	kit.Reply(w, r, http.StatusOK, t, err)
 }
 
 func (s *service) get(w http.ResponseWriter, r *http.Request) {
-	a, err := s.acc.Get(r.Context(), caller(r), r.PathValue("id"))
-	reply(w, r, http.StatusOK, a, err)
+	a, err := s.acc.Get(r.Context(), kit.Subject(r), r.PathValue("id"))
+	kit.Reply(w, r, http.StatusOK, a, err)
 }
 
 func (s *service) subscription(w http.ResponseWriter, r *http.Request) {
@@ -103,8 +90,8 @@ func (s *service) subscription(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, err)
 		return
 	}
-	a, err := s.acc.ChangePlan(r.Context(), caller(r), r.PathValue("id"), req)
-	reply(w, r, http.StatusOK, a, err)
+	a, err := s.acc.ChangePlan(r.Context(), kit.Subject(r), r.PathValue("id"), req)
+	kit.Reply(w, r, http.StatusOK, a, err)
 }
 
 func (s *service) addProfile(w http.ResponseWriter, r *http.Request) {
@@ -113,6 +100,6 @@ func (s *service) addProfile(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, err)
 		return
 	}
-	p, err := s.acc.AddProfile(r.Context(), caller(r), r.PathValue("id"), req)
-	reply(w, r, http.StatusCreated, p, err)
+	p, err := s.acc.AddProfile(r.Context(), kit.Subject(r), r.PathValue("id"), req)
+	kit.Reply(w, r, http.StatusCreated, p, err)
 }

@@ -92,14 +92,6 @@ func (s *service) Run(ctx context.Context) error {
 	}
 }
 
-func reply[T any](w http.ResponseWriter, r *http.Request, status int, v T, err error) {
-	if err != nil {
-		kit.WriteError(w, r, err)
-		return
-	}
-	kit.WriteJSON(w, status, v)
-}
-
 func (s *service) create(w http.ResponseWriter, r *http.Request) {
 	req, err := kit.Decode[Upload](r)
 	if err != nil {
@@ -107,21 +99,21 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := s.lib.Create(r.Context(), req)
-	reply(w, r, http.StatusCreated, v, err)
+	kit.Reply(w, r, http.StatusCreated, v, err)
 }
 
 func (s *service) list(w http.ResponseWriter, r *http.Request) {
 	vs, err := s.lib.List(r.Context(), r.URL.Query().Get("genre"))
-	reply(w, r, http.StatusOK, map[string][]Video{"items": vs}, err)
+	kit.Reply(w, r, http.StatusOK, map[string][]Video{"items": vs}, err)
 }
 
 func (s *service) get(w http.ResponseWriter, r *http.Request) {
 	v, err := s.lib.Get(r.Context(), r.PathValue("id"))
-	reply(w, r, http.StatusOK, v, err)
+	kit.Reply(w, r, http.StatusOK, v, err)
 }
 
 func (s *service) access(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	a, err := s.lib.CheckAccess(r.Context(), r.PathValue("id"), q.Get("accountId"), q.Get("region"), r.Header.Get("Authorization"))
-	reply(w, r, http.StatusOK, a, err)
+	kit.Reply(w, r, http.StatusOK, a, err)
 }

@@ -86,6 +86,15 @@ func RequireAuth(key []byte, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// Subject is the id of the caller RequireAuth verified, "" on a route
+// without it.
+func Subject(r *http.Request) string {
+	if c, ok := ClaimsFrom(r.Context()); ok {
+		return c.Subject
+	}
+	return ""
+}
+
 // ClaimsFrom returns the claims RequireAuth verified.
 func ClaimsFrom(ctx context.Context) (*Claims, bool) {
 	c, ok := ctx.Value(ctxClaims).(*Claims)

@@ -105,6 +105,16 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	WriteJSON(w, e.Status, ErrorBody{Error: *e})
 }
 
+// Reply writes v with status, or err as a JSON error when it is not nil: the
+// last line of most handlers.
+func Reply[T any](w http.ResponseWriter, r *http.Request, status int, v T, err error) {
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	WriteJSON(w, status, v)
+}
+
 // WriteJSON writes v with the given status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -93,27 +93,14 @@ func (s *service) Run(ctx context.Context) error {
 	}
 }
 
-func reply[T any](w http.ResponseWriter, r *http.Request, status int, v T, err error) {
-	if err != nil {
-		kit.WriteError(w, r, err)
-		return
-	}
-	kit.WriteJSON(w, status, v)
-}
-
-func caller(r *http.Request) string {
-	c, _ := kit.ClaimsFrom(r.Context())
-	return c.Subject
-}
-
 func (s *service) start(w http.ResponseWriter, r *http.Request) {
 	req, err := kit.Decode[StartRequest](r)
 	if err != nil {
 		kit.WriteError(w, r, err)
 		return
 	}
-	st, err := s.p.Start(r.Context(), caller(r), r.Header.Get("Authorization"), req)
-	reply(w, r, http.StatusCreated, st, err)
+	st, err := s.p.Start(r.Context(), kit.Subject(r), r.Header.Get("Authorization"), req)
+	kit.Reply(w, r, http.StatusCreated, st, err)
 }
 
 func (s *service) heartbeat(w http.ResponseWriter, r *http.Request) {
@@ -122,12 +109,12 @@ func (s *service) heartbeat(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, err)
 		return
 	}
-	q, err := s.p.Heartbeat(r.Context(), caller(r), r.PathValue("id"), req)
-	reply(w, r, http.StatusOK, q, err)
+	q, err := s.p.Heartbeat(r.Context(), kit.Subject(r), r.PathValue("id"), req)
+	kit.Reply(w, r, http.StatusOK, q, err)
 }
 
 func (s *service) stop(w http.ResponseWriter, r *http.Request) {
-	if err := s.p.Stop(r.Context(), caller(r), r.PathValue("id")); err != nil {
+	if err := s.p.Stop(r.Context(), kit.Subject(r), r.PathValue("id")); err != nil {
 		kit.WriteError(w, r, err)
 		return
 	}
@@ -135,6 +122,6 @@ func (s *service) stop(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *service) history(w http.ResponseWriter, r *http.Request) {
-	items, err := s.p.History(r.Context(), caller(r))
-	reply(w, r, http.StatusOK, map[string][]HistoryItem{"items": items}, err)
+	items, err := s.p.History(r.Context(), kit.Subject(r))
+	kit.Reply(w, r, http.StatusOK, map[string][]HistoryItem{"items": items}, err)
 }

@@ -60,17 +60,9 @@ func (s *service) Run(ctx context.Context) error {
 	return nil
 }
 
-func reply[T any](w http.ResponseWriter, r *http.Request, status int, v T, err error) {
-	if err != nil {
-		kit.WriteError(w, r, err)
-		return
-	}
-	kit.WriteJSON(w, status, v)
-}
-
 func (s *service) list(w http.ResponseWriter, r *http.Request) {
 	ps, err := s.cat.List(r.Context(), r.URL.Query().Get("category"))
-	reply(w, r, http.StatusOK, map[string][]Product{"items": ps}, err)
+	kit.Reply(w, r, http.StatusOK, map[string][]Product{"items": ps}, err)
 }
 
 func (s *service) create(w http.ResponseWriter, r *http.Request) {
@@ -80,17 +72,17 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := s.cat.Create(r.Context(), req)
-	reply(w, r, http.StatusCreated, p, err)
+	kit.Reply(w, r, http.StatusCreated, p, err)
 }
 
 func (s *service) get(w http.ResponseWriter, r *http.Request) {
 	p, err := s.cat.Get(r.Context(), r.PathValue("id"))
-	reply(w, r, http.StatusOK, p, err)
+	kit.Reply(w, r, http.StatusOK, p, err)
 }
 
 func (s *service) stock(w http.ResponseWriter, r *http.Request) {
 	st, err := s.cat.Stock(r.Context(), r.PathValue("id"))
-	reply(w, r, http.StatusOK, st, err)
+	kit.Reply(w, r, http.StatusOK, st, err)
 }
 
 // RestockRequest is the body of PUT /stock/{id}.
@@ -108,7 +100,7 @@ func (s *service) restock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := s.cat.Restock(r.Context(), r.PathValue("id"), *req.Available)
-	reply(w, r, http.StatusOK, st, err)
+	kit.Reply(w, r, http.StatusOK, st, err)
 }
 
 // ReserveRequest is the body of POST /stock/{id}/reservations.
@@ -128,15 +120,15 @@ func (s *service) reserve(w http.ResponseWriter, r *http.Request) {
 	if created {
 		status = http.StatusCreated
 	}
-	reply(w, r, status, res, err)
+	kit.Reply(w, r, status, res, err)
 }
 
 func (s *service) release(w http.ResponseWriter, r *http.Request) {
 	res, err := s.cat.Release(r.Context(), r.PathValue("id"), r.PathValue("orderId"))
-	reply(w, r, http.StatusOK, res, err)
+	kit.Reply(w, r, http.StatusOK, res, err)
 }
 
 func (s *service) commit(w http.ResponseWriter, r *http.Request) {
 	res, err := s.cat.Commit(r.Context(), r.PathValue("id"), r.PathValue("orderId"))
-	reply(w, r, http.StatusOK, res, err)
+	kit.Reply(w, r, http.StatusOK, res, err)
 }

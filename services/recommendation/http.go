@@ -66,14 +66,6 @@ func (s *service) Run(ctx context.Context) error {
 	return nil
 }
 
-func reply[T any](w http.ResponseWriter, r *http.Request, status int, v T, err error) {
-	if err != nil {
-		kit.WriteError(w, r, err)
-		return
-	}
-	kit.WriteJSON(w, status, v)
-}
-
 func (s *service) recommend(w http.ResponseWriter, r *http.Request) {
 	c, _ := kit.ClaimsFrom(r.Context())
 	id := r.URL.Query().Get("accountId")
@@ -94,7 +86,7 @@ func (s *service) recommend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := s.rec.For(r.Context(), id, limit)
-	reply(w, r, http.StatusOK, a, err)
+	kit.Reply(w, r, http.StatusOK, a, err)
 }
 
 func (s *service) related(w http.ResponseWriter, r *http.Request) {
@@ -104,7 +96,7 @@ func (s *service) related(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := s.rec.Related(r.Context(), r.PathValue("contentId"), limit)
-	reply(w, r, http.StatusOK, a, err)
+	kit.Reply(w, r, http.StatusOK, a, err)
 }
 
 func (s *service) click(w http.ResponseWriter, r *http.Request) {
@@ -118,10 +110,10 @@ func (s *service) click(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := s.rec.RecordClick(r.Context(), req)
-	reply(w, r, http.StatusOK, st, err)
+	kit.Reply(w, r, http.StatusOK, st, err)
 }
 
 func (s *service) experiments(w http.ResponseWriter, r *http.Request) {
 	ex, err := s.rec.Experiments(r.Context())
-	reply(w, r, http.StatusOK, map[string][]VariantStats{"items": ex}, err)
+	kit.Reply(w, r, http.StatusOK, map[string][]VariantStats{"items": ex}, err)
 }

@@ -100,13 +100,8 @@ func (s *service) login(w http.ResponseWriter, r *http.Request) {
 	kit.WriteJSON(w, http.StatusOK, t)
 }
 
-func caller(r *http.Request) string {
-	c, _ := kit.ClaimsFrom(r.Context())
-	return c.Subject
-}
-
 func (s *service) get(w http.ResponseWriter, r *http.Request) {
-	u, err := s.acc.Get(r.Context(), caller(r), r.PathValue("id"))
+	u, err := s.acc.Get(r.Context(), kit.Subject(r), r.PathValue("id"))
 	if err != nil {
 		kit.WriteError(w, r, err)
 		return
@@ -115,7 +110,7 @@ func (s *service) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *service) points(w http.ResponseWriter, r *http.Request) {
-	p, err := s.acc.Points(r.Context(), caller(r), r.PathValue("id"))
+	p, err := s.acc.Points(r.Context(), kit.Subject(r), r.PathValue("id"))
 	if err != nil {
 		kit.WriteError(w, r, err)
 		return
