@@ -60,17 +60,11 @@ func runSuite(m *testing.M) int {
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.Level(zapLevel()))))
 
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run the tests with `make test`, which builds kube-apiserver and etcd for envtest")
+	var err error
+	if testEnv, err = testenv.New(filepath.Join("..", "config", "crd", "bases")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
-	}
-	var err error
 	if cfg, err = testEnv.Start(); err != nil {
 		fmt.Fprintf(os.Stderr, "starting envtest: %v\n", err)
 		return 1

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/loopback"
 )
 
 // These tests run the rendered broker config through the nats-server the
@@ -243,12 +243,11 @@ func TestBrokerClusterForms(t *testing.T) {
 	objs := mustRender(t, p)
 	var ports []int
 	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := loopback.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-		l.Close()
+		ports = append(ports, port)
 	}
 	var servers []*server.Server
 	for i := range 3 {

@@ -37,6 +37,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/loopback"
 	"github.com/switchboard-dev/switchboard/internal/render"
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/registry"
@@ -512,12 +513,11 @@ func containerPort(t *testing.T, d *appsv1.Deployment, port string) int32 {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopback.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // stop ends a process as the kubelet would: SIGTERM, then SIGKILL after a grace period.

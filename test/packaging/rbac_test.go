@@ -71,7 +71,7 @@ func TestOperatorRunsWithTheChartsRBAC(t *testing.T) {
 		stop := startOperator(t, sa)
 		defer stop()
 
-		ns := newNamespace(t, "rbac-full")
+		ns := newNamespace(t, fmt.Sprintf("rbac-full-%d", time.Now().UnixNano()%1000000))
 		p := createPlatform(t, ns)
 		desired := expectedChildren(t, p)
 		eventually(t, 60*time.Second, "every child of the Platform exists", func() error {
@@ -103,7 +103,7 @@ func TestOperatorRunsWithTheChartsRBAC(t *testing.T) {
 		stop := startOperator(t, sa)
 		defer stop()
 
-		ns := newNamespace(t, "rbac-minus")
+		ns := newNamespace(t, fmt.Sprintf("rbac-minus-%d", time.Now().UnixNano()%1000000))
 		p := createPlatform(t, ns)
 		eventually(t, 60*time.Second, "Degraded=True naming the missing permission", func() error {
 			return conditionIs(p, "Degraded", metav1.ConditionTrue, `cannot patch resource "networkpolicies"`)

@@ -31,12 +31,12 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/testenv"
 )
 
 // root is the repository root, relative to this package.
@@ -65,22 +65,17 @@ func runSuite(m *testing.M) int {
 	}
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(level)))
 
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run the tests with `make test`, which builds kube-apiserver and etcd for envtest")
-		return 1
-	}
 	var err error
 	if helmBin, err = tool("HELM", "helm", filepath.Join(root, "bin", "helm")); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	env := &envtest.Environment{
-		// The chart's copy of the CRD is what users install with helm;
-		// TestChartMatchesConfig proves it equals config/crd/bases.
-		CRDDirectoryPaths:     []string{filepath.Join(root, "charts", "switchboard", "crds")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
+	// The chart's copy of the CRD is what users install with helm;
+	// TestChartMatchesConfig proves it equals config/crd/bases.
+	env, err := testenv.New(filepath.Join(root, "charts", "switchboard", "crds"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	if cfg, err = env.Start(); err != nil {
 		fmt.Fprintf(os.Stderr, "starting envtest: %v\n", err)
