@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/http"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -24,12 +22,9 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Bus == nil {
 		return nil, errors.New("account: needs NATS")
 	}
-	cost, err := d.Config.Int("BCRYPT_COST", bcrypt.DefaultCost)
+	cost, err := kit.BcryptCost(d.Config)
 	if err != nil {
 		return nil, err
-	}
-	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
-		return nil, errors.New("BCRYPT_COST out of range")
 	}
 	accounts, err := kit.NewStore[record](d.Bus.Bucket("accounts"))
 	if err != nil {

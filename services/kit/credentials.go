@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -42,6 +43,19 @@ func NewPasswords(emails *Store[EmailClaim], cost int) (*Passwords, error) {
 		return nil, err
 	}
 	return &Passwords{emails: emails, cost: cost, dummy: dummy}, nil
+}
+
+// BcryptCost reads BCRYPT_COST (optional, bcrypt's default when unset),
+// which trades login cost for test and benchmark speed.
+func BcryptCost(c Config) (int, error) {
+	cost, err := c.Int("BCRYPT_COST", bcrypt.DefaultCost)
+	if err != nil {
+		return 0, err
+	}
+	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
+		return 0, fmt.Errorf("BCRYPT_COST=%d: want %d to %d", cost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	return cost, nil
 }
 
 // Hash returns the bcrypt hash of password.
