@@ -16,13 +16,6 @@ import (
 // serviceUID is the distroless "nonroot" user the services image runs as.
 const serviceUID = 65532
 
-// Env vars every service reads (services/kit).
-const (
-	envHTTPAddr = "HTTP_ADDR"
-	envNATSURL  = "NATS_URL"
-	envAuthKey  = "AUTH_KEY"
-)
-
 func servicesImage(p *v1alpha1.Platform, opts Options) string {
 	if p.Spec.Image != "" {
 		return p.Spec.Image
@@ -40,11 +33,11 @@ func servicesImage(p *v1alpha1.Platform, opts Options) string {
 // skipping a step of the saga.
 func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) []corev1.EnvVar {
 	env := []corev1.EnvVar{
-		{Name: envHTTPAddr, Value: ":" + itoa(svc.Port)},
-		{Name: envNATSURL, Value: BrokerURL(p)},
-		secretEnv(p, envNATSUser, SecretKeyNATSUser),
-		secretEnv(p, envNATSPassword, SecretKeyNATSPassword),
-		secretEnv(p, envAuthKey, SecretKeyAuthKey),
+		{Name: catalog.EnvHTTPAddr, Value: ":" + itoa(svc.Port)},
+		{Name: catalog.EnvNATSURL, Value: BrokerURL(p)},
+		secretEnv(p, catalog.EnvNATSUser, SecretKeyNATSUser),
+		secretEnv(p, catalog.EnvNATSPassword, SecretKeyNATSPassword),
+		secretEnv(p, catalog.EnvAuthKey, SecretKeyAuthKey),
 	}
 	for _, up := range svc.Upstreams {
 		if svc.Name == catalog.Gateway && !enabled[up] {

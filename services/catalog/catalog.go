@@ -28,6 +28,19 @@ var Workloads = []Workload{Commerce, Streaming}
 // HTTPPort is the container port every service listens on (env HTTP_ADDR).
 const HTTPPort = 8080
 
+// Env vars every service reads (services/kit) and the operator renders
+// (internal/render). Upstream URLs follow EnvURL.
+const (
+	EnvHTTPAddr     = "HTTP_ADDR"
+	EnvNATSURL      = "NATS_URL"
+	EnvNATSUser     = "NATS_USER"
+	EnvNATSPassword = "NATS_PASSWORD"
+	EnvAuthKey      = "AUTH_KEY"
+	// EnvAuthKeyFile is the alternative to EnvAuthKey for a key mounted as
+	// a file; the operator uses EnvAuthKey.
+	EnvAuthKeyFile = "AUTH_KEY_FILE"
+)
+
 // Autoscaling is a service's default HorizontalPodAutoscaler shape.
 type Autoscaling struct {
 	MinReplicas                    int32

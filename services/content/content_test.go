@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-dev/switchboard/services/account"
+	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/content"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
@@ -44,7 +45,7 @@ func start(t *testing.T, extra map[string]string) env {
 	e["SEED_DEMO"] = "false"
 	e["UPSTREAM_ATTEMPTS"] = "1"
 	acc := kittest.Serve(t, account.Definition, e)
-	e[kit.EnvAuthKey] = ""
+	e[catalog.EnvAuthKey] = ""
 	e["ACCOUNT_URL"] = acc.URL
 	for k, v := range extra {
 		e[k] = v

@@ -13,16 +13,6 @@ import (
 	"github.com/switchboard-dev/switchboard/services/catalog"
 )
 
-// Env names read by every service. The operator renders exactly these.
-const (
-	EnvHTTPAddr     = "HTTP_ADDR"
-	EnvNATSURL      = "NATS_URL"
-	EnvNATSUser     = "NATS_USER"
-	EnvNATSPassword = "NATS_PASSWORD"
-	EnvAuthKey      = "AUTH_KEY"
-	EnvAuthKeyFile  = "AUTH_KEY_FILE"
-)
-
 // MinAuthKeyBytes is the shortest token-signing key accepted: HS256 with
 // less than 128 bits of key is guessable.
 const MinAuthKeyBytes = 16
@@ -74,30 +64,30 @@ func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
 	}
 	c := Config{Service: svc, Env: env, Upstreams: map[string]*url.URL{}}
 
-	c.HTTPAddr = strings.TrimSpace(env(EnvHTTPAddr))
+	c.HTTPAddr = strings.TrimSpace(env(catalog.EnvHTTPAddr))
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = fmt.Sprintf(":%d", catalog.HTTPPort)
 	}
 	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		return Config{}, fmt.Errorf("%s=%q is not host:port: %v", EnvHTTPAddr, c.HTTPAddr, err)
+		return Config{}, fmt.Errorf("%s=%q is not host:port: %v", catalog.EnvHTTPAddr, c.HTTPAddr, err)
 	} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return Config{}, fmt.Errorf("%s=%q has a bad port", EnvHTTPAddr, c.HTTPAddr)
+		return Config{}, fmt.Errorf("%s=%q has a bad port", catalog.EnvHTTPAddr, c.HTTPAddr)
 	}
 
 	if NeedsNATS(svc) {
-		c.NATSURL = strings.TrimSpace(env(EnvNATSURL))
+		c.NATSURL = strings.TrimSpace(env(catalog.EnvNATSURL))
 		if c.NATSURL == "" {
-			return Config{}, fmt.Errorf("%s is required", EnvNATSURL)
+			return Config{}, fmt.Errorf("%s is required", catalog.EnvNATSURL)
 		}
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			pu, err := url.Parse(strings.TrimSpace(u))
 			if err != nil || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, pu.Scheme) || pu.Host == "" {
-				return Config{}, fmt.Errorf("%s=%q: want nats://host:port[,…]", EnvNATSURL, c.NATSURL)
+				return Config{}, fmt.Errorf("%s=%q: want nats://host:port[,…]", catalog.EnvNATSURL, c.NATSURL)
 			}
 		}
-		c.NATSUser, c.NATSPassword = env(EnvNATSUser), env(EnvNATSPassword)
+		c.NATSUser, c.NATSPassword = env(catalog.EnvNATSUser), env(catalog.EnvNATSPassword)
 		if (c.NATSUser == "") != (c.NATSPassword == "") {
-			return Config{}, fmt.Errorf("%s and %s must be set together", EnvNATSUser, EnvNATSPassword)
+			return Config{}, fmt.Errorf("%s and %s must be set together", catalog.EnvNATSUser, catalog.EnvNATSPassword)
 		}
 	}
 
@@ -127,17 +117,17 @@ func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
 }
 
 func loadAuthKey(env Getenv) ([]byte, error) {
-	name, key := EnvAuthKey, env(EnvAuthKey)
-	if f := strings.TrimSpace(env(EnvAuthKeyFile)); f != "" {
+	name, key := catalog.EnvAuthKey, env(catalog.EnvAuthKey)
+	if f := strings.TrimSpace(env(catalog.EnvAuthKeyFile)); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %v", EnvAuthKeyFile, err)
+			return nil, fmt.Errorf("%s: %v", catalog.EnvAuthKeyFile, err)
 		}
-		name, key = EnvAuthKeyFile, string(b)
+		name, key = catalog.EnvAuthKeyFile, string(b)
 	}
 	key = strings.TrimSpace(key)
 	if key == "" {
-		return nil, fmt.Errorf("%s or %s is required", EnvAuthKey, EnvAuthKeyFile)
+		return nil, fmt.Errorf("%s or %s is required", catalog.EnvAuthKey, catalog.EnvAuthKeyFile)
 	}
 	if len(key) < MinAuthKeyBytes {
 		return nil, fmt.Errorf("%s is too short: want at least %d bytes", name, MinAuthKeyBytes)

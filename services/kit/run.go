@@ -84,7 +84,7 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	if ln == nil {
 		var err error
 		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			return fmt.Errorf("%s: %w", EnvHTTPAddr, err)
+			return fmt.Errorf("%s: %w", catalog.EnvHTTPAddr, err)
 		}
 	}
 

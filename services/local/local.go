@@ -153,8 +153,8 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 	for _, name := range p.order {
 		svc, _ := catalog.Lookup(name)
 		env := map[string]string{
-			kit.EnvHTTPAddr: p.addrs[name], kit.EnvNATSURL: p.NATSURL, kit.EnvNATSUser: user, kit.EnvNATSPassword: pass,
-			kit.EnvAuthKey: p.AuthKey,
+			catalog.EnvHTTPAddr: p.addrs[name], catalog.EnvNATSURL: p.NATSURL, catalog.EnvNATSUser: user, catalog.EnvNATSPassword: pass,
+			catalog.EnvAuthKey: p.AuthKey,
 		}
 		for _, up := range svc.Upstreams {
 			if u, ok := p.URLs[up]; ok {

@@ -179,7 +179,7 @@ func TestStreamingEndToEnd(t *testing.T) {
 		t.Fatalf("replayed only %d events", replayed)
 	}
 	marker := playback.Event{SessionID: "marker", AccountID: "marker", ContentID: "marker"}
-	ev := streamtest.ConnectEvents(t, &kittest.Broker{URL: p.NATSURL, User: p.Env("analytics")[kit.EnvNATSUser], Password: p.Env("analytics")[kit.EnvNATSPassword]})
+	ev := streamtest.ConnectEvents(t, &kittest.Broker{URL: p.NATSURL, User: p.Env("analytics")[catalog.EnvNATSUser], Password: p.Env("analytics")[catalog.EnvNATSPassword]})
 	ev.Publish(catalog.PlaybackStarted, "playback.started:marker", "marker", time.Now(), marker)
 	replicas := map[string]streamtest.Client{"through the gateway": ann.As(ann.Token), "on the second replica": {T: t, Base: second.URL}}
 	paths := map[string]string{"through the gateway": "/analytics/live", "on the second replica": "/live"}
@@ -199,7 +199,7 @@ func TestStreamingEndToEnd(t *testing.T) {
 
 func withoutAddr(env map[string]string) map[string]string {
 	out := streamtest.Merge(env)
-	delete(out, kit.EnvHTTPAddr)
+	delete(out, catalog.EnvHTTPAddr)
 	return out
 }
 
@@ -209,7 +209,7 @@ func withoutAddr(env map[string]string) map[string]string {
 func replay(t *testing.T, p *local.Platform) int {
 	t.Helper()
 	env := p.Env("analytics")
-	nc, err := nats.Connect(p.NATSURL, nats.UserInfo(env[kit.EnvNATSUser], env[kit.EnvNATSPassword]))
+	nc, err := nats.Connect(p.NATSURL, nats.UserInfo(env[catalog.EnvNATSUser], env[catalog.EnvNATSPassword]))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,8 +66,8 @@ func NewBroker(dir, user, password string) (*Broker, error) {
 // Env returns the env a service reads to reach this broker, plus AUTH_KEY.
 func (b *Broker) Env() map[string]string {
 	return map[string]string{
-		kit.EnvNATSURL: b.URL, kit.EnvNATSUser: b.User, kit.EnvNATSPassword: b.Password,
-		kit.EnvAuthKey: AuthKey,
+		catalog.EnvNATSURL: b.URL, catalog.EnvNATSUser: b.User, catalog.EnvNATSPassword: b.Password,
+		catalog.EnvAuthKey: AuthKey,
 	}
 }
 
@@ -95,7 +95,7 @@ func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := map[string]string{kit.EnvHTTPAddr: ln.Addr().String()}
+	e := map[string]string{catalog.EnvHTTPAddr: ln.Addr().String()}
 	for k, v := range env {
 		e[k] = v
 	}
