@@ -258,7 +258,7 @@ func servicesTable() string {
 			ws = append(ws, string(w))
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s | %s |\n", s.Name, strings.Join(ws, ", "),
-			codeList(s.Upstreams), codeList(s.Publishes), codeList(s.Consumes), codeList(s.Buckets), scale)
+			codeList(s.Upstreams), codeList(s.Publishes), codeList(s.Consumes()), codeList(s.Buckets), scale)
 	}
 	return b.String()
 }
@@ -271,7 +271,7 @@ func eventsTable() string {
 		for _, sub := range s.Publishes {
 			pubs[sub] = append(pubs[sub], s.Name)
 		}
-		for _, sub := range s.Consumes {
+		for _, sub := range s.Consumes() {
 			subs[sub] = append(subs[sub], s.Name)
 		}
 	}

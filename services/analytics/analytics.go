@@ -42,11 +42,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
-// consumerName is the durable all replicas share.
+// consumerName is the catalog consumer all replicas share.
 const consumerName = "analytics"
 
 // Options tune the ingest loop.
@@ -62,7 +61,7 @@ type Options struct {
 
 // Analytics is the service's logic: the ingest loop and the read model.
 type Analytics struct {
-	js   jetstream.JetStream
+	bus  *kit.Bus
 	kv   jetstream.KeyValue
 	view *view
 	in   *ingester
@@ -71,16 +70,17 @@ type Analytics struct {
 }
 
 // NewAnalytics refuses nil dependencies.
-func NewAnalytics(js jetstream.JetStream, kv jetstream.KeyValue, m *kit.Metrics, o Options) (*Analytics, error) {
-	if js == nil || kv == nil || m == nil {
-		return nil, errors.New("analytics: NewAnalytics needs JetStream, the bucket and metrics")
+func NewAnalytics(bus *kit.Bus, m *kit.Metrics, o Options) (*Analytics, error) {
+	if bus == nil || m == nil {
+		return nil, errors.New("analytics: NewAnalytics needs the bus and metrics")
 	}
+	kv := bus.Bucket("analytics")
 	if o.Batch <= 0 || o.BatchWait <= 0 || o.StaleAfter <= 0 {
 		return nil, errors.New("analytics: options must be positive")
 	}
 	v := newView()
-	a := &Analytics{js: js, kv: kv, view: v, opts: o, now: time.Now,
-		in: &ingester{js: js, kv: kv, view: v, metrics: m, subject: "$KV." + kv.Bucket() + "."}}
+	a := &Analytics{bus: bus, kv: kv, view: v, opts: o, now: time.Now,
+		in: &ingester{js: bus.JS, kv: kv, view: v, metrics: m, subject: "$KV." + kv.Bucket() + "."}}
 	m.Registry.MustRegister(&liveCollector{a: a})
 	return a, nil
 }
@@ -106,16 +106,9 @@ func (a *Analytics) Follow(ctx context.Context) error {
 
 // Ingest consumes playback events in batches until ctx ends.
 func (a *Analytics) Ingest(ctx context.Context) error {
-	st, err := catalog.StreamFor(catalog.PlaybackStarted)
-	if err != nil {
-		return err
-	}
-	svc, _ := catalog.Lookup("analytics")
-	cons, err := a.js.CreateOrUpdateConsumer(ctx, st.Name, jetstream.ConsumerConfig{
-		Durable:        consumerName,
-		FilterSubjects: svc.Consumes,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        30 * time.Second,
+	cons, err := a.bus.CreateConsumer(ctx, consumerName, jetstream.ConsumerConfig{
+		AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait:   30 * time.Second,
 		// Never give up on an event: the figures must be exact, and a
 		// write can only fail while the broker is unreachable.
 		MaxDeliver:    -1,
@@ -123,7 +116,7 @@ func (a *Analytics) Ingest(ctx context.Context) error {
 		MaxAckPending: 16 * a.opts.Batch,
 	})
 	if err != nil {
-		return fmt.Errorf("consumer %s: %w", consumerName, err)
+		return err
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(2 * a.opts.Batch))
 	if err != nil {

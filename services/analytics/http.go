@@ -47,7 +47,7 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if o.StaleAfter, err = d.Config.Duration("LIVE_STALE_AFTER", 45*time.Second); err != nil {
 		return nil, err
 	}
-	a, err := NewAnalytics(d.Bus.JS, d.Bus.Bucket("analytics"), d.Metrics, o)
+	a, err := NewAnalytics(d.Bus, d.Metrics, o)
 	if err != nil {
 		return nil, err
 	}

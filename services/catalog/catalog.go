@@ -1,7 +1,8 @@
 // Package catalog is the single source of truth for Switchboard's service
 // topology: which services exist, which workload each belongs to, whom it
-// calls synchronously, which events it publishes and consumes, where it keeps
-// state and how it scales by default.
+// calls synchronously, which events it publishes, which durable consumers
+// read the events it consumes, where it keeps state, which env vars carry
+// its configuration and how it scales by default.
 //
 // The operator reads it to render Deployments and wire env vars; the services
 // read it to know their streams, buckets and subjects. Change the topology here
@@ -59,9 +60,11 @@ type Service struct {
 	// Upstreams are the services this one calls over REST. Each becomes an
 	// env var <UPSTREAM>_URL (see EnvURL).
 	Upstreams []string
-	// Publishes and Consumes are NATS subjects of the events it produces and reads.
+	// Publishes are the NATS subjects of the events it produces; the bus
+	// refuses any other.
 	Publishes []string
-	Consumes  []string
+	// Consumers are its durable consumers: the only way it reads events.
+	Consumers []Consumer
 	// Buckets are the JetStream KeyValue buckets it owns.
 	Buckets []string
 	// Replicas is the default replica count when not autoscaled.
@@ -70,6 +73,33 @@ type Service struct {
 	Autoscaling *Autoscaling
 	// Public services accept traffic from outside the platform (NetworkPolicy, Service type).
 	Public bool
+}
+
+// Consumer is a durable JetStream consumer. The replicas of a service share
+// it, so each event is handled by one of them. Its subjects lie in one
+// stream, and its name is the service's, or starts with it and a dash, so no
+// two services ever share one.
+type Consumer struct {
+	Durable  string
+	Subjects []string
+}
+
+// Consumes lists the subjects s reads, over all its consumers.
+func (s Service) Consumes() []string {
+	var out []string
+	for _, c := range s.Consumers {
+		out = append(out, c.Subjects...)
+	}
+	return out
+}
+
+// Consumer returns the consumer of s named durable.
+func (s Service) Consumer(durable string) (Consumer, bool) {
+	i := slices.IndexFunc(s.Consumers, func(c Consumer) bool { return c.Durable == durable })
+	if i < 0 {
+		return Consumer{}, false
+	}
+	return s.Consumers[i], true
 }
 
 // Stream is a JetStream stream holding the events of one domain.
@@ -132,7 +162,7 @@ var services = []Service{
 		Workloads: []Workload{Commerce},
 		Port:      HTTPPort,
 		Publishes: []string{UserRegistered},
-		Consumes:  []string{OrderConfirmed},
+		Consumers: []Consumer{{Durable: "user-points", Subjects: []string{OrderConfirmed}}},
 		Buckets:   []string{"users", "user-emails", "user-points"},
 		Replicas:  1,
 	},
@@ -164,9 +194,12 @@ var services = []Service{
 		Name:      "notification",
 		Workloads: []Workload{Commerce},
 		Port:      HTTPPort,
-		Consumes:  []string{OrderConfirmed, OrderCancelled, PaymentCompleted, PaymentFailed},
-		Buckets:   []string{"notifications"},
-		Replicas:  1,
+		Consumers: []Consumer{
+			{Durable: "notification-orders", Subjects: []string{OrderConfirmed, OrderCancelled}},
+			{Durable: "notification-payments", Subjects: []string{PaymentCompleted, PaymentFailed}},
+		},
+		Buckets:  []string{"notifications"},
+		Replicas: 1,
 	},
 	// Streaming.
 	{
@@ -183,7 +216,8 @@ var services = []Service{
 		Port:      HTTPPort,
 		Upstreams: []string{"account"},
 		Publishes: []string{ContentCreated, ContentEncodeRequested, ContentEncoded},
-		Consumes:  []string{ContentEncodeRequested},
+		// One shared durable: each encode job is done once, by any replica.
+		Consumers: []Consumer{{Durable: "content-encoder", Subjects: []string{ContentEncodeRequested}}},
 		Buckets:   []string{"videos"},
 		Replicas:  1,
 	},
@@ -200,7 +234,7 @@ var services = []Service{
 		Name:        "analytics",
 		Workloads:   []Workload{Streaming},
 		Port:        HTTPPort,
-		Consumes:    []string{PlaybackStarted, PlaybackHeartbeat, PlaybackStopped},
+		Consumers:   []Consumer{{Durable: "analytics", Subjects: []string{PlaybackStarted, PlaybackHeartbeat, PlaybackStopped}}},
 		Buckets:     []string{"analytics"},
 		Autoscaling: &Autoscaling{MinReplicas: 2, MaxReplicas: 6, TargetCPUUtilizationPercentage: 70},
 	},
@@ -208,9 +242,12 @@ var services = []Service{
 		Name:      "recommendation",
 		Workloads: []Workload{Streaming},
 		Port:      HTTPPort,
-		Consumes:  []string{PlaybackStarted, PlaybackHeartbeat, PlaybackStopped, ContentEncoded},
-		Buckets:   []string{"recommendations"},
-		Replicas:  1,
+		Consumers: []Consumer{
+			{Durable: "recommendation-playback", Subjects: []string{PlaybackStarted, PlaybackHeartbeat, PlaybackStopped}},
+			{Durable: "recommendation-content", Subjects: []string{ContentEncoded}},
+		},
+		Buckets:  []string{"recommendations"},
+		Replicas: 1,
 	},
 }
 

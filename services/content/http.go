@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -69,9 +68,8 @@ func (s *service) Routes(mux *http.ServeMux) {
 // job is done once.
 func (s *service) Run(ctx context.Context) error {
 	if err := s.bus.Consume(ctx, kit.ConsumerSpec{
-		Durable:  "content-encoder",
-		Subjects: []string{catalog.ContentEncodeRequested},
-		Handler:  s.lib.OnEncodeRequested,
+		Durable: "content-encoder",
+		Handler: s.lib.OnEncodeRequested,
 	}); err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ const DuplicateWindow = 2 * time.Minute
 type Bus struct {
 	NC      *nats.Conn
 	JS      jetstream.JetStream
-	source  string
+	svc     catalog.Service
 	log     *slog.Logger
 	metrics *Metrics
 	streams []string
@@ -71,7 +71,7 @@ func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (
 		nc.Close()
 		return nil, err
 	}
-	b := &Bus{NC: nc, JS: js, source: cfg.Service.Name, log: log, metrics: m, buckets: map[string]jetstream.KeyValue{}}
+	b := &Bus{NC: nc, JS: js, svc: cfg.Service, log: log, metrics: m, buckets: map[string]jetstream.KeyValue{}}
 	for {
 		err = b.ensure(ctx, cfg.Service)
 		if err == nil {
@@ -90,7 +90,7 @@ func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (
 func (b *Bus) ensure(ctx context.Context, svc catalog.Service) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	for _, subj := range slices.Concat(svc.Publishes, svc.Consumes) {
+	for _, subj := range slices.Concat(svc.Publishes, svc.Consumes()) {
 		st, err := catalog.StreamFor(subj)
 		if err != nil {
 			return err
@@ -134,7 +134,7 @@ func StreamConfig(st catalog.Stream) jetstream.StreamConfig {
 func (b *Bus) Bucket(name string) jetstream.KeyValue {
 	kv, ok := b.buckets[name]
 	if !ok {
-		panic(fmt.Sprintf("kit: bucket %q is not in the catalog entry of %s", name, b.source))
+		panic(fmt.Sprintf("kit: bucket %q is not in the catalog entry of %s", name, b.svc.Name))
 	}
 	return kv
 }
@@ -206,7 +206,7 @@ func (b *Bus) Publish(ctx context.Context, typ, id, subject string, data any) er
 	if err != nil {
 		return err
 	}
-	ev := Event{ID: id, Type: typ, Source: b.source, Time: time.Now().UTC(), Subject: subject, Data: raw}
+	ev := Event{ID: id, Type: typ, Source: b.svc.Name, Time: time.Now().UTC(), Subject: subject, Data: raw}
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return err
@@ -237,28 +237,44 @@ var ErrDuplicate = errors.New("duplicate event")
 // ErrPermanent to drop the message.
 type Handler func(ctx context.Context, ev Event) error
 
-// ConsumerSpec describes a durable pull consumer.
+// ConsumerSpec runs one of the service's catalog consumers.
 type ConsumerSpec struct {
-	// Durable names the consumer; replicas of a service share it, so each
-	// event is handled by one of them.
-	Durable  string
-	Subjects []string
-	Handler  Handler
+	// Durable names the consumer in the service's catalog row, which
+	// lists its subjects. Replicas of a service share it, so each event is
+	// handled by one of them.
+	Durable string
+	Handler Handler
 	// MaxDeliver bounds redelivery (default 8). AckWait is how long a
 	// handler may take before redelivery (default 30s).
 	MaxDeliver int
 	AckWait    time.Duration
 }
 
-// Consume creates (or updates) the durable consumer and handles messages
-// until Close. Every subject must belong to the same stream.
-func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec) error {
-	if spec.Handler == nil || spec.Durable == "" || len(spec.Subjects) == 0 {
-		return errors.New("kit: consumer needs a durable name, subjects and a handler")
+// CreateConsumer creates (or updates) the service's catalog consumer named
+// durable, with the settings of cfg. The name and subjects come from the
+// catalog row, the stream from the subjects.
+func (b *Bus) CreateConsumer(ctx context.Context, durable string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, ok := b.svc.Consumer(durable)
+	if !ok {
+		return nil, fmt.Errorf("kit: consumer %q is not in the catalog entry of %s", durable, b.svc.Name)
 	}
-	st, err := catalog.StreamFor(spec.Subjects[0])
+	st, err := catalog.StreamFor(c.Subjects[0])
 	if err != nil {
-		return err
+		return nil, err
+	}
+	cfg.Durable, cfg.FilterSubjects = c.Durable, c.Subjects
+	cons, err := b.JS.CreateOrUpdateConsumer(ctx, st.Name, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", durable, err)
+	}
+	return cons, nil
+}
+
+// Consume creates (or updates) one of the service's catalog consumers and
+// handles its messages until Close.
+func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec) error {
+	if spec.Handler == nil {
+		return fmt.Errorf("kit: consumer %q needs a handler", spec.Durable)
 	}
 	if spec.MaxDeliver == 0 {
 		spec.MaxDeliver = 8
@@ -266,17 +282,15 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec) error {
 	if spec.AckWait == 0 {
 		spec.AckWait = 30 * time.Second
 	}
-	cons, err := b.JS.CreateOrUpdateConsumer(ctx, st.Name, jetstream.ConsumerConfig{
-		Durable:        spec.Durable,
-		FilterSubjects: spec.Subjects,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        spec.AckWait,
-		MaxDeliver:     spec.MaxDeliver,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		MaxAckPending:  1024,
+	cons, err := b.CreateConsumer(ctx, spec.Durable, jetstream.ConsumerConfig{
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       spec.AckWait,
+		MaxDeliver:    spec.MaxDeliver,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxAckPending: 1024,
 	})
 	if err != nil {
-		return fmt.Errorf("consumer %s: %w", spec.Durable, err)
+		return err
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) { b.handle(ctx, spec, msg) },
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {

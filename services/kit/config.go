@@ -52,7 +52,7 @@ type Needs struct {
 
 // NeedsNATS reports whether the service keeps state or exchanges events.
 func NeedsNATS(s catalog.Service) bool {
-	return len(s.Buckets)+len(s.Publishes)+len(s.Consumes) > 0
+	return len(s.Buckets)+len(s.Publishes)+len(s.Consumers) > 0
 }
 
 // LoadConfig reads and validates the configuration of service name. Every

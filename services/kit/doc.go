@@ -32,9 +32,8 @@
 //	// Run starts background work and blocks until ctx ends.
 //	func (s *service) Run(ctx context.Context) error {
 //		err := s.bus.Consume(ctx, kit.ConsumerSpec{
-//			Durable:  "account-plans",
-//			Subjects: []string{catalog.AccountPlanChanged},
-//			Handler:  s.onPlanChanged, // idempotent by ev.ID; return kit.ErrDuplicate if seen
+//			Durable: "account-plans", // a consumer of the catalog row, which lists its subjects
+//			Handler: s.onPlanChanged, // idempotent by ev.ID; return kit.ErrDuplicate if seen
 //		})
 //		if err != nil {
 //			return err

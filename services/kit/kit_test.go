@@ -313,7 +313,7 @@ func TestConsumerRetriesThenAcks(t *testing.T) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	seen := map[string]int{}
-	err = bus.Consume(ctx, kit.ConsumerSpec{Durable: "t", Subjects: []string{catalog.OrderConfirmed}, AckWait: 5 * time.Second,
+	err = bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-orders", AckWait: 5 * time.Second,
 		Handler: func(_ context.Context, ev kit.Event) error {
 			mu.Lock()
 			defer mu.Unlock()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
@@ -14,9 +13,9 @@ import (
 var Definition = kit.Definition{Name: "notification", New: New}
 
 type service struct {
-	n        *Notifier
-	bus      *kit.Bus
-	consumes []string
+	n         *Notifier
+	bus       *kit.Bus
+	consumers []catalog.Consumer
 }
 
 // New builds the notification service. SMTP_ADDR (host:port) switches email
@@ -45,36 +44,23 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, subj := range d.Config.Service.Consumes {
+	for _, subj := range d.Config.Service.Consumes() {
 		if _, ok := Routes[subj]; !ok {
 			return nil, errors.New("notification: no channel route for " + subj)
 		}
 	}
-	return &service{n: n, bus: d.Bus, consumes: d.Config.Service.Consumes}, nil
+	return &service{n: n, bus: d.Bus, consumers: d.Config.Service.Consumers}, nil
 }
 
 func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /notifications", s.list)
 }
 
-// Run consumes the subjects the catalog lists until ctx ends: one durable
-// consumer per stream, shared by replicas.
+// Run runs every consumer of the catalog row until ctx ends: one handler
+// serves them all, routing by event type.
 func (s *service) Run(ctx context.Context) error {
-	byStream := map[string][]string{}
-	var order []string
-	for _, subj := range s.consumes {
-		st, err := catalog.StreamFor(subj)
-		if err != nil {
-			return err
-		}
-		if _, ok := byStream[st.Name]; !ok {
-			order = append(order, st.Name)
-		}
-		byStream[st.Name] = append(byStream[st.Name], subj)
-	}
-	for _, st := range order {
-		spec := kit.ConsumerSpec{Durable: "notification-" + strings.ToLower(st), Subjects: byStream[st], Handler: s.n.Handle}
-		if err := s.bus.Consume(ctx, spec); err != nil {
+	for _, c := range s.consumers {
+		if err := s.bus.Consume(ctx, kit.ConsumerSpec{Durable: c.Durable, Handler: s.n.Handle}); err != nil {
 			return err
 		}
 	}

@@ -72,5 +72,5 @@ func consumes(t *testing.T) []string {
 	if !ok {
 		t.Fatal("notification is not in the catalog")
 	}
-	return s.Consumes
+	return s.Consumes()
 }

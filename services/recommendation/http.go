@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -48,19 +47,13 @@ func (s *service) Routes(mux *http.ServeMux) {
 // Run learns from events until ctx ends. The durables are shared by the
 // replicas, so each event is learnt once.
 func (s *service) Run(ctx context.Context) error {
-	if err := s.bus.Consume(ctx, kit.ConsumerSpec{
-		Durable:  "recommendation-playback",
-		Subjects: []string{catalog.PlaybackStarted, catalog.PlaybackHeartbeat, catalog.PlaybackStopped},
-		Handler:  s.rec.OnPlayback,
-	}); err != nil {
-		return err
-	}
-	if err := s.bus.Consume(ctx, kit.ConsumerSpec{
-		Durable:  "recommendation-content",
-		Subjects: []string{catalog.ContentEncoded},
-		Handler:  s.rec.OnEncoded,
-	}); err != nil {
-		return err
+	for _, spec := range []kit.ConsumerSpec{
+		{Durable: "recommendation-playback", Handler: s.rec.OnPlayback},
+		{Durable: "recommendation-content", Handler: s.rec.OnEncoded},
+	} {
+		if err := s.bus.Consume(ctx, spec); err != nil {
+			return err
+		}
 	}
 	<-ctx.Done()
 	return nil

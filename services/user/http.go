@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -57,9 +56,8 @@ func (s *service) Routes(mux *http.ServeMux) {
 // Run credits points from order.confirmed until ctx ends.
 func (s *service) Run(ctx context.Context) error {
 	if err := s.bus.Consume(ctx, kit.ConsumerSpec{
-		Durable:  "user-points",
-		Subjects: []string{catalog.OrderConfirmed},
-		Handler:  s.acc.OnOrderConfirmed,
+		Durable: "user-points",
+		Handler: s.acc.OnOrderConfirmed,
 	}); err != nil {
 		return err
 	}
