@@ -200,8 +200,13 @@ type Event struct {
 func EventID(typ, entity string) string { return typ + ":" + entity }
 
 // Publish sends an event of type typ about subject with data, with
-// Nats-Msg-Id = id. Pass a deterministic id (see EventID).
+// Nats-Msg-Id = id. Pass a deterministic id (see EventID). It refuses a type
+// missing from the service's catalog row: what a service publishes is
+// declared there, and the broker's permissions follow the row.
 func (b *Bus) Publish(ctx context.Context, typ, id, subject string, data any) error {
+	if !slices.Contains(b.svc.Publishes, typ) {
+		return fmt.Errorf("kit: %s does not publish %s: it is not in its catalog row", b.svc.Name, typ)
+	}
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return err

@@ -301,19 +301,39 @@ func TestStoreUpdateNeverLosesWrites(t *testing.T) {
 	}
 }
 
+func TestBusRefusesWhatItsCatalogRowDoesNotList(t *testing.T) {
+	ctx := context.Background()
+	b := kittest.StartNATS(t, "")
+	order, notification := b.Bus(t, "order"), b.Bus(t, "notification")
+	if err := order.Publish(ctx, catalog.OrderConfirmed, "e1", "orders/1", map[string]int{"total": 1}); err != nil {
+		t.Fatalf("order publishing order.confirmed: %v", err)
+	}
+	if err := notification.Publish(ctx, catalog.OrderConfirmed, "e2", "orders/1", map[string]int{"total": 1}); err == nil {
+		t.Fatal("notification published order.confirmed, which its row does not list")
+	}
+	if err := order.Publish(ctx, catalog.PaymentCompleted, "e3", "payments/1", map[string]int{"amount": 1}); err == nil {
+		t.Fatal("order published payment.completed, which its row does not list")
+	}
+	handle := func(context.Context, kit.Event) error { return nil }
+	if err := notification.Consume(ctx, kit.ConsumerSpec{Durable: "notification-orders", Handler: handle}); err != nil {
+		t.Fatalf("notification running its catalog consumer: %v", err)
+	}
+	if err := notification.Consume(ctx, kit.ConsumerSpec{Durable: "user-points", Handler: handle}); err == nil {
+		t.Fatal("notification ran user's consumer")
+	}
+	st, _ := order.JS.Stream(ctx, "ORDERS")
+	if info, _ := st.Info(ctx); info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages, want the one allowed", info.State.Msgs)
+	}
+}
+
 func TestConsumerRetriesThenAcks(t *testing.T) {
 	b := kittest.StartNATS(t, "")
-	cfg, _ := kit.LoadConfig("notification", kit.Needs{}, kit.MapEnv(b.Env()))
-	m := kit.NewMetrics("t")
-	bus, err := kit.ConnectBus(context.Background(), cfg, quiet, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bus.Close()
+	pub, bus := b.Bus(t, "order"), b.Bus(t, "notification")
 	ctx := context.Background()
 	var mu sync.Mutex
 	seen := map[string]int{}
-	err = bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-orders", AckWait: 5 * time.Second,
+	err := bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-orders", AckWait: 5 * time.Second,
 		Handler: func(_ context.Context, ev kit.Event) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -326,11 +346,11 @@ func TestConsumerRetriesThenAcks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bus.Publish(ctx, catalog.OrderConfirmed, "e1", "orders/1", map[string]int{"total": 1}); err != nil {
+	if err := pub.Publish(ctx, catalog.OrderConfirmed, "e1", "orders/1", map[string]int{"total": 1}); err != nil {
 		t.Fatal(err)
 	}
 	// Same Nats-Msg-Id: JetStream drops it within the window.
-	if err := bus.Publish(ctx, catalog.OrderConfirmed, "e1", "orders/1", map[string]int{"total": 1}); err != nil {
+	if err := pub.Publish(ctx, catalog.OrderConfirmed, "e1", "orders/1", map[string]int{"total": 1}); err != nil {
 		t.Fatal(err)
 	}
 	kittest.Eventually(t, 10*time.Second, "the retried event to be handled", func() bool {

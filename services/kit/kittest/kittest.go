@@ -164,7 +164,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 // streams and buckets created.
 func Bus(t testing.TB, name string) *kit.Bus {
 	t.Helper()
-	b := StartNATS(t, "")
+	return StartNATS(t, "").Bus(t, name)
+}
+
+// Bus connects to b as service name would, with its streams and buckets
+// created, and closes the connection at the end of the test.
+func (b *Broker) Bus(t testing.TB, name string) *kit.Bus {
+	t.Helper()
 	env := b.Env()
 	if svc, ok := catalog.Lookup(name); ok {
 		for _, up := range svc.Upstreams {
