@@ -1,9 +1,10 @@
 // Package account is the streaming workload's account service: sign-up,
 // login with platform tokens, subscription plans and viewer profiles.
 //
-// Plans are defined here and imported by content (access by minimum plan)
-// and playback (concurrent-stream limit and quality cap), so the three
-// services agree on what a plan allows. Every change to an account is a
+// Plans are defined in services/events, beside the account events that name
+// them: content admits by minimum plan and playback limits concurrent streams
+// and quality by plan, so the three services agree on what a plan allows
+// without importing each other. Every change to an account is a
 // compare-and-set on its KV record; the email index claims uniqueness.
 package account
 
@@ -16,51 +17,9 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
-
-// Plan is what a subscription allows.
-type Plan struct {
-	Name string `json:"name"`
-	// Streams is the number of concurrent playback sessions.
-	Streams int `json:"streams"`
-	// MaxHeight caps playback quality (720 means 720p).
-	MaxHeight int `json:"maxHeight"`
-	// Rank orders plans: a video's minPlan admits plans of equal or higher rank.
-	Rank int `json:"rank"`
-}
-
-// Plan names.
-const (
-	Basic    = "basic"
-	Standard = "standard"
-	Premium  = "premium"
-)
-
-var plans = []Plan{
-	{Name: Basic, Streams: 1, MaxHeight: 720, Rank: 0},
-	{Name: Standard, Streams: 2, MaxHeight: 1080, Rank: 1},
-	{Name: Premium, Streams: 4, MaxHeight: 2160, Rank: 2},
-}
-
-// LookupPlan returns the named plan.
-func LookupPlan(name string) (Plan, bool) {
-	for _, p := range plans {
-		if p.Name == name {
-			return p, true
-		}
-	}
-	return Plan{}, false
-}
-
-// PlanNames lists the plans from cheapest to richest.
-func PlanNames() []string {
-	out := make([]string, len(plans))
-	for i, p := range plans {
-		out[i] = p.Name
-	}
-	return out
-}
 
 // MaxProfiles bounds the profiles of one account.
 const MaxProfiles = 5
@@ -75,22 +34,8 @@ const (
 	CodeProfileLimit       = "profile_limit"
 )
 
-// Profile is one viewer of an account.
-type Profile struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
-
-// Account is the API shape.
-type Account struct {
-	ID       string    `json:"id"`
-	Email    string    `json:"email"`
-	Plan     string    `json:"plan"`
-	Profiles []Profile `json:"profiles"`
-}
-
 type record struct {
-	Account
+	events.Account
 	PasswordHash []byte    `json:"passwordHash"`
 	CreatedAt    time.Time `json:"createdAt"`
 }
@@ -117,8 +62,8 @@ func (s SignUp) Validate() error {
 }
 
 func validPlan(name string) error {
-	if _, ok := LookupPlan(name); !ok {
-		return kit.Invalid("plan", "plan must be one of %s", strings.Join(PlanNames(), ", "))
+	if _, ok := events.LookupPlan(name); !ok {
+		return kit.Invalid("plan", "plan must be one of %s", strings.Join(events.PlanNames(), ", "))
 	}
 	return nil
 }
@@ -154,29 +99,17 @@ func (p NewProfile) Validate() error {
 	return nil
 }
 
-// PlanChanged is the data of account.plan_changed.
-type PlanChanged struct {
-	AccountID string `json:"accountId"`
-	From      string `json:"from"`
-	To        string `json:"to"`
-}
-
-// Publisher sends events; *kit.Bus is one.
-type Publisher interface {
-	Publish(ctx context.Context, typ, id, subject string, data any) error
-}
-
 // Accounts holds the account logic.
 type Accounts struct {
 	accounts  *kit.Store[record]
 	passwords *kit.Passwords
-	pub       Publisher
+	pub       kit.Publisher
 	key       []byte
 	now       func() time.Time
 }
 
 // NewAccounts refuses nil dependencies.
-func NewAccounts(accounts *kit.Store[record], emails *kit.Store[kit.EmailClaim], pub Publisher, key []byte, cost int) (*Accounts, error) {
+func NewAccounts(accounts *kit.Store[record], emails *kit.Store[kit.EmailClaim], pub kit.Publisher, key []byte, cost int) (*Accounts, error) {
 	if accounts == nil || emails == nil || pub == nil || len(key) == 0 {
 		return nil, errors.New("account: NewAccounts needs stores, a publisher and a signing key")
 	}
@@ -197,25 +130,25 @@ func (a *Accounts) exists(ctx context.Context, id string) (bool, error) {
 }
 
 // Create signs up an account; a taken email is a 409.
-func (a *Accounts) Create(ctx context.Context, s SignUp) (Account, error) {
+func (a *Accounts) Create(ctx context.Context, s SignUp) (events.Account, error) {
 	if err := s.Validate(); err != nil {
-		return Account{}, err
+		return events.Account{}, err
 	}
 	hash, err := a.passwords.Hash(s.Password)
 	if err != nil {
-		return Account{}, err
+		return events.Account{}, err
 	}
 	rec := record{
-		Account:      Account{ID: kit.NewID(), Email: strings.ToLower(s.Email), Plan: s.Plan, Profiles: []Profile{}},
+		Account:      events.Account{ID: kit.NewID(), Email: strings.ToLower(s.Email), Plan: s.Plan, Profiles: []events.Profile{}},
 		PasswordHash: hash, CreatedAt: a.now().UTC(),
 	}
 	if err := a.passwords.Claim(ctx, rec.Email, rec.ID, a.exists); err != nil {
-		return Account{}, err
+		return events.Account{}, err
 	}
 	if _, err := a.accounts.Create(ctx, rec.ID, rec); err != nil {
-		return Account{}, err
+		return events.Account{}, err
 	}
-	if err := a.pub.Publish(ctx, catalog.AccountCreated, kit.EventID(catalog.AccountCreated, rec.ID), "accounts/"+rec.ID, rec.Account); err != nil {
+	if err := a.pub.Publish(ctx, kit.EventID(catalog.AccountCreated, rec.ID), "accounts/"+rec.ID, events.AccountCreated{Account: rec.Account}); err != nil {
 		kit.Logger(ctx).Warn("account.created not published", "account", rec.ID, "err", err)
 	}
 	return rec.Account, nil
@@ -240,13 +173,13 @@ func (a *Accounts) Login(ctx context.Context, l Login) (Token, error) {
 
 // Get returns an account to its owner. Content and playback call it with
 // the viewer's own token, so an account is never readable by anyone else.
-func (a *Accounts) Get(ctx context.Context, caller, id string) (Account, error) {
+func (a *Accounts) Get(ctx context.Context, caller, id string) (events.Account, error) {
 	if err := owner(caller, id); err != nil {
-		return Account{}, err
+		return events.Account{}, err
 	}
 	rec, _, err := a.accounts.Get(ctx, id)
 	if errors.Is(err, kit.ErrNotFound) {
-		return Account{}, kit.NotFound("account %q not found", id)
+		return events.Account{}, kit.NotFound("account %q not found", id)
 	}
 	return rec.Account, err
 }
@@ -273,9 +206,9 @@ func (a *Accounts) update(ctx context.Context, caller, id string, fn func(*recor
 }
 
 // ChangePlan switches the subscription and publishes account.plan_changed.
-func (a *Accounts) ChangePlan(ctx context.Context, caller, id string, s Subscription) (Account, error) {
+func (a *Accounts) ChangePlan(ctx context.Context, caller, id string, s Subscription) (events.Account, error) {
 	if err := validPlan(s.Plan); err != nil {
-		return Account{}, err
+		return events.Account{}, err
 	}
 	var from string
 	rec, err := a.update(ctx, caller, id, func(r *record) error {
@@ -287,13 +220,13 @@ func (a *Accounts) ChangePlan(ctx context.Context, caller, id string, s Subscrip
 		return nil
 	})
 	if err != nil {
-		return Account{}, err
+		return events.Account{}, err
 	}
 	if from != s.Plan {
 		// The id names the transition, so a retried request republishes
 		// the same event and consumers see it once.
 		evID := kit.EventID(catalog.AccountPlanChanged, id+":"+from+"-"+s.Plan+":"+a.now().UTC().Format(time.RFC3339))
-		if err := a.pub.Publish(ctx, catalog.AccountPlanChanged, evID, "accounts/"+id, PlanChanged{AccountID: id, From: from, To: s.Plan}); err != nil {
+		if err := a.pub.Publish(ctx, evID, "accounts/"+id, events.AccountPlanChanged{AccountID: id, From: from, To: s.Plan}); err != nil {
 			kit.Logger(ctx).Warn("account.plan_changed not published", "account", id, "err", err)
 		}
 	}
@@ -301,11 +234,11 @@ func (a *Accounts) ChangePlan(ctx context.Context, caller, id string, s Subscrip
 }
 
 // AddProfile adds a viewer profile, at most MaxProfiles per account.
-func (a *Accounts) AddProfile(ctx context.Context, caller, id string, p NewProfile) (Profile, error) {
+func (a *Accounts) AddProfile(ctx context.Context, caller, id string, p NewProfile) (events.Profile, error) {
 	if err := p.Validate(); err != nil {
-		return Profile{}, err
+		return events.Profile{}, err
 	}
-	prof := Profile{ID: kit.NewID(), Name: strings.TrimSpace(p.Name)}
+	prof := events.Profile{ID: kit.NewID(), Name: strings.TrimSpace(p.Name)}
 	_, err := a.update(ctx, caller, id, func(r *record) error {
 		if len(r.Profiles) >= MaxProfiles {
 			return kit.Errorf(http.StatusConflict, CodeProfileLimit, "an account has at most %d profiles", MaxProfiles)

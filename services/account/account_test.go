@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-dev/switchboard/services/account"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 	"github.com/switchboard-dev/switchboard/services/streaming/streamtest"
@@ -20,9 +21,9 @@ func start(t *testing.T) streamtest.Client {
 	return streamtest.Client{T: t, Base: r.URL}
 }
 
-func signUp(t *testing.T, c streamtest.Client, email, plan string) (account.Account, string) {
+func signUp(t *testing.T, c streamtest.Client, email, plan string) (events.Account, string) {
 	t.Helper()
-	var a account.Account
+	var a events.Account
 	c.Must(http.StatusCreated, "POST", "/accounts", account.SignUp{Email: email, Password: "correct-horse", Plan: plan}, &a)
 	var tok account.Token
 	c.Must(http.StatusOK, "POST", "/login", account.Login{Email: email, Password: "correct-horse"}, &tok)
@@ -34,19 +35,19 @@ func signUp(t *testing.T, c streamtest.Client, email, plan string) (account.Acco
 
 func TestAccountLifecycle(t *testing.T) {
 	c := start(t)
-	a, tok := signUp(t, c, "ada@example.com", account.Basic)
-	if a.Plan != account.Basic || len(a.Profiles) != 0 {
+	a, tok := signUp(t, c, "ada@example.com", events.PlanBasic)
+	if a.Plan != events.PlanBasic || len(a.Profiles) != 0 {
 		t.Fatalf("created %+v", a)
 	}
 	me := c.As(tok)
 
-	var got account.Account
+	var got events.Account
 	me.Must(http.StatusOK, "GET", "/accounts/"+a.ID, nil, &got)
 	if got.Email != "ada@example.com" {
 		t.Fatalf("got %+v", got)
 	}
-	me.Must(http.StatusOK, "PUT", "/accounts/"+a.ID+"/subscription", account.Subscription{Plan: account.Premium}, &got)
-	if got.Plan != account.Premium {
+	me.Must(http.StatusOK, "PUT", "/accounts/"+a.ID+"/subscription", account.Subscription{Plan: events.PlanPremium}, &got)
+	if got.Plan != events.PlanPremium {
 		t.Fatalf("plan not changed: %+v", got)
 	}
 	for i := range account.MaxProfiles {
@@ -64,8 +65,8 @@ func TestAccountLifecycle(t *testing.T) {
 
 func TestAccountErrors(t *testing.T) {
 	c := start(t)
-	a, tok := signUp(t, c, "bob@example.com", account.Standard)
-	_, other := signUp(t, c, "eve@example.com", account.Basic)
+	a, tok := signUp(t, c, "bob@example.com", events.PlanStandard)
+	_, other := signUp(t, c, "eve@example.com", events.PlanBasic)
 
 	tests := []struct {
 		name       string

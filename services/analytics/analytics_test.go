@@ -11,9 +11,9 @@ import (
 
 	"github.com/switchboard-dev/switchboard/services/analytics"
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
-	"github.com/switchboard-dev/switchboard/services/playback"
 	"github.com/switchboard-dev/switchboard/services/streaming/streamtest"
 )
 
@@ -36,21 +36,21 @@ func newRig(t *testing.T, n int, extra map[string]string) *rig {
 	return r
 }
 
-func ev(session, acct, video string, seq int, watched float64) playback.Event {
-	return playback.Event{SessionID: session, AccountID: acct, ContentID: video, Region: "eu", CDN: "edge-eu-1", Seq: seq, WatchedSec: watched, PositionSec: watched}
+func ev(session, acct, video string, seq int, watched float64) events.Playback {
+	return events.Playback{SessionID: session, AccountID: acct, ContentID: video, Region: "eu", CDN: "edge-eu-1", Seq: seq, WatchedSec: watched, PositionSec: watched}
 }
 
-func (r *rig) started(e playback.Event) {
+func (r *rig) started(e events.Playback) {
 	id := kit.EventID(catalog.PlaybackStarted, e.SessionID)
 	r.events.Publish(catalog.PlaybackStarted, id, id, time.Now(), e)
 }
 
-func (r *rig) beat(e playback.Event) {
+func (r *rig) beat(e events.Playback) {
 	id := kit.EventID(catalog.PlaybackHeartbeat, fmt.Sprintf("%s.%d", e.SessionID, e.Seq))
 	r.events.Publish(catalog.PlaybackHeartbeat, id, id, time.Now(), e)
 }
 
-func (r *rig) stopped(e playback.Event) {
+func (r *rig) stopped(e events.Playback) {
 	id := kit.EventID(catalog.PlaybackStopped, e.SessionID)
 	r.events.Publish(catalog.PlaybackStopped, id, id, time.Now(), e)
 }

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
-	"github.com/switchboard-dev/switchboard/services/playback"
 )
 
 // Session states, ordered: a merge keeps the higher one, so a redelivered
@@ -50,7 +50,7 @@ type fact struct {
 
 // decode turns an envelope into the fact it carries about its session.
 func decode(ev kit.Event) (fact, error) {
-	var p playback.Event
+	var p events.Playback
 	if err := json.Unmarshal(ev.Data, &p); err != nil {
 		return fact{}, fmt.Errorf("%w: %s: %v", kit.ErrPermanent, ev.ID, err)
 	}
@@ -60,10 +60,10 @@ func decode(ev kit.Event) (fact, error) {
 // envelope is kit.Event with the playback data decoded in the same pass:
 // ingest decodes every message, so one parse instead of two matters.
 type envelope struct {
-	ID   string         `json:"id"`
-	Type string         `json:"type"`
-	Time time.Time      `json:"time"`
-	Data playback.Event `json:"data"`
+	ID   string          `json:"id"`
+	Type string          `json:"type"`
+	Time time.Time       `json:"time"`
+	Data events.Playback `json:"data"`
 }
 
 // decodeMsg is decode for a raw message.
@@ -75,7 +75,7 @@ func decodeMsg(body []byte) (fact, error) {
 	return toFact(e.ID, e.Type, e.Time, e.Data)
 }
 
-func toFact(id, typ string, t time.Time, p playback.Event) (fact, error) {
+func toFact(id, typ string, t time.Time, p events.Playback) (fact, error) {
 	if !kit.ValidID(p.SessionID) || !kit.ValidID(p.ContentID) || !kit.ValidID(p.AccountID) {
 		return fact{}, fmt.Errorf("%w: %s: session, content and account ids are required", kit.ErrPermanent, id)
 	}

@@ -6,13 +6,13 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
-	"github.com/switchboard-dev/switchboard/services/playback"
 )
 
 func factAt(t *testing.T, typ string, at time.Time, seq int, watched float64) stat {
 	t.Helper()
-	data, _ := json.Marshal(playback.Event{SessionID: "s", AccountID: "a", ContentID: "v", Seq: seq, WatchedSec: watched})
+	data, _ := json.Marshal(events.Playback{SessionID: "s", AccountID: "a", ContentID: "v", Seq: seq, WatchedSec: watched})
 	f, err := decode(kit.Event{ID: "x", Type: typ, Time: at, Data: data})
 	if err != nil {
 		t.Fatal(err)

@@ -28,8 +28,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchboard-dev/switchboard/services/account"
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -39,50 +39,28 @@ const (
 	Ready    = "ready"
 )
 
-// Rendition is one encoded quality of a video. Qualities are named by
-// height.
-type Rendition struct {
-	Quality     string `json:"quality"`
-	Height      int    `json:"height"`
-	BitrateKbps int    `json:"bitrateKbps"`
-}
-
 // Ladder is every rendition the pipeline can produce, lowest first, with the
 // bitrate a player needs to play it smoothly. Playback's adaptive-bitrate
 // logic picks from the same ladder.
-var Ladder = []Rendition{
-	{"240p", 240, 400},
-	{"360p", 360, 800},
-	{"480p", 480, 1400},
-	{"720p", 720, 2800},
-	{"1080p", 1080, 5000},
-	{"1440p", 1440, 9000},
-	{"2160p", 2160, 16000},
+var Ladder = []events.Rendition{
+	{Quality: "240p", Height: 240, BitrateKbps: 400},
+	{Quality: "360p", Height: 360, BitrateKbps: 800},
+	{Quality: "480p", Height: 480, BitrateKbps: 1400},
+	{Quality: "720p", Height: 720, BitrateKbps: 2800},
+	{Quality: "1080p", Height: 1080, BitrateKbps: 5000},
+	{Quality: "1440p", Height: 1440, BitrateKbps: 9000},
+	{Quality: "2160p", Height: 2160, BitrateKbps: 16000},
 }
 
 // RenditionsFor returns the ladder up to the source's height.
-func RenditionsFor(sourceHeight int) []Rendition {
-	var out []Rendition
+func RenditionsFor(sourceHeight int) []events.Rendition {
+	var out []events.Rendition
 	for _, r := range Ladder {
 		if r.Height <= sourceHeight {
 			out = append(out, r)
 		}
 	}
 	return out
-}
-
-// Video is the API shape.
-type Video struct {
-	ID           string      `json:"id"`
-	Title        string      `json:"title"`
-	Genres       []string    `json:"genres"`
-	DurationSec  int         `json:"durationSec"`
-	Regions      []string    `json:"regions"`
-	MinPlan      string      `json:"minPlan"`
-	SourceHeight int         `json:"sourceHeight"`
-	Status       string      `json:"status"`
-	Renditions   []Rendition `json:"renditions"`
-	CreatedAt    time.Time   `json:"createdAt"`
 }
 
 // Upload is the body of POST /videos. SourceHeight is optional (1080 by
@@ -123,8 +101,8 @@ func (u Upload) Validate() error {
 			return kit.Invalid("regions", "region %q must be 1-64 letters, digits, '-' or '_'", r)
 		}
 	}
-	if _, ok := account.LookupPlan(u.MinPlan); !ok {
-		return kit.Invalid("minPlan", "minPlan must be one of %s", strings.Join(account.PlanNames(), ", "))
+	if _, ok := events.LookupPlan(u.MinPlan); !ok {
+		return kit.Invalid("minPlan", "minPlan must be one of %s", strings.Join(events.PlanNames(), ", "))
 	}
 	return nil
 }
@@ -135,17 +113,6 @@ type Access struct {
 	Reason  string `json:"reason"`
 }
 
-// EncodeJob is the data of content.encode.requested.
-type EncodeJob struct {
-	VideoID      string `json:"videoId"`
-	SourceHeight int    `json:"sourceHeight"`
-}
-
-// Publisher sends events; *kit.Bus is one.
-type Publisher interface {
-	Publish(ctx context.Context, typ, id, subject string, data any) error
-}
-
 // Caller performs calls to an upstream; *kit.Client is one.
 type Caller interface {
 	Do(ctx context.Context, req kit.Request) (*kit.Response, error)
@@ -153,8 +120,8 @@ type Caller interface {
 
 // Library holds the content logic.
 type Library struct {
-	videos   *kit.Store[Video]
-	pub      Publisher
+	videos   *kit.Store[events.Video]
+	pub      kit.Publisher
 	accounts Caller
 	now      func() time.Time
 	// encodeTime simulates the transcoder's work per job.
@@ -162,7 +129,7 @@ type Library struct {
 }
 
 // NewLibrary refuses nil dependencies.
-func NewLibrary(videos *kit.Store[Video], pub Publisher, accounts Caller, encodeTime time.Duration) (*Library, error) {
+func NewLibrary(videos *kit.Store[events.Video], pub kit.Publisher, accounts Caller, encodeTime time.Duration) (*Library, error) {
 	if videos == nil || pub == nil || accounts == nil {
 		return nil, errors.New("content: NewLibrary needs a store, a publisher and an account client")
 	}
@@ -170,30 +137,30 @@ func NewLibrary(videos *kit.Store[Video], pub Publisher, accounts Caller, encode
 }
 
 // Create stores a video as encoding and asks the pipeline to encode it.
-func (l *Library) Create(ctx context.Context, u Upload) (Video, error) {
+func (l *Library) Create(ctx context.Context, u Upload) (events.Video, error) {
 	if err := u.Validate(); err != nil {
-		return Video{}, err
+		return events.Video{}, err
 	}
 	return l.create(ctx, kit.NewID(), u)
 }
 
-func (l *Library) create(ctx context.Context, id string, u Upload) (Video, error) {
+func (l *Library) create(ctx context.Context, id string, u Upload) (events.Video, error) {
 	if u.SourceHeight == 0 {
 		u.SourceHeight = DefaultSourceHeight
 	}
-	v := Video{
+	v := events.Video{
 		ID: id, Title: strings.TrimSpace(u.Title), Genres: slices.Compact(slices.Sorted(slices.Values(u.Genres))),
 		DurationSec: u.DurationSec, Regions: slices.Compact(slices.Sorted(slices.Values(u.Regions))), MinPlan: u.MinPlan,
-		SourceHeight: u.SourceHeight, Status: Encoding, Renditions: []Rendition{}, CreatedAt: l.now().UTC(),
+		SourceHeight: u.SourceHeight, Status: Encoding, Renditions: []events.Rendition{}, CreatedAt: l.now().UTC(),
 	}
 	if _, err := l.videos.Create(ctx, id, v); err != nil {
-		return Video{}, err
+		return events.Video{}, err
 	}
-	if err := l.pub.Publish(ctx, catalog.ContentCreated, kit.EventID(catalog.ContentCreated, id), "videos/"+id, v); err != nil {
+	if err := l.pub.Publish(ctx, kit.EventID(catalog.ContentCreated, id), "videos/"+id, events.ContentCreated{Video: v}); err != nil {
 		kit.Logger(ctx).Warn("content.created not published", "video", id, "err", err)
 	}
-	job := EncodeJob{VideoID: id, SourceHeight: u.SourceHeight}
-	if err := l.pub.Publish(ctx, catalog.ContentEncodeRequested, kit.EventID(catalog.ContentEncodeRequested, id), "videos/"+id, job); err != nil {
+	job := events.ContentEncodeRequested{VideoID: id, SourceHeight: u.SourceHeight}
+	if err := l.pub.Publish(ctx, kit.EventID(catalog.ContentEncodeRequested, id), "videos/"+id, job); err != nil {
 		// The video is stored and truly "encoding": ResumeEncoding asks
 		// again once it has waited too long, so the answer stays honest.
 		kit.Logger(ctx).Warn("content.encode.requested not published; the resume sweep will ask again", "video", id, "err", err)
@@ -219,9 +186,9 @@ func (l *Library) ResumeEncoding(ctx context.Context, after time.Duration) (int,
 		if v.Status != Encoding || now.Sub(v.CreatedAt) < after {
 			continue
 		}
-		job := EncodeJob{VideoID: v.ID, SourceHeight: v.SourceHeight}
+		job := events.ContentEncodeRequested{VideoID: v.ID, SourceHeight: v.SourceHeight}
 		id := kit.EventID(catalog.ContentEncodeRequested, v.ID+"@"+period)
-		if err := l.pub.Publish(ctx, catalog.ContentEncodeRequested, id, "videos/"+v.ID, job); err != nil {
+		if err := l.pub.Publish(ctx, id, "videos/"+v.ID, job); err != nil {
 			return asked, fmt.Errorf("re-requesting encoding of %s: %w", v.ID, err)
 		}
 		asked++
@@ -230,37 +197,37 @@ func (l *Library) ResumeEncoding(ctx context.Context, after time.Duration) (int,
 }
 
 // Get returns one video.
-func (l *Library) Get(ctx context.Context, id string) (Video, error) {
+func (l *Library) Get(ctx context.Context, id string) (events.Video, error) {
 	if !kit.ValidID(id) {
-		return Video{}, kit.NotFound("video %q not found", id)
+		return events.Video{}, kit.NotFound("video %q not found", id)
 	}
 	v, _, err := l.videos.Get(ctx, id)
 	if errors.Is(err, kit.ErrNotFound) {
-		return Video{}, kit.NotFound("video %q not found", id)
+		return events.Video{}, kit.NotFound("video %q not found", id)
 	}
 	return v, err
 }
 
 // List returns every video, or those of one genre, newest first.
-func (l *Library) List(ctx context.Context, genre string) ([]Video, error) {
+func (l *Library) List(ctx context.Context, genre string) ([]events.Video, error) {
 	vs, err := l.videos.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := []Video{}
+	out := []events.Video{}
 	for _, v := range vs {
 		if genre == "" || slices.Contains(v.Genres, genre) {
 			out = append(out, v)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b Video) int { return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(a.ID, b.ID)) })
+	slices.SortStableFunc(out, func(a, b events.Video) int { return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(a.ID, b.ID)) })
 	return out, nil
 }
 
 // OnEncodeRequested is the encoding worker: it produces the renditions,
 // marks the video ready and publishes content.encoded, once per video.
 func (l *Library) OnEncodeRequested(ctx context.Context, ev kit.Event) error {
-	var job EncodeJob
+	var job events.ContentEncodeRequested
 	if err := json.Unmarshal(ev.Data, &job); err != nil || !kit.ValidID(job.VideoID) {
 		return fmt.Errorf("%w: bad encode job %s: %v", kit.ErrPermanent, ev.ID, err)
 	}
@@ -279,7 +246,7 @@ func (l *Library) OnEncodeRequested(ctx context.Context, ev kit.Event) error {
 			return ctx.Err()
 		}
 	}
-	v, err := l.videos.Update(ctx, job.VideoID, func(v *Video) error {
+	v, err := l.videos.Update(ctx, job.VideoID, func(v *events.Video) error {
 		if v.Status == Ready {
 			return kit.ErrNoChange
 		}
@@ -293,7 +260,7 @@ func (l *Library) OnEncodeRequested(ctx context.Context, ev kit.Event) error {
 	// Publish even when already ready: the worker that marked it may have
 	// died before publishing. The deterministic id makes this a no-op
 	// otherwise.
-	if err := l.pub.Publish(ctx, catalog.ContentEncoded, kit.EventID(catalog.ContentEncoded, v.ID), "videos/"+v.ID, v); err != nil {
+	if err := l.pub.Publish(ctx, kit.EventID(catalog.ContentEncoded, v.ID), "videos/"+v.ID, events.ContentEncoded{Video: v}); err != nil {
 		return err
 	}
 	if already {
@@ -341,12 +308,12 @@ func (l *Library) CheckAccess(ctx context.Context, id, accountID, region, author
 	case resp.Status != http.StatusOK:
 		return Access{}, kit.Unavailable("account answered %d", resp.Status)
 	}
-	var acc account.Account
+	var acc events.Account
 	if err := resp.JSON(&acc); err != nil {
 		return Access{}, kit.Unavailable("account answered garbage: %v", err)
 	}
-	have, ok := account.LookupPlan(acc.Plan)
-	need, _ := account.LookupPlan(v.MinPlan)
+	have, ok := events.LookupPlan(acc.Plan)
+	need, _ := events.LookupPlan(v.MinPlan)
 	if !ok || have.Rank < need.Rank {
 		return Access{Reason: fmt.Sprintf("plan %s does not include this video: it needs %s or better", acc.Plan, v.MinPlan)}, nil
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-dev/switchboard/services/account"
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/content"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 	"github.com/switchboard-dev/switchboard/services/streaming/streamtest"
@@ -56,16 +57,16 @@ func start(t *testing.T, extra map[string]string) env {
 
 func signUp(t *testing.T, c streamtest.Client, email, plan string) (string, string) {
 	t.Helper()
-	var a account.Account
+	var a events.Account
 	c.Must(http.StatusCreated, "POST", "/accounts", account.SignUp{Email: email, Password: "correct-horse", Plan: plan}, &a)
 	var tok account.Token
 	c.Must(http.StatusOK, "POST", "/login", account.Login{Email: email, Password: "correct-horse"}, &tok)
 	return a.ID, tok.Token
 }
 
-func waitReady(t *testing.T, c streamtest.Client, id string) content.Video {
+func waitReady(t *testing.T, c streamtest.Client, id string) events.Video {
 	t.Helper()
-	var v content.Video
+	var v events.Video
 	kittest.Eventually(t, 10*time.Second, "video "+id+" ready", func() bool {
 		c.Must(http.StatusOK, "GET", "/videos/"+id, nil, &v)
 		return v.Status == content.Ready
@@ -75,9 +76,9 @@ func waitReady(t *testing.T, c streamtest.Client, id string) content.Video {
 
 func TestUploadEncodesThroughThePipeline(t *testing.T) {
 	e := start(t, nil)
-	var v content.Video
+	var v events.Video
 	e.videos.Must(http.StatusCreated, "POST", "/videos", content.Upload{
-		Title: "Night Train", Genres: []string{"drama"}, DurationSec: 1200, Regions: []string{"eu"}, MinPlan: account.Basic, SourceHeight: 1080,
+		Title: "Night Train", Genres: []string{"drama"}, DurationSec: 1200, Regions: []string{"eu"}, MinPlan: events.PlanBasic, SourceHeight: 1080,
 	}, &v)
 	if v.Status != content.Encoding || len(v.Renditions) != 0 {
 		t.Fatalf("upload answered %+v, want encoding without renditions", v)
@@ -91,7 +92,7 @@ func TestUploadEncodesThroughThePipeline(t *testing.T) {
 		t.Fatalf("renditions %v, want %v (capped by the 1080p source)", got, want)
 	}
 
-	var list struct{ Items []content.Video }
+	var list struct{ Items []events.Video }
 	e.videos.Must(http.StatusOK, "GET", "/videos?genre=drama", nil, &list)
 	if len(list.Items) != 1 || list.Items[0].ID != v.ID {
 		t.Fatalf("genre filter: %+v", list.Items)
@@ -104,11 +105,11 @@ func TestUploadEncodesThroughThePipeline(t *testing.T) {
 
 func TestAccess(t *testing.T) {
 	e := start(t, nil)
-	basicID, basicTok := signUp(t, e.accounts, "basic@example.com", account.Basic)
-	premID, premTok := signUp(t, e.accounts, "prem@example.com", account.Premium)
-	var v content.Video
+	basicID, basicTok := signUp(t, e.accounts, "basic@example.com", events.PlanBasic)
+	premID, premTok := signUp(t, e.accounts, "prem@example.com", events.PlanPremium)
+	var v events.Video
 	e.videos.Must(http.StatusCreated, "POST", "/videos", content.Upload{
-		Title: "Deep Sea", Genres: []string{"nature"}, DurationSec: 600, Regions: []string{"eu", "us"}, MinPlan: account.Standard,
+		Title: "Deep Sea", Genres: []string{"nature"}, DurationSec: 600, Regions: []string{"eu", "us"}, MinPlan: events.PlanStandard,
 	}, &v)
 	waitReady(t, e.videos, v.ID)
 
@@ -150,10 +151,10 @@ func TestAccess(t *testing.T) {
 
 func TestAccessWhileEncoding(t *testing.T) {
 	e := start(t, map[string]string{"ENCODE_TIME": "1h"})
-	id, tok := signUp(t, e.accounts, "early@example.com", account.Premium)
-	var v content.Video
+	id, tok := signUp(t, e.accounts, "early@example.com", events.PlanPremium)
+	var v events.Video
 	e.videos.Must(http.StatusCreated, "POST", "/videos", content.Upload{
-		Title: "Soon", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"}, MinPlan: account.Basic,
+		Title: "Soon", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"}, MinPlan: events.PlanBasic,
 	}, &v)
 	var a content.Access
 	e.videos.As(tok).Must(http.StatusOK, "GET", "/videos/"+v.ID+"/access?accountId="+id+"&region=eu", nil, &a)
@@ -164,7 +165,7 @@ func TestAccessWhileEncoding(t *testing.T) {
 
 func TestUploadValidation(t *testing.T) {
 	e := start(t, nil)
-	good := content.Upload{Title: "T", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"}, MinPlan: account.Basic}
+	good := content.Upload{Title: "T", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"}, MinPlan: events.PlanBasic}
 	tests := []struct {
 		name  string
 		edit  func(*content.Upload)
@@ -247,8 +248,8 @@ func TestAStalledEncodingIsResumed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	orphan := content.Video{ID: "orphan1", Title: "Lost Job", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"},
-		MinPlan: account.Basic, SourceHeight: 720, Status: content.Encoding, Renditions: []content.Rendition{}, CreatedAt: time.Now().Add(-time.Hour)}
+	orphan := events.Video{ID: "orphan1", Title: "Lost Job", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"},
+		MinPlan: events.PlanBasic, SourceHeight: 720, Status: content.Encoding, Renditions: []events.Rendition{}, CreatedAt: time.Now().Add(-time.Hour)}
 	raw, _ := json.Marshal(orphan)
 	if _, err := kv.Put(ctx, orphan.ID, raw); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -37,7 +38,7 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 			return nil, err
 		}
 	}
-	videos, err := kit.NewStore[Video](d.Bus.Bucket("videos"))
+	videos, err := kit.NewStore[events.Video](d.Bus.Bucket("videos"))
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +103,7 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 
 func (s *service) list(w http.ResponseWriter, r *http.Request) {
 	vs, err := s.lib.List(r.Context(), r.URL.Query().Get("genre"))
-	kit.Reply(w, r, http.StatusOK, map[string][]Video{"items": vs}, err)
+	kit.Reply(w, r, http.StatusOK, map[string][]events.Video{"items": vs}, err)
 }
 
 func (s *service) get(w http.ResponseWriter, r *http.Request) {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/switchboard-dev/switchboard/services/account"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -14,11 +14,11 @@ var Demo = []struct {
 	ID string
 	Upload
 }{
-	{"big-buck-bunny", Upload{Title: "Big Buck Bunny", Genres: []string{"animation", "comedy"}, DurationSec: 596, Regions: []string{"eu", "us", "apac"}, MinPlan: account.Basic, SourceHeight: 2160}},
-	{"sintel", Upload{Title: "Sintel", Genres: []string{"animation", "fantasy"}, DurationSec: 888, Regions: []string{"eu", "us", "apac"}, MinPlan: account.Basic, SourceHeight: 1080}},
-	{"tears-of-steel", Upload{Title: "Tears of Steel", Genres: []string{"scifi", "action"}, DurationSec: 734, Regions: []string{"eu", "us"}, MinPlan: account.Standard, SourceHeight: 2160}},
-	{"cosmos-laundromat", Upload{Title: "Cosmos Laundromat", Genres: []string{"animation", "drama"}, DurationSec: 730, Regions: []string{"eu"}, MinPlan: account.Basic, SourceHeight: 1440}},
-	{"spring", Upload{Title: "Spring", Genres: []string{"animation", "fantasy"}, DurationSec: 464, Regions: []string{"eu", "us", "apac"}, MinPlan: account.Premium, SourceHeight: 2160}},
+	{"big-buck-bunny", Upload{Title: "Big Buck Bunny", Genres: []string{"animation", "comedy"}, DurationSec: 596, Regions: []string{"eu", "us", "apac"}, MinPlan: events.PlanBasic, SourceHeight: 2160}},
+	{"sintel", Upload{Title: "Sintel", Genres: []string{"animation", "fantasy"}, DurationSec: 888, Regions: []string{"eu", "us", "apac"}, MinPlan: events.PlanBasic, SourceHeight: 1080}},
+	{"tears-of-steel", Upload{Title: "Tears of Steel", Genres: []string{"scifi", "action"}, DurationSec: 734, Regions: []string{"eu", "us"}, MinPlan: events.PlanStandard, SourceHeight: 2160}},
+	{"cosmos-laundromat", Upload{Title: "Cosmos Laundromat", Genres: []string{"animation", "drama"}, DurationSec: 730, Regions: []string{"eu"}, MinPlan: events.PlanBasic, SourceHeight: 1440}},
+	{"spring", Upload{Title: "Spring", Genres: []string{"animation", "fantasy"}, DurationSec: 464, Regions: []string{"eu", "us", "apac"}, MinPlan: events.PlanPremium, SourceHeight: 2160}},
 }
 
 // Seed uploads the demo videos that do not exist yet; the pipeline encodes

@@ -199,11 +199,23 @@ type Event struct {
 // republishes the same event and every dedupe layer recognises it.
 func EventID(typ, entity string) string { return typ + ":" + entity }
 
-// Publish sends an event of type typ about subject with data, with
+// Payload is the data of an event: one of the structs of services/events,
+// each of which names the subject it is published on.
+type Payload interface {
+	EventType() string
+}
+
+// Publisher sends events; *Bus is one.
+type Publisher interface {
+	Publish(ctx context.Context, id, subject string, data Payload) error
+}
+
+// Publish sends data as an event of its type about subject, with
 // Nats-Msg-Id = id. Pass a deterministic id (see EventID). It refuses a type
 // missing from the service's catalog row: what a service publishes is
 // declared there, and the broker's permissions follow the row.
-func (b *Bus) Publish(ctx context.Context, typ, id, subject string, data any) error {
+func (b *Bus) Publish(ctx context.Context, id, subject string, data Payload) error {
+	typ := data.EventType()
 	if !slices.Contains(b.svc.Publishes, typ) {
 		return fmt.Errorf("kit: %s does not publish %s: it is not in its catalog row", b.svc.Name, typ)
 	}

@@ -58,8 +58,9 @@
 //
 // State changes go through Store.Update(ctx, key, func(*T) error), which
 // retries on a revision conflict, so replicas never lose writes. Events are
-// published with Bus.Publish(ctx, type, kit.EventID(type, entity), …): the id
-// is deterministic, becomes Nats-Msg-Id, and consumers drop what they have
+// published with Bus.Publish(ctx, kit.EventID(type, entity), entity, data),
+// where data is the struct of services/events for the subject: the id is
+// deterministic, becomes Nats-Msg-Id, and consumers drop what they have
 // seen by that id.
 //
 // Errors: return *kit.Error (kit.Invalid, kit.NotFound, kit.Errorf …) and

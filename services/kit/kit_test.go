@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 )
@@ -301,17 +301,19 @@ func TestStoreUpdateNeverLosesWrites(t *testing.T) {
 	}
 }
 
+var confirmed = events.OrderConfirmed{OrderOutcome: events.OrderOutcome{ID: "1", Total: 1}}
+
 func TestBusRefusesWhatItsCatalogRowDoesNotList(t *testing.T) {
 	ctx := context.Background()
 	b := kittest.StartNATS(t, "")
 	order, notification := b.Bus(t, "order"), b.Bus(t, "notification")
-	if err := order.Publish(ctx, catalog.OrderConfirmed, "e1", "orders/1", map[string]int{"total": 1}); err != nil {
+	if err := order.Publish(ctx, "e1", "orders/1", confirmed); err != nil {
 		t.Fatalf("order publishing order.confirmed: %v", err)
 	}
-	if err := notification.Publish(ctx, catalog.OrderConfirmed, "e2", "orders/1", map[string]int{"total": 1}); err == nil {
+	if err := notification.Publish(ctx, "e2", "orders/1", confirmed); err == nil {
 		t.Fatal("notification published order.confirmed, which its row does not list")
 	}
-	if err := order.Publish(ctx, catalog.PaymentCompleted, "e3", "payments/1", map[string]int{"amount": 1}); err == nil {
+	if err := order.Publish(ctx, "e3", "payments/1", events.PaymentCompleted{}); err == nil {
 		t.Fatal("order published payment.completed, which its row does not list")
 	}
 	handle := func(context.Context, kit.Event) error { return nil }
@@ -346,11 +348,11 @@ func TestConsumerRetriesThenAcks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pub.Publish(ctx, catalog.OrderConfirmed, "e1", "orders/1", map[string]int{"total": 1}); err != nil {
+	if err := pub.Publish(ctx, "e1", "orders/1", confirmed); err != nil {
 		t.Fatal(err)
 	}
 	// Same Nats-Msg-Id: JetStream drops it within the window.
-	if err := pub.Publish(ctx, catalog.OrderConfirmed, "e1", "orders/1", map[string]int{"total": 1}); err != nil {
+	if err := pub.Publish(ctx, "e1", "orders/1", confirmed); err != nil {
 		t.Fatal(err)
 	}
 	kittest.Eventually(t, 10*time.Second, "the retried event to be handled", func() bool {

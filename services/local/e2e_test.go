@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 	"github.com/switchboard-dev/switchboard/services/local"
@@ -187,7 +188,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	t.Run("a confirmed order decreases stock, credits points and records a notification", func(t *testing.T) {
 		a := api{t: t, base: a.base, token: a.token}
 		before := a.stock("monitor")
-		var o order.Order
+		var o events.Order
 		a.must(201, "POST", "/api/order/orders", map[string]any{
 			"items": []map[string]any{{"productId": "monitor", "quantity": 1}}, "paymentMethod": "card", "shippingAddress": "1 Main St",
 		}, kit.HeaderIdempotencyKey, "first").json(t, &o)
@@ -207,14 +208,14 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 			return countNotifications(a, userID, catalog.OrderConfirmed) == 1
 		})
 		// The same Idempotency-Key answers with the same order.
-		var again order.Order
+		var again events.Order
 		a.must(201, "POST", "/api/order/orders", map[string]any{
 			"items": []map[string]any{{"productId": "monitor", "quantity": 1}}, "paymentMethod": "card", "shippingAddress": "1 Main St",
 		}, kit.HeaderIdempotencyKey, "first").json(t, &again)
 		if again.ID != o.ID || a.stock("monitor").Available != before.Available-1 {
 			t.Fatal("a retried POST placed a second order")
 		}
-		var list struct{ Items []order.Order }
+		var list struct{ Items []events.Order }
 		a.must(200, "GET", "/api/order/orders", nil).json(t, &list)
 		if len(list.Items) != 1 {
 			t.Fatalf("orders list has %d items", len(list.Items))
@@ -231,7 +232,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 		if after := a.stock("monitor"); after != before {
 			t.Fatalf("stock %+v → %+v", before, after)
 		}
-		var o order.Order
+		var o events.Order
 		a.must(200, "GET", "/api/order/orders/"+order.IDFor(userID, "too-many"), nil).json(t, &o)
 		if o.Status != order.Cancelled {
 			t.Fatalf("order status %s", o.Status)
@@ -248,7 +249,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 		if after := a.stock("keyboard"); after != before {
 			t.Fatalf("stock %+v → %+v", before, after)
 		}
-		var o order.Order
+		var o events.Order
 		a.must(200, "GET", "/api/order/orders/"+order.IDFor(userID, "declined"), nil).json(t, &o)
 		if o.Status != order.Cancelled {
 			t.Fatalf("order status %s", o.Status)
@@ -381,7 +382,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 		if err := p.Restart(ctx, "order"); err != nil {
 			t.Fatal(err)
 		}
-		var o order.Order
+		var o events.Order
 		kittest.Eventually(t, 20*time.Second, "the resumed saga to finish", func() bool {
 			a.must(200, "GET", "/api/order/orders/"+order.IDFor(userID, "crash"), nil).json(t, &o)
 			return o.Status != order.Pending

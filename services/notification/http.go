@@ -48,6 +48,9 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 		if _, ok := Routes[subj]; !ok {
 			return nil, errors.New("notification: no channel route for " + subj)
 		}
+		if _, ok := readers[subj]; !ok {
+			return nil, errors.New("notification: no reader for " + subj)
+		}
 	}
 	return &service{n: n, bus: d.Bus, consumers: d.Config.Service.Consumers}, nil
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -50,36 +51,57 @@ var Routes = map[string]string{
 	catalog.PaymentFailed:    SMS,
 }
 
-// templates per event type and channel. Data is the event's data plus
-// Amount (minor units formatted as 12.34).
+// recipient is whom a notification is for.
+type recipient struct{ userID, email string }
+
+// reader decodes an event's data into its struct from services/events,
+// which the templates then render, and says whom it is for.
+type reader func(raw []byte) (data any, to recipient, err error)
+
+func readAs[T any](to func(T) recipient) reader {
+	return func(raw []byte) (any, recipient, error) {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, recipient{}, err
+		}
+		return v, to(v), nil
+	}
+}
+
+// readers hold a reader per event type in Routes.
+var readers = map[string]reader{
+	catalog.OrderConfirmed:   readAs(func(e events.OrderConfirmed) recipient { return recipient{e.UserID, e.Email} }),
+	catalog.OrderCancelled:   readAs(func(e events.OrderCancelled) recipient { return recipient{e.UserID, e.Email} }),
+	catalog.PaymentCompleted: readAs(func(e events.PaymentCompleted) recipient { return recipient{userID: e.UserID} }),
+	catalog.PaymentFailed:    readAs(func(e events.PaymentFailed) recipient { return recipient{userID: e.UserID} }),
+}
+
+// templates per event type and channel, executed on the event's struct;
+// money formats minor units as 12.34.
 var templates = map[string]map[string]string{
 	catalog.OrderConfirmed: {
-		Email: "Subject: Order {{.id}} confirmed\n\nThank you! Your order {{.id}} of {{len .items}} item(s) is confirmed. Total: {{money .total}}.",
-		SMS:   "Order {{.id}} confirmed, total {{money .total}}.",
-		Push:  "Order confirmed: {{money .total}}",
+		Email: "Subject: Order {{.ID}} confirmed\n\nThank you! Your order {{.ID}} of {{len .Items}} item(s) is confirmed. Total: {{money .Total}}.",
+		SMS:   "Order {{.ID}} confirmed, total {{money .Total}}.",
+		Push:  "Order confirmed: {{money .Total}}",
 	},
 	catalog.OrderCancelled: {
-		Email: "Subject: Order {{.id}} cancelled\n\nYour order {{.id}} was cancelled{{with .error}}: {{.message}}{{end}}. Nothing was charged.",
-		SMS:   "Order {{.id}} cancelled{{with .error}} ({{.code}}){{end}}.",
+		Email: "Subject: Order {{.ID}} cancelled\n\nYour order {{.ID}} was cancelled{{with .Error}}: {{.Message}}{{end}}. Nothing was charged.",
+		SMS:   "Order {{.ID}} cancelled{{with .Error}} ({{.Code}}){{end}}.",
 		Push:  "Order cancelled",
 	},
 	catalog.PaymentCompleted: {
-		Email: "Subject: Payment received\n\nWe received {{money .amount}} for order {{.orderId}}.",
-		SMS:   "Payment of {{money .amount}} received for order {{.orderId}}.",
-		Push:  "Paid {{money .amount}} for order {{.orderId}}",
+		Email: "Subject: Payment received\n\nWe received {{money .Amount}} for order {{.OrderID}}.",
+		SMS:   "Payment of {{money .Amount}} received for order {{.OrderID}}.",
+		Push:  "Paid {{money .Amount}} for order {{.OrderID}}",
 	},
 	catalog.PaymentFailed: {
-		Email: "Subject: Payment declined\n\nYour payment of {{money .amount}} for order {{.orderId}} was declined: {{.reason}}.",
-		SMS:   "Payment of {{money .amount}} for order {{.orderId}} declined: {{.reason}}.",
+		Email: "Subject: Payment declined\n\nYour payment of {{money .Amount}} for order {{.OrderID}} was declined: {{.Reason}}.",
+		SMS:   "Payment of {{money .Amount}} for order {{.OrderID}} declined: {{.Reason}}.",
 		Push:  "Payment declined",
 	},
 }
 
-func money(v any) string {
-	f, _ := v.(float64)
-	n := int64(f)
-	return fmt.Sprintf("%d.%02d", n/100, n%100)
-}
+func money(n int64) string { return fmt.Sprintf("%d.%02d", n/100, n%100) }
 
 // Renderer holds the parsed templates.
 type Renderer struct {
@@ -92,7 +114,7 @@ func NewRenderer() (*Renderer, error) {
 	for typ, byChannel := range templates {
 		r.t[typ] = map[string]*template.Template{}
 		for ch, src := range byChannel {
-			t, err := template.New(typ + "/" + ch).Funcs(template.FuncMap{"money": money}).Option("missingkey=zero").Parse(src)
+			t, err := template.New(typ + "/" + ch).Funcs(template.FuncMap{"money": money}).Parse(src)
 			if err != nil {
 				return nil, err
 			}
@@ -102,8 +124,9 @@ func NewRenderer() (*Renderer, error) {
 	return r, nil
 }
 
-// Render renders the template of an event type for a channel.
-func (r *Renderer) Render(typ, channel string, data map[string]any) (string, error) {
+// Render renders the template of an event type for a channel, on the
+// event's struct from services/events.
+func (r *Renderer) Render(typ, channel string, data any) (string, error) {
 	t, ok := r.t[typ][channel]
 	if !ok {
 		return "", fmt.Errorf("no template for %s on %s", typ, channel)
@@ -170,19 +193,19 @@ func idFor(eventID string) string {
 // Handle sends and records the notification of one event, once.
 func (n *Notifier) Handle(ctx context.Context, ev kit.Event) error {
 	channel, ok := Routes[ev.Type]
-	if !ok {
+	read, readable := readers[ev.Type]
+	if !ok || !readable {
 		return fmt.Errorf("%w: no route for %s", kit.ErrPermanent, ev.Type)
 	}
-	var data map[string]any
-	if err := json.Unmarshal(ev.Data, &data); err != nil {
+	data, to, err := read(ev.Data)
+	if err != nil {
 		return fmt.Errorf("%w: %v", kit.ErrPermanent, err)
 	}
-	userID, _ := data["userId"].(string)
-	if !kit.ValidID(userID) {
+	if !kit.ValidID(to.userID) {
 		return fmt.Errorf("%w: event %s has no valid userId", kit.ErrPermanent, ev.ID)
 	}
 	id := idFor(ev.ID)
-	key := userID + "." + id
+	key := to.userID + "." + id
 	if _, _, err := n.store.Get(ctx, key); err == nil {
 		return kit.ErrDuplicate
 	} else if !errors.Is(err, kit.ErrNotFound) {
@@ -192,8 +215,7 @@ func (n *Notifier) Handle(ctx context.Context, ev kit.Event) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", kit.ErrPermanent, err)
 	}
-	email, _ := data["email"].(string)
-	rec := Notification{ID: id, UserID: userID, Event: ev.Type, Channel: channel, Body: body, EventID: ev.ID, To: email}
+	rec := Notification{ID: id, UserID: to.userID, Event: ev.Type, Channel: channel, Body: body, EventID: ev.ID, To: to.email}
 	if err := n.sender.Send(ctx, rec); err != nil {
 		return fmt.Errorf("send %s: %w", channel, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 )
@@ -29,13 +30,41 @@ func TestEveryEventAndChannelRenders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := map[string]any{"id": "o1", "userId": "u1", "total": 12345.0, "amount": 12345.0, "orderId": "o1", "reason": "card declined",
-		"items": []any{1}, "error": map[string]any{"code": "out_of_stock", "message": "only 0 left"}}
+	order := events.OrderOutcome{ID: "o1", UserID: "u1", Items: []events.Item{{ProductID: "p1", Quantity: 2, Price: 5000}}, Total: 10000}
+	payment := events.Payment{OrderID: "o1", UserID: "u1", Amount: 10000}
+	cancelled, failed := order, payment
+	cancelled.Error = &kit.Error{Code: "out_of_stock", Message: "only 0 left"}
+	failed.Reason = "card declined"
+	data := map[string]any{
+		catalog.OrderConfirmed:   events.OrderConfirmed{OrderOutcome: order},
+		catalog.OrderCancelled:   events.OrderCancelled{OrderOutcome: cancelled},
+		catalog.PaymentCompleted: events.PaymentCompleted{Payment: payment},
+		catalog.PaymentFailed:    events.PaymentFailed{Payment: failed},
+	}
+	// What the templates rendered from the same events when they still
+	// read them as maps of their JSON.
+	want := map[string]string{
+		catalog.OrderConfirmed + "/" + Email:   "Subject: Order o1 confirmed\n\nThank you! Your order o1 of 1 item(s) is confirmed. Total: 100.00.",
+		catalog.OrderConfirmed + "/" + SMS:     "Order o1 confirmed, total 100.00.",
+		catalog.OrderConfirmed + "/" + Push:    "Order confirmed: 100.00",
+		catalog.OrderCancelled + "/" + Email:   "Subject: Order o1 cancelled\n\nYour order o1 was cancelled: only 0 left. Nothing was charged.",
+		catalog.OrderCancelled + "/" + SMS:     "Order o1 cancelled (out_of_stock).",
+		catalog.OrderCancelled + "/" + Push:    "Order cancelled",
+		catalog.PaymentCompleted + "/" + Email: "Subject: Payment received\n\nWe received 100.00 for order o1.",
+		catalog.PaymentCompleted + "/" + SMS:   "Payment of 100.00 received for order o1.",
+		catalog.PaymentCompleted + "/" + Push:  "Paid 100.00 for order o1",
+		catalog.PaymentFailed + "/" + Email:    "Subject: Payment declined\n\nYour payment of 100.00 for order o1 was declined: card declined.",
+		catalog.PaymentFailed + "/" + SMS:      "Payment of 100.00 for order o1 declined: card declined.",
+		catalog.PaymentFailed + "/" + Push:     "Payment declined",
+	}
 	for _, typ := range consumes(t) {
 		for _, ch := range []string{Email, SMS, Push} {
-			body, err := r.Render(typ, ch, data)
+			body, err := r.Render(typ, ch, data[typ])
 			if err != nil || body == "" {
 				t.Errorf("%s/%s: %q %v", typ, ch, body, err)
+			}
+			if body != want[typ+"/"+ch] {
+				t.Errorf("%s/%s rendered %q, want %q", typ, ch, body, want[typ+"/"+ch])
 			}
 		}
 	}

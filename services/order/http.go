@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -95,8 +96,8 @@ func (s *service) place(w http.ResponseWriter, r *http.Request) {
 		if o.ID != "" {
 			// Failed orders still answer with the order, next to the error.
 			kit.WriteJSON(w, status, struct {
-				Error kit.Error `json:"error"`
-				Order Order     `json:"order"`
+				Error kit.Error    `json:"error"`
+				Order events.Order `json:"order"`
 			}{*e, o})
 			return
 		}
@@ -123,5 +124,5 @@ func (s *service) list(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, err)
 		return
 	}
-	kit.WriteJSON(w, http.StatusOK, map[string][]Order{"items": os})
+	kit.WriteJSON(w, http.StatusOK, map[string][]events.Order{"items": os})
 }

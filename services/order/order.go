@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -38,45 +39,16 @@ const (
 	CodeUnknownProduct  = "unknown_product"
 )
 
-// Item is one line of an order; Price is filled from the reservation.
-type Item struct {
-	ProductID string `json:"productId"`
-	Quantity  int64  `json:"quantity"`
-	Price     int64  `json:"price,omitempty"`
-}
-
-// Change is one entry of the status history.
-type Change struct {
-	Status string    `json:"status"`
-	At     time.Time `json:"at"`
-	Reason string    `json:"reason,omitempty"`
-}
-
-// Order is the API shape.
-type Order struct {
-	ID              string     `json:"id"`
-	UserID          string     `json:"userId"`
-	Status          string     `json:"status"`
-	Items           []Item     `json:"items"`
-	Total           int64      `json:"total"`
-	PaymentMethod   string     `json:"paymentMethod"`
-	ShippingAddress string     `json:"shippingAddress"`
-	PaymentID       string     `json:"paymentId,omitempty"`
-	Error           *kit.Error `json:"error,omitempty"`
-	History         []Change   `json:"history"`
-	CreatedAt       time.Time  `json:"createdAt"`
-	UpdatedAt       time.Time  `json:"updatedAt"`
-}
-
 // Owed compensation steps, persisted with a cancellation.
 const (
 	oweRelease = "release"
 	oweRefund  = "refund"
 )
 
-// record is what the orders bucket holds: the order plus saga bookkeeping.
+// record is what the orders bucket holds: the order (the API shape, which
+// order.created carries) plus saga bookkeeping.
 type record struct {
-	Order
+	events.Order
 	Email      string    `json:"email,omitempty"`
 	ErrStatus  int       `json:"errStatus,omitempty"`
 	LeaseOwner string    `json:"leaseOwner,omitempty"`
@@ -88,9 +60,9 @@ func (r *record) done() bool { return r.Status != Pending && len(r.Owed) == 0 }
 
 // PlaceRequest is the body of POST /orders.
 type PlaceRequest struct {
-	Items           []Item `json:"items"`
-	PaymentMethod   string `json:"paymentMethod"`
-	ShippingAddress string `json:"shippingAddress"`
+	Items           []events.Item `json:"items"`
+	PaymentMethod   string        `json:"paymentMethod"`
+	ShippingAddress string        `json:"shippingAddress"`
 }
 
 // MaxItems bounds an order's lines.
@@ -159,13 +131,13 @@ var ErrMissingKey = &kit.Error{Status: http.StatusBadRequest, Code: kit.CodeInva
 
 // newRecord builds the pending record of a new order, leased to owner.
 func newRecord(id string, c *kit.Claims, req PlaceRequest, owner string, now time.Time, lease time.Duration) record {
-	items := make([]Item, len(req.Items))
+	items := make([]events.Item, len(req.Items))
 	copy(items, req.Items)
 	return record{
-		Order: Order{
+		Order: events.Order{
 			ID: id, UserID: c.Subject, Status: Pending, Items: items,
 			PaymentMethod: req.PaymentMethod, ShippingAddress: strings.TrimSpace(req.ShippingAddress),
-			History:   []Change{{Status: Pending, At: now}},
+			History:   []events.Change{{Status: Pending, At: now}},
 			CreatedAt: now, UpdatedAt: now,
 		},
 		Email:      c.Email,
@@ -177,7 +149,13 @@ func newRecord(id string, c *kit.Claims, req PlaceRequest, owner string, now tim
 func (r *record) transition(status, reason string, now time.Time) {
 	r.Status = status
 	r.UpdatedAt = now
-	r.History = append(r.History, Change{Status: status, At: now, Reason: reason})
+	r.History = append(r.History, events.Change{Status: status, At: now, Reason: reason})
+}
+
+// outcome is how the order ended, for order.confirmed and order.cancelled.
+func (r *record) outcome() events.OrderOutcome {
+	return events.OrderOutcome{ID: r.ID, UserID: r.UserID, Email: r.Email, Status: r.Status, Items: r.Items,
+		Total: r.Total, PaymentID: r.PaymentID, Error: r.Error}
 }
 
 var errLeased = errors.New("saga leased by another instance")

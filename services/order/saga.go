@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -19,18 +20,13 @@ type Caller interface {
 	Open() bool
 }
 
-// Publisher sends events; *kit.Bus is one.
-type Publisher interface {
-	Publish(ctx context.Context, typ, id, subject string, data any) error
-}
-
 // Saga drives orders. It keeps nothing but a cache of finished keys in
 // memory; everything that matters is in the orders bucket.
 type Saga struct {
 	store    *kit.Store[record]
 	products Caller
 	payments Caller
-	pub      Publisher
+	pub      kit.Publisher
 	owner    string
 	lease    time.Duration
 	now      func() time.Time
@@ -43,7 +39,7 @@ type Saga struct {
 // NewSaga refuses nil dependencies. owner identifies this instance in
 // leases; lease is how long a saga may run before another instance may
 // resume it.
-func NewSaga(store *kit.Store[record], products, payments Caller, pub Publisher, owner string, lease time.Duration) (*Saga, error) {
+func NewSaga(store *kit.Store[record], products, payments Caller, pub kit.Publisher, owner string, lease time.Duration) (*Saga, error) {
 	if store == nil || products == nil || payments == nil || pub == nil || owner == "" || lease <= 0 {
 		return nil, errors.New("order: NewSaga needs a store, product and payment clients, a publisher, an owner and a lease")
 	}
@@ -53,12 +49,12 @@ func NewSaga(store *kit.Store[record], products, payments Caller, pub Publisher,
 
 // Place creates the order for the caller (or finds the one this
 // Idempotency-Key created) and drives it as far as it goes.
-func (s *Saga) Place(ctx context.Context, c *kit.Claims, idemKey string, req PlaceRequest) (Order, int, error) {
+func (s *Saga) Place(ctx context.Context, c *kit.Claims, idemKey string, req PlaceRequest) (events.Order, int, error) {
 	if idemKey == "" || len(idemKey) > 128 {
-		return Order{}, 0, ErrMissingKey
+		return events.Order{}, 0, ErrMissingKey
 	}
 	if err := req.Validate(); err != nil {
-		return Order{}, 0, err
+		return events.Order{}, 0, err
 	}
 	id := IDFor(c.Subject, idemKey)
 	k := key(c.Subject, id)
@@ -70,15 +66,15 @@ func (s *Saga) Place(ctx context.Context, c *kit.Claims, idemKey string, req Pla
 		} else if errors.Is(err, errLeased) || errors.Is(err, kit.ErrNoChange) {
 			cur, _, gerr := s.store.Get(ctx, k)
 			if gerr != nil {
-				return Order{}, 0, gerr
+				return events.Order{}, 0, gerr
 			}
 			status, oerr := Outcome(&cur)
 			return cur.Order, status, oerr
 		} else {
-			return Order{}, 0, err
+			return events.Order{}, 0, err
 		}
 	} else if err != nil {
-		return Order{}, 0, err
+		return events.Order{}, 0, err
 	}
 	final := s.run(ctx, k, rec)
 	status, err := Outcome(&final)
@@ -128,7 +124,7 @@ func stopped(ctx context.Context) bool { return ctx.Err() != nil }
 // pending for a resume, when the instance is stopping.
 func (s *Saga) drive(ctx context.Context, k string, rec record) record {
 	log := kit.Logger(ctx).With("order", rec.ID)
-	if err := s.pub.Publish(ctx, catalog.OrderCreated, kit.EventID(catalog.OrderCreated, rec.ID), "orders/"+rec.ID, rec.Order); err != nil {
+	if err := s.pub.Publish(ctx, kit.EventID(catalog.OrderCreated, rec.ID), "orders/"+rec.ID, events.OrderCreated{Order: rec.Order}); err != nil {
 		log.Warn("order.created not published; will resume", "err", err)
 		return rec
 	}
@@ -237,7 +233,7 @@ func (s *Saga) drive(ctx context.Context, k string, rec record) record {
 	confirmed := rec
 	confirmed.Items, confirmed.Total, confirmed.PaymentID = items, total, paymentID
 	confirmed.transition(Confirmed, "", s.now().UTC())
-	if err := s.pub.Publish(ctx, catalog.OrderConfirmed, kit.EventID(catalog.OrderConfirmed, rec.ID), "orders/"+rec.ID, eventData(confirmed)); err != nil {
+	if err := s.pub.Publish(ctx, kit.EventID(catalog.OrderConfirmed, rec.ID), "orders/"+rec.ID, events.OrderConfirmed{OrderOutcome: confirmed.outcome()}); err != nil {
 		log.Warn("order.confirmed not published; will resume", "err", err)
 		return rec
 	}
@@ -255,12 +251,6 @@ func (s *Saga) drive(ctx context.Context, k string, rec record) record {
 		return rec
 	}
 	return out
-}
-
-// eventData is an order plus the email, for notification templates.
-func eventData(r record) map[string]any {
-	return map[string]any{"id": r.ID, "userId": r.UserID, "email": r.Email, "status": r.Status, "items": r.Items,
-		"total": r.Total, "paymentId": r.PaymentID, "error": r.Error}
 }
 
 // paymentStatus asks payment what became of an order's charge: "" when
@@ -341,7 +331,7 @@ func (s *Saga) compensate(ctx context.Context, k string, rec record) record {
 			}
 		}
 	}
-	if err := s.pub.Publish(ctx, catalog.OrderCancelled, kit.EventID(catalog.OrderCancelled, rec.ID), "orders/"+rec.ID, eventData(rec)); err != nil {
+	if err := s.pub.Publish(ctx, kit.EventID(catalog.OrderCancelled, rec.ID), "orders/"+rec.ID, events.OrderCancelled{OrderOutcome: rec.outcome()}); err != nil {
 		log.Warn("order.cancelled not published; will retry", "err", err)
 		return rec
 	}
@@ -394,27 +384,27 @@ func (s *Saga) Sweep(ctx context.Context) (resumed int, err error) {
 }
 
 // Get returns one of the caller's orders.
-func (s *Saga) Get(ctx context.Context, userID, id string) (Order, error) {
+func (s *Saga) Get(ctx context.Context, userID, id string) (events.Order, error) {
 	if !kit.ValidID(id) {
-		return Order{}, kit.NotFound("order %q not found", id)
+		return events.Order{}, kit.NotFound("order %q not found", id)
 	}
 	r, _, err := s.store.Get(ctx, key(userID, id))
 	if errors.Is(err, kit.ErrNotFound) {
-		return Order{}, kit.NotFound("order %q not found", id)
+		return events.Order{}, kit.NotFound("order %q not found", id)
 	}
 	return r.Order, err
 }
 
 // List returns the caller's orders, newest first.
-func (s *Saga) List(ctx context.Context, userID string) ([]Order, error) {
+func (s *Saga) List(ctx context.Context, userID string) ([]events.Order, error) {
 	recs, err := s.store.List(ctx, userID+".*")
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Order, 0, len(recs))
+	out := make([]events.Order, 0, len(recs))
 	for _, r := range recs {
 		out = append(out, r.Order)
 	}
-	slices.SortFunc(out, func(a, b Order) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	slices.SortFunc(out, func(a, b events.Order) int { return b.CreatedAt.Compare(a.CreatedAt) })
 	return out, nil
 }

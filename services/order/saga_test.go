@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 )
@@ -73,7 +74,7 @@ var claims = &kit.Claims{Email: "ada@example.com"}
 
 func init() { claims.Subject = "u1" }
 
-var req = PlaceRequest{Items: []Item{{ProductID: "p1", Quantity: 2}}, PaymentMethod: "card", ShippingAddress: "1 Main St"}
+var req = PlaceRequest{Items: []events.Item{{ProductID: "p1", Quantity: 2}}, PaymentMethod: "card", ShippingAddress: "1 Main St"}
 
 func products() *fake {
 	return &fake{answers: map[string]func() (*kit.Response, error){
@@ -216,10 +217,10 @@ func TestValidate(t *testing.T) {
 		field string
 	}{
 		{"no items", PlaceRequest{PaymentMethod: "card", ShippingAddress: "x"}, "items"},
-		{"a zero quantity", PlaceRequest{Items: []Item{{ProductID: "p", Quantity: 0}}, PaymentMethod: "card", ShippingAddress: "x"}, "items[0].quantity"},
-		{"a client-set price", PlaceRequest{Items: []Item{{ProductID: "p", Quantity: 1, Price: 1}}, PaymentMethod: "card", ShippingAddress: "x"}, "items[0].price"},
-		{"a repeated product", PlaceRequest{Items: []Item{{ProductID: "p", Quantity: 1}, {ProductID: "p", Quantity: 1}}, PaymentMethod: "card", ShippingAddress: "x"}, "items[1].productId"},
-		{"no address", PlaceRequest{Items: []Item{{ProductID: "p", Quantity: 1}}, PaymentMethod: "card"}, "shippingAddress"},
+		{"a zero quantity", PlaceRequest{Items: []events.Item{{ProductID: "p", Quantity: 0}}, PaymentMethod: "card", ShippingAddress: "x"}, "items[0].quantity"},
+		{"a client-set price", PlaceRequest{Items: []events.Item{{ProductID: "p", Quantity: 1, Price: 1}}, PaymentMethod: "card", ShippingAddress: "x"}, "items[0].price"},
+		{"a repeated product", PlaceRequest{Items: []events.Item{{ProductID: "p", Quantity: 1}, {ProductID: "p", Quantity: 1}}, PaymentMethod: "card", ShippingAddress: "x"}, "items[1].productId"},
+		{"no address", PlaceRequest{Items: []events.Item{{ProductID: "p", Quantity: 1}}, PaymentMethod: "card"}, "shippingAddress"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -18,7 +19,7 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Bus == nil {
 		return nil, errors.New("payment: needs NATS")
 	}
-	st, err := kit.NewStore[Payment](d.Bus.Bucket("payments"))
+	st, err := kit.NewStore[events.Payment](d.Bus.Bucket("payments"))
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +66,7 @@ func (s *service) list(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, err)
 		return
 	}
-	kit.WriteJSON(w, http.StatusOK, map[string][]Payment{"items": ps})
+	kit.WriteJSON(w, http.StatusOK, map[string][]events.Payment{"items": ps})
 }
 
 func (s *service) refund(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -33,19 +34,6 @@ const (
 	CodeNotRefundable       = "not_refundable"
 	CodeIdempotencyMismatch = "idempotency_mismatch"
 )
-
-// Payment is the API shape and the stored record.
-type Payment struct {
-	ID         string     `json:"id"`
-	OrderID    string     `json:"orderId"`
-	UserID     string     `json:"userId"`
-	Amount     int64      `json:"amount"`
-	Method     string     `json:"method"`
-	Status     string     `json:"status"`
-	Reason     string     `json:"reason,omitempty"`
-	CreatedAt  time.Time  `json:"createdAt"`
-	RefundedAt *time.Time `json:"refundedAt,omitempty"`
-}
 
 // ChargeRequest is the body of POST /payments.
 type ChargeRequest struct {
@@ -74,20 +62,16 @@ func (c ChargeRequest) Validate() error {
 // finds the record keyed by order id without an index.
 func IDFor(orderID string) string { return "pay_" + orderID }
 
-// Publisher sends events; *kit.Bus is one.
-type Publisher interface {
-	Publish(ctx context.Context, typ, id, subject string, data any) error
-}
-
-// Ledger holds the payment logic.
+// Ledger holds the payment logic. Its records are events.Payment, the API
+// shape its events carry.
 type Ledger struct {
-	store *kit.Store[Payment]
-	pub   Publisher
+	store *kit.Store[events.Payment]
+	pub   kit.Publisher
 	now   func() time.Time
 }
 
 // NewLedger refuses nil dependencies.
-func NewLedger(store *kit.Store[Payment], pub Publisher) (*Ledger, error) {
+func NewLedger(store *kit.Store[events.Payment], pub kit.Publisher) (*Ledger, error) {
 	if store == nil || pub == nil {
 		return nil, errors.New("payment: NewLedger needs a store and a publisher")
 	}
@@ -97,11 +81,11 @@ func NewLedger(store *kit.Store[Payment], pub Publisher) (*Ledger, error) {
 // Charge takes the money, or records a decline. Repeating it returns the
 // first outcome (created false) and republishes its event, in case the
 // first attempt stopped between recording and publishing.
-func (l *Ledger) Charge(ctx context.Context, req ChargeRequest) (Payment, bool, error) {
+func (l *Ledger) Charge(ctx context.Context, req ChargeRequest) (events.Payment, bool, error) {
 	if err := req.Validate(); err != nil {
-		return Payment{}, false, err
+		return events.Payment{}, false, err
 	}
-	p := Payment{ID: IDFor(req.OrderID), OrderID: req.OrderID, UserID: req.UserID, Amount: req.Amount,
+	p := events.Payment{ID: IDFor(req.OrderID), OrderID: req.OrderID, UserID: req.UserID, Amount: req.Amount,
 		Method: req.Method, Status: Completed, CreatedAt: l.now().UTC()}
 	switch {
 	case req.Method == DeclinedMethod:
@@ -114,7 +98,7 @@ func (l *Ledger) Charge(ctx context.Context, req ChargeRequest) (Payment, bool, 
 		created = false
 		prev, _, err := l.store.Get(ctx, req.OrderID)
 		if err != nil {
-			return Payment{}, false, err
+			return events.Payment{}, false, err
 		}
 		if prev.Amount != req.Amount || prev.UserID != req.UserID || prev.Method != req.Method {
 			return prev, false, kit.Errorf(http.StatusConflict, CodeIdempotencyMismatch,
@@ -122,43 +106,43 @@ func (l *Ledger) Charge(ctx context.Context, req ChargeRequest) (Payment, bool, 
 		}
 		p = prev
 	} else if err != nil {
-		return Payment{}, false, err
+		return events.Payment{}, false, err
 	}
-	typ := catalog.PaymentCompleted
+	var ev kit.Payload = events.PaymentCompleted{Payment: p}
 	switch p.Status {
 	case Declined:
-		typ = catalog.PaymentFailed
+		ev = events.PaymentFailed{Payment: p}
 	case Refunded:
 		return p, created, nil
 	}
-	if err := l.pub.Publish(ctx, typ, kit.EventID(typ, p.ID), "payments/"+p.ID, p); err != nil {
-		return Payment{}, false, kit.Unavailable("payment recorded, event not published: %v", err)
+	if err := l.pub.Publish(ctx, kit.EventID(ev.EventType(), p.ID), "payments/"+p.ID, ev); err != nil {
+		return events.Payment{}, false, kit.Unavailable("payment recorded, event not published: %v", err)
 	}
 	return p, created, nil
 }
 
 // ByOrder lists the payments of an order: none or one.
-func (l *Ledger) ByOrder(ctx context.Context, orderID string) ([]Payment, error) {
+func (l *Ledger) ByOrder(ctx context.Context, orderID string) ([]events.Payment, error) {
 	if !kit.ValidID(orderID) {
 		return nil, kit.Invalid("orderId", "orderId must be 1-64 letters, digits, '-' or '_'")
 	}
 	p, _, err := l.store.Get(ctx, orderID)
 	if errors.Is(err, kit.ErrNotFound) {
-		return []Payment{}, nil
+		return []events.Payment{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return []Payment{p}, nil
+	return []events.Payment{p}, nil
 }
 
 // Refund gives a completed payment back. Refunding twice is a no-op.
-func (l *Ledger) Refund(ctx context.Context, id string) (Payment, error) {
+func (l *Ledger) Refund(ctx context.Context, id string) (events.Payment, error) {
 	orderID, ok := strings.CutPrefix(id, "pay_")
 	if !ok || !kit.ValidID(orderID) {
-		return Payment{}, kit.NotFound("payment %q not found", id)
+		return events.Payment{}, kit.NotFound("payment %q not found", id)
 	}
-	p, err := l.store.Update(ctx, orderID, func(p *Payment) error {
+	p, err := l.store.Update(ctx, orderID, func(p *events.Payment) error {
 		switch p.Status {
 		case Refunded:
 			return kit.ErrNoChange
@@ -170,13 +154,13 @@ func (l *Ledger) Refund(ctx context.Context, id string) (Payment, error) {
 		return nil
 	})
 	if errors.Is(err, kit.ErrNotFound) {
-		return Payment{}, kit.NotFound("payment %q not found", id)
+		return events.Payment{}, kit.NotFound("payment %q not found", id)
 	}
 	if err != nil {
-		return Payment{}, err
+		return events.Payment{}, err
 	}
-	if err := l.pub.Publish(ctx, catalog.PaymentRefunded, kit.EventID(catalog.PaymentRefunded, p.ID), "payments/"+p.ID, p); err != nil {
-		return Payment{}, kit.Unavailable("refund recorded, event not published: %v", err)
+	if err := l.pub.Publish(ctx, kit.EventID(catalog.PaymentRefunded, p.ID), "payments/"+p.ID, events.PaymentRefunded{Payment: p}); err != nil {
+		return events.Payment{}, kit.Unavailable("refund recorded, event not published: %v", err)
 	}
 	return p, nil
 }

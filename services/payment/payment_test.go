@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 )
@@ -14,7 +15,7 @@ import (
 func TestLedger(t *testing.T) {
 	ctx := context.Background()
 	bus := kittest.Bus(t, "payment")
-	st, _ := kit.NewStore[Payment](bus.Bucket("payments"))
+	st, _ := kit.NewStore[events.Payment](bus.Bucket("payments"))
 	pub := &kittest.Published{}
 	l, err := NewLedger(st, pub)
 	if err != nil {

@@ -41,9 +41,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-dev/switchboard/services/account"
 	"github.com/switchboard-dev/switchboard/services/catalog"
-	"github.com/switchboard-dev/switchboard/services/content"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -70,20 +69,20 @@ const finishedShare = 0.95
 
 // Session is one playback session, as stored.
 type Session struct {
-	ID          string              `json:"id"`
-	AccountID   string              `json:"accountId"`
-	ProfileID   string              `json:"profileId,omitempty"`
-	ContentID   string              `json:"contentId"`
-	Region      string              `json:"region"`
-	CDN         string              `json:"cdn"`
-	Quality     string              `json:"quality"`
-	Renditions  []content.Rendition `json:"renditions"`
-	DurationSec int                 `json:"durationSec"`
-	PositionSec float64             `json:"positionSec"`
-	WatchedSec  float64             `json:"watchedSec"`
-	Heartbeats  int                 `json:"heartbeats"`
-	StartedAt   time.Time           `json:"startedAt"`
-	ExpiresAt   time.Time           `json:"expiresAt"`
+	ID          string             `json:"id"`
+	AccountID   string             `json:"accountId"`
+	ProfileID   string             `json:"profileId,omitempty"`
+	ContentID   string             `json:"contentId"`
+	Region      string             `json:"region"`
+	CDN         string             `json:"cdn"`
+	Quality     string             `json:"quality"`
+	Renditions  []events.Rendition `json:"renditions"`
+	DurationSec int                `json:"durationSec"`
+	PositionSec float64            `json:"positionSec"`
+	WatchedSec  float64            `json:"watchedSec"`
+	Heartbeats  int                `json:"heartbeats"`
+	StartedAt   time.Time          `json:"startedAt"`
+	ExpiresAt   time.Time          `json:"expiresAt"`
 }
 
 func (s Session) expired(now time.Time) bool { return !now.Before(s.ExpiresAt) }
@@ -170,33 +169,10 @@ type QualityAnswer struct {
 	Quality   string `json:"quality"`
 }
 
-// Event is the data of playback.started, playback.heartbeat and
-// playback.stopped. Analytics and recommendation read it.
-type Event struct {
-	SessionID   string   `json:"sessionId"`
-	AccountID   string   `json:"accountId"`
-	ProfileID   string   `json:"profileId,omitempty"`
-	ContentID   string   `json:"contentId"`
-	Genres      []string `json:"genres,omitempty"`
-	Region      string   `json:"region"`
-	CDN         string   `json:"cdn"`
-	Quality     string   `json:"quality"`
-	DurationSec int      `json:"durationSec"`
-	// Seq is the heartbeat number (0 for started).
-	Seq         int     `json:"seq"`
-	PositionSec float64 `json:"positionSec"`
-	// WatchedSec is the session's cumulative watch time: consumers take
-	// the maximum they have seen, so redelivery cannot inflate it.
-	WatchedSec float64 `json:"watchedSec"`
-	Finished   bool    `json:"finished"`
-	// Reason of a stop: "stopped" or "expired".
-	Reason string `json:"reason,omitempty"`
-}
-
 // ChooseQuality is the adaptive-bitrate rule: the best rendition whose
 // bitrate fits in a share of the measured bandwidth, a smaller share when
 // the buffer runs low. renditions are already capped by plan and source.
-func ChooseQuality(renditions []content.Rendition, bandwidthKbps, bufferSec float64) content.Rendition {
+func ChooseQuality(renditions []events.Rendition, bandwidthKbps, bufferSec float64) events.Rendition {
 	share := 0.8
 	if bufferSec < 5 {
 		share = 0.5
@@ -211,11 +187,6 @@ func ChooseQuality(renditions []content.Rendition, bandwidthKbps, bufferSec floa
 	return best
 }
 
-// Publisher sends events; *kit.Bus is one.
-type Publisher interface {
-	Publish(ctx context.Context, typ, id, subject string, data any) error
-}
-
 // Caller performs calls to an upstream; *kit.Client is one.
 type Caller interface {
 	Do(ctx context.Context, req kit.Request) (*kit.Response, error)
@@ -226,7 +197,7 @@ type Player struct {
 	slots    *kit.Store[slots]
 	edges    *kit.Store[edgeLoad]
 	history  *kit.Store[history]
-	pub      Publisher
+	pub      kit.Publisher
 	accounts Caller
 	content  Caller
 	cdn      []Edge
@@ -235,7 +206,7 @@ type Player struct {
 }
 
 // NewPlayer refuses nil dependencies.
-func NewPlayer(sessions *kit.Store[slots], edges *kit.Store[edgeLoad], hist *kit.Store[history], pub Publisher, accounts, videos Caller, cdn []Edge, ttl time.Duration) (*Player, error) {
+func NewPlayer(sessions *kit.Store[slots], edges *kit.Store[edgeLoad], hist *kit.Store[history], pub kit.Publisher, accounts, videos Caller, cdn []Edge, ttl time.Duration) (*Player, error) {
 	if sessions == nil || edges == nil || hist == nil || pub == nil || accounts == nil || videos == nil || len(cdn) == 0 || ttl <= 0 {
 		return nil, errors.New("playback: NewPlayer needs stores, a publisher, account and content clients, edges and a TTL")
 	}
@@ -245,13 +216,19 @@ func NewPlayer(sessions *kit.Store[slots], edges *kit.Store[edgeLoad], hist *kit
 func slotsKey(accountID string) string { return "acct." + accountID }
 func edgeKey(name string) string       { return "edge." + name }
 
+// access is content's answer to GET /videos/{id}/access.
+type access struct {
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason"`
+}
+
 // upstreams fetches what a start needs, in parallel: the account (plan and
 // profiles), the access decision and the video.
-func (p *Player) upstreams(ctx context.Context, caller, authorization string, r StartRequest) (account.Account, content.Access, content.Video, error) {
+func (p *Player) upstreams(ctx context.Context, caller, authorization string, r StartRequest) (events.Account, access, events.Video, error) {
 	var (
-		acc    account.Account
-		access content.Access
-		video  content.Video
+		acc    events.Account
+		access access
+		video  events.Video
 		errs   [3]error
 		wg     sync.WaitGroup
 	)
@@ -311,14 +288,14 @@ func (p *Player) Start(ctx context.Context, caller, authorization string, r Star
 	if !access.Allowed {
 		return Started{}, kit.Errorf(http.StatusForbidden, CodeAccessDenied, "%s", access.Reason)
 	}
-	if r.ProfileID != "" && !slices.ContainsFunc(acc.Profiles, func(pr account.Profile) bool { return pr.ID == r.ProfileID }) {
+	if r.ProfileID != "" && !slices.ContainsFunc(acc.Profiles, func(pr events.Profile) bool { return pr.ID == r.ProfileID }) {
 		return Started{}, kit.Invalid("profileId", "profile %q is not one of this account's", r.ProfileID)
 	}
-	plan, ok := account.LookupPlan(acc.Plan)
+	plan, ok := events.LookupPlan(acc.Plan)
 	if !ok {
 		return Started{}, kit.Unavailable("account has an unknown plan %q", acc.Plan)
 	}
-	var rends []content.Rendition
+	var rends []events.Rendition
 	for _, rd := range video.Renditions {
 		if rd.Height <= plan.MaxHeight {
 			rends = append(rends, rd)
@@ -358,7 +335,7 @@ func (p *Player) Start(ctx context.Context, caller, authorization string, r Star
 		p.finish(ctx, old, "expired", video.Genres)
 	}
 	p.addLoad(ctx, edge.Name, 1)
-	if err := p.pub.Publish(ctx, catalog.PlaybackStarted, kit.EventID(catalog.PlaybackStarted, sess.ID), "sessions/"+sess.ID, p.event(sess, video.Genres, "")); err != nil {
+	if err := p.pub.Publish(ctx, kit.EventID(catalog.PlaybackStarted, sess.ID), "sessions/"+sess.ID, events.PlaybackStarted{Playback: p.event(sess, video.Genres, "")}); err != nil {
 		// Heartbeats carry the same facts; consumers treat the first one as a start.
 		kit.Logger(ctx).Warn("playback.started not published", "session", sess.ID, "err", err)
 	}
@@ -408,8 +385,8 @@ func (p *Player) addLoad(ctx context.Context, edge string, delta int) {
 	}
 }
 
-func (p *Player) event(s Session, genres []string, reason string) Event {
-	return Event{
+func (p *Player) event(s Session, genres []string, reason string) events.Playback {
+	return events.Playback{
 		SessionID: s.ID, AccountID: s.AccountID, ProfileID: s.ProfileID, ContentID: s.ContentID, Genres: genres,
 		Region: s.Region, CDN: s.CDN, Quality: s.Quality, DurationSec: s.DurationSec, Seq: s.Heartbeats,
 		PositionSec: s.PositionSec, WatchedSec: s.WatchedSec, Finished: s.finished(), Reason: reason,
@@ -457,7 +434,7 @@ func (p *Player) Heartbeat(ctx context.Context, caller, id string, h Heartbeat) 
 		return QualityAnswer{}, err
 	}
 	evID := kit.EventID(catalog.PlaybackHeartbeat, sess.ID+"."+strconv.Itoa(sess.Heartbeats))
-	if err := p.pub.Publish(ctx, catalog.PlaybackHeartbeat, evID, "sessions/"+sess.ID, p.event(sess, nil, "")); err != nil {
+	if err := p.pub.Publish(ctx, evID, "sessions/"+sess.ID, events.PlaybackHeartbeat{Playback: p.event(sess, nil, "")}); err != nil {
 		// The next heartbeat carries the cumulative figures.
 		kit.Logger(ctx).Warn("playback.heartbeat not published", "session", sess.ID, "err", err)
 	}
@@ -528,7 +505,7 @@ func (p *Player) Stop(ctx context.Context, caller, id string) error {
 }
 
 func (p *Player) publishStopped(ctx context.Context, s Session, reason string) error {
-	return p.pub.Publish(ctx, catalog.PlaybackStopped, kit.EventID(catalog.PlaybackStopped, s.ID), "sessions/"+s.ID, p.event(s, nil, reason))
+	return p.pub.Publish(ctx, kit.EventID(catalog.PlaybackStopped, s.ID), "sessions/"+s.ID, events.PlaybackStopped{Playback: p.event(s, nil, reason)})
 }
 
 // finish announces an expired session already removed from its slots.

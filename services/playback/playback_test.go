@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/services/account"
 	"github.com/switchboard-dev/switchboard/services/content"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 	"github.com/switchboard-dev/switchboard/services/playback"
@@ -25,7 +26,7 @@ type rig struct {
 	env      map[string]string // playback's env
 	accounts streamtest.Client
 	play     streamtest.Client
-	video    content.Video
+	video    events.Video
 }
 
 // newRig runs account, content (with one ready 2160p video offered in eu
@@ -41,7 +42,7 @@ func newRig(t *testing.T, extra map[string]string) *rig {
 	r := &rig{t: t, broker: b, env: env, accounts: streamtest.Client{T: t, Base: acc.URL}, play: streamtest.Client{T: t, Base: play.URL}}
 	videos := streamtest.Client{T: t, Base: cont.URL}
 	videos.Must(http.StatusCreated, "POST", "/videos", content.Upload{
-		Title: "Alps", Genres: []string{"nature"}, DurationSec: 600, Regions: []string{"eu", "us"}, MinPlan: account.Basic, SourceHeight: 2160,
+		Title: "Alps", Genres: []string{"nature"}, DurationSec: 600, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic, SourceHeight: 2160,
 	}, &r.video)
 	kittest.Eventually(t, 10*time.Second, "video ready", func() bool {
 		videos.Must(http.StatusOK, "GET", "/videos/"+r.video.ID, nil, &r.video)
@@ -59,7 +60,7 @@ func (r *rig) account(plan string) (string, streamtest.Client) {
 	n++
 	email := "viewer" + string(rune('a'+n%26)) + time.Now().Format("150405.000000000") + "@example.com"
 	nmu.Unlock()
-	var a account.Account
+	var a events.Account
 	r.accounts.Must(http.StatusCreated, "POST", "/accounts", account.SignUp{Email: email, Password: "correct-horse", Plan: plan}, &a)
 	var tok account.Token
 	r.accounts.Must(http.StatusOK, "POST", "/login", account.Login{Email: email, Password: "correct-horse"}, &tok)
@@ -95,8 +96,8 @@ func (r *rig) events(t *testing.T) func() []string {
 
 func TestSessionLifecycle(t *testing.T) {
 	r := newRig(t, nil)
-	events := r.events(t)
-	_, me := r.account(account.Basic)
+	published := r.events(t)
+	_, me := r.account(events.PlanBasic)
 
 	var st playback.Started
 	me.Must(http.StatusCreated, "POST", "/sessions", playback.StartRequest{ContentID: r.video.ID, Region: "eu"}, &st)
@@ -147,15 +148,15 @@ func TestSessionLifecycle(t *testing.T) {
 		"playback.stopped:" + st.SessionID,
 		"playback.started:" + again.SessionID,
 	}
-	kittest.Eventually(t, 5*time.Second, "events", func() bool { return len(events()) >= len(want) })
-	if got := events(); strings.Join(got, " ") != strings.Join(want, " ") {
+	kittest.Eventually(t, 5*time.Second, "events", func() bool { return len(published()) >= len(want) })
+	if got := published(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("events\n got %v\nwant %v", got, want)
 	}
 }
 
 func TestPremiumQualityAndEdgeLoad(t *testing.T) {
 	r := newRig(t, nil)
-	_, me := r.account(account.Premium)
+	_, me := r.account(events.PlanPremium)
 	second := kittest.Serve(t, playback.Definition, r.env)
 	other := streamtest.Client{T: t, Base: second.URL, Token: me.Token}
 
@@ -181,7 +182,7 @@ func TestPremiumQualityAndEdgeLoad(t *testing.T) {
 
 func TestStartRefusals(t *testing.T) {
 	r := newRig(t, nil)
-	_, me := r.account(account.Basic)
+	_, me := r.account(events.PlanBasic)
 	tests := []struct {
 		name   string
 		client streamtest.Client
@@ -223,8 +224,8 @@ func TestStartRefusals(t *testing.T) {
 // counts slots, and a sweeper announces the stop.
 func TestExpiryFreesTheSlotWhenThePodDied(t *testing.T) {
 	r := newRig(t, map[string]string{"SESSION_TTL": "400ms", "SWEEP_INTERVAL": "1h"})
-	events := r.events(t)
-	_, me := r.account(account.Basic)
+	published := r.events(t)
+	_, me := r.account(events.PlanBasic)
 	doomed := kittest.Serve(t, playback.Definition, r.env)
 	onDoomed := streamtest.Client{T: t, Base: doomed.URL, Token: me.Token}
 	var st playback.Started
@@ -244,7 +245,7 @@ func TestExpiryFreesTheSlotWhenThePodDied(t *testing.T) {
 	})
 	me.Must(http.StatusNotFound, "POST", "/sessions/"+st.SessionID+"/heartbeat", playback.Heartbeat{PositionSec: 13}, nil)
 	kittest.Eventually(t, 5*time.Second, "playback.stopped for the expired session", func() bool {
-		for _, id := range events() {
+		for _, id := range published() {
 			if id == "playback.stopped:"+st.SessionID {
 				return true
 			}
@@ -265,12 +266,12 @@ func TestExpiryFreesTheSlotWhenThePodDied(t *testing.T) {
 // The sweeper alone (no new start) expires a silent session.
 func TestSweeperExpiresSilentSessions(t *testing.T) {
 	r := newRig(t, map[string]string{"SESSION_TTL": "300ms", "SWEEP_INTERVAL": "50ms"})
-	events := r.events(t)
-	_, me := r.account(account.Standard)
+	published := r.events(t)
+	_, me := r.account(events.PlanStandard)
 	var st playback.Started
 	me.Must(http.StatusCreated, "POST", "/sessions", playback.StartRequest{ContentID: r.video.ID, Region: "us"}, &st)
 	kittest.Eventually(t, 10*time.Second, "the sweeper to stop the session", func() bool {
-		for _, id := range events() {
+		for _, id := range published() {
 			if id == "playback.stopped:"+st.SessionID {
 				return true
 			}

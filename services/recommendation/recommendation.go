@@ -31,9 +31,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/switchboard-dev/switchboard/services/content"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
-	"github.com/switchboard-dev/switchboard/services/playback"
 )
 
 // Variants.
@@ -155,7 +154,7 @@ func abKey(v string) string      { return "ab." + v }
 
 // OnEncoded learns a video's title and genres.
 func (r *Recommender) OnEncoded(ctx context.Context, ev kit.Event) error {
-	var v content.Video
+	var v events.ContentEncoded
 	if err := json.Unmarshal(ev.Data, &v); err != nil || !kit.ValidID(v.ID) {
 		return fmt.Errorf("%w: bad content.encoded %s: %v", kit.ErrPermanent, ev.ID, err)
 	}
@@ -171,7 +170,7 @@ func (r *Recommender) OnEncoded(ctx context.Context, ev kit.Event) error {
 
 // OnPlayback learns what an account watches.
 func (r *Recommender) OnPlayback(ctx context.Context, ev kit.Event) error {
-	var p playback.Event
+	var p events.Playback
 	if err := json.Unmarshal(ev.Data, &p); err != nil || !kit.ValidID(p.AccountID) || !kit.ValidID(p.ContentID) {
 		return fmt.Errorf("%w: bad playback event %s: %v", kit.ErrPermanent, ev.ID, err)
 	}

@@ -8,10 +8,9 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
-	"github.com/switchboard-dev/switchboard/services/content"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
-	"github.com/switchboard-dev/switchboard/services/playback"
 	"github.com/switchboard-dev/switchboard/services/recommendation"
 	"github.com/switchboard-dev/switchboard/services/streaming/streamtest"
 )
@@ -31,7 +30,7 @@ func TestRecommendations(t *testing.T) {
 	c := streamtest.Client{T: t, Base: svc.URL}
 	ev := streamtest.ConnectEvents(t, b)
 
-	library := []content.Video{
+	library := []events.Video{
 		{ID: "v1", Title: "Alps", Genres: []string{"nature"}},
 		{ID: "v2", Title: "Reef", Genres: []string{"nature", "ocean"}},
 		{ID: "v3", Title: "Heist", Genres: []string{"crime"}},
@@ -42,7 +41,7 @@ func TestRecommendations(t *testing.T) {
 		ev.Publish(catalog.ContentEncoded, id, id, time.Now(), v)
 	}
 	watch := func(account, video string, finished bool) {
-		e := playback.Event{SessionID: account + video, AccountID: account, ContentID: video, Finished: finished}
+		e := events.Playback{SessionID: account + video, AccountID: account, ContentID: video, Finished: finished}
 		for _, v := range library {
 			if v.ID == video {
 				e.Genres = v.Genres

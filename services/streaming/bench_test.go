@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-dev/switchboard/services/analytics"
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/content"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 	"github.com/switchboard-dev/switchboard/services/playback"
@@ -135,7 +136,7 @@ func benchEvents(tag string) []benchMsg {
 	out := make([]benchMsg, 0, benchSessions*(benchBeats+1))
 	for seq := 0; seq <= benchBeats; seq++ {
 		for s := range benchSessions {
-			e := playback.Event{
+			e := events.Playback{
 				SessionID: fmt.Sprintf("%s-s%05d", tag, s), AccountID: fmt.Sprintf("acct%04d", s%500),
 				ContentID: fmt.Sprintf("video%02d", s%50), Region: "eu", CDN: "edge-eu-1", Quality: "1080p",
 				DurationSec: 3600, Seq: seq, PositionSec: float64(seq * 10), WatchedSec: float64(seq * 10),
@@ -196,10 +197,10 @@ func BenchmarkSessionStart(b *testing.B) {
 	api := p.GatewayURL + "/api"
 	const workers = 4
 	tokens := make([]string, workers)
-	var video content.Video
+	var video events.Video
 	for w := range workers {
 		email := fmt.Sprintf("bench%d@example.com", w)
-		if code, raw, err := call("POST", api+"/account/accounts", "", account.SignUp{Email: email, Password: "correct-horse", Plan: account.Premium}); err != nil || code != 201 {
+		if code, raw, err := call("POST", api+"/account/accounts", "", account.SignUp{Email: email, Password: "correct-horse", Plan: events.PlanPremium}); err != nil || code != 201 {
 			b.Fatalf("sign up: %d %s %v", code, raw, err)
 		}
 		_, raw, _ := call("POST", api+"/account/login", "", account.Login{Email: email, Password: "correct-horse"})
@@ -207,7 +208,7 @@ func BenchmarkSessionStart(b *testing.B) {
 		_ = json.Unmarshal(raw, &tok)
 		tokens[w] = tok.Token
 	}
-	_, raw, _ := call("POST", api+"/content/videos", tokens[0], content.Upload{Title: "Bench", Genres: []string{"drama"}, DurationSec: 600, Regions: []string{"eu"}, MinPlan: account.Basic})
+	_, raw, _ := call("POST", api+"/content/videos", tokens[0], content.Upload{Title: "Bench", Genres: []string{"drama"}, DurationSec: 600, Regions: []string{"eu"}, MinPlan: events.PlanBasic})
 	_ = json.Unmarshal(raw, &video)
 	for video.Status != content.Ready {
 		time.Sleep(10 * time.Millisecond)

@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-dev/switchboard/services/analytics"
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/content"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 	"github.com/switchboard-dev/switchboard/services/local"
@@ -45,16 +46,16 @@ func startPlatform(t testing.TB, env map[string]string) *local.Platform {
 
 func signUp(t *testing.T, api streamtest.Client, email, plan string) (string, streamtest.Client) {
 	t.Helper()
-	var a account.Account
+	var a events.Account
 	api.Must(http.StatusCreated, "POST", "/account/accounts", account.SignUp{Email: email, Password: "correct-horse", Plan: plan}, &a)
 	var tok account.Token
 	api.Must(http.StatusOK, "POST", "/account/login", account.Login{Email: email, Password: "correct-horse"}, &tok)
 	return a.ID, api.As(tok.Token)
 }
 
-func upload(t *testing.T, as streamtest.Client, u content.Upload) content.Video {
+func upload(t *testing.T, as streamtest.Client, u content.Upload) events.Video {
 	t.Helper()
-	var v content.Video
+	var v events.Video
 	as.Must(http.StatusCreated, "POST", "/content/videos", u, &v)
 	if v.Status != content.Encoding {
 		t.Fatalf("upload answered %+v", v)
@@ -74,13 +75,13 @@ func TestStreamingEndToEnd(t *testing.T) {
 	api := streamtest.Client{T: t, Base: p.GatewayURL + "/api"}
 
 	// Create an account, log in, upload videos.
-	annID, ann := signUp(t, api, "ann@example.com", account.Basic)
-	v1 := upload(t, ann, content.Upload{Title: "Harbour Lights", Genres: []string{"drama"}, DurationSec: 1800, Regions: []string{"eu", "us"}, MinPlan: account.Basic, SourceHeight: 2160})
-	v2 := upload(t, ann, content.Upload{Title: "Northern Line", Genres: []string{"drama", "crime"}, DurationSec: 2400, Regions: []string{"eu", "us"}, MinPlan: account.Basic})
-	v3 := upload(t, ann, content.Upload{Title: "Monsoon", Genres: []string{"drama"}, DurationSec: 3000, Regions: []string{"apac"}, MinPlan: account.Basic})
+	annID, ann := signUp(t, api, "ann@example.com", events.PlanBasic)
+	v1 := upload(t, ann, content.Upload{Title: "Harbour Lights", Genres: []string{"drama"}, DurationSec: 1800, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic, SourceHeight: 2160})
+	v2 := upload(t, ann, content.Upload{Title: "Northern Line", Genres: []string{"drama", "crime"}, DurationSec: 2400, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic})
+	v3 := upload(t, ann, content.Upload{Title: "Monsoon", Genres: []string{"drama"}, DurationSec: 3000, Regions: []string{"apac"}, MinPlan: events.PlanBasic})
 
 	// The videos become ready through the encoding pipeline.
-	for _, v := range []*content.Video{&v1, &v2, &v3} {
+	for _, v := range []*events.Video{&v1, &v2, &v3} {
 		kittest.Eventually(t, 20*time.Second, v.Title+" ready", func() bool {
 			ann.Must(http.StatusOK, "GET", "/content/videos/"+v.ID, nil, v)
 			return v.Status == content.Ready
@@ -141,7 +142,7 @@ func TestStreamingEndToEnd(t *testing.T) {
 	ann.Must(http.StatusCreated, "POST", "/playback/sessions", playback.StartRequest{ContentID: v2.ID, Region: "us"}, &s2)
 	ann.Must(http.StatusOK, "POST", "/playback/sessions/"+s2.SessionID+"/heartbeat", playback.Heartbeat{PositionSec: 45, BandwidthKbps: 3000, BufferSec: 20}, nil)
 	ann.Must(http.StatusNoContent, "DELETE", "/playback/sessions/"+s2.SessionID, nil, nil)
-	bobID, bob := signUp(t, api, "bob@example.com", account.Standard)
+	bobID, bob := signUp(t, api, "bob@example.com", events.PlanStandard)
 	var s3 playback.Started
 	bob.Must(http.StatusCreated, "POST", "/playback/sessions", playback.StartRequest{ContentID: v1.ID, Region: "eu"}, &s3)
 	var recs recommendation.Answer
@@ -178,7 +179,7 @@ func TestStreamingEndToEnd(t *testing.T) {
 	if replayed < 10 {
 		t.Fatalf("replayed only %d events", replayed)
 	}
-	marker := playback.Event{SessionID: "marker", AccountID: "marker", ContentID: "marker"}
+	marker := events.Playback{SessionID: "marker", AccountID: "marker", ContentID: "marker"}
 	ev := streamtest.ConnectEvents(t, &kittest.Broker{URL: p.NATSURL, User: p.Env("analytics")[catalog.EnvNATSUser], Password: p.Env("analytics")[catalog.EnvNATSPassword]})
 	ev.Publish(catalog.PlaybackStarted, "playback.started:marker", "marker", time.Now(), marker)
 	replicas := map[string]streamtest.Client{"through the gateway": ann.As(ann.Token), "on the second replica": {T: t, Base: second.URL}}

@@ -14,18 +14,12 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
-// User is the API shape.
-type User struct {
-	ID    string `json:"id"`
-	Email string `json:"email"`
-	Name  string `json:"name"`
-}
-
 type record struct {
-	User
+	events.User
 	PasswordHash []byte    `json:"passwordHash"`
 	CreatedAt    time.Time `json:"createdAt"`
 }
@@ -94,23 +88,18 @@ type Token struct {
 	ExpiresAt time.Time `json:"expiresAt"`
 }
 
-// Publisher sends events; *kit.Bus is one.
-type Publisher interface {
-	Publish(ctx context.Context, typ, id, subject string, data any) error
-}
-
 // Accounts holds the user logic.
 type Accounts struct {
 	users     *kit.Store[record]
 	passwords *kit.Passwords
 	points    *kit.Store[pointsRecord]
-	pub       Publisher
+	pub       kit.Publisher
 	key       []byte
 	now       func() time.Time
 }
 
 // NewAccounts refuses nil dependencies.
-func NewAccounts(users *kit.Store[record], emails *kit.Store[kit.EmailClaim], points *kit.Store[pointsRecord], pub Publisher, key []byte, cost int) (*Accounts, error) {
+func NewAccounts(users *kit.Store[record], emails *kit.Store[kit.EmailClaim], points *kit.Store[pointsRecord], pub kit.Publisher, key []byte, cost int) (*Accounts, error) {
 	if users == nil || emails == nil || points == nil || pub == nil || len(key) == 0 {
 		return nil, errors.New("user: NewAccounts needs stores, a publisher and a signing key")
 	}
@@ -131,22 +120,22 @@ func (a *Accounts) exists(ctx context.Context, id string) (bool, error) {
 }
 
 // Register creates an account; a taken email is a 409.
-func (a *Accounts) Register(ctx context.Context, r Register) (User, error) {
+func (a *Accounts) Register(ctx context.Context, r Register) (events.User, error) {
 	if err := r.Validate(); err != nil {
-		return User{}, err
+		return events.User{}, err
 	}
 	hash, err := a.passwords.Hash(r.Password)
 	if err != nil {
-		return User{}, err
+		return events.User{}, err
 	}
-	u := record{User: User{ID: kit.NewID(), Email: strings.ToLower(r.Email), Name: strings.TrimSpace(r.Name)}, PasswordHash: hash, CreatedAt: a.now().UTC()}
+	u := record{User: events.User{ID: kit.NewID(), Email: strings.ToLower(r.Email), Name: strings.TrimSpace(r.Name)}, PasswordHash: hash, CreatedAt: a.now().UTC()}
 	if err := a.passwords.Claim(ctx, u.Email, u.ID, a.exists); err != nil {
-		return User{}, err
+		return events.User{}, err
 	}
 	if _, err := a.users.Create(ctx, u.ID, u); err != nil {
-		return User{}, err
+		return events.User{}, err
 	}
-	if err := a.pub.Publish(ctx, catalog.UserRegistered, kit.EventID(catalog.UserRegistered, u.ID), "users/"+u.ID, u.User); err != nil {
+	if err := a.pub.Publish(ctx, kit.EventID(catalog.UserRegistered, u.ID), "users/"+u.ID, events.UserRegistered{User: u.User}); err != nil {
 		kit.Logger(ctx).Warn("user.registered not published", "user", u.ID, "err", err)
 	}
 	return u.User, nil
@@ -170,13 +159,13 @@ func (a *Accounts) Login(ctx context.Context, l Login) (Token, error) {
 }
 
 // Get returns a user, for that user only.
-func (a *Accounts) Get(ctx context.Context, caller, id string) (User, error) {
+func (a *Accounts) Get(ctx context.Context, caller, id string) (events.User, error) {
 	if caller != id {
-		return User{}, kit.Forbidden("a user can only read their own account")
+		return events.User{}, kit.Forbidden("a user can only read their own account")
 	}
 	u, _, err := a.users.Get(ctx, id)
 	if errors.Is(err, kit.ErrNotFound) {
-		return User{}, kit.NotFound("user %q not found", id)
+		return events.User{}, kit.NotFound("user %q not found", id)
 	}
 	return u.User, err
 }
@@ -193,15 +182,9 @@ func (a *Accounts) Points(ctx context.Context, caller, id string) (Points, error
 	return p.Points, err
 }
 
-// confirmed is the part of an order.confirmed event that points need.
-type confirmed struct {
-	UserID string `json:"userId"`
-	Total  int64  `json:"total"`
-}
-
 // OnOrderConfirmed credits points once per event id.
 func (a *Accounts) OnOrderConfirmed(ctx context.Context, ev kit.Event) error {
-	var o confirmed
+	var o events.OrderConfirmed
 	if err := json.Unmarshal(ev.Data, &o); err != nil || !kit.ValidID(o.UserID) {
 		return fmt.Errorf("%w: bad order.confirmed %s: %v", kit.ErrPermanent, ev.ID, err)
 	}

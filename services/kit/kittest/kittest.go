@@ -197,14 +197,14 @@ type Published struct {
 }
 
 // Publish records one event, or fails with p.Err.
-func (p *Published) Publish(_ context.Context, typ, id, subject string, data any) error {
+func (p *Published) Publish(_ context.Context, id, subject string, data kit.Payload) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.Err != nil {
 		return p.Err
 	}
 	raw, _ := json.Marshal(data)
-	p.Events = append(p.Events, kit.Event{ID: id, Type: typ, Subject: subject, Data: raw, Time: time.Now()})
+	p.Events = append(p.Events, kit.Event{ID: id, Type: data.EventType(), Subject: subject, Data: raw, Time: time.Now()})
 	return nil
 }
 
