@@ -2,81 +2,11 @@ package order
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"time"
 
 	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
-
-// Definition registers the service with the binary.
-var Definition = kit.Definition{Name: "order", Needs: kit.Needs{Auth: true}, New: New}
-
-type service struct {
-	saga  *Saga
-	key   []byte
-	life  context.Context
-	sweep time.Duration
-}
-
-// New builds the order service. SAGA_LEASE (default 30s) is how long a saga
-// may run before another instance resumes it; SAGA_SWEEP (default 30s) how
-// often unfinished sagas are looked for.
-func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
-	if d.Bus == nil {
-		return nil, errors.New("order: needs NATS")
-	}
-	lease, err := d.Config.Duration("SAGA_LEASE", 30*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	sweep, err := d.Config.Duration("SAGA_SWEEP", 30*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	products, err := d.Client("product")
-	if err != nil {
-		return nil, err
-	}
-	payments, err := d.Client("payment")
-	if err != nil {
-		return nil, err
-	}
-	st, err := kit.NewStore[record](d.Bus.Bucket("orders"))
-	if err != nil {
-		return nil, err
-	}
-	saga, err := NewSaga(st, products, payments, d.Bus, "order-"+kit.NewID(), lease)
-	if err != nil {
-		return nil, err
-	}
-	return &service{saga: saga, key: d.Config.AuthKey, life: ctx, sweep: sweep}, nil
-}
-
-func (s *service) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /orders", kit.RequireAuth(s.key, s.place))
-	mux.HandleFunc("GET /orders", kit.RequireAuth(s.key, s.list))
-	mux.HandleFunc("GET /orders/{id}", kit.RequireAuth(s.key, s.get))
-}
-
-// Run resumes unfinished sagas at start and then every SAGA_SWEEP.
-func (s *service) Run(ctx context.Context) error {
-	t := time.NewTicker(s.sweep)
-	defer t.Stop()
-	for {
-		if n, err := s.saga.Sweep(ctx); err != nil && ctx.Err() == nil {
-			kit.Logger(ctx).Warn("saga sweep", "err", err)
-		} else if n > 0 {
-			kit.Logger(ctx).Info("saga sweep resumed orders", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
 
 func (s *service) place(w http.ResponseWriter, r *http.Request) {
 	req, err := kit.Decode[PlaceRequest](r)
@@ -90,39 +20,24 @@ func (s *service) place(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stop := context.AfterFunc(s.life, cancel)
 	defer stop()
-	o, status, err := s.saga.Place(ctx, claims, r.Header.Get(kit.HeaderIdempotencyKey), req)
-	if err != nil {
-		e := kit.AsError(err)
-		if o.ID != "" {
-			// Failed orders still answer with the order, next to the error.
-			kit.WriteJSON(w, status, struct {
-				Error kit.Error    `json:"error"`
-				Order events.Order `json:"order"`
-			}{*e, o})
-			return
-		}
-		kit.WriteError(w, r, err)
+	o, status, err := s.orders.Place(ctx, claims, r.Header.Get(kit.HeaderIdempotencyKey), req)
+	if err != nil && o.ID != "" {
+		// Failed orders still answer with the order, next to the error.
+		kit.WriteJSON(w, status, struct {
+			Error kit.Error    `json:"error"`
+			Order events.Order `json:"order"`
+		}{*kit.AsError(err), o})
 		return
 	}
-	kit.WriteJSON(w, status, o)
+	kit.Reply(w, r, status, o, err)
 }
 
 func (s *service) get(w http.ResponseWriter, r *http.Request) {
-	c, _ := kit.ClaimsFrom(r.Context())
-	o, err := s.saga.Get(r.Context(), c.Subject, r.PathValue("id"))
-	if err != nil {
-		kit.WriteError(w, r, err)
-		return
-	}
-	kit.WriteJSON(w, http.StatusOK, o)
+	o, err := s.orders.Get(r.Context(), kit.Subject(r), r.PathValue("id"))
+	kit.Reply(w, r, http.StatusOK, o, err)
 }
 
 func (s *service) list(w http.ResponseWriter, r *http.Request) {
-	c, _ := kit.ClaimsFrom(r.Context())
-	os, err := s.saga.List(r.Context(), c.Subject)
-	if err != nil {
-		kit.WriteError(w, r, err)
-		return
-	}
-	kit.WriteJSON(w, http.StatusOK, map[string][]events.Order{"items": os})
+	os, err := s.orders.List(r.Context(), kit.Subject(r))
+	kit.Reply(w, r, http.StatusOK, map[string][]events.Order{"items": os}, err)
 }

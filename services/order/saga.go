@@ -20,9 +20,9 @@ type Caller interface {
 	Open() bool
 }
 
-// Saga drives orders. It keeps nothing but a cache of finished keys in
-// memory; everything that matters is in the orders bucket.
-type Saga struct {
+// Orders drives orders through the saga. It keeps nothing but a cache of
+// finished keys in memory; everything that matters is in the orders bucket.
+type Orders struct {
 	store    *kit.Store[record]
 	products Caller
 	payments Caller
@@ -36,20 +36,20 @@ type Saga struct {
 	finished map[string]bool // keys seen done by a sweep; never pending again
 }
 
-// NewSaga refuses nil dependencies. owner identifies this instance in
+// NewOrders refuses nil dependencies. owner identifies this instance in
 // leases; lease is how long a saga may run before another instance may
 // resume it.
-func NewSaga(store *kit.Store[record], products, payments Caller, pub kit.Publisher, owner string, lease time.Duration) (*Saga, error) {
+func NewOrders(store *kit.Store[record], products, payments Caller, pub kit.Publisher, owner string, lease time.Duration) (*Orders, error) {
 	if store == nil || products == nil || payments == nil || pub == nil || owner == "" || lease <= 0 {
-		return nil, errors.New("order: NewSaga needs a store, product and payment clients, a publisher, an owner and a lease")
+		return nil, errors.New("order: NewOrders needs a store, product and payment clients, a publisher, an owner and a lease")
 	}
-	return &Saga{store: store, products: products, payments: payments, pub: pub, owner: owner, lease: lease,
+	return &Orders{store: store, products: products, payments: payments, pub: pub, owner: owner, lease: lease,
 		now: time.Now, inflight: map[string]bool{}, finished: map[string]bool{}}, nil
 }
 
 // Place creates the order for the caller (or finds the one this
 // Idempotency-Key created) and drives it as far as it goes.
-func (s *Saga) Place(ctx context.Context, c *kit.Claims, idemKey string, req PlaceRequest) (events.Order, int, error) {
+func (s *Orders) Place(ctx context.Context, c *kit.Claims, idemKey string, req PlaceRequest) (events.Order, int, error) {
 	if idemKey == "" || len(idemKey) > 128 {
 		return events.Order{}, 0, ErrMissingKey
 	}
@@ -82,7 +82,7 @@ func (s *Saga) Place(ctx context.Context, c *kit.Claims, idemKey string, req Pla
 }
 
 // claim takes the lease of an unfinished saga whose lease has expired.
-func (s *Saga) claim(ctx context.Context, k string) (record, error) {
+func (s *Orders) claim(ctx context.Context, k string) (record, error) {
 	now := s.now().UTC()
 	return s.store.Update(ctx, k, func(r *record) error {
 		if r.done() {
@@ -97,7 +97,7 @@ func (s *Saga) claim(ctx context.Context, k string) (record, error) {
 }
 
 // run drives or compensates a leased record once per instance at a time.
-func (s *Saga) run(ctx context.Context, k string, rec record) record {
+func (s *Orders) run(ctx context.Context, k string, rec record) record {
 	s.mu.Lock()
 	if s.inflight[k] {
 		s.mu.Unlock()
@@ -122,7 +122,7 @@ func stopped(ctx context.Context) bool { return ctx.Err() != nil }
 
 // drive runs the forward steps. Each returns early, leaving the order
 // pending for a resume, when the instance is stopping.
-func (s *Saga) drive(ctx context.Context, k string, rec record) record {
+func (s *Orders) drive(ctx context.Context, k string, rec record) record {
 	log := kit.Logger(ctx).With("order", rec.ID)
 	if err := s.pub.Publish(ctx, kit.EventID(catalog.OrderCreated, rec.ID), "orders/"+rec.ID, events.OrderCreated{Order: rec.Order}); err != nil {
 		log.Warn("order.created not published; will resume", "err", err)
@@ -255,7 +255,7 @@ func (s *Saga) drive(ctx context.Context, k string, rec record) record {
 
 // paymentStatus asks payment what became of an order's charge: "" when
 // there is none.
-func (s *Saga) paymentStatus(ctx context.Context, orderID string) (status, id string, err error) {
+func (s *Orders) paymentStatus(ctx context.Context, orderID string) (status, id string, err error) {
 	resp, err := s.payments.Do(ctx, kit.Request{Method: http.MethodGet, Path: "/payments?orderId=" + orderID})
 	if err != nil {
 		return "", "", err
@@ -279,7 +279,7 @@ func (s *Saga) paymentStatus(ctx context.Context, orderID string) (status, id st
 }
 
 // cancel persists the decision and what it owes, then compensates.
-func (s *Saga) cancel(ctx context.Context, k string, rec record, status int, cause *kit.Error, checkRefund bool) record {
+func (s *Orders) cancel(ctx context.Context, k string, rec record, status int, cause *kit.Error, checkRefund bool) record {
 	e := *cause
 	e.Status = 0
 	owed := []string{oweRelease}
@@ -304,7 +304,7 @@ func (s *Saga) cancel(ctx context.Context, k string, rec record, status int, cau
 // compensate pays what a cancelled order owes: releases every reservation
 // (idempotent, and a tombstone where none existed) and refunds a charge that
 // went through after all. What fails stays owed for the sweep.
-func (s *Saga) compensate(ctx context.Context, k string, rec record) record {
+func (s *Orders) compensate(ctx context.Context, k string, rec record) record {
 	log := kit.Logger(ctx).With("order", rec.ID)
 	for _, owe := range rec.Owed {
 		switch owe {
@@ -348,7 +348,7 @@ func (s *Saga) compensate(ctx context.Context, k string, rec record) record {
 
 // Sweep resumes every unfinished saga whose lease has expired. Keys found
 // finished are remembered so later sweeps skip reading them.
-func (s *Saga) Sweep(ctx context.Context) (resumed int, err error) {
+func (s *Orders) Sweep(ctx context.Context) (resumed int, err error) {
 	keys, err := s.store.Keys(ctx)
 	if err != nil {
 		return 0, err
@@ -384,7 +384,7 @@ func (s *Saga) Sweep(ctx context.Context) (resumed int, err error) {
 }
 
 // Get returns one of the caller's orders.
-func (s *Saga) Get(ctx context.Context, userID, id string) (events.Order, error) {
+func (s *Orders) Get(ctx context.Context, userID, id string) (events.Order, error) {
 	if !kit.ValidID(id) {
 		return events.Order{}, kit.NotFound("order %q not found", id)
 	}
@@ -396,7 +396,7 @@ func (s *Saga) Get(ctx context.Context, userID, id string) (events.Order, error)
 }
 
 // List returns the caller's orders, newest first.
-func (s *Saga) List(ctx context.Context, userID string) ([]events.Order, error) {
+func (s *Orders) List(ctx context.Context, userID string) ([]events.Order, error) {
 	recs, err := s.store.List(ctx, userID+".*")
 	if err != nil {
 		return nil, err

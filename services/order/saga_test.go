@@ -151,7 +151,7 @@ func TestSaga(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st, _ := kit.NewStore[record](kittest.Bus(t, "order").Bucket("orders"))
 			prod, pub := tt.products(), &kittest.Published{}
-			s, err := NewSaga(st, prod, tt.payments, pub, "test", time.Minute)
+			s, err := NewOrders(st, prod, tt.payments, pub, "test", time.Minute)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,7 +196,7 @@ func TestSweepResumesAnAbandonedSaga(t *testing.T) {
 		t.Fatal(err)
 	}
 	pay := &fake{answers: map[string]func() (*kit.Response, error){"POST /payments": ok(200, map[string]any{"id": "pay_1"})}}
-	s, _ := NewSaga(st, products(), pay, &kittest.Published{}, "new-instance", time.Minute)
+	s, _ := NewOrders(st, products(), pay, &kittest.Published{}, "new-instance", time.Minute)
 	n, err := s.Sweep(ctx)
 	if err != nil || n != 1 {
 		t.Fatalf("resumed %d (%v), want 1", n, err)

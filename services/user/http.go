@@ -1,69 +1,10 @@
 package user
 
 import (
-	"context"
-	"errors"
 	"net/http"
 
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
-
-// Definition registers the service with the binary.
-var Definition = kit.Definition{Name: "user", Needs: kit.Needs{Auth: true}, New: New}
-
-type service struct {
-	acc *Accounts
-	bus *kit.Bus
-	key []byte
-}
-
-// New builds the user service. BCRYPT_COST (optional) trades login cost for
-// test and benchmark speed.
-func New(_ context.Context, d kit.Deps) (kit.Service, error) {
-	if d.Bus == nil {
-		return nil, errors.New("user: needs NATS")
-	}
-	cost, err := kit.BcryptCost(d.Config)
-	if err != nil {
-		return nil, err
-	}
-	users, err := kit.NewStore[record](d.Bus.Bucket("users"))
-	if err != nil {
-		return nil, err
-	}
-	emails, err := kit.NewStore[kit.EmailClaim](d.Bus.Bucket("user-emails"))
-	if err != nil {
-		return nil, err
-	}
-	points, err := kit.NewStore[pointsRecord](d.Bus.Bucket("user-points"))
-	if err != nil {
-		return nil, err
-	}
-	acc, err := NewAccounts(users, emails, points, d.Bus, d.Config.AuthKey, cost)
-	if err != nil {
-		return nil, err
-	}
-	return &service{acc: acc, bus: d.Bus, key: d.Config.AuthKey}, nil
-}
-
-func (s *service) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /users", s.register)
-	mux.HandleFunc("POST /login", s.login)
-	mux.HandleFunc("GET /users/{id}", kit.RequireAuth(s.key, s.get))
-	mux.HandleFunc("GET /users/{id}/points", kit.RequireAuth(s.key, s.points))
-}
-
-// Run credits points from order.confirmed until ctx ends.
-func (s *service) Run(ctx context.Context) error {
-	if err := s.bus.Consume(ctx, kit.ConsumerSpec{
-		Durable: "user-points",
-		Handler: s.acc.OnOrderConfirmed,
-	}); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return nil
-}
 
 func (s *service) register(w http.ResponseWriter, r *http.Request) {
 	req, err := kit.Decode[Register](r)
@@ -71,12 +12,8 @@ func (s *service) register(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, err)
 		return
 	}
-	u, err := s.acc.Register(r.Context(), req)
-	if err != nil {
-		kit.WriteError(w, r, err)
-		return
-	}
-	kit.WriteJSON(w, http.StatusCreated, u)
+	u, err := s.users.Register(r.Context(), req)
+	kit.Reply(w, r, http.StatusCreated, u, err)
 }
 
 func (s *service) login(w http.ResponseWriter, r *http.Request) {
@@ -85,28 +22,16 @@ func (s *service) login(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, err)
 		return
 	}
-	t, err := s.acc.Login(r.Context(), req)
-	if err != nil {
-		kit.WriteError(w, r, err)
-		return
-	}
-	kit.WriteJSON(w, http.StatusOK, t)
+	t, err := s.users.Login(r.Context(), req)
+	kit.Reply(w, r, http.StatusOK, t, err)
 }
 
 func (s *service) get(w http.ResponseWriter, r *http.Request) {
-	u, err := s.acc.Get(r.Context(), kit.Subject(r), r.PathValue("id"))
-	if err != nil {
-		kit.WriteError(w, r, err)
-		return
-	}
-	kit.WriteJSON(w, http.StatusOK, u)
+	u, err := s.users.Get(r.Context(), kit.Subject(r), r.PathValue("id"))
+	kit.Reply(w, r, http.StatusOK, u, err)
 }
 
 func (s *service) points(w http.ResponseWriter, r *http.Request) {
-	p, err := s.acc.Points(r.Context(), kit.Subject(r), r.PathValue("id"))
-	if err != nil {
-		kit.WriteError(w, r, err)
-		return
-	}
-	kit.WriteJSON(w, http.StatusOK, p)
+	p, err := s.users.Points(r.Context(), kit.Subject(r), r.PathValue("id"))
+	kit.Reply(w, r, http.StatusOK, p, err)
 }

@@ -88,8 +88,8 @@ type Token struct {
 	ExpiresAt time.Time `json:"expiresAt"`
 }
 
-// Accounts holds the user logic.
-type Accounts struct {
+// Users holds the user logic.
+type Users struct {
 	users     *kit.Store[record]
 	passwords *kit.Passwords
 	points    *kit.Store[pointsRecord]
@@ -98,21 +98,21 @@ type Accounts struct {
 	now       func() time.Time
 }
 
-// NewAccounts refuses nil dependencies.
-func NewAccounts(users *kit.Store[record], emails *kit.Store[kit.EmailClaim], points *kit.Store[pointsRecord], pub kit.Publisher, key []byte, cost int) (*Accounts, error) {
+// NewUsers refuses nil dependencies.
+func NewUsers(users *kit.Store[record], emails *kit.Store[kit.EmailClaim], points *kit.Store[pointsRecord], pub kit.Publisher, key []byte, cost int) (*Users, error) {
 	if users == nil || emails == nil || points == nil || pub == nil || len(key) == 0 {
-		return nil, errors.New("user: NewAccounts needs stores, a publisher and a signing key")
+		return nil, errors.New("user: NewUsers needs stores, a publisher and a signing key")
 	}
 	passwords, err := kit.NewPasswords(emails, cost)
 	if err != nil {
 		return nil, err
 	}
-	return &Accounts{users: users, passwords: passwords, points: points, pub: pub, key: key, now: time.Now}, nil
+	return &Users{users: users, passwords: passwords, points: points, pub: pub, key: key, now: time.Now}, nil
 }
 
 // exists reports whether a user record exists, for a stale email claim.
-func (a *Accounts) exists(ctx context.Context, id string) (bool, error) {
-	_, _, err := a.users.Get(ctx, id)
+func (us *Users) exists(ctx context.Context, id string) (bool, error) {
+	_, _, err := us.users.Get(ctx, id)
 	if errors.Is(err, kit.ErrNotFound) {
 		return false, nil
 	}
@@ -120,38 +120,38 @@ func (a *Accounts) exists(ctx context.Context, id string) (bool, error) {
 }
 
 // Register creates an account; a taken email is a 409.
-func (a *Accounts) Register(ctx context.Context, r Register) (events.User, error) {
+func (us *Users) Register(ctx context.Context, r Register) (events.User, error) {
 	if err := r.Validate(); err != nil {
 		return events.User{}, err
 	}
-	hash, err := a.passwords.Hash(r.Password)
+	hash, err := us.passwords.Hash(r.Password)
 	if err != nil {
 		return events.User{}, err
 	}
-	u := record{User: events.User{ID: kit.NewID(), Email: strings.ToLower(r.Email), Name: strings.TrimSpace(r.Name)}, PasswordHash: hash, CreatedAt: a.now().UTC()}
-	if err := a.passwords.Claim(ctx, u.Email, u.ID, a.exists); err != nil {
+	u := record{User: events.User{ID: kit.NewID(), Email: strings.ToLower(r.Email), Name: strings.TrimSpace(r.Name)}, PasswordHash: hash, CreatedAt: us.now().UTC()}
+	if err := us.passwords.Claim(ctx, u.Email, u.ID, us.exists); err != nil {
 		return events.User{}, err
 	}
-	if _, err := a.users.Create(ctx, u.ID, u); err != nil {
+	if _, err := us.users.Create(ctx, u.ID, u); err != nil {
 		return events.User{}, err
 	}
-	if err := a.pub.Publish(ctx, kit.EventID(catalog.UserRegistered, u.ID), "users/"+u.ID, events.UserRegistered{User: u.User}); err != nil {
+	if err := us.pub.Publish(ctx, kit.EventID(catalog.UserRegistered, u.ID), "users/"+u.ID, events.UserRegistered{User: u.User}); err != nil {
 		kit.Logger(ctx).Warn("user.registered not published", "user", u.ID, "err", err)
 	}
 	return u.User, nil
 }
 
 // Login checks credentials and issues a token.
-func (a *Accounts) Login(ctx context.Context, l Login) (Token, error) {
+func (us *Users) Login(ctx context.Context, l Login) (Token, error) {
 	var u record
-	if _, err := a.passwords.Verify(ctx, l.Email, l.Password, func(ctx context.Context, id string) ([]byte, error) {
+	if _, err := us.passwords.Verify(ctx, l.Email, l.Password, func(ctx context.Context, id string) ([]byte, error) {
 		var err error
-		u, _, err = a.users.Get(ctx, id)
+		u, _, err = us.users.Get(ctx, id)
 		return u.PasswordHash, err
 	}); err != nil {
 		return Token{}, err
 	}
-	tok, exp, err := kit.IssueToken(a.key, u.ID, u.Email, TokenTTL, a.now())
+	tok, exp, err := kit.IssueToken(us.key, u.ID, u.Email, TokenTTL, us.now())
 	if err != nil {
 		return Token{}, err
 	}
@@ -159,11 +159,11 @@ func (a *Accounts) Login(ctx context.Context, l Login) (Token, error) {
 }
 
 // Get returns a user, for that user only.
-func (a *Accounts) Get(ctx context.Context, caller, id string) (events.User, error) {
+func (us *Users) Get(ctx context.Context, caller, id string) (events.User, error) {
 	if caller != id {
 		return events.User{}, kit.Forbidden("a user can only read their own account")
 	}
-	u, _, err := a.users.Get(ctx, id)
+	u, _, err := us.users.Get(ctx, id)
 	if errors.Is(err, kit.ErrNotFound) {
 		return events.User{}, kit.NotFound("user %q not found", id)
 	}
@@ -171,11 +171,11 @@ func (a *Accounts) Get(ctx context.Context, caller, id string) (events.User, err
 }
 
 // Points returns a user's balance, for that user only.
-func (a *Accounts) Points(ctx context.Context, caller, id string) (Points, error) {
-	if _, err := a.Get(ctx, caller, id); err != nil {
+func (us *Users) Points(ctx context.Context, caller, id string) (Points, error) {
+	if _, err := us.Get(ctx, caller, id); err != nil {
 		return Points{}, err
 	}
-	p, _, err := a.points.Get(ctx, id)
+	p, _, err := us.points.Get(ctx, id)
 	if errors.Is(err, kit.ErrNotFound) {
 		return Points{UserID: id}, nil
 	}
@@ -183,13 +183,13 @@ func (a *Accounts) Points(ctx context.Context, caller, id string) (Points, error
 }
 
 // OnOrderConfirmed credits points once per event id.
-func (a *Accounts) OnOrderConfirmed(ctx context.Context, ev kit.Event) error {
+func (us *Users) OnOrderConfirmed(ctx context.Context, ev kit.Event) error {
 	var o events.OrderConfirmed
 	if err := json.Unmarshal(ev.Data, &o); err != nil || !kit.ValidID(o.UserID) {
 		return fmt.Errorf("%w: bad order.confirmed %s: %v", kit.ErrPermanent, ev.ID, err)
 	}
 	dup := false
-	_, err := a.points.Upsert(ctx, o.UserID, func(p *pointsRecord, _ bool) error {
+	_, err := us.points.Upsert(ctx, o.UserID, func(p *pointsRecord, _ bool) error {
 		if slices.Contains(p.Applied, ev.ID) {
 			dup = true
 			return kit.ErrNoChange

@@ -14,13 +14,13 @@ import (
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 )
 
-func newAccounts(t *testing.T) *Accounts {
+func newUsers(t *testing.T) *Users {
 	t.Helper()
 	bus := kittest.Bus(t, "user")
 	users, _ := kit.NewStore[record](bus.Bucket("users"))
 	emails, _ := kit.NewStore[kit.EmailClaim](bus.Bucket("user-emails"))
 	points, _ := kit.NewStore[pointsRecord](bus.Bucket("user-points"))
-	a, err := NewAccounts(users, emails, points, &kittest.Published{}, []byte(kittest.AuthKey), bcrypt.MinCost)
+	a, err := NewUsers(users, emails, points, &kittest.Published{}, []byte(kittest.AuthKey), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func newAccounts(t *testing.T) *Accounts {
 
 func TestRegisterAndLogin(t *testing.T) {
 	ctx := context.Background()
-	a := newAccounts(t)
+	a := newUsers(t)
 	u, err := a.Register(ctx, Register{Email: "ada@example.com", Name: "Ada", Password: "correct-horse"})
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func TestRegisterAndLogin(t *testing.T) {
 
 func TestPointsCreditedOncePerEvent(t *testing.T) {
 	ctx := context.Background()
-	a := newAccounts(t)
+	a := newUsers(t)
 	u, _ := a.Register(ctx, Register{Email: "ada@example.com", Name: "Ada", Password: "correct-horse"})
 	data, _ := json.Marshal(map[string]any{"userId": u.ID, "total": 25000})
 	ev := kit.Event{ID: kit.EventID(catalog.OrderConfirmed, "o1"), Type: catalog.OrderConfirmed, Data: data}

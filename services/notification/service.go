@@ -1,0 +1,72 @@
+package notification
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/kit"
+)
+
+// Definition registers the service with the binary.
+var Definition = kit.Definition{Name: "notification", New: New}
+
+type service struct {
+	n         *Notifier
+	bus       *kit.Bus
+	consumers []catalog.Consumer
+}
+
+// New builds the notification service. SMTP_ADDR (host:port) switches email
+// to SMTP, with SMTP_FROM as the sender address.
+func New(_ context.Context, d kit.Deps) (kit.Service, error) {
+	if d.Bus == nil {
+		return nil, errors.New("notification: needs NATS")
+	}
+	st, err := kit.NewStore[Notification](d.Bus.Bucket("notifications"))
+	if err != nil {
+		return nil, err
+	}
+	r, err := NewRenderer()
+	if err != nil {
+		return nil, err
+	}
+	var sender Sender = LogSender{Log: d.Log}
+	if addr := d.Config.String("SMTP_ADDR"); addr != "" {
+		from := d.Config.String("SMTP_FROM")
+		if from == "" {
+			from = "switchboard@localhost"
+		}
+		sender = SMTPSender{Addr: addr, From: from, Fallback: sender}
+	}
+	n, err := NewNotifier(st, r, sender)
+	if err != nil {
+		return nil, err
+	}
+	for _, subj := range d.Config.Service.Consumes() {
+		if _, ok := Routes[subj]; !ok {
+			return nil, errors.New("notification: no channel route for " + subj)
+		}
+		if _, ok := readers[subj]; !ok {
+			return nil, errors.New("notification: no reader for " + subj)
+		}
+	}
+	return &service{n: n, bus: d.Bus, consumers: d.Config.Service.Consumers}, nil
+}
+
+func (s *service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /notifications", s.list)
+}
+
+// Run runs every consumer of the catalog row until ctx ends: one handler
+// serves them all, routing by event type.
+func (s *service) Run(ctx context.Context) error {
+	for _, c := range s.consumers {
+		if err := s.bus.Consume(ctx, kit.ConsumerSpec{Durable: c.Durable, Handler: s.n.Handle}); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
