@@ -1,6 +1,8 @@
 package playback
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -97,4 +99,34 @@ func leastLoaded(edges []Edge, load map[string]int) Edge {
 		}
 	}
 	return best
+}
+
+// edgeLoad is an edge's record in the sessions bucket.
+type edgeLoad struct {
+	Active int `json:"active"`
+}
+
+func edgeKey(name string) string { return "edge." + name }
+
+func (p *Player) chooseEdge(ctx context.Context, region string) (Edge, error) {
+	cands := candidates(p.cdn, region)
+	load := map[string]int{}
+	for _, e := range cands {
+		l, _, err := p.edges.Get(ctx, edgeKey(e.Name))
+		if err != nil && !errors.Is(err, kit.ErrNotFound) {
+			return Edge{}, err
+		}
+		load[e.Name] = l.Active
+	}
+	return leastLoaded(cands, load), nil
+}
+
+func (p *Player) addLoad(ctx context.Context, edge string, delta int) {
+	if _, err := p.edges.Upsert(ctx, edgeKey(edge), func(l *edgeLoad, _ bool) error {
+		l.Active = max(0, l.Active+delta)
+		return nil
+	}); err != nil {
+		// The sweeper's recount repairs it.
+		kit.Logger(ctx).Warn("edge load not updated", "edge", edge, "err", err)
+	}
 }
