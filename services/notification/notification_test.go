@@ -43,19 +43,27 @@ func TestEveryEventAndChannelRenders(t *testing.T) {
 	}
 	// What the templates rendered from the same events when they still
 	// read them as maps of their JSON.
-	want := map[string]string{
-		catalog.OrderConfirmed + "/" + Email:   "Subject: Order o1 confirmed\n\nThank you! Your order o1 of 1 item(s) is confirmed. Total: 100.00.",
-		catalog.OrderConfirmed + "/" + SMS:     "Order o1 confirmed, total 100.00.",
-		catalog.OrderConfirmed + "/" + Push:    "Order confirmed: 100.00",
-		catalog.OrderCancelled + "/" + Email:   "Subject: Order o1 cancelled\n\nYour order o1 was cancelled: only 0 left. Nothing was charged.",
-		catalog.OrderCancelled + "/" + SMS:     "Order o1 cancelled (out_of_stock).",
-		catalog.OrderCancelled + "/" + Push:    "Order cancelled",
-		catalog.PaymentCompleted + "/" + Email: "Subject: Payment received\n\nWe received 100.00 for order o1.",
-		catalog.PaymentCompleted + "/" + SMS:   "Payment of 100.00 received for order o1.",
-		catalog.PaymentCompleted + "/" + Push:  "Paid 100.00 for order o1",
-		catalog.PaymentFailed + "/" + Email:    "Subject: Payment declined\n\nYour payment of 100.00 for order o1 was declined: card declined.",
-		catalog.PaymentFailed + "/" + SMS:      "Payment of 100.00 for order o1 declined: card declined.",
-		catalog.PaymentFailed + "/" + Push:     "Payment declined",
+	want := map[string]map[string]string{
+		catalog.OrderConfirmed: {
+			Email: "Subject: Order o1 confirmed\n\nThank you! Your order o1 of 1 item(s) is confirmed. Total: 100.00.",
+			SMS:   "Order o1 confirmed, total 100.00.",
+			Push:  "Order confirmed: 100.00",
+		},
+		catalog.OrderCancelled: {
+			Email: "Subject: Order o1 cancelled\n\nYour order o1 was cancelled: only 0 left. Nothing was charged.",
+			SMS:   "Order o1 cancelled (out_of_stock).",
+			Push:  "Order cancelled",
+		},
+		catalog.PaymentCompleted: {
+			Email: "Subject: Payment received\n\nWe received 100.00 for order o1.",
+			SMS:   "Payment of 100.00 received for order o1.",
+			Push:  "Paid 100.00 for order o1",
+		},
+		catalog.PaymentFailed: {
+			Email: "Subject: Payment declined\n\nYour payment of 100.00 for order o1 was declined: card declined.",
+			SMS:   "Payment of 100.00 for order o1 declined: card declined.",
+			Push:  "Payment declined",
+		},
 	}
 	for _, typ := range consumes(t) {
 		for _, ch := range []string{Email, SMS, Push} {
@@ -63,8 +71,8 @@ func TestEveryEventAndChannelRenders(t *testing.T) {
 			if err != nil || body == "" {
 				t.Errorf("%s/%s: %q %v", typ, ch, body, err)
 			}
-			if body != want[typ+"/"+ch] {
-				t.Errorf("%s/%s rendered %q, want %q", typ, ch, body, want[typ+"/"+ch])
+			if body != want[typ][ch] {
+				t.Errorf("%s/%s rendered %q, want %q", typ, ch, body, want[typ][ch])
 			}
 		}
 	}
