@@ -212,8 +212,8 @@ type Publisher interface {
 
 // Publish sends data as an event of its type about subject, with
 // Nats-Msg-Id = id. Pass a deterministic id (see EventID). It refuses a type
-// missing from the service's catalog row: what a service publishes is
-// declared there, and the broker's permissions follow the row.
+// missing from the service's catalog row, so the row stays the whole truth
+// about what the service publishes.
 func (b *Bus) Publish(ctx context.Context, id, subject string, data Payload) error {
 	typ := data.EventType()
 	if !slices.Contains(b.svc.Publishes, typ) {
