@@ -12,8 +12,8 @@ import (
 var Definition = kit.Definition{Name: "account", Needs: kit.Needs{Auth: true}, New: New}
 
 type service struct {
-	acc *Accounts
-	key []byte
+	acc    *Accounts
+	tokens kit.Verifier
 }
 
 // New builds the account service. BCRYPT_COST (optional) trades login cost
@@ -38,15 +38,15 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &service{acc: acc, key: d.Config.AuthKey}, nil
+	return &service{acc: acc, tokens: d.Tokens}, nil
 }
 
 func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /accounts", s.create)
 	mux.HandleFunc("POST /login", s.login)
-	mux.HandleFunc("GET /accounts/{id}", kit.RequireAuth(s.key, s.get))
-	mux.HandleFunc("PUT /accounts/{id}/subscription", kit.RequireAuth(s.key, s.subscription))
-	mux.HandleFunc("POST /accounts/{id}/profiles", kit.RequireAuth(s.key, s.addProfile))
+	mux.HandleFunc("GET /accounts/{id}", kit.RequireAuth(s.tokens, s.get))
+	mux.HandleFunc("PUT /accounts/{id}/subscription", kit.RequireAuth(s.tokens, s.subscription))
+	mux.HandleFunc("POST /accounts/{id}/profiles", kit.RequireAuth(s.tokens, s.addProfile))
 }
 
 func (s *service) Run(ctx context.Context) error {

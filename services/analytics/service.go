@@ -13,8 +13,8 @@ import (
 var Definition = kit.Definition{Name: "analytics", Needs: kit.Needs{Auth: true}, New: New}
 
 type service struct {
-	a   *Analytics
-	key []byte
+	a      *Analytics
+	tokens kit.Verifier
 }
 
 // New builds the analytics service and loads the read model before it
@@ -42,7 +42,7 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if err := a.Follow(ctx); err != nil {
 		return nil, err
 	}
-	return &service{a: a, key: d.Config.AuthKey}, nil
+	return &service{a: a, tokens: d.Tokens}, nil
 }
 
 func (s *service) Routes(mux *http.ServeMux) {
@@ -50,7 +50,7 @@ func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /live/stream", s.stream)
 	mux.HandleFunc("GET /top", s.top)
 	mux.HandleFunc("GET /stats", s.stats)
-	mux.HandleFunc("GET /accounts/{id}/watchtime", kit.RequireAuth(s.key, s.watchTime))
+	mux.HandleFunc("GET /accounts/{id}/watchtime", kit.RequireAuth(s.tokens, s.watchTime))
 }
 
 // Run ingests events until ctx ends.

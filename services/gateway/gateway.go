@@ -64,15 +64,15 @@ type upstream struct {
 // Gateway is the routing and policy logic, an http.Handler for /api/.
 type Gateway struct {
 	upstreams map[string]*upstream
-	key       []byte
+	tokens    kit.Verifier
 	limiter   *Limiter
 	health    *http.Client
 }
 
 // New builds a gateway for the given upstreams.
-func NewGateway(upstreams map[string]*url.URL, key []byte, m *kit.Metrics, o Options) (*Gateway, error) {
-	if len(key) == 0 || m == nil {
-		return nil, errors.New("gateway: needs a signing key and metrics")
+func NewGateway(upstreams map[string]*url.URL, tokens kit.Verifier, m *kit.Metrics, o Options) (*Gateway, error) {
+	if tokens == nil || m == nil {
+		return nil, errors.New("gateway: needs a token verifier and metrics")
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 15 * time.Second
@@ -95,7 +95,7 @@ func NewGateway(upstreams map[string]*url.URL, key []byte, m *kit.Metrics, o Opt
 		tr.ResponseHeaderTimeout = o.Timeout
 		tr.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	}
-	g := &Gateway{upstreams: map[string]*upstream{}, key: key, limiter: NewLimiter(rate.Limit(o.RPS), o.Burst),
+	g := &Gateway{upstreams: map[string]*upstream{}, tokens: tokens, limiter: NewLimiter(rate.Limit(o.RPS), o.Burst),
 		health: &http.Client{Transport: tr, Timeout: 2 * time.Second}}
 	for name, base := range upstreams {
 		up := &upstream{name: name, base: base,
@@ -181,7 +181,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	client := clientIP(r)
 	if !isPublic(r.Method, r.URL.Path) {
-		c, err := kit.Authenticate(g.key, r)
+		c, err := kit.Authenticate(g.tokens, r)
 		if err != nil {
 			kit.WriteError(w, r, err)
 			return

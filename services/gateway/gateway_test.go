@@ -15,7 +15,7 @@ import (
 
 func newGateway(t *testing.T, ups map[string]*url.URL, o Options) *httptest.Server {
 	t.Helper()
-	g, err := NewGateway(ups, []byte(kittest.AuthKey), kit.NewMetrics("gateway"), o)
+	g, err := NewGateway(ups, kit.HMACVerifier([]byte(kittest.AuthKey)), kit.NewMetrics("gateway"), o)
 	if err != nil {
 		t.Fatal(err)
 	}

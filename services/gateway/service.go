@@ -39,7 +39,7 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if o.Burst, err = c.Int("RATE_LIMIT_BURST", 2*rps); err != nil {
 		return nil, err
 	}
-	g, err := NewGateway(c.Upstreams, c.AuthKey, d.Metrics, o)
+	g, err := NewGateway(c.Upstreams, d.Tokens, d.Metrics, o)
 	if err != nil {
 		return nil, err
 	}

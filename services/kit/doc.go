@@ -20,13 +20,13 @@
 //		if err != nil {
 //			return nil, err
 //		}
-//		s := &service{accounts: accounts, bus: d.Bus, key: d.Config.AuthKey}
+//		s := &service{accounts: accounts, bus: d.Bus, tokens: d.Tokens}
 //		return s, nil
 //	}
 //
 //	func (s *service) Routes(mux *http.ServeMux) {
 //		mux.HandleFunc("POST /accounts", s.create)
-//		mux.HandleFunc("GET /accounts/{id}", kit.RequireAuth(s.key, s.get))
+//		mux.HandleFunc("GET /accounts/{id}", kit.RequireAuth(s.tokens, s.get))
 //	}
 //
 //	// Run starts background work and blocks until ctx ends.

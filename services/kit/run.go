@@ -20,6 +20,8 @@ type Deps struct {
 	Log     *slog.Logger
 	Metrics *Metrics
 	Bus     *Bus
+	// Tokens verifies user tokens; nil for services that need no auth.
+	Tokens Verifier
 }
 
 // Client builds the resilient client for one of the service's upstreams,
@@ -176,6 +178,9 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 
 func build(ctx context.Context, def Definition, cfg Config, log *slog.Logger, m *Metrics) (Service, *Bus, error) {
 	d := Deps{Config: cfg, Log: log, Metrics: m}
+	if cfg.AuthKey != nil {
+		d.Tokens = HMACVerifier(cfg.AuthKey)
+	}
 	if NeedsNATS(cfg.Service) {
 		b, err := ConnectBus(ctx, cfg, log, m)
 		if err != nil {

@@ -14,7 +14,7 @@ var Definition = kit.Definition{Name: "order", Needs: kit.Needs{Auth: true}, New
 
 type service struct {
 	orders *Orders
-	key    []byte
+	tokens kit.Verifier
 	life   context.Context
 	sweep  time.Duration
 }
@@ -50,13 +50,13 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &service{orders: orders, key: d.Config.AuthKey, life: ctx, sweep: sweep}, nil
+	return &service{orders: orders, tokens: d.Tokens, life: ctx, sweep: sweep}, nil
 }
 
 func (s *service) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /orders", kit.RequireAuth(s.key, s.place))
-	mux.HandleFunc("GET /orders", kit.RequireAuth(s.key, s.list))
-	mux.HandleFunc("GET /orders/{id}", kit.RequireAuth(s.key, s.get))
+	mux.HandleFunc("POST /orders", kit.RequireAuth(s.tokens, s.place))
+	mux.HandleFunc("GET /orders", kit.RequireAuth(s.tokens, s.list))
+	mux.HandleFunc("GET /orders/{id}", kit.RequireAuth(s.tokens, s.get))
 }
 
 // Run resumes unfinished sagas at start and then every SAGA_SWEEP.

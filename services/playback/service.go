@@ -13,9 +13,9 @@ import (
 var Definition = kit.Definition{Name: "playback", Needs: kit.Needs{Auth: true}, New: New}
 
 type service struct {
-	p     *Player
-	key   []byte
-	sweep time.Duration
+	p      *Player
+	tokens kit.Verifier
+	sweep  time.Duration
 }
 
 // New builds the playback service. Optional env: SESSION_TTL (default 30s),
@@ -65,14 +65,14 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &service{p: p, key: d.Config.AuthKey, sweep: sweep}, nil
+	return &service{p: p, tokens: d.Tokens, sweep: sweep}, nil
 }
 
 func (s *service) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /sessions", kit.RequireAuth(s.key, s.start))
-	mux.HandleFunc("POST /sessions/{id}/heartbeat", kit.RequireAuth(s.key, s.heartbeat))
-	mux.HandleFunc("DELETE /sessions/{id}", kit.RequireAuth(s.key, s.stop))
-	mux.HandleFunc("GET /history", kit.RequireAuth(s.key, s.history))
+	mux.HandleFunc("POST /sessions", kit.RequireAuth(s.tokens, s.start))
+	mux.HandleFunc("POST /sessions/{id}/heartbeat", kit.RequireAuth(s.tokens, s.heartbeat))
+	mux.HandleFunc("DELETE /sessions/{id}", kit.RequireAuth(s.tokens, s.stop))
+	mux.HandleFunc("GET /history", kit.RequireAuth(s.tokens, s.history))
 }
 
 // Run sweeps expired sessions until ctx ends. Every replica sweeps; the

@@ -12,9 +12,9 @@ import (
 var Definition = kit.Definition{Name: "recommendation", Needs: kit.Needs{Auth: true}, New: New}
 
 type service struct {
-	rec *Recommender
-	bus *kit.Bus
-	key []byte
+	rec    *Recommender
+	bus    *kit.Bus
+	tokens kit.Verifier
 }
 
 // New builds the recommendation service.
@@ -34,13 +34,13 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &service{rec: rec, bus: d.Bus, key: d.Config.AuthKey}, nil
+	return &service{rec: rec, bus: d.Bus, tokens: d.Tokens}, nil
 }
 
 func (s *service) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /recommendations", kit.RequireAuth(s.key, s.recommend))
+	mux.HandleFunc("GET /recommendations", kit.RequireAuth(s.tokens, s.recommend))
 	mux.HandleFunc("GET /related/{contentId}", s.related)
-	mux.HandleFunc("POST /clicks", kit.RequireAuth(s.key, s.click))
+	mux.HandleFunc("POST /clicks", kit.RequireAuth(s.tokens, s.click))
 	mux.HandleFunc("GET /experiments", s.experiments)
 }
 

@@ -12,9 +12,9 @@ import (
 var Definition = kit.Definition{Name: "user", Needs: kit.Needs{Auth: true}, New: New}
 
 type service struct {
-	users *Users
-	bus   *kit.Bus
-	key   []byte
+	users  *Users
+	bus    *kit.Bus
+	tokens kit.Verifier
 }
 
 // New builds the user service. BCRYPT_COST (optional) trades login cost for
@@ -43,14 +43,14 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &service{users: users, bus: d.Bus, key: d.Config.AuthKey}, nil
+	return &service{users: users, bus: d.Bus, tokens: d.Tokens}, nil
 }
 
 func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /users", s.register)
 	mux.HandleFunc("POST /login", s.login)
-	mux.HandleFunc("GET /users/{id}", kit.RequireAuth(s.key, s.get))
-	mux.HandleFunc("GET /users/{id}/points", kit.RequireAuth(s.key, s.points))
+	mux.HandleFunc("GET /users/{id}", kit.RequireAuth(s.tokens, s.get))
+	mux.HandleFunc("GET /users/{id}/points", kit.RequireAuth(s.tokens, s.points))
 }
 
 // Run credits points from order.confirmed until ctx ends.
