@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/events"
+	"github.com/switchboard-dev/switchboard/services/gateway"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 	"github.com/switchboard-dev/switchboard/services/local"
@@ -115,10 +116,19 @@ func (a api) must(status int, method, path string, body any, hdr ...string) resp
 
 type stockLevel struct{ Available, Reserved int64 }
 
+// staffToken carries the admin role that stock levels and new products
+// need at the gateway.
+var staffToken string
+
+func (a api) staff() api {
+	a.token = staffToken
+	return a
+}
+
 func (a api) stock(id string) stockLevel {
 	a.t.Helper()
 	var s stockLevel
-	a.must(200, "GET", "/api/product/stock/"+id, nil).json(a.t, &s)
+	a.staff().must(200, "GET", "/api/product/stock/"+id, nil).json(a.t, &s)
 	return s
 }
 
@@ -132,7 +142,7 @@ func (a api) placeOrder(key, product string, qty int, method string) resp {
 func (a api) newProduct(stock int) string {
 	a.t.Helper()
 	var p struct{ ID string }
-	a.must(201, "POST", "/api/product/products", map[string]any{"name": "Limited edition", "category": "test", "price": 25000, "stock": stock}).json(a.t, &p)
+	a.staff().must(201, "POST", "/api/product/products", map[string]any{"name": "Limited edition", "category": "test", "price": 25000, "stock": stock}).json(a.t, &p)
 	return p.ID
 }
 
@@ -158,6 +168,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	defer p.Close()
 	payURL, _ := url.Parse(p.URLs["payment"])
 	proxy.target.Store(payURL)
+	staffToken = kittest.StaffToken(t, []byte(p.AuthKey), "e2e-staff")
 
 	anon := api{t: t, base: p.GatewayURL}
 	var a api
@@ -346,7 +357,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 				t.Fatal("the payment breaker never opened")
 			}
 		}
-		if !strings.Contains(metrics(t, p.URLs["order"]), `switchboard_breaker_state{service="order",upstream="payment"} 2`) {
+		if !strings.Contains(metrics(t, p.OpsURLs["order"]), `switchboard_breaker_state{service="order",upstream="payment"} 2`) {
 			t.Error("order's metrics do not show the payment breaker open")
 		}
 		if after := a.stock("teapot"); after != before {
@@ -419,9 +430,11 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 			{"an oversize body", a, "POST", "/api/order/orders", big, 413, kit.CodeTooLarge},
 			{"no token", anon, "GET", "/api/order/orders", nil, 401, kit.CodeUnauthenticated},
 			{"a forged token", api{t: t, base: a.base, token: a.token + "x"}, "GET", "/api/order/orders", nil, 401, kit.CodeUnauthenticated},
-			{"an unknown service", a, "GET", "/api/warehouse/items", nil, 404, "unknown_service"},
-			{"an unknown route", a, "GET", "/api/product/nowhere", nil, 404, kit.CodeNotFound},
-			{"a wrong method", a, "DELETE", "/api/product/products", nil, 405, kit.CodeMethodNotAllowed},
+			{"an unknown service", a, "GET", "/api/warehouse/items", nil, 404, gateway.CodeUnknownRoute},
+			{"an unknown route", a, "GET", "/api/product/nowhere", nil, 404, gateway.CodeUnknownRoute},
+			{"a wrong method", a, "DELETE", "/api/product/products", nil, 404, gateway.CodeUnknownRoute},
+			{"an internal operation", a.staff(), "POST", "/api/product/stock/monitor/reservations", map[string]any{"orderId": "o", "quantity": 1}, 404, gateway.CodeUnknownRoute},
+			{"an admin route with a customer's token", a, "PUT", "/api/product/stock/monitor", map[string]any{"available": 999999}, 403, kit.CodeForbidden},
 			{"someone else's account", a, "GET", "/api/user/users/someone-else", nil, 403, kit.CodeForbidden},
 		}
 		for _, tt := range tests {
@@ -436,13 +449,15 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("the gateway aggregates health", func(t *testing.T) {
-		var h struct {
-			Status   string
-			Services map[string]struct{ Ready bool }
+		if r := (api{t: t, base: p.GatewayURL}).must(200, "GET", "/health", nil); strings.TrimSpace(string(r.Body)) != `{"status":"ok"}` {
+			t.Fatalf("public health %s", r.Body)
 		}
-		api{t: t, base: p.GatewayURL}.must(200, "GET", "/health", nil).json(t, &h)
-		if h.Status != "ok" || len(h.Services) != 5 {
-			t.Fatalf("health %+v", h)
+		// The detail is on the gateway's ops port, which nothing routes
+		// publicly.
+		var d gateway.HealthDetail
+		api{t: t, base: p.OpsURLs[catalog.Gateway]}.must(200, "GET", "/health/detail", nil).json(t, &d)
+		if d.Status != "ok" || len(d.Services) != 5 {
+			t.Fatalf("health detail %+v", d)
 		}
 	})
 }

@@ -74,11 +74,12 @@ func TestStreamingEndToEnd(t *testing.T) {
 	p := startPlatform(t, nil)
 	api := streamtest.Client{T: t, Base: p.GatewayURL + "/api"}
 
-	// Create an account, log in, upload videos.
+	// Create an account, log in; staff upload videos.
 	annID, ann := signUp(t, api, "ann@example.com", events.PlanBasic)
-	v1 := upload(t, ann, content.Upload{Title: "Harbour Lights", Genres: []string{"drama"}, DurationSec: 1800, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic, SourceHeight: 2160})
-	v2 := upload(t, ann, content.Upload{Title: "Northern Line", Genres: []string{"drama", "crime"}, DurationSec: 2400, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic})
-	v3 := upload(t, ann, content.Upload{Title: "Monsoon", Genres: []string{"drama"}, DurationSec: 3000, Regions: []string{"apac"}, MinPlan: events.PlanBasic})
+	staff := api.As(kittest.StaffToken(t, []byte(p.AuthKey), "staff"))
+	v1 := upload(t, staff, content.Upload{Title: "Harbour Lights", Genres: []string{"drama"}, DurationSec: 1800, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic, SourceHeight: 2160})
+	v2 := upload(t, staff, content.Upload{Title: "Northern Line", Genres: []string{"drama", "crime"}, DurationSec: 2400, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic})
+	v3 := upload(t, staff, content.Upload{Title: "Monsoon", Genres: []string{"drama"}, DurationSec: 3000, Regions: []string{"apac"}, MinPlan: events.PlanBasic})
 
 	// The videos become ready through the encoding pipeline.
 	for _, v := range []*events.Video{&v1, &v2, &v3} {
