@@ -65,7 +65,7 @@ test: verify-fmt vet verify-generated verify-chart-sync helm-lint envtest helm k
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: api-docs
-api-docs: ## Regenerate docs/api.md (from the CRD) and the events table of docs/architecture.md (from the catalog).
+api-docs: ## Regenerate docs/api.md (from the CRD), the tables of docs/architecture.md and docs/public-api.md (from the catalog).
 	go run ./hack/docgen
 
 .PHONY: bench

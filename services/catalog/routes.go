@@ -113,7 +113,7 @@ var routes = []Route{
 	{Method: http.MethodGet, Path: "/health", Service: Gateway, Audience: Public, Status: http.StatusOK,
 		Summary: `The platform's health: {"status":"ok"}, or {"status":"degraded","degraded":[service names]} with a 503.`},
 	{Method: http.MethodGet, Path: "/api/openapi.json", Service: Gateway, Audience: Public, Status: http.StatusOK,
-		Summary: "This API as an OpenAPI 3.0 document."},
+		Summary: "This API as an OpenAPI 3.1 document."},
 
 	// Commerce.
 	{Method: http.MethodPost, Path: "/api/user/users", Service: "user", Audience: Public, Body: true, Status: http.StatusCreated,
