@@ -9,11 +9,7 @@ import (
 	"errors"
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
@@ -118,38 +114,19 @@ func (r *PlatformReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	return ctrl.Result{}, nil
 }
 
-// SetupWithManager registers the controller. It owns every child type, so a
+// SetupWithManager registers the controller. It owns every child kind, so a
 // deleted or hand-edited child triggers a reconcile that puts it back.
 func (r *PlatformReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.Platform{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&appsv1.Deployment{}).
-		Owns(&appsv1.StatefulSet{}).
-		Owns(&corev1.Service{}).
-		Owns(&corev1.ConfigMap{}).
-		Owns(&corev1.Secret{}).
-		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
-		Owns(&policyv1.PodDisruptionBudget{}).
-		Owns(&networkingv1.NetworkPolicy{}).
-		Named("platform").
-		Complete(r)
-}
-
-// ChildTypes are the kinds the operator creates. The manager limits its cache
-// of them to objects carrying the operator's managed-by label.
-func ChildTypes() []client.Object {
-	return []client.Object{
-		&appsv1.Deployment{}, &appsv1.StatefulSet{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.Secret{},
-		&autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{},
+	children, err := childObjects(mgr.GetScheme())
+	if err != nil {
+		return err
 	}
-}
-
-// childLists are the list types the pruner walks, one per child type.
-func childLists() []client.ObjectList {
-	return []client.ObjectList{
-		&appsv1.DeploymentList{}, &appsv1.StatefulSetList{}, &corev1.ServiceList{}, &corev1.ConfigMapList{}, &corev1.SecretList{},
-		&autoscalingv2.HorizontalPodAutoscalerList{}, &policyv1.PodDisruptionBudgetList{}, &networkingv1.NetworkPolicyList{},
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.Platform{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	for _, obj := range children {
+		b = b.Owns(obj)
 	}
+	return b.Named("platform").Complete(r)
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }

@@ -20,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
@@ -656,26 +655,4 @@ func mustGlob(t *testing.T, pattern string) []string {
 		t.Fatalf("glob %s: %v", pattern, err)
 	}
 	return m
-}
-
-// ChildTypes is the manager's list of what it caches, watches and prunes;
-// every kind render produces must be on it, or drift of that kind would go
-// unnoticed and a disabled one would never be pruned.
-func TestEveryRenderedKindIsAChildType(t *testing.T) {
-	known := map[string]bool{}
-	for _, obj := range controllers.ChildTypes() {
-		gvk, err := apiutil.GVKForObject(obj, scheme)
-		if err != nil {
-			t.Fatal(err)
-		}
-		known[gvk.Kind] = true
-	}
-	p := newPlatform("kinds", "default", withWorkloads(v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming),
-		withService("order", v1alpha1.ServiceSpec{Replicas: ptr.To[int32](2)}))
-	p.Spec.Broker.Replicas = 3
-	for _, obj := range desiredFor(t, p) {
-		if kind := obj.GetObjectKind().GroupVersionKind().Kind; !known[kind] {
-			t.Errorf("render produces %s, which controllers.ChildTypes does not list", kind)
-		}
-	}
 }

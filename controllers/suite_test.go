@@ -98,7 +98,10 @@ func startManager(ctx context.Context) error {
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: liveNamespace}}); err != nil {
 		return err
 	}
-	cacheOpts := controllers.CacheOptions()
+	cacheOpts, err := controllers.CacheOptions(scheme)
+	if err != nil {
+		return err
+	}
 	cacheOpts.DefaultNamespaces = map[string]cache.Config{liveNamespace: {}}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,

@@ -177,6 +177,10 @@ func startOperator(t *testing.T, user string) (stop func()) {
 		t.Fatalf("%s may list ClusterRoles: impersonation is not in force", user)
 	}
 
+	cacheOpts, err := controllers.CacheOptions(scheme)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mgr, err := ctrl.NewManager(c, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
@@ -185,7 +189,7 @@ func startOperator(t *testing.T, user string) (stop func()) {
 		LeaderElectionNamespace:       operatorNamespace,
 		LeaderElectionID:              controllers.LeaderElectionID,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(),
+		Cache:                         cacheOpts,
 		// Each subtest starts its own manager with the same controller.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
