@@ -129,7 +129,7 @@ func TestBrokerConfigParsesAsNATSServerReadsIt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			replicas := brokerReplicas(p)
+			replicas := BrokerReplicas(p)
 			size := brokerSize(p)
 			for i := range int(replicas) {
 				o := startBrokerPod(t, objs, p, i).options(t)

@@ -53,7 +53,7 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 		brokerClientService(p),
 		brokerStatefulSet(p, opts.Credentials, opts),
 	}
-	if brokerReplicas(p) > 1 {
+	if BrokerReplicas(p) > 1 {
 		objs = append(objs, brokerPDB(p))
 	}
 	if networkPoliciesEnabled(p) {
