@@ -19,7 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/controllers"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
 
 var errInjected = errors.New("injected failure")
@@ -87,7 +89,7 @@ func TestAFailedPhaseStopsTheReconcileAndIsReported(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := newNamespace(t)
-			p := newPlatform("pf", ns)
+			p := testgen.Platform("pf", testgen.WithNamespace(ns), testgen.WithWorkloads(v1alpha1.WorkloadCommerce))
 			if err := k8s.Create(testCtx, p); err != nil {
 				t.Fatal(err)
 			}

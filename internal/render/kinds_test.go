@@ -5,13 +5,15 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
 
 // The operator watches, caches and prunes the kinds ChildKinds lists: a kind
 // rendered but not listed would drift unnoticed and never be pruned, and a
 // kind listed but never rendered would cost a watch and a grant for nothing.
 func TestEveryRenderedKindIsAChildKind(t *testing.T) {
-	p := platform("kinds", withBrokerReplicas(3), withService("order", replicas(2)))
+	p := platform("kinds", testgen.WithBrokerReplicas(3), testgen.WithService("order", testgen.Replicas(2)))
 	rendered := map[schema.GroupVersionKind]bool{}
 	for _, obj := range mustRender(t, p) {
 		gvk := obj.GetObjectKind().GroupVersionKind()

@@ -28,6 +28,7 @@ import (
 	"github.com/switchboard-dev/switchboard/controllers"
 	"github.com/switchboard-dev/switchboard/internal/render"
 	"github.com/switchboard-dev/switchboard/internal/testenv"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
 
 const (
@@ -231,13 +232,8 @@ func startOperator(t *testing.T, user string) (stop func()) {
 
 func createPlatform(t *testing.T, ns string) *v1alpha1.Platform {
 	t.Helper()
-	p := &v1alpha1.Platform{
-		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns},
-		Spec: v1alpha1.PlatformSpec{
-			Workloads: []v1alpha1.Workload{v1alpha1.WorkloadCommerce},
-			Services:  map[string]v1alpha1.ServiceSpec{"order": {Replicas: new(int32(2))}},
-		},
-	}
+	p := testgen.Platform("shop", testgen.WithNamespace(ns), testgen.WithWorkloads(v1alpha1.WorkloadCommerce),
+		testgen.WithService("order", testgen.Replicas(2)))
 	if err := k8s.Create(testCtx, p); err != nil {
 		t.Fatal(err)
 	}
