@@ -493,7 +493,7 @@ func TestServiceKeysFollowTheCatalog(t *testing.T) {
 	for _, svc := range catalog.All() {
 		for _, w := range catalog.Workloads {
 			want := slices.Contains(svc.Workloads, w)
-			p := testgen.Platform("keys", testgen.WithNamespace(ns), testgen.WithWorkloads(v1alpha1.Workload(w)), testgen.WithService(svc.Name))
+			p := testgen.Platform("keys", testgen.WithNamespace(ns), testgen.WithWorkloads(w), testgen.WithService(svc.Name))
 			err := k8s.Create(testCtx, p, client.DryRunAll)
 			if got := err == nil; got != want {
 				t.Errorf("services.%s with workloads [%s]: accepted=%v, want %v (%v)", svc.Name, w, got, want, err)
