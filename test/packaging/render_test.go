@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -23,6 +22,7 @@ import (
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/controllers"
 	"github.com/switchboard-dev/switchboard/internal/render"
+	"github.com/switchboard-dev/switchboard/internal/testenv"
 )
 
 // TestRenderPrintsWhatTheOperatorApplies: for the sample Platform, the
@@ -43,9 +43,7 @@ func TestRenderPrintsWhatTheOperatorApplies(t *testing.T) {
 	}
 
 	applies := &applyRecorder{}
-	c := rest.CopyConfig(cfg)
-	c.WrapTransport = applies.wrap
-	cl, err := client.New(c, client.Options{Scheme: scheme})
+	cl, _, err := testenv.ClientThrough(cfg, scheme, applies.wrap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +100,7 @@ type applyRecorder struct {
 }
 
 func (a *applyRecorder) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+	return testenv.RoundTripFunc(func(req *http.Request) (*http.Response, error) {
 		if req.Method == http.MethodPatch && req.Header.Get("Content-Type") == string(types.ApplyPatchType) && req.GetBody != nil {
 			body, err := req.GetBody()
 			if err != nil {
@@ -138,10 +136,6 @@ func (a *applyRecorder) take(t *testing.T) []*unstructured.Unstructured {
 	}
 	return out
 }
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 type discardEvents struct{}
 
