@@ -37,7 +37,7 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate the CRD and RBAC from markers.
+manifests: controller-gen api-markers ## Generate the CRD and RBAC from markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
 .PHONY: generate
@@ -64,8 +64,12 @@ verify-fmt: ## Fail if any Go file is not gofmt-clean.
 test: verify-fmt vet verify-generated verify-chart-sync helm-lint envtest helm kustomize ## Run every test against real parts (envtest, embedded NATS, loopback HTTP).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: api-markers
+api-markers: ## Regenerate the markers of api/v1alpha1 that come from the catalog (workload Enum, services-key rule).
+	go run ./hack/docgen -markers
+
 .PHONY: api-docs
-api-docs: ## Regenerate docs/api.md (from the CRD), the tables of docs/architecture.md and docs/public-api.md (from the catalog).
+api-docs: manifests ## Regenerate docs/api.md (from the CRD), the tables of docs/architecture.md, docs/public-api.md and the API's markers (from the catalog).
 	go run ./hack/docgen
 
 .PHONY: bench

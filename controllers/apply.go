@@ -40,7 +40,7 @@ func (r *PlatformReconciler) applyAll(ctx context.Context, desired []client.Obje
 // sent. Fields the server or other actors add, such as defaults or the
 // replicas an HPA sets on a Deployment we leave unset, do not count as drift.
 func (r *PlatformReconciler) apply(ctx context.Context, obj client.Object) (bool, error) {
-	want, err := toApplyMap(obj)
+	want, err := render.Applied(obj)
 	if err != nil {
 		return false, err
 	}
@@ -77,40 +77,6 @@ func (r *PlatformReconciler) apply(ctx context.Context, obj client.Object) (bool
 		return false, fmt.Errorf("applying %s: %w", objectRef(obj), err)
 	}
 	return true, nil
-}
-
-// toApplyMap turns a typed object into the map we send: no status, no
-// server-owned metadata, and no explicit nulls (which would mean "remove").
-func toApplyMap(obj client.Object) (map[string]any, error) {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return nil, err
-	}
-	delete(m, "status")
-	if meta, ok := m["metadata"].(map[string]any); ok {
-		for _, k := range []string{"creationTimestamp", "resourceVersion", "uid", "generation", "managedFields"} {
-			delete(meta, k)
-		}
-	}
-	dropNulls(m)
-	return m, nil
-}
-
-func dropNulls(v any) {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			if e == nil {
-				delete(t, k)
-				continue
-			}
-			dropNulls(e)
-		}
-	case []any:
-		for _, e := range t {
-			dropNulls(e)
-		}
-	}
 }
 
 // drift returns the path of the first field of want that have lacks or

@@ -7,7 +7,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
 
 // BenchmarkCreateToAllChildren measures, against envtest and the real
@@ -18,7 +18,7 @@ func BenchmarkCreateToAllChildren(b *testing.B) {
 	n := 0
 	for b.Loop() {
 		name := fmt.Sprintf("bench%d", time.Now().UnixNano()%1000000)
-		p := newPlatform(name, liveNamespace, withWorkloads(v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming))
+		p := testgen.Platform(name, testgen.WithNamespace(liveNamespace))
 		start := time.Now()
 		if err := k8s.Create(testCtx, p); err != nil {
 			b.Fatal(err)
@@ -36,5 +36,5 @@ func BenchmarkCreateToAllChildren(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(n), "ms/platform")
-	b.ReportMetric(float64(len(desiredFor(b, newPlatform("x", liveNamespace, withWorkloads(v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming))))), "objects")
+	b.ReportMetric(float64(len(desiredFor(b, testgen.Platform("x", testgen.WithNamespace(liveNamespace))))), "objects")
 }

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
 
 // These tests run against the real manager (watches, cache, workqueue):
@@ -18,7 +19,7 @@ import (
 // operator noticed.
 func TestTheManagerPutsBackWhatDrifts(t *testing.T) {
 	name := fmt.Sprintf("drift%d", time.Now().UnixNano()%100000)
-	p := newPlatform(name, liveNamespace)
+	p := testgen.Platform(name, testgen.WithNamespace(liveNamespace), testgen.WithWorkloads(v1alpha1.WorkloadCommerce))
 	if err := k8s.Create(testCtx, p); err != nil {
 		t.Fatal(err)
 	}

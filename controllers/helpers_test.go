@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,38 +14,6 @@ import (
 	"github.com/switchboard-dev/switchboard/controllers"
 	"github.com/switchboard-dev/switchboard/internal/render"
 )
-
-// platformOption shapes a test Platform.
-type platformOption func(*v1alpha1.Platform)
-
-// newPlatform builds a Platform; by default commerce only, one broker replica.
-func newPlatform(name, namespace string, opts ...platformOption) *v1alpha1.Platform {
-	p := &v1alpha1.Platform{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-		Spec:       v1alpha1.PlatformSpec{Workloads: []v1alpha1.Workload{v1alpha1.WorkloadCommerce}},
-	}
-	for _, o := range opts {
-		o(p)
-	}
-	return p
-}
-
-func withWorkloads(ws ...v1alpha1.Workload) platformOption {
-	return func(p *v1alpha1.Platform) { p.Spec.Workloads = ws }
-}
-
-func withService(name string, s v1alpha1.ServiceSpec) platformOption {
-	return func(p *v1alpha1.Platform) {
-		if p.Spec.Services == nil {
-			p.Spec.Services = map[string]v1alpha1.ServiceSpec{}
-		}
-		p.Spec.Services[name] = s
-	}
-}
-
-func withNetworkPolicy(enabled bool) platformOption {
-	return func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.Enabled = &enabled }
-}
 
 // loadSample reads a Platform from a YAML file under config/samples.
 func loadSample(t *testing.T, path, namespace string) *v1alpha1.Platform {

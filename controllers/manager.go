@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -14,10 +15,14 @@ const LeaderElectionID = "switchboard-operator.platform.switchboard.dev"
 // operator manages, so it never holds every Deployment and Secret of the
 // cluster, and drop managedFields, which the reconciler never reads. The
 // operator and the tests that stand in for it use the same options.
-func CacheOptions() cache.Options {
-	byObject := map[client.Object]cache.ByObject{}
-	for _, obj := range ChildTypes() {
+func CacheOptions(scheme *runtime.Scheme) (cache.Options, error) {
+	children, err := childObjects(scheme)
+	if err != nil {
+		return cache.Options{}, err
+	}
+	byObject := make(map[client.Object]cache.ByObject, len(children))
+	for _, obj := range children {
 		byObject[obj] = cache.ByObject{Label: render.ManagedBySelector()}
 	}
-	return cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
+	return cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
 
 // The CRD defaults the broker's metrics sidecar on; metricsFrom reaches the
@@ -26,9 +27,7 @@ func TestBrokerMetricsAndMetricsFromReachTheCluster(t *testing.T) {
 		},
 		{IPBlock: &networkingv1.IPBlock{CIDR: "10.20.0.0/16", Except: []string{"10.20.1.0/24"}}},
 	}
-	p := createAndReconcile(t, r, newPlatform("obs", ns, func(p *v1alpha1.Platform) {
-		p.Spec.NetworkPolicy.MetricsFrom = peers
-	}))
+	p := createAndReconcile(t, r, testgen.Platform("obs", testgen.WithNamespace(ns), testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithMetricsFrom(peers...)))
 	if got := p.Spec.Broker.Metrics.Enabled; got == nil || !*got {
 		t.Errorf("spec.broker.metrics.enabled defaulted to %v, want true", got)
 	}

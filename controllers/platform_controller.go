@@ -9,22 +9,16 @@ import (
 	"errors"
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
-	"github.com/switchboard-dev/switchboard/internal/render"
 )
 
 // PlatformReconciler reconciles a Platform into its broker and services.
@@ -49,11 +43,10 @@ type PlatformReconciler struct {
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile follows one skeleton: get, render, apply, prune, observe, then
-// write status once, in a deferred step, from what was observed.
+// Reconcile follows one skeleton: get the Platform, run the phases in order
+// (credentials, render, apply, prune, observe), then write status once, in a
+// deferred step, from what they did and saw.
 func (r *PlatformReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	logger := log.FromContext(ctx)
-
 	p := &v1alpha1.Platform{}
 	if err := r.Get(ctx, req.NamespacedName, p); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -64,92 +57,42 @@ func (r *PlatformReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	}
 
 	before := p.DeepCopy()
-	outcome := &reconcileOutcome{}
+	s := &reconcileState{p: p, outcome: &reconcileOutcome{}}
 	defer func() {
-		if err := r.patchStatus(ctx, before, p, outcome); err != nil {
+		if err := r.patchStatus(ctx, before, p, s.outcome); err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("writing status: %w", err))
 		}
 	}()
 
-	creds, err := r.credentials(ctx, p)
-	if err != nil {
-		outcome.fail(reasonCredentialsFailed, err)
-		return ctrl.Result{}, err
+	for _, ph := range r.phases() {
+		if err := ph.run(ctx, s); err != nil {
+			s.outcome.fail(ph.reason, err)
+			if ph.action != "" {
+				r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, ph.reason, ph.action, "%v", err)
+			}
+			if ph.final {
+				return ctrl.Result{}, nil
+			}
+			return ctrl.Result{}, err
+		}
 	}
-
-	desired, err := render.Platform(p, render.Options{ServicesImage: r.ServicesImage, Credentials: creds})
-	if err != nil {
-		// The spec cannot be rendered; retrying will not help until it changes.
-		outcome.fail(reasonRenderFailed, err)
-		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reasonRenderFailed, "Render", "%v", err)
-		return ctrl.Result{}, nil
-	}
-
-	applied, err := r.applyAll(ctx, desired)
-	outcome.applied = applied
-	if err != nil {
-		outcome.fail(reasonApplyFailed, err)
-		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reasonApplyFailed, "Apply", "%v", err)
-		return ctrl.Result{}, err
-	}
-	if len(applied) > 0 {
-		logger.Info("applied children", "count", len(applied), "objects", applied)
-		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, reasonApplied, "Apply", "Applied %s", summarize(applied))
-	}
-
-	pruned, err := r.prune(ctx, p, desired)
-	if err != nil {
-		outcome.fail(reasonPruneFailed, err)
-		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, reasonPruneFailed, "Prune", "%v", err)
-		return ctrl.Result{}, err
-	}
-	if len(pruned) > 0 {
-		logger.Info("pruned children", "count", len(pruned), "objects", pruned)
-		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, reasonPruned, "Prune", "Deleted %s", summarize(pruned))
-	}
-
-	obs, err := r.observe(ctx, p)
-	if err != nil {
-		outcome.fail(reasonObserveFailed, err)
-		return ctrl.Result{}, err
-	}
-	outcome.observed = obs
-	outcome.succeeded = true
+	s.outcome.succeeded = true
 	return ctrl.Result{}, nil
 }
 
-// SetupWithManager registers the controller. It owns every child type, so a
+// SetupWithManager registers the controller. It owns every child kind, so a
 // deleted or hand-edited child triggers a reconcile that puts it back.
 func (r *PlatformReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.Platform{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&appsv1.Deployment{}).
-		Owns(&appsv1.StatefulSet{}).
-		Owns(&corev1.Service{}).
-		Owns(&corev1.ConfigMap{}).
-		Owns(&corev1.Secret{}).
-		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
-		Owns(&policyv1.PodDisruptionBudget{}).
-		Owns(&networkingv1.NetworkPolicy{}).
-		Named("platform").
-		Complete(r)
-}
-
-// ChildTypes are the kinds the operator creates. The manager limits its cache
-// of them to objects carrying the operator's managed-by label.
-func ChildTypes() []client.Object {
-	return []client.Object{
-		&appsv1.Deployment{}, &appsv1.StatefulSet{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.Secret{},
-		&autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{},
+	children, err := childObjects(mgr.GetScheme())
+	if err != nil {
+		return err
 	}
-}
-
-// childLists are the list types the pruner walks, one per child type.
-func childLists() []client.ObjectList {
-	return []client.ObjectList{
-		&appsv1.DeploymentList{}, &appsv1.StatefulSetList{}, &corev1.ServiceList{}, &corev1.ConfigMapList{}, &corev1.SecretList{},
-		&autoscalingv2.HorizontalPodAutoscalerList{}, &policyv1.PodDisruptionBudgetList{}, &networkingv1.NetworkPolicyList{},
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.Platform{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	for _, obj := range children {
+		b = b.Owns(obj)
 	}
+	return b.Named("platform").Complete(r)
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }

@@ -20,12 +20,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/controllers"
 	"github.com/switchboard-dev/switchboard/internal/render"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 	"github.com/switchboard-dev/switchboard/services/catalog"
 )
 
@@ -173,32 +173,27 @@ func TestPlatformBecomesReadyWhenItsWorkloadsAre(t *testing.T) {
 }
 
 func TestPruningRemovesOnlyWhatIsNoLongerDesired(t *testing.T) {
-	both := withWorkloads(v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming)
 	cases := []struct {
 		name   string
-		before []platformOption
-		change func(*v1alpha1.Platform)
+		before []testgen.PlatformOption // on top of both workloads
+		change testgen.PlatformOption
 		gone   []string // "Kind/name" expected to be pruned
 	}{
 		{
 			name:   "a disabled service loses its Deployment, Service and HPA",
-			before: []platformOption{both},
-			change: func(p *v1alpha1.Platform) {
-				p.Spec.Services = map[string]v1alpha1.ServiceSpec{"analytics": {Enabled: ptr.To(false)}}
-			},
-			gone: []string{"Deployment/pf-analytics", "Service/pf-analytics", "HorizontalPodAutoscaler/pf-analytics", "PodDisruptionBudget/pf-analytics"},
+			change: testgen.WithService("analytics", testgen.Disabled()),
+			gone:   []string{"Deployment/pf-analytics", "Service/pf-analytics", "HorizontalPodAutoscaler/pf-analytics", "PodDisruptionBudget/pf-analytics"},
 		},
 		{
 			name:   "a removed workload loses every service of its own but not the shared gateway",
-			before: []platformOption{both},
-			change: func(p *v1alpha1.Platform) { p.Spec.Workloads = []v1alpha1.Workload{v1alpha1.WorkloadCommerce} },
+			change: testgen.WithWorkloads(v1alpha1.WorkloadCommerce),
 			gone: []string{"Deployment/pf-account", "Deployment/pf-content", "Deployment/pf-playback", "Deployment/pf-analytics",
 				"Deployment/pf-recommendation", "Service/pf-playback", "HorizontalPodAutoscaler/pf-playback"},
 		},
 		{
 			name:   "switching NetworkPolicies off deletes them",
-			before: nil,
-			change: func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.Enabled = ptr.To(false) },
+			before: []testgen.PlatformOption{testgen.WithWorkloads(v1alpha1.WorkloadCommerce)},
+			change: testgen.WithNetworkPolicy(false),
 			gone:   nil, // computed below from what was rendered
 		},
 	}
@@ -206,7 +201,7 @@ func TestPruningRemovesOnlyWhatIsNoLongerDesired(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := newNamespace(t)
 			r, _ := newDirectReconciler(t)
-			p := createAndReconcile(t, r, newPlatform("pf", ns, tc.before...))
+			p := createAndReconcile(t, r, testgen.Platform("pf", append(tc.before, testgen.WithNamespace(ns))...))
 			before := desiredFor(t, p)
 
 			// A look-alike the operator does not control must survive pruning.
@@ -262,7 +257,7 @@ func TestPruningRemovesOnlyWhatIsNoLongerDesired(t *testing.T) {
 func TestAutoscaledReplicasAreLeftToTheHPA(t *testing.T) {
 	ns := newNamespace(t)
 	r, counter := newDirectReconciler(t)
-	p := createAndReconcile(t, r, newPlatform("pf", ns, withWorkloads(v1alpha1.WorkloadStreaming)))
+	p := createAndReconcile(t, r, testgen.Platform("pf", testgen.WithNamespace(ns), testgen.WithWorkloads(v1alpha1.WorkloadStreaming)))
 
 	// The HPA controller scales the Deployment through the scale subresource.
 	d := &appsv1.Deployment{}
@@ -317,7 +312,7 @@ func TestSecondReconcileWritesNothing(t *testing.T) {
 func TestAuthSecretIsGeneratedOnceAndKept(t *testing.T) {
 	ns := newNamespace(t)
 	r, _ := newDirectReconciler(t)
-	p := createAndReconcile(t, r, newPlatform("pf", ns))
+	p := createAndReconcile(t, r, testgen.Platform("pf", testgen.WithNamespace(ns), testgen.WithWorkloads(v1alpha1.WorkloadCommerce)))
 	first := &corev1.Secret{}
 	mustGet(t, ns, "pf-auth", first)
 	for _, k := range []string{render.SecretKeyNATSUser, render.SecretKeyNATSPassword, render.SecretKeyAuthKey} {
@@ -408,7 +403,7 @@ func TestNoPodSpecCarriesASecretValue(t *testing.T) {
 func TestDeletingThePlatformLeavesChildrenToTheGarbageCollector(t *testing.T) {
 	ns := newNamespace(t)
 	r, counter := newDirectReconciler(t)
-	p := createAndReconcile(t, r, newPlatform("pf", ns))
+	p := createAndReconcile(t, r, testgen.Platform("pf", testgen.WithNamespace(ns), testgen.WithWorkloads(v1alpha1.WorkloadCommerce)))
 	desired := desiredFor(t, p)
 
 	if err := k8s.Delete(testCtx, p); err != nil {
@@ -437,8 +432,8 @@ func TestDeletingThePlatformLeavesChildrenToTheGarbageCollector(t *testing.T) {
 func TestTwoPlatformsInOneNamespaceDoNotCollide(t *testing.T) {
 	ns := newNamespace(t)
 	r, _ := newDirectReconciler(t)
-	a := createAndReconcile(t, r, newPlatform("alpha", ns))
-	b := createAndReconcile(t, r, newPlatform("beta", ns, withWorkloads(v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming)))
+	a := createAndReconcile(t, r, testgen.Platform("alpha", testgen.WithNamespace(ns), testgen.WithWorkloads(v1alpha1.WorkloadCommerce)))
+	b := createAndReconcile(t, r, testgen.Platform("beta", testgen.WithNamespace(ns)))
 
 	a.Spec.Services = map[string]v1alpha1.ServiceSpec{"order": {Enabled: ptr.To(false)}}
 	if err := k8s.Update(testCtx, a); err != nil {
@@ -498,14 +493,14 @@ func TestServiceKeysFollowTheCatalog(t *testing.T) {
 	for _, svc := range catalog.All() {
 		for _, w := range catalog.Workloads {
 			want := slices.Contains(svc.Workloads, w)
-			p := newPlatform("keys", ns, withWorkloads(v1alpha1.Workload(w)), withService(svc.Name, v1alpha1.ServiceSpec{}))
+			p := testgen.Platform("keys", testgen.WithNamespace(ns), testgen.WithWorkloads(w), testgen.WithService(svc.Name))
 			err := k8s.Create(testCtx, p, client.DryRunAll)
 			if got := err == nil; got != want {
 				t.Errorf("services.%s with workloads [%s]: accepted=%v, want %v (%v)", svc.Name, w, got, want, err)
 			}
 		}
 	}
-	p := newPlatform("keys", ns, withService("inventory", v1alpha1.ServiceSpec{}))
+	p := testgen.Platform("keys", testgen.WithNamespace(ns), testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("inventory"))
 	if err := k8s.Create(testCtx, p, client.DryRunAll); err == nil {
 		t.Error("an unknown service key was accepted")
 	}
@@ -656,26 +651,4 @@ func mustGlob(t *testing.T, pattern string) []string {
 		t.Fatalf("glob %s: %v", pattern, err)
 	}
 	return m
-}
-
-// ChildTypes is the manager's list of what it caches, watches and prunes;
-// every kind render produces must be on it, or drift of that kind would go
-// unnoticed and a disabled one would never be pruned.
-func TestEveryRenderedKindIsAChildType(t *testing.T) {
-	known := map[string]bool{}
-	for _, obj := range controllers.ChildTypes() {
-		gvk, err := apiutil.GVKForObject(obj, scheme)
-		if err != nil {
-			t.Fatal(err)
-		}
-		known[gvk.Kind] = true
-	}
-	p := newPlatform("kinds", "default", withWorkloads(v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming),
-		withService("order", v1alpha1.ServiceSpec{Replicas: ptr.To[int32](2)}))
-	p.Spec.Broker.Replicas = 3
-	for _, obj := range desiredFor(t, p) {
-		if kind := obj.GetObjectKind().GroupVersionKind().Kind; !known[kind] {
-			t.Errorf("render produces %s, which controllers.ChildTypes does not list", kind)
-		}
-	}
 }

@@ -28,23 +28,22 @@ func (r *PlatformReconciler) prune(ctx context.Context, p *v1alpha1.Platform, de
 	}
 
 	var pruned []string
-	for _, list := range childLists() {
+	for _, kind := range render.ChildKinds() {
+		list, err := newTyped[client.ObjectList](r.Scheme, listKind(kind))
+		if err != nil {
+			return pruned, err
+		}
 		if err := r.List(ctx, list, client.InNamespace(p.Namespace),
 			client.MatchingLabelsSelector{Selector: render.PlatformSelector(p)}); err != nil {
 			return pruned, fmt.Errorf("listing %T: %w", list, err)
 		}
-		gvk, err := apiutil.GVKForObject(list, r.Scheme)
-		if err != nil {
-			return pruned, err
-		}
-		kind := gvk.Kind[:len(gvk.Kind)-len("List")]
 		items, err := meta.ExtractList(list)
 		if err != nil {
 			return pruned, err
 		}
 		for _, item := range items {
 			obj := item.(client.Object)
-			ref := kind + "/" + obj.GetName()
+			ref := kind.Kind + "/" + obj.GetName()
 			if keep[ref] || !metav1.IsControlledBy(obj, p) || !obj.GetDeletionTimestamp().IsZero() {
 				continue
 			}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/internal/render"
+	"github.com/switchboard-dev/switchboard/services/catalog"
 )
 
 // Condition types.
@@ -63,80 +63,6 @@ func (o *reconcileOutcome) fail(reason string, err error) {
 	o.failureReason, o.failure = reason, err
 }
 
-// observation is what the reconciler saw of the children it owns.
-type observation struct {
-	broker   v1alpha1.BrokerStatus
-	services []v1alpha1.ServiceStatus
-}
-
-func (o *observation) brokerReady() bool {
-	return o.broker.Replicas > 0 && o.broker.ReadyReplicas >= o.broker.Replicas
-}
-
-func (o *observation) readyServices() (ready int, notReady []string) {
-	for _, s := range o.services {
-		if s.Ready {
-			ready++
-		} else {
-			notReady = append(notReady, fmt.Sprintf("%s (%d/%d ready)", s.Name, s.ReadyReplicas, s.Replicas))
-		}
-	}
-	return ready, notReady
-}
-
-// observe reads the broker StatefulSet and each service's Deployment.
-func (r *PlatformReconciler) observe(ctx context.Context, p *v1alpha1.Platform) (*observation, error) {
-	obs := &observation{broker: v1alpha1.BrokerStatus{URL: render.BrokerURL(p), Replicas: brokerReplicas(p)}}
-
-	sts := &appsv1.StatefulSet{}
-	switch err := r.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: render.BrokerName(p)}, sts); {
-	case err == nil:
-		if sts.Status.ObservedGeneration >= sts.Generation && sts.Status.UpdatedReplicas >= obs.broker.Replicas {
-			obs.broker.ReadyReplicas = sts.Status.ReadyReplicas
-		} else {
-			// Pods of an older revision do not count until the rollout is done.
-			obs.broker.ReadyReplicas = min(sts.Status.ReadyReplicas, sts.Status.UpdatedReplicas)
-		}
-	case !isNotFound(err):
-		return nil, err
-	}
-	obs.broker.Ready = fmt.Sprintf("%d/%d", obs.broker.ReadyReplicas, obs.broker.Replicas)
-
-	for _, svc := range render.EnabledServices(p) {
-		st := v1alpha1.ServiceStatus{Name: svc.Name, Endpoint: render.ServiceURL(p, svc.Name)}
-		d := &appsv1.Deployment{}
-		switch err := r.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: render.ObjectName(p, svc.Name)}, d); {
-		case err == nil:
-			st.Replicas = 1
-			if d.Spec.Replicas != nil {
-				st.Replicas = *d.Spec.Replicas
-			}
-			st.ReadyReplicas = d.Status.ReadyReplicas
-			st.Ready = deploymentReady(d, st.Replicas)
-		case !isNotFound(err):
-			return nil, err
-		}
-		obs.services = append(obs.services, st)
-	}
-	return obs, nil
-}
-
-// deploymentReady is true once the controller has seen the latest spec and
-// every desired replica runs the latest template and is ready.
-func deploymentReady(d *appsv1.Deployment, desired int32) bool {
-	return d.Status.ObservedGeneration >= d.Generation &&
-		d.Status.UpdatedReplicas >= desired &&
-		d.Status.ReadyReplicas >= desired &&
-		d.Status.Replicas == d.Status.UpdatedReplicas
-}
-
-func brokerReplicas(p *v1alpha1.Platform) int32 {
-	if p.Spec.Broker.Replicas > 0 {
-		return p.Spec.Broker.Replicas
-	}
-	return 1
-}
-
 // patchStatus computes the new status from the outcome and writes it only
 // when it differs from what was read.
 func (r *PlatformReconciler) patchStatus(ctx context.Context, before, p *v1alpha1.Platform, o *reconcileOutcome) error {
@@ -149,7 +75,7 @@ func (r *PlatformReconciler) patchStatus(ctx context.Context, before, p *v1alpha
 		st.ServicesReady = fmt.Sprintf("%d/%d", ready, len(o.observed.services))
 		st.GatewayURL = ""
 		for _, s := range o.observed.services {
-			if s.Name == "gateway" {
+			if s.Name == catalog.Gateway {
 				st.GatewayURL = render.GatewayURL(p)
 			}
 		}
@@ -232,18 +158,13 @@ func setProgressingCondition(p *v1alpha1.Platform, o *reconcileOutcome) {
 	switch {
 	case o.failure != nil:
 		setCondition(p, ConditionProgressing, false, o.failureReason, "reconcile failed; see the Degraded condition")
-	case o.observed != nil && (!o.observed.brokerReady() || !allServicesReady(o.observed)):
+	case o.observed != nil && (!o.observed.brokerReady() || !o.observed.allServicesReady()):
 		setCondition(p, ConditionProgressing, true, reasonRollingOut, "waiting for the broker and services to become ready")
 	case len(o.applied) > 0:
 		setCondition(p, ConditionProgressing, true, reasonRollingOut, fmt.Sprintf("applied %s", summarize(o.applied)))
 	default:
 		setCondition(p, ConditionProgressing, false, reasonReconciled, "every child matches the spec")
 	}
-}
-
-func allServicesReady(o *observation) bool {
-	_, notReady := o.readyServices()
-	return len(notReady) == 0
 }
 
 func setReadyCondition(p *v1alpha1.Platform) {

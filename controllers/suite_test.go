@@ -98,7 +98,10 @@ func startManager(ctx context.Context) error {
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: liveNamespace}}); err != nil {
 		return err
 	}
-	cacheOpts := controllers.CacheOptions()
+	cacheOpts, err := controllers.CacheOptions(scheme)
+	if err != nil {
+		return err
+	}
 	cacheOpts.DefaultNamespaces = map[string]cache.Config{liveNamespace: {}}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
@@ -166,7 +169,7 @@ func (c *writeCounter) writesTo(fragment string) []string {
 }
 
 func (c *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+	return testenv.RoundTripFunc(func(req *http.Request) (*http.Response, error) {
 		switch req.Method {
 		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 			c.writes.Add(1)
@@ -179,18 +182,12 @@ func (c *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	})
 }
 
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 // newDirectReconciler returns a reconciler that reads straight from the API
 // server, with every write it or its event recorder sends counted.
 func newDirectReconciler(t *testing.T) (*controllers.PlatformReconciler, *writeCounter) {
 	t.Helper()
 	counter := &writeCounter{}
-	c := rest.CopyConfig(cfg)
-	c.WrapTransport = counter.wrap
-	cl, err := client.New(c, client.Options{Scheme: scheme})
+	cl, c, err := testenv.ClientThrough(cfg, scheme, counter.wrap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,10 @@ func run(metricsAddr, probeAddr, servicesImage string, leaderElect bool) error {
 	log := ctrl.Log.WithName("setup")
 	scheme := newScheme()
 
+	cacheOpts, err := controllers.CacheOptions(scheme)
+	if err != nil {
+		return fmt.Errorf("cache options: %w", err)
+	}
 	cfg := ctrl.GetConfigOrDie()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
@@ -71,7 +75,7 @@ func run(metricsAddr, probeAddr, servicesImage string, leaderElect bool) error {
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              controllers.LeaderElectionID,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(),
+		Cache:                         cacheOpts,
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)

@@ -5,9 +5,14 @@
 //   - the services and events tables of docs/architecture.md, between their
 //     BEGIN/END markers, from services/catalog;
 //   - docs/public-api.md, the public API the gateway routes, from the route
-//     table of services/catalog.
+//     table of services/catalog;
+//   - the kubebuilder markers of api/v1alpha1 that depend on services/catalog
+//     (the Enum of spec.workloads, the rule on the keys of spec.services),
+//     between their BEGIN/END lines, from which controller-gen makes the CRD.
 //
-// Run it with `make api-docs`. TestDocsAreCurrent fails when any is stale.
+// `make manifests` runs it with -markers, to write only the markers, before
+// controller-gen; `make api-docs` runs it whole, after. TestDocsAreCurrent
+// fails when any of them is stale.
 package main
 
 import (
@@ -37,8 +42,13 @@ const (
 
 func main() {
 	root := flag.String("root", ".", "repository root")
+	markersOnly := flag.Bool("markers", false, "write only the markers of "+typesPath+" (the CRD is generated from them)")
 	flag.Parse()
-	files, err := generate(*root)
+	gen := generate
+	if *markersOnly {
+		gen = generateMarkers
+	}
+	files, err := gen(*root)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "docgen:", err)
 		os.Exit(1)
@@ -53,6 +63,10 @@ func main() {
 
 // generate returns the new content of every file docgen owns, by path.
 func generate(root string) (map[string]string, error) {
+	files, err := generateMarkers(root)
+	if err != nil {
+		return nil, err
+	}
 	crd, err := os.ReadFile(filepath.Join(root, crdPath))
 	if err != nil {
 		return nil, err
@@ -74,7 +88,8 @@ func generate(root string) (map[string]string, error) {
 			return nil, fmt.Errorf("%s: %w", architecturePath, err)
 		}
 	}
-	return map[string]string{apiDocPath: api, architecturePath: a, publicAPIPath: publicAPIDoc()}, nil
+	files[apiDocPath], files[architecturePath], files[publicAPIPath] = api, a, publicAPIDoc()
+	return files, nil
 }
 
 // apiDoc renders the Platform API reference from the CRD.

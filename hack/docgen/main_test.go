@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// TestDocsAreCurrent fails when docs/api.md or the generated tables of
-// docs/architecture.md differ from what the CRD and the catalog say.
+// TestDocsAreCurrent fails when docs/api.md, the generated tables of
+// docs/architecture.md or the generated markers of api/v1alpha1 differ from
+// what the CRD and the catalog say.
 func TestDocsAreCurrent(t *testing.T) {
 	root := filepath.Join("..", "..")
 	files, err := generate(root)

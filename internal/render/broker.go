@@ -48,7 +48,9 @@ const (
 // defaultBrokerSize is the JetStream volume and limit when spec.broker.jetstream.size is unset.
 var defaultBrokerSize = resource.MustParse("1Gi")
 
-func brokerReplicas(p *v1alpha1.Platform) int32 {
+// BrokerReplicas is the size of p's broker StatefulSet: spec.broker.replicas,
+// or 1 when unset (a Platform read from a file has no API server defaults).
+func BrokerReplicas(p *v1alpha1.Platform) int32 {
 	if p.Spec.Broker.Replicas == 0 {
 		return 1
 	}
@@ -124,7 +126,7 @@ func natsConfig(p *v1alpha1.Platform) string {
 	fmt.Fprintf(&b, "  user: $%s\n  password: $%s\n", envNATSUser, envNATSPassword)
 	b.WriteString("}\n")
 
-	if n := brokerReplicas(p); n > 1 {
+	if n := BrokerReplicas(p); n > 1 {
 		b.WriteString("\ncluster {\n")
 		fmt.Fprintf(&b, "  name: %q\n", p.Name)
 		fmt.Fprintf(&b, "  listen: \"0.0.0.0:%d\"\n", ClusterPort)
@@ -205,7 +207,7 @@ func brokerEnv(p *v1alpha1.Platform) []corev1.EnvVar {
 		secretEnv(p, envNATSUser, SecretKeyNATSUser),
 		secretEnv(p, envNATSPassword, SecretKeyNATSPassword),
 	}
-	if n := brokerReplicas(p); n > 1 {
+	if n := BrokerReplicas(p); n > 1 {
 		for i := range n {
 			env = append(env, corev1.EnvVar{
 				Name:  fmt.Sprintf("%s%d", envRoutePrefix, i),
@@ -243,7 +245,7 @@ func brokerMetricsSidecar(p *v1alpha1.Platform, opts Options) corev1.Container {
 }
 
 func brokerStatefulSet(p *v1alpha1.Platform, c Credentials, opts Options) *appsv1.StatefulSet {
-	replicas := brokerReplicas(p)
+	replicas := BrokerReplicas(p)
 	config := natsConfig(p)
 	configHash := sha256.Sum256([]byte(config))
 

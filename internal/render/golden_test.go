@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -18,17 +19,17 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // three-node broker on 10Gi volumes, and one override of each kind.
 func fullPlatform() *v1alpha1.Platform {
 	return platform("shop",
-		withNamespace("demo"),
-		withWorkloads(v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming),
-		withImage("ghcr.io/switchboard-dev/switchboard:v0.1.0"),
-		withBrokerReplicas(3),
-		withStorage(v1alpha1.StorageFile, "10Gi", "fast"),
-		withGateway(corev1.ServiceTypeClusterIP, 0),
-		withNetworkPolicy(true),
-		withDefaultResources(requests("50m", "64Mi")),
-		withService("order", replicas(2)),
-		withService("playback", autoscaling(2, 20, 60)),
-		withService("recommendation", disabled()),
+		testgen.WithNamespace("demo"),
+		testgen.WithWorkloads(v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming),
+		testgen.WithImage("ghcr.io/switchboard-dev/switchboard:v0.1.0"),
+		testgen.WithBrokerReplicas(3),
+		testgen.WithStorage(v1alpha1.StorageFile, "10Gi", "fast"),
+		testgen.WithGateway(corev1.ServiceTypeClusterIP, 0),
+		testgen.WithNetworkPolicy(true),
+		testgen.WithDefaultResources(requests("50m", "64Mi")),
+		testgen.WithService("order", testgen.Replicas(2)),
+		testgen.WithService("playback", testgen.Autoscaling(2, 20, 60)),
+		testgen.WithService("recommendation", testgen.Disabled()),
 	)
 }
 

@@ -12,79 +12,19 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
-
-// Test generators: a Platform is built from options, never from YAML.
-
-type platformOption func(*v1alpha1.Platform)
 
 const testUID = types.UID("6f1c0a4e-0000-4000-8000-000000000001")
 
-// platform returns a Platform in namespace demo, as the API server would
-// hand it over (with a UID), running both workloads unless told otherwise.
-func platform(name string, opts ...platformOption) *v1alpha1.Platform {
-	p := &v1alpha1.Platform{
-		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "Platform"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "demo", UID: testUID, Generation: 1},
-		Spec: v1alpha1.PlatformSpec{
-			Workloads: []v1alpha1.Workload{v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming},
-		},
-	}
-	for _, o := range opts {
-		o(p)
-	}
-	return p
-}
-
-func withWorkloads(ws ...v1alpha1.Workload) platformOption {
-	return func(p *v1alpha1.Platform) { p.Spec.Workloads = ws }
-}
-
-func withNamespace(ns string) platformOption {
-	return func(p *v1alpha1.Platform) { p.Namespace = ns }
-}
-
-func withoutUID() platformOption { return func(p *v1alpha1.Platform) { p.UID = "" } }
-
-func withImage(image string) platformOption {
-	return func(p *v1alpha1.Platform) { p.Spec.Image = image }
-}
-
-func withBrokerReplicas(n int32) platformOption {
-	return func(p *v1alpha1.Platform) { p.Spec.Broker.Replicas = n }
-}
-
-func withBrokerImage(image string) platformOption {
-	return func(p *v1alpha1.Platform) { p.Spec.Broker.Image = image }
-}
-
-func withStorage(storage v1alpha1.JetStreamStorage, size string, class string) platformOption {
-	return func(p *v1alpha1.Platform) {
-		js := &p.Spec.Broker.JetStream
-		js.Storage = storage
-		if size != "" {
-			js.Size = ptr.To(resource.MustParse(size))
-		}
-		if class != "" {
-			js.StorageClassName = ptr.To(class)
-		}
-	}
-}
-
-func withNetworkPolicy(enabled bool) platformOption {
-	return func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.Enabled = ptr.To(enabled) }
-}
-
-func withMetricsFrom(peers ...networkingv1.NetworkPolicyPeer) platformOption {
-	return func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.MetricsFrom = peers }
-}
-
-func withBrokerMetrics(enabled bool) platformOption {
-	return func(p *v1alpha1.Platform) { p.Spec.Broker.Metrics.Enabled = ptr.To(enabled) }
+// platform is testgen.Platform as the API server hands it to the operator:
+// in namespace demo and with a UID, so its children carry an owner
+// reference. Both workloads run unless opts say otherwise.
+func platform(name string, opts ...testgen.PlatformOption) *v1alpha1.Platform {
+	return testgen.Platform(name, append([]testgen.PlatformOption{testgen.WithNamespace("demo"), testgen.WithUID(testUID)}, opts...)...)
 }
 
 // Peers a metricsFrom may name.
@@ -100,64 +40,6 @@ func prometheusPeer(ns string) networkingv1.NetworkPolicyPeer {
 
 func cidrPeer(cidr string) networkingv1.NetworkPolicyPeer {
 	return networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: cidr}}
-}
-
-func withGateway(t corev1.ServiceType, nodePort int32) platformOption {
-	return func(p *v1alpha1.Platform) {
-		p.Spec.Gateway.ServiceType = t
-		if nodePort != 0 {
-			p.Spec.Gateway.NodePort = ptr.To(nodePort)
-		}
-	}
-}
-
-func withDefaultResources(r corev1.ResourceRequirements) platformOption {
-	return func(p *v1alpha1.Platform) { p.Spec.Defaults.Resources = &r }
-}
-
-// serviceOption edits one entry of spec.services.
-type serviceOption func(*v1alpha1.ServiceSpec)
-
-func withService(name string, opts ...serviceOption) platformOption {
-	return func(p *v1alpha1.Platform) {
-		if p.Spec.Services == nil {
-			p.Spec.Services = map[string]v1alpha1.ServiceSpec{}
-		}
-		s := p.Spec.Services[name]
-		for _, o := range opts {
-			o(&s)
-		}
-		p.Spec.Services[name] = s
-	}
-}
-
-func disabled() serviceOption { return func(s *v1alpha1.ServiceSpec) { s.Enabled = ptr.To(false) } }
-
-func replicas(n int32) serviceOption { return func(s *v1alpha1.ServiceSpec) { s.Replicas = ptr.To(n) } }
-
-func resources(r corev1.ResourceRequirements) serviceOption {
-	return func(s *v1alpha1.ServiceSpec) { s.Resources = &r }
-}
-
-// autoscaling sets an autoscaling block; zero values stay unset.
-func autoscaling(min, max, target int32) serviceOption {
-	return func(s *v1alpha1.ServiceSpec) {
-		as := &v1alpha1.AutoscalingSpec{}
-		if min != 0 {
-			as.MinReplicas = ptr.To(min)
-		}
-		if max != 0 {
-			as.MaxReplicas = ptr.To(max)
-		}
-		if target != 0 {
-			as.TargetCPUUtilizationPercentage = ptr.To(target)
-		}
-		s.Autoscaling = as
-	}
-}
-
-func autoscalingOff() serviceOption {
-	return func(s *v1alpha1.ServiceSpec) { s.Autoscaling = &v1alpha1.AutoscalingSpec{Enabled: ptr.To(false)} }
 }
 
 func requests(cpu, memory string) corev1.ResourceRequirements {

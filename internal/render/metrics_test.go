@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
 
 func TestBrokerMetricsSidecar(t *testing.T) {
@@ -25,10 +26,10 @@ func TestBrokerMetricsSidecar(t *testing.T) {
 		wantImage string // "" for no sidecar
 	}{
 		{"on by default, from the operator's services image", platform("shop"), "ghcr.io/switchboard-dev/switchboard:test"},
-		{"spec.image runs it, as it runs the services", platform("shop", withImage("registry.example/sb:v9")), "registry.example/sb:v9"},
-		{"enabled explicitly is the same as by default", platform("shop", withBrokerMetrics(true)), "ghcr.io/switchboard-dev/switchboard:test"},
-		{"on beside a five-node memory broker", platform("shop", withBrokerReplicas(5), withStorage(v1alpha1.StorageMemory, "256Mi", "")), "ghcr.io/switchboard-dev/switchboard:test"},
-		{"disabled leaves the broker container alone", platform("shop", withBrokerMetrics(false)), ""},
+		{"spec.image runs it, as it runs the services", platform("shop", testgen.WithImage("registry.example/sb:v9")), "registry.example/sb:v9"},
+		{"enabled explicitly is the same as by default", platform("shop", testgen.WithBrokerMetrics(true)), "ghcr.io/switchboard-dev/switchboard:test"},
+		{"on beside a five-node memory broker", platform("shop", testgen.WithBrokerReplicas(5), testgen.WithStorage(v1alpha1.StorageMemory, "256Mi", "")), "ghcr.io/switchboard-dev/switchboard:test"},
+		{"disabled leaves the broker container alone", platform("shop", testgen.WithBrokerMetrics(false)), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,8 +91,8 @@ func hasPort(ports []corev1.ContainerPort, name string, port int32) bool {
 
 // Switching the sidecar touches the broker's containers and nothing else.
 func TestBrokerMetricsChangeNothingElse(t *testing.T) {
-	on := mustRender(t, platform("shop", withBrokerReplicas(3)))
-	off := mustRender(t, platform("shop", withBrokerReplicas(3), withBrokerMetrics(false)))
+	on := mustRender(t, platform("shop", testgen.WithBrokerReplicas(3)))
+	off := mustRender(t, platform("shop", testgen.WithBrokerReplicas(3), testgen.WithBrokerMetrics(false)))
 	if d := diffStrings(refs(on), refs(off)); d != "" {
 		t.Fatalf("objects differ:\n%s", d)
 	}
@@ -145,28 +146,28 @@ func TestMetricsFromRules(t *testing.T) {
 		},
 		{
 			name:     "a namespace is admitted to the services' http and the broker's metrics port",
-			platform: platform("shop", withMetricsFrom(monitoring)),
+			platform: platform("shop", testgen.WithMetricsFrom(monitoring)),
 			services: with(baseServices, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("http")}),
 			gw:       baseGateway,
 			broker:   with(baseBroker, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("metrics")}),
 		},
 		{
 			name:     "several peers go into one rule per policy, in order",
-			platform: platform("shop", withMetricsFrom(prometheus, office)),
+			platform: platform("shop", testgen.WithMetricsFrom(prometheus, office)),
 			services: with(baseServices, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{prometheus, office}, Ports: ports("http")}),
 			gw:       baseGateway,
 			broker:   with(baseBroker, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{prometheus, office}, Ports: ports("metrics")}),
 		},
 		{
 			name:     "without the broker's sidecar there is no metrics port to admit",
-			platform: platform("shop", withMetricsFrom(monitoring), withBrokerMetrics(false)),
+			platform: platform("shop", testgen.WithMetricsFrom(monitoring), testgen.WithBrokerMetrics(false)),
 			services: with(baseServices, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("http")}),
 			gw:       baseGateway,
 			broker:   baseBroker,
 		},
 		{
 			name:           "with policies off metricsFrom renders nothing",
-			platform:       platform("shop", withMetricsFrom(monitoring), withNetworkPolicy(false)),
+			platform:       platform("shop", testgen.WithMetricsFrom(monitoring), testgen.WithNetworkPolicy(false)),
 			wantNoPolicies: true,
 		},
 	}
@@ -229,7 +230,7 @@ func declared(t *testing.T, objs []client.Object, np *networkingv1.NetworkPolicy
 // metricsFrom changes the two policies it names and nothing else, and the
 // rendered peers share no memory with the Platform.
 func TestMetricsFromChangesNothingElse(t *testing.T) {
-	p := platform("shop", withMetricsFrom(prometheusPeer("monitoring")))
+	p := platform("shop", testgen.WithMetricsFrom(prometheusPeer("monitoring")))
 	with := mustRender(t, p)
 	without := mustRender(t, platform("shop"))
 	if d := diffStrings(refs(with), refs(without)); d != "" {

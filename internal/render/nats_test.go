@@ -22,6 +22,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/internal/loopback"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
 
 // These tests run the rendered broker config through the nats-server the
@@ -115,10 +116,10 @@ func TestBrokerConfigParsesAsNATSServerReadsIt(t *testing.T) {
 		creds    Credentials
 	}{
 		{"one replica, file storage", platform("shop"), testCredentials},
-		{"three replicas, file storage", platform("shop", withBrokerReplicas(3), withStorage(v1alpha1.StorageFile, "10Gi", "fast")), testCredentials},
-		{"five replicas in memory", platform("shop", withBrokerReplicas(5), withStorage(v1alpha1.StorageMemory, "2Gi", "")), testCredentials},
-		{"credentials from crypto/rand", platform("shop", withBrokerReplicas(3)), generated},
-		{"a platform whose pod names lex as numbers", platform("1234", withBrokerReplicas(3), withNamespace("0")), generated},
+		{"three replicas, file storage", platform("shop", testgen.WithBrokerReplicas(3), testgen.WithStorage(v1alpha1.StorageFile, "10Gi", "fast")), testCredentials},
+		{"five replicas in memory", platform("shop", testgen.WithBrokerReplicas(5), testgen.WithStorage(v1alpha1.StorageMemory, "2Gi", "")), testCredentials},
+		{"credentials from crypto/rand", platform("shop", testgen.WithBrokerReplicas(3)), generated},
+		{"a platform whose pod names lex as numbers", platform("1234", testgen.WithBrokerReplicas(3), testgen.WithNamespace("0")), generated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,7 +130,7 @@ func TestBrokerConfigParsesAsNATSServerReadsIt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			replicas := brokerReplicas(p)
+			replicas := BrokerReplicas(p)
 			size := brokerSize(p)
 			for i := range int(replicas) {
 				o := startBrokerPod(t, objs, p, i).options(t)
@@ -239,7 +240,7 @@ func TestBrokerClusterForms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node JetStream cluster")
 	}
-	p := platform("shop", withBrokerReplicas(3))
+	p := platform("shop", testgen.WithBrokerReplicas(3))
 	objs := mustRender(t, p)
 	var ports []int
 	for range 3 {

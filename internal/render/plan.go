@@ -56,7 +56,7 @@ func (s ServicePlan) MaxReplicas() int32 {
 // that name no such service are ignored here and refused by Platform.
 func EnabledServices(p *v1alpha1.Platform) []ServicePlan {
 	var plans []ServicePlan
-	for _, svc := range catalog.ForWorkloads(workloads(p)...) {
+	for _, svc := range catalog.ForWorkloads(p.Spec.Workloads...) {
 		o := p.Spec.Services[svc.Name]
 		if o.Enabled != nil && !*o.Enabled {
 			continue
@@ -81,14 +81,6 @@ func ServiceNames(p *v1alpha1.Platform) []string {
 		names[i] = s.Name
 	}
 	return names
-}
-
-func workloads(p *v1alpha1.Platform) []catalog.Workload {
-	ws := make([]catalog.Workload, len(p.Spec.Workloads))
-	for i, w := range p.Spec.Workloads {
-		ws[i] = catalog.Workload(w)
-	}
-	return ws
 }
 
 // resolveAutoscaling returns the HPA shape of svc, or nil for fixed replicas.

@@ -53,7 +53,7 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 		brokerClientService(p),
 		brokerStatefulSet(p, opts.Credentials, opts),
 	}
-	if brokerReplicas(p) > 1 {
+	if BrokerReplicas(p) > 1 {
 		objs = append(objs, brokerPDB(p))
 	}
 	if networkPoliciesEnabled(p) {
@@ -88,15 +88,15 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 		errs = append(errs, errors.New("spec.workloads is empty: enable commerce, streaming or both"))
 	}
 	for _, w := range p.Spec.Workloads {
-		if !catalog.ValidWorkload(catalog.Workload(w)) {
+		if !catalog.ValidWorkload(w) {
 			errs = append(errs, fmt.Errorf("spec.workloads: unknown workload %q (known: %s)", w, joinWorkloads(catalog.Workloads)))
 		}
 	}
 	if len(p.Spec.Workloads) > 0 {
-		known := catalog.Names(catalog.ForWorkloads(workloads(p)...))
+		known := catalog.Names(catalog.ForWorkloads(p.Spec.Workloads...))
 		for _, k := range sortedKeys(p.Spec.Services) {
 			if !slices.Contains(known, k) {
-				errs = append(errs, fmt.Errorf("spec.services: %q is not a service of workloads %s (known: %s)", k, joinWorkloads(workloads(p)), strings.Join(known, ", ")))
+				errs = append(errs, fmt.Errorf("spec.services: %q is not a service of workloads %s (known: %s)", k, joinWorkloads(p.Spec.Workloads), strings.Join(known, ", ")))
 			}
 			o := p.Spec.Services[k]
 			if o.Replicas != nil && o.Autoscaling != nil && ptr.Deref(o.Autoscaling.Enabled, true) {
@@ -142,7 +142,7 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 	return errors.Join(errs...)
 }
 
-func joinWorkloads[W ~string](ws []W) string {
+func joinWorkloads(ws []catalog.Workload) string {
 	s := make([]string, len(ws))
 	for i, w := range ws {
 		s[i] = string(w)

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 	"github.com/switchboard-dev/switchboard/services/catalog"
 )
 
@@ -73,12 +74,12 @@ func TestPlatformObjects(t *testing.T) {
 	}{
 		{
 			name:     "commerce alone renders the broker, three policies, the gateway and five services",
-			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce)),
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce)),
 			want:     concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
 		},
 		{
 			name:     "streaming alone autoscales playback and analytics",
-			platform: platform("tv", withWorkloads(v1alpha1.WorkloadStreaming)),
+			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming)),
 			want:     concat(brokerRefs("tv", false), policyRefs("tv", true), svcRefs("tv", "gateway", kindPDB), streaming("tv")),
 		},
 		{
@@ -88,38 +89,38 @@ func TestPlatformObjects(t *testing.T) {
 		},
 		{
 			name:     "a disabled service renders nothing of its own",
-			platform: platform("shop", withWorkloads(v1alpha1.WorkloadStreaming), withService("recommendation", disabled()), withService("analytics", disabled())),
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithService("recommendation", testgen.Disabled()), testgen.WithService("analytics", testgen.Disabled())),
 			want: concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB),
 				svcRefs("shop", "account"), svcRefs("shop", "content"), svcRefs("shop", "playback", kindHPA, kindPDB)),
 		},
 		{
 			name:     "a disabled gateway loses its public NetworkPolicy too",
-			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withService("gateway", disabled())),
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("gateway", testgen.Disabled())),
 			want:     concat(brokerRefs("shop", false), policyRefs("shop", false), commerce("shop")),
 		},
 		{
 			name:     "NetworkPolicies switched off renders none",
-			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withNetworkPolicy(false)),
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithNetworkPolicy(false)),
 			want:     concat(brokerRefs("shop", false), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
 		},
 		{
 			name:     "NetworkPolicies enabled explicitly are the same as by default",
-			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withNetworkPolicy(true)),
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithNetworkPolicy(true)),
 			want:     concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
 		},
 		{
 			name:     "three broker replicas add the broker PDB",
-			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withBrokerReplicas(3)),
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithBrokerReplicas(3)),
 			want:     concat(brokerRefs("shop", true), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
 		},
 		{
 			name: "replica and autoscaling overrides move HPAs and PDBs",
-			platform: platform("shop", withWorkloads(v1alpha1.WorkloadStreaming),
-				withService("gateway", replicas(1)),
-				withService("account", replicas(3)),
-				withService("content", autoscaling(0, 0, 0)),
-				withService("playback", replicas(1)),
-				withService("analytics", autoscaling(1, 1, 0))),
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadStreaming),
+				testgen.WithService("gateway", testgen.Replicas(1)),
+				testgen.WithService("account", testgen.Replicas(3)),
+				testgen.WithService("content", testgen.Autoscaling(0, 0, 0)),
+				testgen.WithService("playback", testgen.Replicas(1)),
+				testgen.WithService("analytics", testgen.Autoscaling(1, 1, 0))),
 			want: concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway"),
 				svcRefs("shop", "account", kindPDB), svcRefs("shop", "content", kindHPA, kindPDB), svcRefs("shop", "playback"),
 				svcRefs("shop", "analytics", kindHPA), svcRefs("shop", "recommendation")),
@@ -145,12 +146,12 @@ func TestFullPlatformObjectCount(t *testing.T) {
 func allPlatforms() map[string]*v1alpha1.Platform {
 	return map[string]*v1alpha1.Platform{
 		"the full golden platform":          fullPlatform(),
-		"commerce with defaults":            platform("shop", withWorkloads(v1alpha1.WorkloadCommerce)),
-		"streaming in memory, one replica":  platform("tv", withWorkloads(v1alpha1.WorkloadStreaming), withStorage(v1alpha1.StorageMemory, "512Mi", "")),
-		"five broker replicas, no policies": platform("big", withBrokerReplicas(5), withNetworkPolicy(false), withNamespace("prod")),
-		"a NodePort gateway with overrides": platform("edge", withGateway(corev1.ServiceTypeNodePort, 30080), withService("order", replicas(3)), withService("playback", autoscalingOff())),
-		"metrics open to monitoring":        platform("obs", withMetricsFrom(prometheusPeer("monitoring"), cidrPeer("10.0.0.0/8"))),
-		"no broker metrics":                 platform("quiet", withWorkloads(v1alpha1.WorkloadCommerce), withBrokerMetrics(false)),
+		"commerce with defaults":            platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce)),
+		"streaming in memory, one replica":  platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithStorage(v1alpha1.StorageMemory, "512Mi", "")),
+		"five broker replicas, no policies": platform("big", testgen.WithBrokerReplicas(5), testgen.WithNetworkPolicy(false), testgen.WithNamespace("prod")),
+		"a NodePort gateway with overrides": platform("edge", testgen.WithGateway(corev1.ServiceTypeNodePort, 30080), testgen.WithService("order", testgen.Replicas(3)), testgen.WithService("playback", testgen.AutoscalingOff())),
+		"metrics open to monitoring":        platform("obs", testgen.WithMetricsFrom(prometheusPeer("monitoring"), cidrPeer("10.0.0.0/8"))),
+		"no broker metrics":                 platform("quiet", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithBrokerMetrics(false)),
 	}
 }
 
@@ -199,7 +200,7 @@ func TestEveryObjectHasMetadata(t *testing.T) {
 func ptrTo[T any](v T) *T { return &v }
 
 func TestPlatformFromAFileHasNoOwner(t *testing.T) {
-	for _, o := range mustRender(t, platform("shop", withoutUID())) {
+	for _, o := range mustRender(t, platform("shop", testgen.WithUID(""))) {
 		if len(o.GetOwnerReferences()) != 0 {
 			t.Errorf("%s: owner reference to a Platform without a UID: %+v", ref(o), o.GetOwnerReferences())
 		}
@@ -207,7 +208,7 @@ func TestPlatformFromAFileHasNoOwner(t *testing.T) {
 }
 
 func TestComponentLabels(t *testing.T) {
-	objs := mustRender(t, platform("shop", withBrokerReplicas(3)))
+	objs := mustRender(t, platform("shop", testgen.WithBrokerReplicas(3)))
 	want := map[string]string{
 		"Secret/shop-auth":                      "auth",
 		"ConfigMap/shop-nats-config":            "broker",
@@ -232,7 +233,7 @@ func TestComponentLabels(t *testing.T) {
 // against the rendered pod templates, of this platform and of a neighbour
 // in the same namespace.
 func TestSelectorsMatchTheirPods(t *testing.T) {
-	p := platform("shop", withBrokerReplicas(3))
+	p := platform("shop", testgen.WithBrokerReplicas(3))
 	objs := mustRender(t, p)
 	neighbour := mustRender(t, platform("shopping"))
 
@@ -445,7 +446,7 @@ func TestServiceEnv(t *testing.T) {
 	}{
 		{
 			name:     "order gets the broker, its credentials and both upstreams",
-			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce)),
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce)),
 			service:  "order",
 			want: slices.Concat(
 				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://shop-nats.demo.svc.cluster.local:4222"}},
@@ -457,7 +458,7 @@ func TestServiceEnv(t *testing.T) {
 		},
 		{
 			name:     "order keeps the URL of a disabled product, to fail loudly",
-			platform: platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withService("product", disabled())),
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("product", testgen.Disabled())),
 			service:  "order",
 			want: slices.Concat(
 				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://shop-nats.demo.svc.cluster.local:4222"}},
@@ -469,7 +470,7 @@ func TestServiceEnv(t *testing.T) {
 		},
 		{
 			name:     "a service without upstreams gets only the broker",
-			platform: platform("tv", withWorkloads(v1alpha1.WorkloadStreaming), withNamespace("media")),
+			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithNamespace("media")),
 			service:  "analytics",
 			want: slices.Concat(
 				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://tv-nats.media.svc.cluster.local:4222"}},
@@ -503,13 +504,13 @@ func TestGatewayRoutesOnlyEnabledServices(t *testing.T) {
 		platform *v1alpha1.Platform
 		want     []string
 	}{
-		{"commerce routes to commerce only", platform("shop", withWorkloads(v1alpha1.WorkloadCommerce)),
+		{"commerce routes to commerce only", platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce)),
 			[]string{"USER_URL", "PRODUCT_URL", "ORDER_URL", "PAYMENT_URL", "NOTIFICATION_URL"}},
-		{"streaming routes to streaming only", platform("shop", withWorkloads(v1alpha1.WorkloadStreaming)),
+		{"streaming routes to streaming only", platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadStreaming)),
 			[]string{"ACCOUNT_URL", "CONTENT_URL", "PLAYBACK_URL", "ANALYTICS_URL", "RECOMMENDATION_URL"}},
 		{"both route to all ten", platform("shop"),
 			[]string{"USER_URL", "PRODUCT_URL", "ORDER_URL", "PAYMENT_URL", "NOTIFICATION_URL", "ACCOUNT_URL", "CONTENT_URL", "PLAYBACK_URL", "ANALYTICS_URL", "RECOMMENDATION_URL"}},
-		{"a disabled service gets no route", platform("shop", withService("recommendation", disabled()), withService("payment", disabled())),
+		{"a disabled service gets no route", platform("shop", testgen.WithService("recommendation", testgen.Disabled()), testgen.WithService("payment", testgen.Disabled())),
 			[]string{"USER_URL", "PRODUCT_URL", "ORDER_URL", "NOTIFICATION_URL", "ACCOUNT_URL", "CONTENT_URL", "PLAYBACK_URL", "ANALYTICS_URL"}},
 	}
 	for _, tt := range tests {
@@ -523,7 +524,7 @@ func TestGatewayRoutesOnlyEnabledServices(t *testing.T) {
 }
 
 func TestDeploymentShape(t *testing.T) {
-	p := platform("shop", withService("order", replicas(2)))
+	p := platform("shop", testgen.WithService("order", testgen.Replicas(2)))
 	objs := mustRender(t, p)
 	for _, o := range objs {
 		d, ok := o.(*appsv1.Deployment)
@@ -594,7 +595,7 @@ func checkRestricted(t *testing.T, spec corev1.PodSpec, uid int64) {
 }
 
 func TestServicesImage(t *testing.T) {
-	objs := mustRender(t, platform("shop", withImage("registry.example/sb:v9")))
+	objs := mustRender(t, platform("shop", testgen.WithImage("registry.example/sb:v9")))
 	if got := find[*appsv1.Deployment](t, objs, "shop-order").Spec.Template.Spec.Containers[0].Image; got != "registry.example/sb:v9" {
 		t.Errorf("spec.image ignored: %q", got)
 	}
@@ -610,13 +611,13 @@ func TestAutoscaledDeploymentAndHPA(t *testing.T) {
 	}{
 		{"playback autoscales with the catalog defaults", platform("shop"), "playback", &catalog.Autoscaling{MinReplicas: 2, MaxReplicas: 10, TargetCPUUtilizationPercentage: 70}, 0},
 		{"analytics autoscales with the catalog defaults", platform("shop"), "analytics", &catalog.Autoscaling{MinReplicas: 2, MaxReplicas: 6, TargetCPUUtilizationPercentage: 70}, 0},
-		{"an autoscaling block overrides the catalog", platform("shop", withService("playback", autoscaling(2, 20, 60))), "playback", &catalog.Autoscaling{MinReplicas: 2, MaxReplicas: 20, TargetCPUUtilizationPercentage: 60}, 0},
-		{"replicas switch the catalog's autoscaling off", platform("shop", withService("playback", replicas(4))), "playback", nil, 4},
-		{"autoscaling enabled false leaves one replica", platform("shop", withService("analytics", autoscalingOff())), "analytics", nil, 1},
-		{"an empty autoscaling block turns a fixed service to 1..5 at 70%", platform("shop", withService("order", autoscaling(0, 0, 0))), "order", &catalog.Autoscaling{MinReplicas: 1, MaxReplicas: 5, TargetCPUUtilizationPercentage: 70}, 0},
-		{"a min above the catalog max raises the max", platform("shop", withService("analytics", autoscaling(8, 0, 0))), "analytics", &catalog.Autoscaling{MinReplicas: 8, MaxReplicas: 8, TargetCPUUtilizationPercentage: 70}, 0},
-		{"a min above the fallback max raises the max", platform("shop", withService("user", autoscaling(7, 0, 50))), "user", &catalog.Autoscaling{MinReplicas: 7, MaxReplicas: 7, TargetCPUUtilizationPercentage: 50}, 0},
-		{"a max below the catalog min keeps min and max as given", platform("shop", withService("playback", autoscaling(1, 1, 0))), "playback", &catalog.Autoscaling{MinReplicas: 1, MaxReplicas: 1, TargetCPUUtilizationPercentage: 70}, 0},
+		{"an autoscaling block overrides the catalog", platform("shop", testgen.WithService("playback", testgen.Autoscaling(2, 20, 60))), "playback", &catalog.Autoscaling{MinReplicas: 2, MaxReplicas: 20, TargetCPUUtilizationPercentage: 60}, 0},
+		{"replicas switch the catalog's autoscaling off", platform("shop", testgen.WithService("playback", testgen.Replicas(4))), "playback", nil, 4},
+		{"autoscaling enabled false leaves one replica", platform("shop", testgen.WithService("analytics", testgen.AutoscalingOff())), "analytics", nil, 1},
+		{"an empty autoscaling block turns a fixed service to 1..5 at 70%", platform("shop", testgen.WithService("order", testgen.Autoscaling(0, 0, 0))), "order", &catalog.Autoscaling{MinReplicas: 1, MaxReplicas: 5, TargetCPUUtilizationPercentage: 70}, 0},
+		{"a min above the catalog max raises the max", platform("shop", testgen.WithService("analytics", testgen.Autoscaling(8, 0, 0))), "analytics", &catalog.Autoscaling{MinReplicas: 8, MaxReplicas: 8, TargetCPUUtilizationPercentage: 70}, 0},
+		{"a min above the fallback max raises the max", platform("shop", testgen.WithService("user", testgen.Autoscaling(7, 0, 50))), "user", &catalog.Autoscaling{MinReplicas: 7, MaxReplicas: 7, TargetCPUUtilizationPercentage: 50}, 0},
+		{"a max below the catalog min keeps min and max as given", platform("shop", testgen.WithService("playback", testgen.Autoscaling(1, 1, 0))), "playback", &catalog.Autoscaling{MinReplicas: 1, MaxReplicas: 1, TargetCPUUtilizationPercentage: 70}, 0},
 		{"the gateway runs two replicas from the catalog", platform("shop"), "gateway", nil, 2},
 		{"a fixed service runs its catalog count", platform("shop"), "notification", nil, 1},
 	}
@@ -667,12 +668,12 @@ func TestPDBOnlyWhenMoreThanOneReplicaCanRun(t *testing.T) {
 		want     bool
 	}{
 		{"one fixed replica: none", platform("shop"), "shop-order", false},
-		{"two fixed replicas: one", platform("shop", withService("order", replicas(2))), "shop-order", true},
+		{"two fixed replicas: one", platform("shop", testgen.WithService("order", testgen.Replicas(2))), "shop-order", true},
 		{"the gateway's two catalog replicas: one", platform("shop"), "shop-gateway", true},
 		{"autoscaled up to ten: one", platform("shop"), "shop-playback", true},
-		{"autoscaled 1..1: none", platform("shop", withService("playback", autoscaling(1, 1, 0))), "shop-playback", false},
+		{"autoscaled 1..1: none", platform("shop", testgen.WithService("playback", testgen.Autoscaling(1, 1, 0))), "shop-playback", false},
 		{"a single broker: none", platform("shop"), "shop-nats", false},
-		{"three brokers: one", platform("shop", withBrokerReplicas(3)), "shop-nats", true},
+		{"three brokers: one", platform("shop", testgen.WithBrokerReplicas(3)), "shop-nats", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -703,10 +704,10 @@ func TestResources(t *testing.T) {
 		want     corev1.ResourceRequirements
 	}{
 		{"nothing set: the built-in default", platform("shop"), "order", builtin},
-		{"spec.defaults applies to every service", platform("shop", withDefaultResources(requests("100m", "128Mi"))), "order", requests("100m", "128Mi")},
-		{"a service's own resources win", platform("shop", withDefaultResources(requests("100m", "128Mi")), withService("order", resources(requests("1", "1Gi")))), "order", requests("1", "1Gi")},
-		{"an autoscaled service without a CPU request gets the default one", platform("shop", withDefaultResources(requests("", "128Mi"))), "playback", requests("50m", "128Mi")},
-		{"a fixed service without a CPU request is left alone", platform("shop", withDefaultResources(requests("", "128Mi"))), "order", requests("", "128Mi")},
+		{"spec.defaults applies to every service", platform("shop", testgen.WithDefaultResources(requests("100m", "128Mi"))), "order", requests("100m", "128Mi")},
+		{"a service's own resources win", platform("shop", testgen.WithDefaultResources(requests("100m", "128Mi")), testgen.WithService("order", testgen.Resources(requests("1", "1Gi")))), "order", requests("1", "1Gi")},
+		{"an autoscaled service without a CPU request gets the default one", platform("shop", testgen.WithDefaultResources(requests("", "128Mi"))), "playback", requests("50m", "128Mi")},
+		{"a fixed service without a CPU request is left alone", platform("shop", testgen.WithDefaultResources(requests("", "128Mi"))), "order", requests("", "128Mi")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -726,7 +727,7 @@ func TestResources(t *testing.T) {
 		})
 	}
 	// The Platform's own quantities are not aliased into the objects.
-	p := platform("shop", withDefaultResources(requests("100m", "128Mi")))
+	p := platform("shop", testgen.WithDefaultResources(requests("100m", "128Mi")))
 	d := find[*appsv1.Deployment](t, mustRender(t, p), "shop-order")
 	d.Spec.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("9")
 	if got := p.Spec.Defaults.Resources.Requests[corev1.ResourceCPU]; got.String() != "100m" {
@@ -744,9 +745,9 @@ func TestServiceObjects(t *testing.T) {
 	}{
 		{"a service is ClusterIP on port 80", platform("shop"), "order", corev1.ServiceTypeClusterIP, 0},
 		{"the gateway defaults to ClusterIP", platform("shop"), "gateway", corev1.ServiceTypeClusterIP, 0},
-		{"the gateway takes serviceType and nodePort", platform("shop", withGateway(corev1.ServiceTypeNodePort, 30080)), "gateway", corev1.ServiceTypeNodePort, 30080},
-		{"a LoadBalancer gateway lets Kubernetes pick the node port", platform("shop", withGateway(corev1.ServiceTypeLoadBalancer, 0)), "gateway", corev1.ServiceTypeLoadBalancer, 0},
-		{"serviceType applies to the gateway only", platform("shop", withGateway(corev1.ServiceTypeNodePort, 30080)), "order", corev1.ServiceTypeClusterIP, 0},
+		{"the gateway takes serviceType and nodePort", platform("shop", testgen.WithGateway(corev1.ServiceTypeNodePort, 30080)), "gateway", corev1.ServiceTypeNodePort, 30080},
+		{"a LoadBalancer gateway lets Kubernetes pick the node port", platform("shop", testgen.WithGateway(corev1.ServiceTypeLoadBalancer, 0)), "gateway", corev1.ServiceTypeLoadBalancer, 0},
+		{"serviceType applies to the gateway only", platform("shop", testgen.WithGateway(corev1.ServiceTypeNodePort, 30080)), "order", corev1.ServiceTypeClusterIP, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -783,17 +784,17 @@ func TestBroker(t *testing.T) {
 			unwantConfig: []string{"cluster", "routes", "max_memory_store"},
 		},
 		{
-			name: "three replicas: a cluster routed through the headless Service", platform: platform("shop", withBrokerReplicas(3), withStorage(v1alpha1.StorageFile, "10Gi", "fast")),
+			name: "three replicas: a cluster routed through the headless Service", platform: platform("shop", testgen.WithBrokerReplicas(3), testgen.WithStorage(v1alpha1.StorageFile, "10Gi", "fast")),
 			replicas: 3, wantRoutes: 3, wantClaim: "10Gi", wantClass: "fast",
 			wantConfig: []string{"cluster {", `name: "shop"`, `listen: "0.0.0.0:6222"`, "$NATS_ROUTE_0", "$NATS_ROUTE_2", "max_file_store: 10737418240"},
 		},
 		{
-			name: "five replicas route to five peers", platform: platform("shop", withBrokerReplicas(5)),
+			name: "five replicas route to five peers", platform: platform("shop", testgen.WithBrokerReplicas(5)),
 			replicas: 5, wantRoutes: 5, wantClaim: "1Gi",
 			wantConfig: []string{"$NATS_ROUTE_4"},
 		},
 		{
-			name: "memory storage: no claim, an emptyDir, JetStream memory limited", platform: platform("shop", withStorage(v1alpha1.StorageMemory, "256Mi", "ignored")),
+			name: "memory storage: no claim, an emptyDir, JetStream memory limited", platform: platform("shop", testgen.WithStorage(v1alpha1.StorageMemory, "256Mi", "ignored")),
 			replicas:     1,
 			wantConfig:   []string{"max_memory_store: 268435456"},
 			unwantConfig: []string{"max_file_store"},
@@ -896,7 +897,7 @@ func ptrDeref(s *string) string {
 }
 
 func TestBrokerServices(t *testing.T) {
-	objs := mustRender(t, platform("shop", withBrokerReplicas(3)))
+	objs := mustRender(t, platform("shop", testgen.WithBrokerReplicas(3)))
 	headless := find[*corev1.Service](t, objs, "shop-nats-headless")
 	if headless.Spec.ClusterIP != corev1.ClusterIPNone || !headless.Spec.PublishNotReadyAddresses {
 		t.Errorf("headless: clusterIP %q publishNotReady %v", headless.Spec.ClusterIP, headless.Spec.PublishNotReadyAddresses)
@@ -920,7 +921,7 @@ func TestBrokerImage(t *testing.T) {
 	if want := "nats:" + server.VERSION; DefaultBrokerImage != want {
 		t.Errorf("DefaultBrokerImage = %q, but the embedded nats-server is %s: want %q", DefaultBrokerImage, server.VERSION, want)
 	}
-	sts := find[*appsv1.StatefulSet](t, mustRender(t, platform("shop", withBrokerImage("mirror.example/nats:2.15.2-alpine"))), "shop-nats")
+	sts := find[*appsv1.StatefulSet](t, mustRender(t, platform("shop", testgen.WithBrokerImage("mirror.example/nats:2.15.2-alpine"))), "shop-nats")
 	if got := sts.Spec.Template.Spec.Containers[0].Image; got != "mirror.example/nats:2.15.2-alpine" {
 		t.Errorf("spec.broker.image ignored: %q", got)
 	}
@@ -930,7 +931,7 @@ func TestBrokerImage(t *testing.T) {
 // so the pods restart and read them.
 func TestPodTemplatesRollOnChange(t *testing.T) {
 	base := mustRender(t, platform("shop"))
-	bigger := mustRender(t, platform("shop", withStorage(v1alpha1.StorageFile, "2Gi", "")))
+	bigger := mustRender(t, platform("shop", testgen.WithStorage(v1alpha1.StorageFile, "2Gi", "")))
 	tpl := func(objs []client.Object, name string) map[string]string {
 		return find[*appsv1.StatefulSet](t, objs, name).Spec.Template.Annotations
 	}
@@ -984,23 +985,23 @@ func TestErrors(t *testing.T) {
 		{"one credential missing", platform("shop"), func(o *Options) { o.Credentials.AuthKey = "" }, "credentials are empty"},
 		{"a hand-made password the broker cannot parse", platform("shop"), func(o *Options) { o.Credentials.NATSPassword = "12345-67890-abcdef" }, "nats-password must be"},
 		{"a short user", platform("shop"), func(o *Options) { o.Credentials.NATSUser = "admin" }, "nats-user must be"},
-		{"no workloads", platform("shop", withWorkloads()), nil, "spec.workloads is empty"},
-		{"an unknown workload", platform("shop", withWorkloads("banking")), nil, `unknown workload "banking"`},
-		{"an unknown service key", platform("shop", withService("ledger", replicas(2))), nil, `"ledger" is not a service`},
-		{"a service of a workload not enabled", platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withService("playback", replicas(2))), nil, `"playback" is not a service of workloads commerce`},
-		{"replicas and autoscaling together", platform("shop", withService("order", replicas(2), autoscaling(1, 3, 0))), nil, "either replicas or autoscaling"},
-		{"an even broker", platform("shop", withBrokerReplicas(2)), nil, "spec.broker.replicas: 2"},
-		{"a zero JetStream size", platform("shop", withStorage(v1alpha1.StorageFile, "0", "")), nil, "size: 0 is not positive"},
+		{"no workloads", platform("shop", testgen.WithWorkloads()), nil, "spec.workloads is empty"},
+		{"an unknown workload", platform("shop", testgen.WithWorkloads("banking")), nil, `unknown workload "banking"`},
+		{"an unknown service key", platform("shop", testgen.WithService("ledger", testgen.Replicas(2))), nil, `"ledger" is not a service`},
+		{"a service of a workload not enabled", platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("playback", testgen.Replicas(2))), nil, `"playback" is not a service of workloads commerce`},
+		{"replicas and autoscaling together", platform("shop", testgen.WithService("order", testgen.Replicas(2), testgen.Autoscaling(1, 3, 0))), nil, "either replicas or autoscaling"},
+		{"an even broker", platform("shop", testgen.WithBrokerReplicas(2)), nil, "spec.broker.replicas: 2"},
+		{"a zero JetStream size", platform("shop", testgen.WithStorage(v1alpha1.StorageFile, "0", "")), nil, "size: 0 is not positive"},
 		{"no image anywhere", platform("shop"), func(o *Options) { o.ServicesImage = "" }, "no services image"},
 		{"a name too long for its StatefulSet's revision label", platform(strings.Repeat("a", 48)), nil, "at most 47 characters"},
 		{"a name with dots", platform("shop.example"), nil, "must be a DNS label"},
-		{"an empty metricsFrom peer", platform("shop", withMetricsFrom(namespacePeer("monitoring"), networkingv1.NetworkPolicyPeer{})), nil, "metricsFrom[1]: needs an ipBlock, a podSelector or a namespaceSelector"},
-		{"a metricsFrom ipBlock with a selector", platform("shop", withMetricsFrom(func() networkingv1.NetworkPolicyPeer {
+		{"an empty metricsFrom peer", platform("shop", testgen.WithMetricsFrom(namespacePeer("monitoring"), networkingv1.NetworkPolicyPeer{})), nil, "metricsFrom[1]: needs an ipBlock, a podSelector or a namespaceSelector"},
+		{"a metricsFrom ipBlock with a selector", platform("shop", testgen.WithMetricsFrom(func() networkingv1.NetworkPolicyPeer {
 			p := cidrPeer("10.0.0.0/8")
 			p.NamespaceSelector = namespacePeer("monitoring").NamespaceSelector
 			return p
 		}())), nil, "metricsFrom[0]: an ipBlock may not come with"},
-		{"too many metricsFrom peers", platform("shop", withMetricsFrom(slices.Repeat([]networkingv1.NetworkPolicyPeer{namespacePeer("monitoring")}, 9)...)), nil, "9 peers, at most 8"},
+		{"too many metricsFrom peers", platform("shop", testgen.WithMetricsFrom(slices.Repeat([]networkingv1.NetworkPolicyPeer{namespacePeer("monitoring")}, 9)...)), nil, "9 peers, at most 8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1018,7 +1019,7 @@ func TestErrors(t *testing.T) {
 		})
 	}
 	t.Run("replicas with autoscaling disabled are fine", func(t *testing.T) {
-		mustRender(t, platform("shop", withService("playback", replicas(2), autoscalingOff())))
+		mustRender(t, platform("shop", testgen.WithService("playback", testgen.Replicas(2), testgen.AutoscalingOff())))
 	})
 	t.Run("a 47-character name is fine", func(t *testing.T) {
 		mustRender(t, platform(strings.Repeat("a", 47)))
@@ -1026,14 +1027,14 @@ func TestErrors(t *testing.T) {
 	t.Run("spec.image alone is enough", func(t *testing.T) {
 		opts := valid
 		opts.ServicesImage = ""
-		if _, err := Platform(platform("shop", withImage("x/y:z")), opts); err != nil {
+		if _, err := Platform(platform("shop", testgen.WithImage("x/y:z")), opts); err != nil {
 			t.Fatal(err)
 		}
 	})
 }
 
 func TestNamesAndURLs(t *testing.T) {
-	p := platform("shop", withNamespace("demo"))
+	p := platform("shop", testgen.WithNamespace("demo"))
 	tests := []struct{ name, got, want string }{
 		{"object name", ObjectName(p, "order"), "shop-order"},
 		{"broker", BrokerName(p), "shop-nats"},
@@ -1049,7 +1050,7 @@ func TestNamesAndURLs(t *testing.T) {
 			t.Errorf("%s = %q, want %q", tt.name, tt.got, tt.want)
 		}
 	}
-	if got, want := ServiceNames(platform("shop", withWorkloads(v1alpha1.WorkloadCommerce), withService("user", disabled()))),
+	if got, want := ServiceNames(platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("user", testgen.Disabled()))),
 		[]string{"gateway", "product", "order", "payment", "notification"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("ServiceNames = %v, want %v", got, want)
 	}
@@ -1080,21 +1081,15 @@ func TestSelectors(t *testing.T) {
 }
 
 func TestBrokerResources(t *testing.T) {
+	given := requests("500m", "2Gi")
+	given.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("4Gi")}
 	cases := []struct {
 		name string
-		opts []platformOption
+		opts []testgen.PlatformOption
 		want corev1.ResourceRequirements
 	}{
 		{"unset gives modest requests and no limits", nil, requests("100m", "128Mi")},
-		{"spec.broker.resources is used as given", []platformOption{func(p *v1alpha1.Platform) {
-			r := requests("500m", "2Gi")
-			r.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("4Gi")}
-			p.Spec.Broker.Resources = &r
-		}}, func() corev1.ResourceRequirements {
-			r := requests("500m", "2Gi")
-			r.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("4Gi")}
-			return r
-		}()},
+		{"spec.broker.resources is used as given", []testgen.PlatformOption{testgen.WithBrokerResources(given)}, given},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -44,4 +45,52 @@ func TestWriteYAMLRoundTrips(t *testing.T) {
 			t.Errorf("document %d does not decode to %s", i, ref(objs[i]))
 		}
 	}
+}
+
+// Applied is what the operator sends, so it may hold no null (which would
+// remove a field), no status and none of the metadata the server owns, even
+// when the object carries them.
+func TestAppliedHoldsOnlyWhatTheOperatorOwns(t *testing.T) {
+	for _, obj := range mustRender(t, fullPlatform()) {
+		obj.SetResourceVersion("42")
+		obj.SetUID("0000-live")
+		obj.SetGeneration(7)
+		m, err := Applied(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta := m["metadata"].(map[string]any)
+		for _, k := range serverMetadata {
+			if _, ok := meta[k]; ok {
+				t.Errorf("%s: metadata.%s is applied", ref(obj), k)
+			}
+		}
+		if path := findServerField(m, ""); path != "" {
+			t.Errorf("%s: %s is applied", ref(obj), path)
+		}
+	}
+}
+
+// findServerField returns the path of the first null or status under v.
+func findServerField(v any, path string) string {
+	switch t := v.(type) {
+	case nil:
+		return path + " (null)"
+	case map[string]any:
+		for k, e := range t {
+			if k == "status" {
+				return path + ".status"
+			}
+			if p := findServerField(e, path+"."+k); p != "" {
+				return p
+			}
+		}
+	case []any:
+		for i, e := range t {
+			if p := findServerField(e, fmt.Sprintf("%s[%d]", path, i)); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }

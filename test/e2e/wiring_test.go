@@ -33,12 +33,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/internal/loopback"
 	"github.com/switchboard-dev/switchboard/internal/render"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/registry"
 )
@@ -84,10 +84,7 @@ func newPlatform(t *testing.T, name, ns string, w v1alpha1.Workload) *rendered {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &v1alpha1.Platform{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec:       v1alpha1.PlatformSpec{Workloads: []v1alpha1.Workload{w}, Image: "example.test/switchboard:e2e"},
-	}
+	p := testgen.Platform(name, testgen.WithNamespace(ns), testgen.WithWorkloads(w), testgen.WithImage("example.test/switchboard:e2e"))
 	objs, err := render.Platform(p, render.Options{Credentials: creds})
 	if err != nil {
 		t.Fatal(err)

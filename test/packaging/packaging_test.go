@@ -141,12 +141,7 @@ func TestKustomizeConfigIsAccepted(t *testing.T) {
 // TestRenderOutputIsAccepted: `switchboard render -f config/samples/platform.yaml`
 // round-trips through the API server.
 func TestRenderOutputIsAccepted(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "switchboard")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/switchboard")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := switchboardBinary(t)
 	ns := newNamespace(t, "render")
 	sample := filepath.Join(root, "config", "samples", "platform.yaml")
 	out := run(t, nil, bin, "render", "-f", sample, "--namespace", ns)

@@ -28,6 +28,7 @@ import (
 	"github.com/switchboard-dev/switchboard/controllers"
 	"github.com/switchboard-dev/switchboard/internal/render"
 	"github.com/switchboard-dev/switchboard/internal/testenv"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
 
 const (
@@ -177,6 +178,10 @@ func startOperator(t *testing.T, user string) (stop func()) {
 		t.Fatalf("%s may list ClusterRoles: impersonation is not in force", user)
 	}
 
+	cacheOpts, err := controllers.CacheOptions(scheme)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mgr, err := ctrl.NewManager(c, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
@@ -185,7 +190,7 @@ func startOperator(t *testing.T, user string) (stop func()) {
 		LeaderElectionNamespace:       operatorNamespace,
 		LeaderElectionID:              controllers.LeaderElectionID,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(),
+		Cache:                         cacheOpts,
 		// Each subtest starts its own manager with the same controller.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
@@ -227,13 +232,8 @@ func startOperator(t *testing.T, user string) (stop func()) {
 
 func createPlatform(t *testing.T, ns string) *v1alpha1.Platform {
 	t.Helper()
-	p := &v1alpha1.Platform{
-		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns},
-		Spec: v1alpha1.PlatformSpec{
-			Workloads: []v1alpha1.Workload{v1alpha1.WorkloadCommerce},
-			Services:  map[string]v1alpha1.ServiceSpec{"order": {Replicas: new(int32(2))}},
-		},
-	}
+	p := testgen.Platform("shop", testgen.WithNamespace(ns), testgen.WithWorkloads(v1alpha1.WorkloadCommerce),
+		testgen.WithService("order", testgen.Replicas(2)))
 	if err := k8s.Create(testCtx, p); err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,8 @@ var (
 	testCtx  context.Context
 	warnings = &warningRecorder{}
 	helmBin  string
+	// buildDir holds what the suite builds; it is removed when the suite ends.
+	buildDir string
 )
 
 func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
@@ -66,6 +68,11 @@ func runSuite(m *testing.M) int {
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(level)))
 
 	var err error
+	if buildDir, err = os.MkdirTemp("", "switchboard-packaging-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(buildDir)
 	if helmBin, err = tool("HELM", "helm", filepath.Join(root, "bin", "helm")); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

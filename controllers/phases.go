@@ -1,0 +1,90 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/render"
+)
+
+// reconcileState is what one reconcile's phases hand each other.
+type reconcileState struct {
+	p       *v1alpha1.Platform
+	creds   render.Credentials
+	desired []client.Object
+	// outcome is what status is computed from.
+	outcome *reconcileOutcome
+}
+
+// phase is one step of a reconcile. The first phase to fail ends the
+// reconcile: its error becomes the Degraded condition under reason, a
+// Warning Event when the phase has an action, and a retry unless final.
+type phase struct {
+	reason string
+	// action names the Event of a failure. A failed read of the cluster
+	// (credentials, observe) has none: the retry and Degraded report it.
+	action string
+	// final failures are not retried: they last until the spec changes.
+	final bool
+	run   func(context.Context, *reconcileState) error
+}
+
+func (r *PlatformReconciler) phases() []phase {
+	return []phase{
+		{reason: reasonCredentialsFailed, run: r.readCredentials},
+		{reason: reasonRenderFailed, action: "Render", final: true, run: r.renderDesired},
+		{reason: reasonApplyFailed, action: "Apply", run: r.applyDesired},
+		{reason: reasonPruneFailed, action: "Prune", run: r.pruneUndesired},
+		{reason: reasonObserveFailed, run: r.observeChildren},
+	}
+}
+
+func (r *PlatformReconciler) readCredentials(ctx context.Context, s *reconcileState) (err error) {
+	s.creds, err = r.credentials(ctx, s.p)
+	return err
+}
+
+func (r *PlatformReconciler) renderDesired(_ context.Context, s *reconcileState) (err error) {
+	s.desired, err = render.Platform(s.p, render.Options{ServicesImage: r.ServicesImage, Credentials: s.creds})
+	return err
+}
+
+func (r *PlatformReconciler) applyDesired(ctx context.Context, s *reconcileState) error {
+	applied, err := r.applyAll(ctx, s.desired)
+	// What was applied before a failure still counts as progress.
+	s.outcome.applied = applied
+	if err != nil {
+		return err
+	}
+	r.announce(ctx, s.p, reasonApplied, "Apply", "Applied", applied)
+	return nil
+}
+
+func (r *PlatformReconciler) pruneUndesired(ctx context.Context, s *reconcileState) error {
+	pruned, err := r.prune(ctx, s.p, s.desired)
+	if err != nil {
+		return err
+	}
+	r.announce(ctx, s.p, reasonPruned, "Prune", "Deleted", pruned)
+	return nil
+}
+
+func (r *PlatformReconciler) observeChildren(ctx context.Context, s *reconcileState) (err error) {
+	s.outcome.observed, err = r.observe(ctx, s.p)
+	return err
+}
+
+// announce logs the children a phase wrote and records them in a Normal
+// Event; a phase that wrote nothing stays quiet.
+func (r *PlatformReconciler) announce(ctx context.Context, p *v1alpha1.Platform, reason, action, verb string, refs []string) {
+	if len(refs) == 0 {
+		return
+	}
+	log.FromContext(ctx).Info(strings.ToLower(verb)+" children", "count", len(refs), "objects", refs)
+	r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, reason, action, "%s %s", verb, summarize(refs))
+}
