@@ -168,9 +168,6 @@ func (g *Gateway) Register(mux *http.ServeMux) {
 	mux.HandleFunc("/", unknownRoute)
 }
 
-// Routes returns the routes this gateway serves.
-func (g *Gateway) Routes() []catalog.Route { return append([]catalog.Route(nil), g.routes...) }
-
 func unknownRoute(w http.ResponseWriter, r *http.Request) {
 	kit.WriteError(w, r, kit.Errorf(http.StatusNotFound, CodeUnknownRoute, "no route %s %s", r.Method, r.URL.Path))
 }
