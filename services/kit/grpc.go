@@ -27,12 +27,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// GRPCPort is the container port of internal gRPC (env GRPC_ADDR).
-const GRPCPort = 9090
-
-// EnvGRPCAddr is where a service serves internal gRPC.
-const EnvGRPCAddr = "GRPC_ADDR"
-
 // metadataRequestID carries the request id across gRPC calls, as
 // X-Request-ID does over HTTP.
 const metadataRequestID = "x-request-id"

@@ -87,14 +87,16 @@ func AuthorizeServices(self SPIFFEID, services ...string) Authorizer {
 //
 // tls.Config.ClientCAs is fixed when the config is built, and the CAs
 // rotate, so Go's own verification is off (RequireAnyClientCert) and
-// VerifyPeerCertificate verifies against Identity.Roots instead.
+// VerifyConnection verifies against Identity.Roots instead. Unlike
+// VerifyPeerCertificate, it also runs on resumed sessions, so a session
+// ticket never carries a caller past a rotated CA or a changed authorizer.
 func ServerTLSConfig(ident *Identity, authorize Authorizer) *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS13,
 		ClientAuth:     tls.RequireAnyClientCert,
 		GetCertificate: ident.GetCertificate,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			_, err := ident.VerifyPeer(raw, x509.ExtKeyUsageClientAuth, authorize)
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			_, err := ident.VerifyPeer(cs.PeerCertificates, x509.ExtKeyUsageClientAuth, authorize)
 			return err
 		},
 	}
@@ -112,8 +114,8 @@ func ClientTLSConfig(ident *Identity, authorize Authorizer) *tls.Config {
 		MinVersion:           tls.VersionTLS13,
 		GetClientCertificate: ident.GetClientCertificate,
 		InsecureSkipVerify:   true, // verified below, against the SPIFFE ID
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			_, err := ident.VerifyPeer(raw, x509.ExtKeyUsageServerAuth, authorize)
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			_, err := ident.VerifyPeer(cs.PeerCertificates, x509.ExtKeyUsageServerAuth, authorize)
 			return err
 		},
 	}
@@ -123,17 +125,9 @@ func ClientTLSConfig(ident *Identity, authorize Authorizer) *tls.Config {
 // it) against the current CAs for usage, extracts its SPIFFE ID and asks
 // authorize (nil admits any). It is what the TLS configs run; a server
 // that receives certificates some other way can run it too.
-func (i *Identity) VerifyPeer(rawCerts [][]byte, usage x509.ExtKeyUsage, authorize Authorizer) (SPIFFEID, error) {
-	if len(rawCerts) == 0 {
+func (i *Identity) VerifyPeer(certs []*x509.Certificate, usage x509.ExtKeyUsage, authorize Authorizer) (SPIFFEID, error) {
+	if len(certs) == 0 {
 		return SPIFFEID{}, ErrNoPeerIdentity
-	}
-	certs := make([]*x509.Certificate, len(rawCerts))
-	for n, der := range rawCerts {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return SPIFFEID{}, fmt.Errorf("%w: %v", ErrNoPeerIdentity, err)
-		}
-		certs[n] = c
 	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {

@@ -22,6 +22,13 @@ import (
 // refused its certificate on its first read, not from Handshake).
 func exchange(t *testing.T, server, client *tls.Config) (srvErr error, srvPeer kit.SPIFFEID, cliErr error) {
 	t.Helper()
+	srvErr, srvPeer, cliErr, _ = exchangeState(t, server, client)
+	return srvErr, srvPeer, cliErr
+}
+
+// exchangeState is exchange, with whether the client resumed a session.
+func exchangeState(t *testing.T, server, client *tls.Config) (srvErr error, srvPeer kit.SPIFFEID, cliErr error, resumed bool) {
+	t.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", server)
 	if err != nil {
 		t.Fatal(err)
@@ -65,10 +72,11 @@ func exchange(t *testing.T, server, client *tls.Config) (srvErr error, srvPeer k
 		if _, err = conn.Write([]byte{'x'}); err == nil {
 			_, err = io.ReadFull(conn, make([]byte, 1))
 		}
+		resumed = conn.ConnectionState().DidResume
 		conn.Close()
 	}
 	r := <-done
-	return r.err, r.peer, err
+	return r.err, r.peer, err, resumed
 }
 
 func TestMutualTLS(t *testing.T) {
@@ -195,6 +203,30 @@ func TestIdentityRotation(t *testing.T) {
 	}
 	if changed, err := payment.Reload(); changed || err != nil {
 		t.Fatalf("Reload with nothing new = %v, %v; want no change", changed, err)
+	}
+}
+
+func TestResumedSessionsAreVerifiedAgain(t *testing.T) {
+	// A session ticket must not carry a caller past a replaced CA.
+	before, after := kittest.NewPKI(t), kittest.NewPKI(t)
+	dir := t.TempDir()
+	before.WriteIdentityDir(t, dir, "payment")
+	payment, err := kit.LoadIdentity(dir, time.Nanosecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := kit.ServerTLSConfig(payment, kit.AuthorizeServices(payment.ID(), "order"))
+	client := kit.ClientTLSConfig(before.Identity(t, "order"), kit.AuthorizeID(before.ID("payment")))
+	client.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	for i, wantResumed := range []bool{false, true} {
+		srvErr, _, cliErr, resumed := exchangeState(t, server, client)
+		if srvErr != nil || cliErr != nil || resumed != wantResumed {
+			t.Fatalf("connection %d: server %v, client %v, resumed %v; want resumed %v", i, srvErr, cliErr, resumed, wantResumed)
+		}
+	}
+	after.WriteIdentityDir(t, dir, "payment")
+	if srvErr, _, cliErr, _ := exchangeState(t, server, client); srvErr == nil || cliErr == nil {
+		t.Fatalf("a caller of the replaced CA resumed its session: server %v, client %v", srvErr, cliErr)
 	}
 }
 
