@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -39,7 +38,7 @@ const healthService = "grpc.health.v1.Health"
 // ("/switchboard.payment.v1.Payments/Charge") → the services allowed to
 // call it. A method missing from the policy is refused to everyone; the
 // health service is open to every service of the Platform. The catalog is
-// where a service's policy comes from.
+// where a service's policy comes from; it is not changed once served.
 type GRPCPolicy map[string][]string
 
 // authorize decides one call: Unauthenticated without a verified peer,
@@ -73,9 +72,6 @@ type GRPCServer struct {
 	health  *health.Server
 	policy  GRPCPolicy
 	metrics *grpcprom.ServerMetrics
-
-	mu       sync.Mutex
-	services []string // registered, health excluded
 }
 
 // NewGRPCServer builds the server of ident's service. The TLS handshake
@@ -170,9 +166,6 @@ func NewGRPCServer(ident *Identity, m *Metrics, policy GRPCPolicy, log *slog.Log
 // Register…Server functions call it).
 func (s *GRPCServer) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	s.srv.RegisterService(desc, impl)
-	s.mu.Lock()
-	s.services = append(s.services, desc.ServiceName)
-	s.mu.Unlock()
 }
 
 // Health is the health service, to mark the server or one service
@@ -220,10 +213,28 @@ func (s *GRPCServer) Serve(lis net.Listener) error {
 }
 
 // GracefulStop marks every service NOT_SERVING, stops taking connections
-// and waits for the calls in flight.
+// and waits for the calls in flight, streams included; see Shutdown.
 func (s *GRPCServer) GracefulStop() {
 	s.health.Shutdown()
 	s.srv.GracefulStop()
+}
+
+// Shutdown is GracefulStop bounded by ctx: what is still open when ctx ends
+// is closed. A health Watch stream never ends by itself, so an unbounded
+// GracefulStop could wait for ever.
+func (s *GRPCServer) Shutdown(ctx context.Context) {
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		s.srv.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.srv.Stop()
+		<-done
+	}
 }
 
 // Stop closes every connection at once.

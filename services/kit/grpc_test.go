@@ -479,6 +479,31 @@ func TestGRPCBreaker(t *testing.T) {
 	})
 }
 
+func TestGRPCShutdownEndsOpenStreams(t *testing.T) {
+	shop := kittest.NewPKI(t)
+	srv := serveStock(t, shop, &stock{})
+	_, c, _ := dialStock(t, shop, "notification", srv.addr, testOptions())
+	watch, err := healthpb.NewHealthClient(c).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := watch.Recv(); err != nil || first.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Watch = %v, %v", first, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	srv.srv.Shutdown(ctx) // returns although the watcher never hangs up
+	for {
+		resp, err := watch.Recv()
+		if err != nil {
+			break // the stream was closed
+		}
+		if resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Fatalf("Watch during shutdown = %v", resp)
+		}
+	}
+}
+
 func TestGRPCPolicyMustMatchTheServedMethods(t *testing.T) {
 	shop := kittest.NewPKI(t)
 	for name, tc := range map[string]struct {
