@@ -177,7 +177,7 @@ attempts:
 				break
 			}
 		}
-		err, sent := c.attempt(ctx, method, args, reply, opts)
+		sent, err := c.attempt(ctx, method, args, reply, opts)
 		if err == nil {
 			return nil
 		}
@@ -222,7 +222,7 @@ attempts:
 // attempt is one call through the breaker, within the per-attempt
 // deadline. sent reports whether the request's headers were handed to a
 // connection, i.e. whether the server may have seen it.
-func (c *GRPCClient) attempt(ctx context.Context, method string, args, reply any, opts []grpc.CallOption) (err error, sent bool) {
+func (c *GRPCClient) attempt(ctx context.Context, method string, args, reply any, opts []grpc.CallOption) (sent bool, err error) {
 	actx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	tr := &tracker{}
@@ -233,7 +233,7 @@ func (c *GRPCClient) attempt(ctx context.Context, method string, args, reply any
 	_, err = c.cb.Execute(func() (struct{}, error) {
 		return struct{}{}, c.conn.Invoke(actx, method, args, reply, opts...)
 	})
-	return err, tr.sent.Load()
+	return tr.sent.Load(), err
 }
 
 // backoff is the jittered delay before attempt i (1-based retries): base
