@@ -607,3 +607,14 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 	}
 	return true
 }
+
+func TestGRPCClientOptionsFromEnv(t *testing.T) {
+	cfg := kit.Config{Env: kit.MapEnv(map[string]string{"UPSTREAM_TIMEOUT": "250ms", "UPSTREAM_ATTEMPTS": "4", "BREAKER_FAILURES": "7"})}
+	o, err := kit.GRPCClientOptionsFromEnv(cfg)
+	if err != nil || o.Timeout != 250*time.Millisecond || o.Attempts != 4 || o.BreakerFailures != 7 || o.BreakerOpenFor != 10*time.Second {
+		t.Fatalf("GRPCClientOptionsFromEnv = %+v, %v", o, err)
+	}
+	if _, err := kit.GRPCClientOptionsFromEnv(kit.Config{Env: kit.MapEnv(map[string]string{"UPSTREAM_TIMEOUT": "soon"})}); err == nil || !strings.Contains(err.Error(), "UPSTREAM_TIMEOUT") {
+		t.Fatalf("a bad UPSTREAM_TIMEOUT: %v", err)
+	}
+}
