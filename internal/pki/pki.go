@@ -10,9 +10,9 @@
 // "CERTIFICATE"; the file names follow kubernetes.io/tls Secrets (tls.crt,
 // tls.key) plus ca.crt.
 //
-// Since Go 1.26 key generation draws from the system's randomness whatever
-// reader is passed (crypto/rand.CustomReader); rand still supplies serial
-// numbers and signatures where the standard library honours it.
+// Since Go 1.26 the standard library draws keys and signatures from the
+// system's randomness whatever reader is passed (crypto/rand.CustomReader);
+// the rand argument still supplies the serial numbers.
 package pki
 
 import (
