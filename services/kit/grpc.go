@@ -124,7 +124,12 @@ func NewGRPCServer(ident *Identity, m *Metrics, policy GRPCPolicy, log *slog.Log
 		// Clients ping every 30 s on idle connections (see NewGRPCClient);
 		// the default policy would answer that with GOAWAY.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		// TLS checks a peer once, at the handshake; connections that live for
+		// ever would outlive a replaced CA and never reach new replicas. A
+		// bounded age makes clients reconnect (calls in flight finish): the
+		// current certificates and the current endpoints apply within it.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second,
+			MaxConnectionAge: 30 * time.Minute, MaxConnectionAgeGrace: 30 * time.Second}),
 		grpc.ChainUnaryInterceptor(
 			sm.UnaryServerInterceptor(),
 			func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
