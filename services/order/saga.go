@@ -256,7 +256,7 @@ func (s *Orders) drive(ctx context.Context, k string, rec record) record {
 // paymentStatus asks payment what became of an order's charge: "" when
 // there is none.
 func (s *Orders) paymentStatus(ctx context.Context, orderID string) (status, id string, err error) {
-	resp, err := s.payments.Do(ctx, kit.Request{Method: http.MethodGet, Path: "/payments?orderId=" + orderID})
+	resp, err := s.payments.Do(ctx, kit.Request{Method: http.MethodGet, Path: "/orders/" + orderID + "/payments"})
 	if err != nil {
 		return "", "", err
 	}

@@ -113,3 +113,47 @@ func TestAudiences(t *testing.T) {
 		t.Fatalf("patching an unknown product: %d %+v", status, e)
 	}
 }
+
+// The saga's routes take no user: a request carrying a customer's token
+// (as one the gateway forwards would) is refused and moves no stock.
+func TestInternalRoutesRefuseUsers(t *testing.T) {
+	env := kittest.StartNATS(t, "").Env()
+	env["SEED_DEMO"] = "false"
+	svc := kittest.Serve(t, product.Definition, env)
+	admin := kittest.AdminToken(t, kittest.AuthKey, "staff1")
+	customer := kittest.Token(t, kittest.AuthKey, "u1")
+	var p product.Product
+	_, _, raw := call(t, "POST", svc.URL+"/products", admin, product.NewProduct{Name: "Lamp", Category: "home", Price: 1000, Stock: 5})
+	_ = json.Unmarshal(raw, &p)
+
+	reserve := map[string]any{"orderId": "o1", "quantity": 2}
+	for _, token := range []string{customer, admin} {
+		if status, e, _ := call(t, "POST", svc.URL+"/stock/"+p.ID+"/reservations", token, reserve); status != http.StatusForbidden || e.Code != kit.CodeForbidden {
+			t.Fatalf("a reservation with a user's token: %d %+v", status, e)
+		}
+	}
+	if status, _, raw := call(t, "POST", svc.URL+"/stock/"+p.ID+"/reservations", "", reserve); status != http.StatusCreated {
+		t.Fatalf("order's reservation: %d %s", status, raw)
+	}
+	if status, _, raw := call(t, "POST", svc.URL+"/stock/"+p.ID+"/reservations/o1/commit", "", nil); status != http.StatusOK {
+		t.Fatalf("order's commit: %d %s", status, raw)
+	}
+	restock := map[string]any{"orderId": "o1", "quantity": 2}
+	if status, _, _ := call(t, "POST", svc.URL+"/stock/"+p.ID+"/restocks", customer, restock); status != http.StatusForbidden {
+		t.Fatalf("a restock with a customer's token: %d", status)
+	}
+	var level product.StockLevel
+	_, _, raw = call(t, "GET", svc.URL+"/stock/"+p.ID, admin, nil)
+	_ = json.Unmarshal(raw, &level)
+	if level != (product.StockLevel{ProductID: p.ID, Available: 3, Sold: 2}) {
+		t.Fatalf("stock %+v", level)
+	}
+	if status, _, raw := call(t, "POST", svc.URL+"/stock/"+p.ID+"/restocks", "", restock); status != http.StatusOK {
+		t.Fatalf("order's restock: %d %s", status, raw)
+	}
+	_, _, raw = call(t, "GET", svc.URL+"/stock/"+p.ID, admin, nil)
+	_ = json.Unmarshal(raw, &level)
+	if level != (product.StockLevel{ProductID: p.ID, Available: 5, Sold: 0}) {
+		t.Fatalf("stock after the restock %+v", level)
+	}
+}

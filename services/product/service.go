@@ -58,11 +58,12 @@ func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("PATCH /products/{id}", kit.RequireAdmin(s.tokens, s.update))
 	mux.HandleFunc("GET /stock/{id}", kit.RequireAdmin(s.tokens, s.stock))
 	mux.HandleFunc("PUT /stock/{id}", kit.RequireAdmin(s.tokens, s.setStock))
-	// Internal: order's saga and refunds. The gateway never routes these.
-	mux.HandleFunc("POST /stock/{id}/reservations", s.reserve)
-	mux.HandleFunc("DELETE /stock/{id}/reservations/{orderId}", s.release)
-	mux.HandleFunc("POST /stock/{id}/reservations/{orderId}/commit", s.commit)
-	mux.HandleFunc("POST /stock/{id}/restocks", s.restock)
+	// Internal: order's saga and refunds. The gateway never routes these,
+	// and they refuse any request carrying a user's token.
+	mux.HandleFunc("POST /stock/{id}/reservations", kit.InternalOnly(s.reserve))
+	mux.HandleFunc("DELETE /stock/{id}/reservations/{orderId}", kit.InternalOnly(s.release))
+	mux.HandleFunc("POST /stock/{id}/reservations/{orderId}/commit", kit.InternalOnly(s.commit))
+	mux.HandleFunc("POST /stock/{id}/restocks", kit.InternalOnly(s.restock))
 }
 
 func (s *service) Run(ctx context.Context) error {
