@@ -74,11 +74,13 @@ func TestStreamingEndToEnd(t *testing.T) {
 	p := startPlatform(t, nil)
 	api := streamtest.Client{T: t, Base: p.GatewayURL + "/api"}
 
-	// Create an account, log in, upload videos.
+	// Create an account, log in; staff upload videos, a customer may not.
 	annID, ann := signUp(t, api, "ann@example.com", events.PlanBasic)
-	v1 := upload(t, ann, content.Upload{Title: "Harbour Lights", Genres: []string{"drama"}, DurationSec: 1800, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic, SourceHeight: 2160})
-	v2 := upload(t, ann, content.Upload{Title: "Northern Line", Genres: []string{"drama", "crime"}, DurationSec: 2400, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic})
-	v3 := upload(t, ann, content.Upload{Title: "Monsoon", Genres: []string{"drama"}, DurationSec: 3000, Regions: []string{"apac"}, MinPlan: events.PlanBasic})
+	staff := api.As(kittest.AdminToken(t, p.AuthKey, "staff1"))
+	ann.Must(http.StatusForbidden, "POST", "/content/videos", content.Upload{Title: "Ann's own", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"}, MinPlan: events.PlanBasic}, nil)
+	v1 := upload(t, staff, content.Upload{Title: "Harbour Lights", Genres: []string{"drama"}, DurationSec: 1800, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic, SourceHeight: 2160})
+	v2 := upload(t, staff, content.Upload{Title: "Northern Line", Genres: []string{"drama", "crime"}, DurationSec: 2400, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic})
+	v3 := upload(t, staff, content.Upload{Title: "Monsoon", Genres: []string{"drama"}, DurationSec: 3000, Regions: []string{"apac"}, MinPlan: events.PlanBasic})
 
 	// The videos become ready through the encoding pipeline.
 	for _, v := range []*events.Video{&v1, &v2, &v3} {
