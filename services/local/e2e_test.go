@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,19 @@ type api struct {
 	t     *testing.T
 	base  string
 	token string
+	staff string // a staff token, for what only staff may do
+}
+
+// in returns a for a subtest.
+func (a api) in(t *testing.T) api {
+	a.t = t
+	return a
+}
+
+// asStaff returns a calling with the staff token.
+func (a api) asStaff() api {
+	a.token = a.staff
+	return a
 }
 
 type resp struct {
@@ -113,12 +127,13 @@ func (a api) must(status int, method, path string, body any, hdr ...string) resp
 	return r
 }
 
-type stockLevel struct{ Available, Reserved int64 }
+type stockLevel struct{ Available, Reserved, Sold int64 }
 
+// stock reads a product's stock level, as staff: it is theirs alone.
 func (a api) stock(id string) stockLevel {
 	a.t.Helper()
 	var s stockLevel
-	a.must(200, "GET", "/api/product/stock/"+id, nil).json(a.t, &s)
+	a.asStaff().must(200, "GET", "/api/product/stock/"+id, nil).json(a.t, &s)
 	return s
 }
 
@@ -132,7 +147,7 @@ func (a api) placeOrder(key, product string, qty int, method string) resp {
 func (a api) newProduct(stock int) string {
 	a.t.Helper()
 	var p struct{ ID string }
-	a.must(201, "POST", "/api/product/products", map[string]any{"name": "Limited edition", "category": "test", "price": 25000, "stock": stock}).json(a.t, &p)
+	a.asStaff().must(201, "POST", "/api/product/products", map[string]any{"name": "Limited edition", "category": "test", "price": 25000, "stock": stock}).json(a.t, &p)
 	return p.ID
 }
 
@@ -176,7 +191,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 		anon.must(401, "POST", "/api/user/login", map[string]string{"email": "ada@example.com", "password": "wrong-password"})
 		var tok struct{ Token string }
 		anon.must(200, "POST", "/api/user/login", map[string]string{"email": "ada@example.com", "password": "correct-horse"}).json(t, &tok)
-		a = api{t: t, base: p.GatewayURL, token: tok.Token}
+		a = api{t: t, base: p.GatewayURL, token: tok.Token, staff: kittest.AdminToken(t, p.AuthKey, "staff1")}
 		userID = u.ID
 		a.must(200, "GET", "/api/user/users/"+userID, nil)
 	})
@@ -186,7 +201,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 
 	var confirmedID string
 	t.Run("a confirmed order decreases stock, credits points and records a notification", func(t *testing.T) {
-		a := api{t: t, base: a.base, token: a.token}
+		a := a.in(t)
 		before := a.stock("monitor")
 		var o events.Order
 		a.must(201, "POST", "/api/order/orders", map[string]any{
@@ -223,7 +238,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("an out-of-stock order is a 409 and leaves stock unchanged", func(t *testing.T) {
-		a := api{t: t, base: a.base, token: a.token}
+		a := a.in(t)
 		before := a.stock("monitor")
 		r := a.placeOrder("too-many", "monitor", 1000, "card")
 		if r.Status != 409 || r.code() != "out_of_stock" {
@@ -240,7 +255,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("a declined payment is a 402 with stock restored and the order cancelled", func(t *testing.T) {
-		a := api{t: t, base: a.base, token: a.token}
+		a := a.in(t)
 		before := a.stock("keyboard")
 		r := a.placeOrder("declined", "keyboard", 2, "card_declined")
 		if r.Status != 402 || r.code() != "payment_declined" {
@@ -257,7 +272,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("order.confirmed delivered twice gives one notification and one points credit", func(t *testing.T) {
-		a := api{t: t, base: a.base, token: a.token}
+		a := a.in(t)
 		env := p.Env("order")
 		nc, err := nats.Connect(p.NATSURL, nats.UserInfo(env[catalog.EnvNATSUser], env[catalog.EnvNATSPassword]))
 		if err != nil {
@@ -302,7 +317,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("50 concurrent orders racing for 10 units: exactly 10 succeed", func(t *testing.T) {
-		a := api{t: t, base: a.base, token: a.token}
+		a := a.in(t)
 		id := a.newProduct(10)
 		var ok, outOfStock atomic.Int32
 		var wg sync.WaitGroup
@@ -328,8 +343,123 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("a customer sees only their own orders, payments and notifications", func(t *testing.T) {
+		a := a.in(t)
+		_, bob := signUp(t, p.GatewayURL, "bob@example.com")
+		bob.must(404, "GET", "/api/order/orders/"+confirmedID, nil)
+		var list struct{ Items []events.Order }
+		bob.must(200, "GET", "/api/order/orders", nil).json(t, &list)
+		if len(list.Items) != 0 {
+			t.Fatalf("Bob lists %d orders", len(list.Items))
+		}
+		var pay events.Payment
+		a.must(200, "GET", "/api/payment/payments?orderId="+confirmedID, nil).json(t, &pay)
+		if pay.OrderID != confirmedID || pay.UserID != userID || pay.Status != "completed" {
+			t.Fatalf("Ada's payment %+v", pay)
+		}
+		bob.must(404, "GET", "/api/payment/payments?orderId="+confirmedID, nil)
+		if n := countNotifications(bob, catalog.OrderConfirmed); n != 0 {
+			t.Fatalf("Bob sees %d order.confirmed notifications", n)
+		}
+		if r := bob.must(400, "GET", "/api/notification/notifications?userId="+userID, nil); r.code() != kit.CodeInvalid {
+			t.Fatalf("naming Ada's userId: %s", r.Body)
+		}
+	})
+
+	// The scenario of issue 10: with nothing but their own token, a customer
+	// refunded their own confirmed order through payment and kept the goods,
+	// charged anyone, and set or reserved stock. Each is now refused, by the
+	// gateway's route table and by the service itself, and nothing moved.
+	t.Run("a customer can no longer refund, charge, or touch stock and products", func(t *testing.T) {
+		a := a.in(t)
+		before, price := a.stock("keyboard"), productPrice(a, "keyboard")
+		attempts := []struct {
+			name, method, path string
+			body               any
+			refused            []int
+		}{
+			{"refund their own payment", "POST", "/api/payment/payments/pay_" + confirmedID + "/refund", nil, []int{403, 404}},
+			{"refund their own order", "POST", "/api/order/orders/" + confirmedID + "/refund", map[string]any{"restock": false, "reason": "mine"}, []int{403}},
+			{"charge another user", "POST", "/api/payment/payments", map[string]any{"orderId": "x1", "userId": "someone", "amount": 100, "method": "card"}, []int{403, 404}},
+			{"set stock", "PUT", "/api/product/stock/keyboard", map[string]any{"available": 999999}, []int{403}},
+			{"read stock", "GET", "/api/product/stock/keyboard", nil, []int{403}},
+			{"reserve stock outside an order", "POST", "/api/product/stock/keyboard/reservations", map[string]any{"orderId": "x2", "quantity": 5}, []int{403, 404}},
+			{"restock outside a refund", "POST", "/api/product/stock/keyboard/restocks", map[string]any{"orderId": confirmedID, "quantity": 1}, []int{403, 404}},
+			{"create a product", "POST", "/api/product/products", map[string]any{"name": "Free", "category": "x", "price": 1, "stock": 1}, []int{403}},
+			{"change a price", "PATCH", "/api/product/products/keyboard", map[string]any{"price": 1}, []int{403}},
+		}
+		for _, tt := range attempts {
+			t.Run(tt.name, func(t *testing.T) {
+				r := a.in(t).do(tt.method, tt.path, tt.body)
+				if !slices.Contains(tt.refused, r.Status) {
+					t.Fatalf("status %d, want one of %v: %s", r.Status, tt.refused, r.Body)
+				}
+			})
+		}
+		var o events.Order
+		a.must(200, "GET", "/api/order/orders/"+confirmedID, nil).json(t, &o)
+		var pay events.Payment
+		a.must(200, "GET", "/api/payment/payments?orderId="+confirmedID, nil).json(t, &pay)
+		if o.Status != order.Confirmed || pay.Status != "completed" {
+			t.Fatalf("order %s, payment %s", o.Status, pay.Status)
+		}
+		if after := a.stock("keyboard"); after != before || productPrice(a, "keyboard") != price {
+			t.Fatalf("stock %+v → %+v, price %d → %d", before, after, price, productPrice(a, "keyboard"))
+		}
+	})
+
+	t.Run("a staff refund returns the money, and the goods when staff say so", func(t *testing.T) {
+		a := a.in(t)
+		staff := a.asStaff()
+		id := a.newProduct(5)
+		refund := func(key string, qty int, restock bool) events.Order {
+			t.Helper()
+			var placed events.Order
+			a.must(201, "POST", "/api/order/orders", map[string]any{
+				"items": []map[string]any{{"productId": id, "quantity": qty}}, "paymentMethod": "card", "shippingAddress": "1 Main St",
+			}, kit.HeaderIdempotencyKey, key).json(t, &placed)
+			var o events.Order
+			staff.must(200, "POST", "/api/order/orders/"+placed.ID+"/refund", map[string]any{"restock": restock, "reason": "arrived broken"}).json(t, &o)
+			if o.ID != placed.ID || o.Status != order.Refunded || o.Refund == nil || o.Refund.Restock != restock {
+				t.Fatalf("refunded order %+v", o)
+			}
+			a.must(200, "GET", "/api/order/orders/"+o.ID, nil).json(t, &o)
+			var pay events.Payment
+			a.must(200, "GET", "/api/payment/payments?orderId="+o.ID, nil).json(t, &pay)
+			if o.Status != order.Refunded || pay.Status != "refunded" || pay.Amount != o.Total {
+				t.Fatalf("the customer sees order %s, payment %+v", o.Status, pay)
+			}
+			return o
+		}
+
+		back := refund("refund-restock", 2, true)
+		if s := a.stock(id); s != (stockLevel{Available: 5}) {
+			t.Fatalf("after a refund with restock, stock %+v", s)
+		}
+		// Asked again: the same refunded order, nothing moves twice.
+		var again events.Order
+		staff.must(200, "POST", "/api/order/orders/"+back.ID+"/refund", map[string]any{"restock": true, "reason": "again"}).json(t, &again)
+		if again.Status != order.Refunded || a.stock(id) != (stockLevel{Available: 5}) {
+			t.Fatalf("a second refund: %s, stock %+v", again.Status, a.stock(id))
+		}
+
+		refund("refund-keep", 1, false)
+		if s := a.stock(id); s != (stockLevel{Available: 4, Sold: 1}) {
+			t.Fatalf("after a refund without restock, stock %+v", s)
+		}
+
+		declined := order.IDFor(userID, "declined")
+		if r := staff.must(409, "POST", "/api/order/orders/"+declined+"/refund", map[string]any{"restock": true, "reason": "x"}); r.code() != order.CodeNotRefundable {
+			t.Fatalf("refunding a cancelled order: %s", r.Body)
+		}
+		staff.must(404, "POST", "/api/order/orders/0000000000000000beef/refund", map[string]any{"restock": true, "reason": "x"})
+		kittest.Eventually(t, 10*time.Second, "two order.refunded notifications", func() bool {
+			return countNotifications(a, catalog.OrderRefunded) == 2
+		})
+	})
+
 	t.Run("payment down: the breaker opens, 503s come fast and nothing stays reserved", func(t *testing.T) {
-		a := api{t: t, base: a.base, token: a.token}
+		a := a.in(t)
 		before := a.stock("teapot")
 		if err := p.Stop("payment"); err != nil {
 			t.Fatal(err)
@@ -362,7 +492,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("order killed mid-saga and restarted ends consistent", func(t *testing.T) {
-		a := api{t: t, base: a.base, token: a.token}
+		a := a.in(t)
 		id := a.newProduct(5)
 		proxy.hold.Store(true)
 		done := make(chan resp, 1)
@@ -401,7 +531,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("malformed JSON, oversize bodies and missing tokens get the right 4xx", func(t *testing.T) {
-		a := api{t: t, base: a.base, token: a.token}
+		a := a.in(t)
 		anon := api{t: t, base: anon.base}
 		big := `{"items":[],"shippingAddress":"` + strings.Repeat("x", 2<<20) + `"}`
 		tests := []struct {
@@ -445,6 +575,24 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 			t.Fatalf("health %+v", h)
 		}
 	})
+}
+
+// signUp registers a customer through the gateway and logs them in.
+func signUp(t *testing.T, base, email string) (string, api) {
+	t.Helper()
+	anon := api{t: t, base: base}
+	var u struct{ ID string }
+	anon.must(201, "POST", "/api/user/users", map[string]string{"email": email, "name": "Customer", "password": "correct-horse"}).json(t, &u)
+	var tok struct{ Token string }
+	anon.must(200, "POST", "/api/user/login", map[string]string{"email": email, "password": "correct-horse"}).json(t, &tok)
+	return u.ID, api{t: t, base: base, token: tok.Token}
+}
+
+func productPrice(a api, id string) int64 {
+	a.t.Helper()
+	var p struct{ Price int64 }
+	a.must(200, "GET", "/api/product/products/"+id, nil).json(a.t, &p)
+	return p.Price
 }
 
 func countNotifications(a api, event string) int {
