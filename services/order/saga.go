@@ -311,11 +311,15 @@ func (s *Orders) compensate(ctx context.Context, k string, rec record) record {
 				log.Warn("payment status unknown; will retry", "err", err)
 				return rec
 			}
-			if charge.Status == "completed" {
+			switch {
+			case charge.Status == "completed":
 				if err := s.ledger.Refund(ctx, rec.ID, charge.ID); err != nil {
 					log.Warn("refund failed; will retry", "err", err)
 					return rec
 				}
+			case rec.Status == Refunded && charge.Status != "refunded":
+				// A confirmed order was paid for: payment lost track of it.
+				log.Error("refunded order has no charge to refund", "payment", rec.PaymentID, "status", charge.Status)
 			}
 		case oweRestock:
 			for _, it := range rec.Items {
