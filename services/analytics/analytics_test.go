@@ -20,7 +20,6 @@ import (
 type rig struct {
 	events   *streamtest.Events
 	replicas []streamtest.Client
-	admin    string // a staff token, for /stats
 }
 
 // newRig runs n analytics replicas sharing one broker.
@@ -28,7 +27,7 @@ func newRig(t *testing.T, n int, extra map[string]string) *rig {
 	t.Helper()
 	b := kittest.StartNATS(t, "")
 	env := streamtest.Merge(b.Env(), extra)
-	r := &rig{admin: kittest.AdminToken(t, kittest.AuthKey, "staff1")}
+	r := &rig{}
 	for range n {
 		rep := kittest.Serve(t, analytics.Definition, env)
 		r.replicas = append(r.replicas, streamtest.Client{T: t, Base: rep.URL})
@@ -61,7 +60,7 @@ func (r *rig) eventually(t *testing.T, path string, want func(raw []byte) bool) 
 	t.Helper()
 	for i, c := range r.replicas {
 		if path == "/stats" {
-			c = c.As(r.admin) // staff only
+			c = c.As(staff(t)) // staff only
 		}
 		kittest.Eventually(t, 20*time.Second, fmt.Sprintf("replica %d: %s", i, path), func() bool {
 			_, raw := c.Do("GET", path, nil, nil)
@@ -69,6 +68,8 @@ func (r *rig) eventually(t *testing.T, path string, want func(raw []byte) bool) 
 		})
 	}
 }
+
+func staff(t *testing.T) string { return kittest.StaffToken(t, []byte(kittest.AuthKey), "staff1") }
 
 func liveIs(total int, videos map[string]int) func([]byte) bool {
 	return func(raw []byte) bool {
@@ -119,7 +120,7 @@ func TestReplicasAgreeOnLiveViewersAndWatchTime(t *testing.T) {
 		return json.Unmarshal(raw, &s) == nil && s.Sessions == 4 && s.Heartbeats == 4 && s.WatchedSec == 37
 	})
 
-	tok := kittest.Token(t, kittest.AuthKey, "acct1")
+	tok := kittest.Token(t, []byte(kittest.AuthKey), "acct1")
 	for _, c := range r.replicas {
 		var wt analytics.WatchTime
 		c.As(tok).Must(http.StatusOK, "GET", "/accounts/acct1/watchtime", nil, &wt)
@@ -132,7 +133,7 @@ func TestReplicasAgreeOnLiveViewersAndWatchTime(t *testing.T) {
 		if streamtest.Err(t, other).Error.Code != kit.CodeNotFound || streamtest.Err(t, missing).Error.Code != kit.CodeNotFound {
 			t.Fatalf("another's watch time: %s; a missing one: %s", other, missing)
 		}
-		c.As(r.admin).Must(http.StatusNotFound, "GET", "/accounts/acct1/watchtime", nil, nil)
+		c.As(staff(t)).Must(http.StatusNotFound, "GET", "/accounts/acct1/watchtime", nil, nil)
 		c.Must(http.StatusUnauthorized, "GET", "/accounts/acct1/watchtime", nil, nil)
 		// Ingest statistics are for staff.
 		c.Must(http.StatusUnauthorized, "GET", "/stats", nil, nil)
@@ -238,7 +239,7 @@ func TestTenThousandHeartbeats(t *testing.T) {
 		return json.Unmarshal(raw, &s) == nil && s == want
 	})
 	r.eventually(t, "/live", liveIs(60, map[string]int{"v0": 12, "v1": 12, "v2": 12, "v3": 12, "v4": 12}))
-	tok := kittest.Token(t, kittest.AuthKey, "acct07")
+	tok := kittest.Token(t, []byte(kittest.AuthKey), "acct07")
 	var wt analytics.WatchTime
 	r.replicas[1].As(tok).Must(http.StatusOK, "GET", "/accounts/acct07/watchtime", nil, &wt)
 	if wt.WatchedSec != 10*beats*10 {

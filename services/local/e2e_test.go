@@ -55,19 +55,6 @@ type api struct {
 	t     *testing.T
 	base  string
 	token string
-	staff string // a staff token, for what only staff may do
-}
-
-// in returns a for a subtest.
-func (a api) in(t *testing.T) api {
-	a.t = t
-	return a
-}
-
-// asStaff returns a calling with the staff token.
-func (a api) asStaff() api {
-	a.token = a.staff
-	return a
 }
 
 type resp struct {
@@ -127,13 +114,21 @@ func (a api) must(status int, method, path string, body any, hdr ...string) resp
 	return r
 }
 
-type stockLevel struct{ Available, Reserved, Sold int64 }
+type stockLevel struct{ Available, Reserved int64 }
 
-// stock reads a product's stock level, as staff: it is theirs alone.
+// staffToken carries the admin role that stock levels and new products
+// need at the gateway.
+var staffToken string
+
+func (a api) staff() api {
+	a.token = staffToken
+	return a
+}
+
 func (a api) stock(id string) stockLevel {
 	a.t.Helper()
 	var s stockLevel
-	a.asStaff().must(200, "GET", "/api/product/stock/"+id, nil).json(a.t, &s)
+	a.staff().must(200, "GET", "/api/product/stock/"+id, nil).json(a.t, &s)
 	return s
 }
 
@@ -147,7 +142,7 @@ func (a api) placeOrder(key, product string, qty int, method string) resp {
 func (a api) newProduct(stock int) string {
 	a.t.Helper()
 	var p struct{ ID string }
-	a.asStaff().must(201, "POST", "/api/product/products", map[string]any{"name": "Limited edition", "category": "test", "price": 25000, "stock": stock}).json(a.t, &p)
+	a.staff().must(201, "POST", "/api/product/products", map[string]any{"name": "Limited edition", "category": "test", "price": 25000, "stock": stock}).json(a.t, &p)
 	return p.ID
 }
 
@@ -173,6 +168,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	defer p.Close()
 	payURL, _ := url.Parse(p.URLs["payment"])
 	proxy.target.Store(payURL)
+	staffToken = kittest.StaffToken(t, []byte(p.AuthKey), "e2e-staff")
 
 	anon := api{t: t, base: p.GatewayURL}
 	var a api
@@ -191,7 +187,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 		anon.must(401, "POST", "/api/user/login", map[string]string{"email": "ada@example.com", "password": "wrong-password"})
 		var tok struct{ Token string }
 		anon.must(200, "POST", "/api/user/login", map[string]string{"email": "ada@example.com", "password": "correct-horse"}).json(t, &tok)
-		a = api{t: t, base: p.GatewayURL, token: tok.Token, staff: kittest.AdminToken(t, p.AuthKey, "staff1")}
+		a = api{t: t, base: p.GatewayURL, token: tok.Token}
 		userID = u.ID
 		a.must(200, "GET", "/api/user/users/"+userID, nil)
 	})
@@ -201,7 +197,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 
 	var confirmedID string
 	t.Run("a confirmed order decreases stock, credits points and records a notification", func(t *testing.T) {
-		a := a.in(t)
+		a := api{t: t, base: a.base, token: a.token}
 		before := a.stock("monitor")
 		var o events.Order
 		a.must(201, "POST", "/api/order/orders", map[string]any{
@@ -238,7 +234,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("an out-of-stock order is a 409 and leaves stock unchanged", func(t *testing.T) {
-		a := a.in(t)
+		a := api{t: t, base: a.base, token: a.token}
 		before := a.stock("monitor")
 		r := a.placeOrder("too-many", "monitor", 1000, "card")
 		if r.Status != 409 || r.code() != "out_of_stock" {
@@ -255,7 +251,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("a declined payment is a 402 with stock restored and the order cancelled", func(t *testing.T) {
-		a := a.in(t)
+		a := api{t: t, base: a.base, token: a.token}
 		before := a.stock("keyboard")
 		r := a.placeOrder("declined", "keyboard", 2, "card_declined")
 		if r.Status != 402 || r.code() != "payment_declined" {
@@ -272,7 +268,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("order.confirmed delivered twice gives one notification and one points credit", func(t *testing.T) {
-		a := a.in(t)
+		a := api{t: t, base: a.base, token: a.token}
 		env := p.Env("order")
 		nc, err := nats.Connect(p.NATSURL, nats.UserInfo(env[catalog.EnvNATSUser], env[catalog.EnvNATSPassword]))
 		if err != nil {
@@ -317,7 +313,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("50 concurrent orders racing for 10 units: exactly 10 succeed", func(t *testing.T) {
-		a := a.in(t)
+		a := api{t: t, base: a.base, token: a.token}
 		id := a.newProduct(10)
 		var ok, outOfStock atomic.Int32
 		var wg sync.WaitGroup
@@ -344,7 +340,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("a customer sees only their own orders, payments and notifications", func(t *testing.T) {
-		a := a.in(t)
+		a := api{t: t, base: a.base, token: a.token}
 		_, bob := signUp(t, p.GatewayURL, "bob@example.com")
 		bob.must(404, "GET", "/api/order/orders/"+confirmedID, nil)
 		var list struct{ Items []events.Order }
@@ -371,7 +367,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	// charged anyone, and set or reserved stock. Each is now refused, by the
 	// gateway's route table and by the service itself, and nothing moved.
 	t.Run("a customer can no longer refund, charge, or touch stock and products", func(t *testing.T) {
-		a := a.in(t)
+		a := api{t: t, base: a.base, token: a.token}
 		before, price := a.stock("keyboard"), productPrice(a, "keyboard")
 		attempts := []struct {
 			name, method, path string
@@ -390,7 +386,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 		}
 		for _, tt := range attempts {
 			t.Run(tt.name, func(t *testing.T) {
-				r := a.in(t).do(tt.method, tt.path, tt.body)
+				r := api{t: t, base: a.base, token: a.token}.do(tt.method, tt.path, tt.body)
 				if !slices.Contains(tt.refused, r.Status) {
 					t.Fatalf("status %d, want one of %v: %s", r.Status, tt.refused, r.Body)
 				}
@@ -409,8 +405,8 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("a staff refund returns the money, and the goods when staff say so", func(t *testing.T) {
-		a := a.in(t)
-		staff := a.asStaff()
+		a := api{t: t, base: a.base, token: a.token}
+		staff := a.staff()
 		id := a.newProduct(5)
 		refund := func(key string, qty int, restock bool) events.Order {
 			t.Helper()
@@ -433,18 +429,18 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 		}
 
 		back := refund("refund-restock", 2, true)
-		if s := a.stock(id); s != (stockLevel{Available: 5}) {
+		if s := sold(a, id); s != (soldLevel{Available: 5}) {
 			t.Fatalf("after a refund with restock, stock %+v", s)
 		}
 		// Asked again: the same refunded order, nothing moves twice.
 		var again events.Order
 		staff.must(200, "POST", "/api/order/orders/"+back.ID+"/refund", map[string]any{"restock": true, "reason": "again"}).json(t, &again)
-		if again.Status != order.Refunded || a.stock(id) != (stockLevel{Available: 5}) {
-			t.Fatalf("a second refund: %s, stock %+v", again.Status, a.stock(id))
+		if again.Status != order.Refunded || sold(a, id) != (soldLevel{Available: 5}) {
+			t.Fatalf("a second refund: %s, stock %+v", again.Status, sold(a, id))
 		}
 
 		refund("refund-keep", 1, false)
-		if s := a.stock(id); s != (stockLevel{Available: 4, Sold: 1}) {
+		if s := sold(a, id); s != (soldLevel{Available: 4, Sold: 1}) {
 			t.Fatalf("after a refund without restock, stock %+v", s)
 		}
 
@@ -459,7 +455,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("payment down: the breaker opens, 503s come fast and nothing stays reserved", func(t *testing.T) {
-		a := a.in(t)
+		a := api{t: t, base: a.base, token: a.token}
 		before := a.stock("teapot")
 		if err := p.Stop("payment"); err != nil {
 			t.Fatal(err)
@@ -492,7 +488,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("order killed mid-saga and restarted ends consistent", func(t *testing.T) {
-		a := a.in(t)
+		a := api{t: t, base: a.base, token: a.token}
 		id := a.newProduct(5)
 		proxy.hold.Store(true)
 		done := make(chan resp, 1)
@@ -531,7 +527,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 
 	t.Run("malformed JSON, oversize bodies and missing tokens get the right 4xx", func(t *testing.T) {
-		a := a.in(t)
+		a := api{t: t, base: a.base, token: a.token}
 		anon := api{t: t, base: anon.base}
 		big := `{"items":[],"shippingAddress":"` + strings.Repeat("x", 2<<20) + `"}`
 		tests := []struct {
@@ -586,6 +582,17 @@ func signUp(t *testing.T, base, email string) (string, api) {
 	var tok struct{ Token string }
 	anon.must(200, "POST", "/api/user/login", map[string]string{"email": email, "password": "correct-horse"}).json(t, &tok)
 	return u.ID, api{t: t, base: base, token: tok.Token}
+}
+
+// soldLevel is a stock level with what was sold, which a staff refund
+// with restock moves back.
+type soldLevel struct{ Available, Reserved, Sold int64 }
+
+func sold(a api, id string) soldLevel {
+	a.t.Helper()
+	var s soldLevel
+	a.staff().must(200, "GET", "/api/product/stock/"+id, nil).json(a.t, &s)
+	return s
 }
 
 func productPrice(a api, id string) int64 {
