@@ -61,12 +61,17 @@ func (r *rig) stopped(e events.Playback) {
 func (r *rig) eventually(t *testing.T, path string, want func(raw []byte) bool) {
 	t.Helper()
 	for i, c := range r.replicas {
+		if path == "/stats" {
+			c = c.As(staff(t)) // staff only
+		}
 		kittest.Eventually(t, 20*time.Second, fmt.Sprintf("replica %d: %s", i, path), func() bool {
 			_, raw := c.Do("GET", path, nil, nil)
 			return want(raw)
 		})
 	}
 }
+
+func staff(t *testing.T) string { return kittest.StaffToken(t, []byte(kittest.AuthKey), "staff1") }
 
 func liveIs(total int, videos map[string]int) func([]byte) bool {
 	return func(raw []byte) bool {
@@ -117,18 +122,24 @@ func TestReplicasAgreeOnLiveViewersAndWatchTime(t *testing.T) {
 		return json.Unmarshal(raw, &s) == nil && s.Sessions == 4 && s.Heartbeats == 4 && s.WatchedSec == 37
 	})
 
-	tok, _, err := kit.IssueToken([]byte(kittest.AuthKey), "acct1", "", time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := kittest.Token(t, []byte(kittest.AuthKey), "acct1")
 	for _, c := range r.replicas {
 		var wt analytics.WatchTime
 		c.As(tok).Must(http.StatusOK, "GET", "/accounts/acct1/watchtime", nil, &wt)
 		if wt.WatchedSec != 37 {
 			t.Fatalf("watch time %v, want 37 (30 + 7, copies not counted)", wt.WatchedSec)
 		}
-		c.As(tok).Must(http.StatusForbidden, "GET", "/accounts/acct2/watchtime", nil, nil)
+		// Another account's watch time answers as one that does not exist.
+		other := c.As(tok).Must(http.StatusNotFound, "GET", "/accounts/acct2/watchtime", nil, nil)
+		missing := c.As(tok).Must(http.StatusNotFound, "GET", "/accounts/nobody/watchtime", nil, nil)
+		if streamtest.Err(t, other).Error.Code != kit.CodeNotFound || streamtest.Err(t, missing).Error.Code != kit.CodeNotFound {
+			t.Fatalf("another's watch time: %s; a missing one: %s", other, missing)
+		}
+		c.As(staff(t)).Must(http.StatusNotFound, "GET", "/accounts/acct1/watchtime", nil, nil)
 		c.Must(http.StatusUnauthorized, "GET", "/accounts/acct1/watchtime", nil, nil)
+		// Ingest statistics are for staff.
+		c.Must(http.StatusUnauthorized, "GET", "/stats", nil, nil)
+		c.As(tok).Must(http.StatusForbidden, "GET", "/stats", nil, nil)
 	}
 
 	var top struct{ Items []analytics.TopItem }
@@ -230,7 +241,7 @@ func TestTenThousandHeartbeats(t *testing.T) {
 		return json.Unmarshal(raw, &s) == nil && s == want
 	})
 	r.eventually(t, "/live", liveIs(60, map[string]int{"v0": 12, "v1": 12, "v2": 12, "v3": 12, "v4": 12}))
-	tok, _, _ := kit.IssueToken([]byte(kittest.AuthKey), "acct07", "", time.Hour, time.Now())
+	tok := kittest.Token(t, []byte(kittest.AuthKey), "acct07")
 	var wt analytics.WatchTime
 	r.replicas[1].As(tok).Must(http.StatusOK, "GET", "/accounts/acct07/watchtime", nil, &wt)
 	if wt.WatchedSec != 10*beats*10 {

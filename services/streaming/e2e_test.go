@@ -91,6 +91,8 @@ func TestStreamingEndToEnd(t *testing.T) {
 	if top := v1.Renditions[len(v1.Renditions)-1].Quality; top != "2160p" {
 		t.Fatalf("a 2160p source tops out at %s", top)
 	}
+	// Adding a title is staff's alone.
+	ann.Must(http.StatusForbidden, "POST", "/content/videos", content.Upload{Title: "Ann's own", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"}, MinPlan: events.PlanBasic}, nil)
 
 	// A session starts, and /live shows 1 viewer.
 	var s1 playback.Started
