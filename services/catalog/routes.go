@@ -151,7 +151,7 @@ var routes = []Route{
 	{Method: http.MethodGet, Path: "/api/order/orders/{id}", Service: "order", Audience: Customer, Status: http.StatusOK,
 		Summary: "One of the caller's own orders."},
 	{Method: http.MethodPost, Path: "/api/order/orders/{id}/refund", Service: "order", Audience: Admin, Body: true, Status: http.StatusOK,
-		Summary: `Staff refund {"restock": bool, "reason": string}: the order becomes refunded, the money is returned, the stock restocked or not.`},
+		Summary: `Staff refund {"restock": bool, "reason": string}: the order becomes refunded, the money is returned, the stock restocked or not (202 while some of it is still under way).`},
 
 	{Method: http.MethodGet, Path: "/api/payment/payments", Service: "payment", Audience: Customer, Status: http.StatusOK,
 		Summary: "The payment of one of the caller's own orders.",
@@ -257,10 +257,9 @@ func filterRoutes(keep func(Route) bool) []Route {
 // routes it (there is no public route for it), and issue 11 moves it to
 // gRPC, callable by its Callers only.
 //
-// Two internal calls share a customer route for now, with the caller's
-// token forwarded, so the service's ownership check covers them: order's
-// payment status (GET /payments?orderId=) and the account lookups of
-// playback and content (GET /accounts/{id}).
+// One internal call shares a customer route for now, with the caller's
+// token forwarded, so the service's ownership check covers it: the account
+// lookups of playback and content (GET /accounts/{id}).
 type InternalRoute struct {
 	Service string
 	Method  string
@@ -277,8 +276,12 @@ var internalRoutes = []InternalRoute{
 		Summary: "Turn an order's reservation into a sale."},
 	{Service: "product", Method: http.MethodDelete, Path: "/stock/{id}/reservations/{orderId}", Callers: []string{"order"},
 		Summary: "Release an order's reservation."},
+	{Service: "product", Method: http.MethodPost, Path: "/stock/{id}/restocks", Callers: []string{"order"},
+		Summary: "Put the units of a refunded order back on sale."},
 	{Service: "payment", Method: http.MethodPost, Path: "/payments", Callers: []string{"order"},
 		Summary: "Charge an order."},
+	{Service: "payment", Method: http.MethodGet, Path: "/orders/{orderId}/payments", Callers: []string{"order"},
+		Summary: "The payments of an order: the saga's answer to an ambiguous charge."},
 	{Service: "payment", Method: http.MethodPost, Path: "/payments/{id}/refund", Callers: []string{"order"},
 		Summary: "Refund a payment."},
 	{Service: "content", Method: http.MethodGet, Path: "/videos/{id}/access", Callers: []string{"playback"},
