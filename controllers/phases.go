@@ -50,7 +50,7 @@ func (r *PlatformReconciler) readCredentials(ctx context.Context, s *reconcileSt
 }
 
 func (r *PlatformReconciler) renderDesired(_ context.Context, s *reconcileState) (err error) {
-	s.desired, err = render.Platform(s.p, render.Options{ServicesImage: r.ServicesImage, Credentials: s.creds})
+	s.desired, err = render.Platform(s.p, render.Options{ServicesImage: r.ServicesImage, BrokerImage: r.BrokerImage, Credentials: s.creds})
 	return err
 }
 

@@ -32,6 +32,9 @@ type PlatformReconciler struct {
 	Recorder  events.EventRecorder
 	// ServicesImage runs the services when a Platform sets no spec.image.
 	ServicesImage string
+	// BrokerImage runs the broker when a Platform sets no spec.broker.image;
+	// empty means render.DefaultBrokerImage.
+	BrokerImage string
 }
 
 // +kubebuilder:rbac:groups=platform.switchboard.dev,resources=platforms,verbs=get;list;watch

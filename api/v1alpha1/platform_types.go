@@ -82,8 +82,9 @@ type BrokerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self in [1, 3, 5]",message="broker replicas must be 1, 3 or 5 (a JetStream cluster needs an odd quorum)"
 	Replicas int32 `json:"replicas,omitempty"`
 
-	// Image of the NATS server. Defaults to the official image of the
-	// nats-server version Switchboard embeds.
+	// Image of the NATS server. Defaults to the operator's
+	// --default-broker-image (chart value broker.defaultImage), itself the
+	// official image of the nats-server version Switchboard embeds unless set.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	Image string `json:"image,omitempty"`

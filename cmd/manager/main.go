@@ -22,6 +22,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/controllers"
+	"github.com/switchboard-dev/switchboard/internal/render"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -33,20 +34,21 @@ const defaultImageRepo = "ghcr.io/switchboard-dev/switchboard"
 
 func main() {
 	var (
-		metricsAddr, probeAddr, servicesImage string
-		leaderElect                           bool
+		metricsAddr, probeAddr, servicesImage, brokerImage string
+		leaderElect                                        bool
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so only one replica reconciles at a time.")
 	flag.StringVar(&servicesImage, "services-image", defaultImageRepo+":"+version, "Image that runs the services when a Platform sets no spec.image.")
+	flag.StringVar(&brokerImage, "default-broker-image", render.DefaultBrokerImage, "Image of the NATS broker when a Platform sets no spec.broker.image (default: the official image of the nats-server version Switchboard embeds).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if err := run(metricsAddr, probeAddr, servicesImage, leaderElect); err != nil {
+	if err := run(metricsAddr, probeAddr, servicesImage, brokerImage, leaderElect); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
@@ -59,7 +61,7 @@ func newScheme() *runtime.Scheme {
 	return s
 }
 
-func run(metricsAddr, probeAddr, servicesImage string, leaderElect bool) error {
+func run(metricsAddr, probeAddr, servicesImage, brokerImage string, leaderElect bool) error {
 	log := ctrl.Log.WithName("setup")
 	scheme := newScheme()
 
@@ -102,6 +104,7 @@ func run(metricsAddr, probeAddr, servicesImage string, leaderElect bool) error {
 		Scheme:        scheme,
 		Recorder:      mgr.GetEventRecorder("switchboard-operator"),
 		ServicesImage: servicesImage,
+		BrokerImage:   brokerImage,
 	}
 	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
 		if err := waitForCRD(ctx, mgr.GetRESTMapper(), log.Info); err != nil {
@@ -116,7 +119,7 @@ func run(metricsAddr, probeAddr, servicesImage string, leaderElect bool) error {
 		return err
 	}
 
-	log.Info("starting manager", "version", version, "servicesImage", servicesImage)
+	log.Info("starting manager", "version", version, "servicesImage", servicesImage, "brokerImage", brokerImage)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 

@@ -28,11 +28,11 @@ func writeFile(t *testing.T, name, body string) string {
 const samplePlatform = "../../config/samples/platform.yaml"
 
 func TestRenderSampleIntoANamespace(t *testing.T) {
-	out, err := runRender(t, "-f", samplePlatform, "--namespace", "demo", "--image", "example.test/sb:1")
+	out, err := runRender(t, "-f", samplePlatform, "--namespace", "demo", "--image", "example.test/sb:1", "--broker-image", "example.test/nats:2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"name: shop-nats\n", "name: shop-gateway\n", "namespace: demo\n", "image: example.test/sb:1\n", "kind: Secret\n"} {
+	for _, want := range []string{"name: shop-nats\n", "name: shop-gateway\n", "namespace: demo\n", "image: example.test/sb:1\n", "image: example.test/nats:2\n", "kind: Secret\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}

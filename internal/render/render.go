@@ -22,6 +22,9 @@ import (
 type Options struct {
 	// ServicesImage is used when spec.image is empty (the operator's --services-image).
 	ServicesImage string
+	// BrokerImage is used when spec.broker.image is empty (the operator's
+	// --default-broker-image); empty means DefaultBrokerImage.
+	BrokerImage string
 	// Credentials fill the <p>-auth Secret. Render never generates them: the
 	// caller reads them back from the Secret or makes them with NewCredentials.
 	Credentials Credentials

@@ -601,6 +601,33 @@ func TestServicesImage(t *testing.T) {
 	}
 }
 
+func TestBrokerImage(t *testing.T) {
+	tests := []struct {
+		name     string
+		platform *v1alpha1.Platform
+		operator string // Options.BrokerImage, the operator's --default-broker-image
+		want     string
+	}{
+		{"no image anywhere runs the official image of the embedded server", platform("shop"), "", DefaultBrokerImage},
+		{"the operator's default replaces the official image", platform("shop"), "switchboard.local/nats:2.15.2", "switchboard.local/nats:2.15.2"},
+		{"spec.broker.image wins over the operator's default", platform("shop", testgen.WithBrokerImage("mirror.example/nats:2.15.2-alpine")), "switchboard.local/nats:2.15.2", "mirror.example/nats:2.15.2-alpine"},
+		{"spec.broker.image wins over the official image", platform("shop", testgen.WithBrokerImage("mirror.example/nats:2.15.2-alpine")), "", "mirror.example/nats:2.15.2-alpine"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := testOptions()
+			opts.BrokerImage = tt.operator
+			objs, err := Platform(tt.platform, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := find[*appsv1.StatefulSet](t, objs, "shop-nats").Spec.Template.Spec.Containers[0].Image; got != tt.want {
+				t.Errorf("broker image %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestAutoscaledDeploymentAndHPA(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -917,13 +944,9 @@ func TestBrokerServices(t *testing.T) {
 	}
 }
 
-func TestBrokerImage(t *testing.T) {
+func TestDefaultBrokerImageIsTheEmbeddedServers(t *testing.T) {
 	if want := "nats:" + server.VERSION; DefaultBrokerImage != want {
 		t.Errorf("DefaultBrokerImage = %q, but the embedded nats-server is %s: want %q", DefaultBrokerImage, server.VERSION, want)
-	}
-	sts := find[*appsv1.StatefulSet](t, mustRender(t, platform("shop", testgen.WithBrokerImage("mirror.example/nats:2.15.2-alpine"))), "shop-nats")
-	if got := sts.Spec.Template.Spec.Containers[0].Image; got != "mirror.example/nats:2.15.2-alpine" {
-		t.Errorf("spec.broker.image ignored: %q", got)
 	}
 }
 
