@@ -236,6 +236,15 @@ type AutoscalingSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
 	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+
+	// TargetMemoryUtilizationPercentage adds a memory target beside the CPU
+	// one, as a percentage of the container's memory request; the
+	// autoscaler follows whichever asks for more replicas. Unset means CPU
+	// only. A service without a memory request gets the default one (64Mi).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	TargetMemoryUtilizationPercentage *int32 `json:"targetMemoryUtilizationPercentage,omitempty"`
 }
 
 // PlatformStatus is what the operator observed.

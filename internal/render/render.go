@@ -105,6 +105,7 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 			if o.Replicas != nil && o.Autoscaling != nil && ptr.Deref(o.Autoscaling.Enabled, true) {
 				errs = append(errs, fmt.Errorf("spec.services.%s: set either replicas or autoscaling, not both", k))
 			}
+			errs = append(errs, validateAutoscaling(k, o.Autoscaling)...)
 		}
 	}
 	if r := p.Spec.Broker.Replicas; r != 0 && r != 1 && r != 3 && r != 5 {
@@ -143,6 +144,24 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 		errs = append(errs, fmt.Errorf("metadata.name: %q must be a DNS label, as its children's names are: %s", p.Name, strings.Join(msgs, "; ")))
 	}
 	return errors.Join(errs...)
+}
+
+// validateAutoscaling refuses utilization targets outside 1..100, as the CRD does.
+func validateAutoscaling(service string, as *v1alpha1.AutoscalingSpec) []error {
+	if as == nil {
+		return nil
+	}
+	var errs []error
+	for field, v := range map[string]*int32{
+		"targetCPUUtilizationPercentage":    as.TargetCPUUtilizationPercentage,
+		"targetMemoryUtilizationPercentage": as.TargetMemoryUtilizationPercentage,
+	} {
+		if v != nil && (*v < 1 || *v > 100) {
+			errs = append(errs, fmt.Errorf("spec.services.%s.autoscaling.%s: %d is not a percentage from 1 to 100", service, field, *v))
+		}
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errs
 }
 
 func joinWorkloads(ws []catalog.Workload) string {

@@ -149,6 +149,17 @@ func Autoscaling(min, max, target int32) ServiceOption {
 	}
 }
 
+// MemoryTarget adds targetMemoryUtilizationPercentage to the service's
+// autoscaling block, creating an empty block when there is none.
+func MemoryTarget(percent int32) ServiceOption {
+	return func(s *v1alpha1.ServiceSpec) {
+		if s.Autoscaling == nil {
+			s.Autoscaling = &v1alpha1.AutoscalingSpec{}
+		}
+		s.Autoscaling.TargetMemoryUtilizationPercentage = ptr.To(percent)
+	}
+}
+
 // AutoscalingOff turns off the autoscaling the catalog gives a service.
 func AutoscalingOff() ServiceOption {
 	return func(s *v1alpha1.ServiceSpec) { s.Autoscaling = &v1alpha1.AutoscalingSpec{Enabled: ptr.To(false)} }

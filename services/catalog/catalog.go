@@ -47,6 +47,8 @@ type Autoscaling struct {
 	MinReplicas                    int32
 	MaxReplicas                    int32
 	TargetCPUUtilizationPercentage int32
+	// TargetMemoryUtilizationPercentage is 0 for no memory target.
+	TargetMemoryUtilizationPercentage int32
 }
 
 // Service describes one microservice.
