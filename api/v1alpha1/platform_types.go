@@ -183,6 +183,18 @@ type NetworkPolicySpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(p, has(p.ipBlock) || has(p.podSelector) || has(p.namespaceSelector))",message="each metricsFrom peer needs an ipBlock, a podSelector or a namespaceSelector",reason=FieldValueRequired
 	// +kubebuilder:validation:XValidation:rule="self.all(p, !has(p.ipBlock) || !(has(p.podSelector) || has(p.namespaceSelector)))",message="a metricsFrom peer with an ipBlock may not also have a podSelector or namespaceSelector",reason=FieldValueForbidden
 	MetricsFrom []networkingv1.NetworkPolicyPeer `json:"metricsFrom,omitempty"`
+
+	// KEDAFrom are the peers admitted to the broker's monitor port (8222)
+	// while a service scales on queue lag: KEDA's operator reads the
+	// consumers' backlog there. Empty means KEDA's usual install: pods
+	// labelled app=keda-operator in namespace keda. Ignored when enabled is
+	// false or no service scales on lag.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:XValidation:rule="self.all(p, has(p.ipBlock) || has(p.podSelector) || has(p.namespaceSelector))",message="each kedaFrom peer needs an ipBlock, a podSelector or a namespaceSelector",reason=FieldValueRequired
+	// +kubebuilder:validation:XValidation:rule="self.all(p, !has(p.ipBlock) || !(has(p.podSelector) || has(p.namespaceSelector)))",message="a kedaFrom peer with an ipBlock may not also have a podSelector or namespaceSelector",reason=FieldValueForbidden
+	KEDAFrom []networkingv1.NetworkPolicyPeer `json:"kedaFrom,omitempty"`
 }
 
 // ServiceDefaults apply to every service.
@@ -245,6 +257,32 @@ type AutoscalingSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
 	TargetMemoryUtilizationPercentage *int32 `json:"targetMemoryUtilizationPercentage,omitempty"`
+
+	// Lag scales the service on the backlog of its durable consumers (their
+	// pending and unacknowledged messages) as well as on CPU and memory,
+	// through a KEDA ScaledObject (trigger nats-jetstream) that replaces its
+	// HorizontalPodAutoscaler. It needs KEDA: while KEDA's ScaledObject CRD
+	// is not installed the service keeps its CPU autoscaling (or its fixed
+	// replicas), and the LagScaling condition says why. The catalog turns it
+	// on for analytics and notification.
+	// +optional
+	Lag *LagScalingSpec `json:"lag,omitempty"`
+}
+
+// LagScalingSpec shapes a service's queue-lag autoscaling.
+type LagScalingSpec struct {
+	// Enabled turns lag scaling on or off; unset follows the catalog. A
+	// service needs a durable consumer to scale on its backlog.
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// LagThreshold is the backlog per replica KEDA aims for (the
+	// nats-jetstream trigger's lagThreshold): 400 pending messages at a
+	// threshold of 100 ask for 4 replicas. Defaults to the catalog's value,
+	// or 100.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	LagThreshold *int64 `json:"lagThreshold,omitempty"`
 }
 
 // PlatformStatus is what the operator observed.

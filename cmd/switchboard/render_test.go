@@ -81,3 +81,20 @@ func TestRenderRefusesWhatTheAPIServerWould(t *testing.T) {
 		})
 	}
 }
+
+func TestRenderWithKEDA(t *testing.T) {
+	out, err := runRender(t, "-f", samplePlatform, "--keda")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "kind: ScaledObject\n") || !strings.Contains(out, "type: nats-jetstream\n") {
+		t.Error("--keda rendered no ScaledObject with a nats-jetstream trigger")
+	}
+	plain, err := runRender(t, "-f", samplePlatform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plain, "kind: ScaledObject\n") {
+		t.Error("a ScaledObject without --keda")
+	}
+}

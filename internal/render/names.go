@@ -57,6 +57,9 @@ const (
 	MetricsPort = 7777
 )
 
+// PortNameMonitor names the broker pods' monitor port (MonitorPort).
+const PortNameMonitor = "monitor"
+
 // PortNameMetrics names the broker pods' metrics port, which PodMonitors
 // and spec.networkPolicy.metricsFrom refer to.
 const PortNameMetrics = "metrics"

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,7 +52,9 @@ func networkPolicy(p *v1alpha1.Platform, name, component string, pods metav1.Lab
 // spec.networkPolicy.metricsFrom adds one rule to the internal services'
 // policy (port http, which serves /metrics beside the API) and, when the
 // broker runs its metrics sidecar, one to the broker's (port metrics). The
-// public services need none: they admit anyone already.
+// public services need none: they admit anyone already. While a KEDA
+// ScaledObject scales a service, spec.networkPolicy.kedaFrom (or KEDA's
+// usual namespace and labels) may reach the broker's monitor port.
 func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan) []*networkingv1.NetworkPolicy {
 	// Public services come from the catalog whether enabled or not, so the
 	// selector does not change when one is switched off.
@@ -89,7 +93,7 @@ func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan) []*networkingv1.
 	broker := []networkingv1.NetworkPolicyIngressRule{
 		{
 			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: platformPods(p)}},
-			Ports: []networkingv1.NetworkPolicyPort{tcpPort("client"), tcpPort("monitor")},
+			Ports: []networkingv1.NetworkPolicyPort{tcpPort("client"), tcpPort(PortNameMonitor)},
 		},
 		{
 			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)}}},
@@ -98,6 +102,10 @@ func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan) []*networkingv1.
 	}
 	if len(scrapers) > 0 && brokerMetricsEnabled(p) {
 		broker = append(broker, metricsRule(scrapers, PortNameMetrics))
+	}
+	if slices.ContainsFunc(plans, func(s ServicePlan) bool { return s.KEDA }) {
+		// KEDA reads the consumers' backlog from the monitor of each server.
+		broker = append(broker, metricsRule(kedaPeers(p), PortNameMonitor))
 	}
 	nps = append(nps, networkPolicy(p, BrokerName(p), ComponentBroker,
 		metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)},

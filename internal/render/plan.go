@@ -41,6 +41,12 @@ type ServicePlan struct {
 	// Autoscaling is nil when the service runs a fixed replica count.
 	Autoscaling *catalog.Autoscaling
 	Resources   corev1.ResourceRequirements
+	// Lag is nil unless the service opts in to queue-lag autoscaling, which
+	// takes effect only where KEDA is installed.
+	Lag *LagPlan
+	// KEDA is true when a KEDA ScaledObject scales the service (Lag is set
+	// and KEDA is installed): it replaces the HPA.
+	KEDA bool
 }
 
 // MaxReplicas is the most replicas the service can run.
@@ -61,7 +67,7 @@ func EnabledServices(p *v1alpha1.Platform) []ServicePlan {
 		if o.Enabled != nil && !*o.Enabled {
 			continue
 		}
-		plan := ServicePlan{Service: svc, Resources: resolveResources(p, o)}
+		plan := ServicePlan{Service: svc, Resources: resolveResources(p, o), Lag: resolveLag(svc, o)}
 		if as := resolveAutoscaling(svc, o); as != nil {
 			plan.Autoscaling = as
 			ensureRequest(&plan.Resources, corev1.ResourceCPU)
