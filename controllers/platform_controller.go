@@ -11,11 +11,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
@@ -35,6 +37,10 @@ type PlatformReconciler struct {
 	// BrokerImage runs the broker when a Platform sets no spec.broker.image;
 	// empty means render.DefaultBrokerImage.
 	BrokerImage string
+
+	// optional watches the optional child kinds while their CRDs exist;
+	// SetupWithManager sets it. A reconciler outside a manager has none.
+	optional *optionalWatches
 }
 
 // +kubebuilder:rbac:groups=platform.switchboard.dev,resources=platforms,verbs=get;list;watch
@@ -80,7 +86,7 @@ func (r *PlatformReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		}
 	}
 	s.outcome.succeeded = true
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: s.outcome.requeueAfter}, nil
 }
 
 // SetupWithManager registers the controller. It owns every child kind, so a
@@ -95,7 +101,17 @@ func (r *PlatformReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	for _, obj := range children {
 		b = b.Owns(obj)
 	}
-	return b.Named("platform").Complete(r)
+	// The optional kinds are watched from the moment their CRD exists
+	// (optionalWatches); the CRDs themselves always are.
+	crd := &metav1.PartialObjectMetadata{}
+	crd.SetGroupVersionKind(crdKind)
+	b = b.WatchesMetadata(crd, handler.EnqueueRequestsFromMapFunc(r.platformsForCRD))
+	c, err := b.Named("platform").Build(r)
+	if err != nil {
+		return err
+	}
+	r.optional = newOptionalWatches(c, mgr.GetCache(), mgr.GetScheme(), mgr.GetRESTMapper())
+	return nil
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -54,6 +55,10 @@ type reconcileOutcome struct {
 	succeeded bool
 	applied   []string
 	observed  *observation
+	// lagScaling is what discovery found for queue-lag autoscaling.
+	lagScaling *lagScaling
+	// requeueAfter asks for another reconcile after a successful one.
+	requeueAfter time.Duration
 	// failure is set when a step failed; it surfaces as Degraded.
 	failureReason string
 	failure       error
@@ -88,6 +93,7 @@ func (r *PlatformReconciler) patchStatus(ctx context.Context, before, p *v1alpha
 	setDegradedCondition(p, o)
 	setProgressingCondition(p, o)
 	setReadyCondition(p)
+	setLagScalingCondition(p, o)
 
 	if equality.Semantic.DeepEqual(before.Status, p.Status) {
 		return nil
