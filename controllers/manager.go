@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -31,10 +32,13 @@ func CacheOptions(scheme *runtime.Scheme) (cache.Options, error) {
 	if err != nil {
 		return cache.Options{}, err
 	}
-	byObject := make(map[client.Object]cache.ByObject, len(children)+2)
+	byObject := make(map[client.Object]cache.ByObject, len(children)+3)
 	for _, obj := range children {
 		byObject[obj] = cache.ByObject{Label: render.ManagedBySelector()}
 	}
+	// The pods of the operator's Deployments and StatefulSet carry its
+	// labels, managed-by included.
+	byObject[&corev1.Pod{}] = cache.ByObject{Label: render.ManagedBySelector()}
 	byObject[&v1alpha1.Platform{}] = cache.ByObject{Label: labels.Everything()}
 	crd := &metav1.PartialObjectMetadata{}
 	crd.SetGroupVersionKind(crdKind)

@@ -101,6 +101,8 @@ func (r *PlatformReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	for _, obj := range children {
 		b = b.Owns(obj)
 	}
+	// Pods tell why a broker or service does not become ready.
+	b = b.Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(platformForPod), builder.WithPredicates(podStartChanged))
 	// The optional kinds are watched from the moment their CRD exists
 	// (optionalWatches); the CRDs themselves always are.
 	crd := &metav1.PartialObjectMetadata{}

@@ -126,9 +126,11 @@ func setBrokerReadyCondition(p *v1alpha1.Platform, o *reconcileOutcome) {
 		return // keep the last observation; Degraded says why there is none
 	}
 	b := o.observed.broker
-	switch {
+	switch pr := o.observed.problems[render.ComponentBroker]; {
 	case o.observed.brokerReady():
 		setCondition(p, ConditionBrokerReady, true, reasonBrokerAvailable, fmt.Sprintf("%s NATS replicas ready at %s", b.Ready, b.URL))
+	case pr != nil:
+		setCondition(p, ConditionBrokerReady, false, pr.reason, fmt.Sprintf("%s NATS replicas ready: %s", b.Ready, pr.message))
 	case b.ReadyReplicas == 0:
 		setCondition(p, ConditionBrokerReady, false, reasonBrokerMissing,
 			fmt.Sprintf("no NATS replica is ready (0/%d); check the pods of StatefulSet %s and their PersistentVolumeClaims", b.Replicas, render.BrokerName(p)))

@@ -291,7 +291,12 @@ type PlatformStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, BrokerReady, ServicesReady, Progressing, Degraded.
+	// Conditions: Ready, BrokerReady, ServicesReady, Progressing, Degraded,
+	// LagScaling (whether the services that scale on queue lag have KEDA)
+	// and BrokerStorage (JetStream's use of the broker's volume). A broker
+	// or service whose pod cannot start names the pod and why (its image
+	// cannot be pulled, its claim is pending, it crash-loops) in
+	// BrokerReady or ServicesReady.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
