@@ -60,7 +60,7 @@ func (r *PlatformReconciler) discoverOptionalKinds(ctx context.Context, s *recon
 	}
 	s.outcome.lagScaling = ls
 	if keda.retry && len(ls.services) > 0 {
-		s.outcome.requeueAfter = notServedRetry
+		s.outcome.requeue(notServedRetry)
 	}
 	return r.optional.sync(ctx, s.optional)
 }

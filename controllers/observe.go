@@ -18,6 +18,8 @@ type observation struct {
 	// problems say, by component (a service or the broker), why one of its
 	// pods does not start.
 	problems map[string]*podProblem
+	// jetstream is what the broker's monitors said; nil without a monitor.
+	jetstream *jetStreamObservation
 }
 
 func (o *observation) brokerReady() bool {
@@ -80,6 +82,9 @@ func (r *PlatformReconciler) observe(ctx context.Context, p *v1alpha1.Platform) 
 	var err error
 	if obs.problems, err = r.podProblems(ctx, p); err != nil {
 		return nil, err
+	}
+	if r.BrokerMonitor != nil {
+		obs.jetstream = r.observeJetStream(ctx, p, obs.broker)
 	}
 	return obs, nil
 }

@@ -57,10 +57,11 @@ func (r *PlatformReconciler) readCredentials(ctx context.Context, s *reconcileSt
 
 func (r *PlatformReconciler) renderDesired(_ context.Context, s *reconcileState) (err error) {
 	s.desired, err = render.Platform(s.p, render.Options{
-		ServicesImage: r.ServicesImage,
-		BrokerImage:   r.BrokerImage,
-		KEDA:          s.served(render.ScaledObjectKind),
-		Credentials:   s.creds,
+		ServicesImage:     r.ServicesImage,
+		BrokerImage:       r.BrokerImage,
+		KEDA:              s.served(render.ScaledObjectKind),
+		OperatorNamespace: r.OperatorNamespace,
+		Credentials:       s.creds,
 	})
 	return err
 }
@@ -87,6 +88,10 @@ func (r *PlatformReconciler) pruneUndesired(ctx context.Context, s *reconcileSta
 
 func (r *PlatformReconciler) observeChildren(ctx context.Context, s *reconcileState) (err error) {
 	s.outcome.observed, err = r.observe(ctx, s.p)
+	if err == nil && s.outcome.observed.jetstream != nil {
+		// Storage fills without a Kubernetes event: look again soon.
+		s.outcome.requeue(brokerPollInterval)
+	}
 	return err
 }
 

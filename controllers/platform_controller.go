@@ -38,6 +38,14 @@ type PlatformReconciler struct {
 	// empty means render.DefaultBrokerImage.
 	BrokerImage string
 
+	// BrokerMonitor reads the broker servers' monitors for the JetStream
+	// cluster and storage in status; nil leaves them out.
+	BrokerMonitor BrokerMonitor
+	// OperatorNamespace is where the operator's pods run: the broker's
+	// NetworkPolicy admits them to its monitor. Empty admits none (an
+	// operator outside the cluster needs no rule).
+	OperatorNamespace string
+
 	// optional watches the optional child kinds while their CRDs exist;
 	// SetupWithManager sets it. A reconciler outside a manager has none.
 	optional *optionalWatches
@@ -58,6 +66,9 @@ type PlatformReconciler struct {
 func (r *PlatformReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	p := &v1alpha1.Platform{}
 	if err := r.Get(ctx, req.NamespacedName, p); err != nil {
+		if isNotFound(err) {
+			forgetBroker(&metav1.ObjectMeta{Namespace: req.Namespace, Name: req.Name})
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !p.DeletionTimestamp.IsZero() {

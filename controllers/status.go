@@ -64,6 +64,13 @@ type reconcileOutcome struct {
 	failure       error
 }
 
+// requeue asks for another reconcile within d.
+func (o *reconcileOutcome) requeue(d time.Duration) {
+	if o.requeueAfter == 0 || d < o.requeueAfter {
+		o.requeueAfter = d
+	}
+}
+
 func (o *reconcileOutcome) fail(reason string, err error) {
 	o.failureReason, o.failure = reason, err
 }
@@ -94,6 +101,7 @@ func (r *PlatformReconciler) patchStatus(ctx context.Context, before, p *v1alpha
 	setProgressingCondition(p, o)
 	setReadyCondition(p)
 	setLagScalingCondition(p, o)
+	setBrokerStorageCondition(p, o)
 
 	if equality.Semantic.DeepEqual(before.Status, p.Status) {
 		return nil
@@ -101,6 +109,7 @@ func (r *PlatformReconciler) patchStatus(ctx context.Context, before, p *v1alpha
 	if err := r.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
 		return client.IgnoreNotFound(err)
 	}
+	r.announceStorage(before, p)
 	isReady := meta.IsStatusConditionTrue(p.Status.Conditions, ConditionReady)
 	switch {
 	case isReady && !wasReady:
@@ -128,7 +137,16 @@ func setBrokerReadyCondition(p *v1alpha1.Platform, o *reconcileOutcome) {
 	b := o.observed.broker
 	switch pr := o.observed.problems[render.ComponentBroker]; {
 	case o.observed.brokerReady():
-		setCondition(p, ConditionBrokerReady, true, reasonBrokerAvailable, fmt.Sprintf("%s NATS replicas ready at %s", b.Ready, b.URL))
+		msg := fmt.Sprintf("%s NATS replicas ready at %s", b.Ready, b.URL)
+		detail, ok := clusterReport(p, o)
+		if detail != "" {
+			msg += "; " + detail
+		}
+		if !ok {
+			setCondition(p, ConditionBrokerReady, false, reasonNoMetaLeader, msg)
+			return
+		}
+		setCondition(p, ConditionBrokerReady, true, reasonBrokerAvailable, msg)
 	case pr != nil:
 		setCondition(p, ConditionBrokerReady, false, pr.reason, fmt.Sprintf("%s NATS replicas ready: %s", b.Ready, pr.message))
 	case b.ReadyReplicas == 0:

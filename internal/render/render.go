@@ -30,6 +30,10 @@ type Options struct {
 	// queue-lag autoscaling get a ScaledObject instead of an HPA, and the
 	// broker admits KEDA to its monitor. Without it they keep their HPA.
 	KEDA bool
+	// OperatorNamespace is where the operator runs: the broker's
+	// NetworkPolicy admits the operator's pods there (OperatorPodLabels) to
+	// its monitor, which the operator reads for status. Empty adds no rule.
+	OperatorNamespace string
 	// Credentials fill the <p>-auth Secret. Render never generates them: the
 	// caller reads them back from the Secret or makes them with NewCredentials.
 	Credentials Credentials
@@ -66,7 +70,7 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 		objs = append(objs, brokerPDB(p))
 	}
 	if networkPoliciesEnabled(p) {
-		for _, np := range networkPolicies(p, plans) {
+		for _, np := range networkPolicies(p, plans, opts) {
 			objs = append(objs, np)
 		}
 	}

@@ -284,3 +284,28 @@ func TestScaledObjectMetadata(t *testing.T) {
 		}
 	}
 }
+
+// The operator reads each broker server's monitor for status; the broker's
+// policy admits its pods there, by namespace and labels, and only there.
+func TestTheOperatorReachesTheBrokerMonitor(t *testing.T) {
+	opts := testOptions()
+	opts.OperatorNamespace = "switchboard-system"
+	np := find[*networkingv1.NetworkPolicy](t, mustRenderWith(t, platform("shop"), opts), "shop-nats")
+	want := networkingv1.NetworkPolicyIngressRule{
+		From: []networkingv1.NetworkPolicyPeer{{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: "switchboard-system"}},
+			PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{LabelName: "switchboard", LabelComponent: "operator"}},
+		}},
+		Ports: []networkingv1.NetworkPolicyPort{tcpPort("monitor")},
+	}
+	if !slices.ContainsFunc(np.Spec.Ingress, func(r networkingv1.NetworkPolicyIngressRule) bool { return reflect.DeepEqual(r, want) }) {
+		t.Errorf("no rule %+v in %+v", want, np.Spec.Ingress)
+	}
+	without := find[*networkingv1.NetworkPolicy](t, mustRender(t, platform("shop")), "shop-nats")
+	if len(without.Spec.Ingress) != len(np.Spec.Ingress)-1 {
+		t.Errorf("without an operator namespace %d rules, with one %d: want one rule fewer", len(without.Spec.Ingress), len(np.Spec.Ingress))
+	}
+	if got := BrokerMonitorURL(platform("shop"), 2); got != "http://shop-nats-2.shop-nats-headless.demo.svc.cluster.local:8222" {
+		t.Errorf("BrokerMonitorURL = %s", got)
+	}
+}
