@@ -53,7 +53,7 @@ func (r *PlatformReconciler) apply(ctx context.Context, obj client.Object) (bool
 		return false, err
 	}
 	live := liveObj.(client.Object)
-	switch err := r.Get(ctx, client.ObjectKeyFromObject(obj), live); {
+	switch err := r.readerFor(gvk).Get(ctx, client.ObjectKeyFromObject(obj), live); {
 	case err == nil:
 		have, err := runtime.DefaultUnstructuredConverter.ToUnstructured(live)
 		if err != nil {

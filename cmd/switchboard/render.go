@@ -33,18 +33,21 @@ func renderCmd(_ context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("render", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: switchboard render -f platform.yaml [--namespace ns] [--image img] [--credentials secret.yaml]")
+		fmt.Fprintln(stderr, "usage: switchboard render -f platform.yaml [--namespace ns] [--image img] [--broker-image img] [--keda] [--credentials secret.yaml]")
 		fmt.Fprintln(stderr, "\nPrints the manifests the operator would apply, like `helm template`:")
 		fmt.Fprintln(stderr, "  switchboard render -f config/samples/platform.yaml -n demo | kubectl apply -n demo -f -")
 		fmt.Fprintln(stderr, "\nflags:")
 		fs.PrintDefaults()
 	}
-	var file, namespace, image, credsFile string
+	var file, namespace, image, brokerImage, credsFile string
+	var keda bool
 	fs.StringVar(&file, "f", "", "file holding one or more Platforms (\"-\" reads stdin)")
 	fs.StringVar(&file, "filename", "", "same as -f")
 	fs.StringVar(&namespace, "namespace", "", "namespace of the Platforms (overrides metadata.namespace; default \"default\")")
 	fs.StringVar(&namespace, "n", "", "same as --namespace")
 	fs.StringVar(&image, "image", defaultImageRepo+":"+version, "services image when a Platform sets no spec.image (the operator's --services-image)")
+	fs.StringVar(&brokerImage, "broker-image", render.DefaultBrokerImage, "broker image when a Platform sets no spec.broker.image (the operator's --default-broker-image)")
+	fs.BoolVar(&keda, "keda", false, "render a KEDA ScaledObject instead of an HPA for the services that scale on queue lag, as the operator does where KEDA is installed")
 	fs.StringVar(&credsFile, "credentials", "", "a <platform>-auth Secret (YAML) to take credentials from, so repeated renders keep them; default: fresh random credentials")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -92,7 +95,7 @@ func renderCmd(_ context.Context, args []string, stdout, stderr io.Writer) error
 			}
 			c = &fresh
 		}
-		objs, err := render.Platform(p, render.Options{ServicesImage: image, Credentials: *c})
+		objs, err := render.Platform(p, render.Options{ServicesImage: image, BrokerImage: brokerImage, KEDA: keda, Credentials: *c})
 		if err != nil {
 			return err
 		}

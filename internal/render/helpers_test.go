@@ -66,7 +66,20 @@ func testOptions() Options {
 
 func mustRender(t *testing.T, p *v1alpha1.Platform) []client.Object {
 	t.Helper()
-	objs, err := Platform(p, testOptions())
+	return mustRenderWith(t, p, testOptions())
+}
+
+// mustRenderWithKEDA renders p where KEDA's ScaledObject CRD is installed.
+func mustRenderWithKEDA(t *testing.T, p *v1alpha1.Platform) []client.Object {
+	t.Helper()
+	opts := testOptions()
+	opts.KEDA = true
+	return mustRenderWith(t, p, opts)
+}
+
+func mustRenderWith(t *testing.T, p *v1alpha1.Platform, opts Options) []client.Object {
+	t.Helper()
+	objs, err := Platform(p, opts)
 	if err != nil {
 		t.Fatalf("Platform: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -22,6 +23,17 @@ import (
 type Options struct {
 	// ServicesImage is used when spec.image is empty (the operator's --services-image).
 	ServicesImage string
+	// BrokerImage is used when spec.broker.image is empty (the operator's
+	// --default-broker-image); empty means DefaultBrokerImage.
+	BrokerImage string
+	// KEDA says KEDA's ScaledObject CRD is served: services that opt in to
+	// queue-lag autoscaling get a ScaledObject instead of an HPA, and the
+	// broker admits KEDA to its monitor. Without it they keep their HPA.
+	KEDA bool
+	// OperatorNamespace is where the operator runs: the broker's
+	// NetworkPolicy admits the operator's pods there (OperatorPodLabels) to
+	// its monitor, which the operator reads for status. Empty adds no rule.
+	OperatorNamespace string
 	// Credentials fill the <p>-auth Secret. Render never generates them: the
 	// caller reads them back from the Secret or makes them with NewCredentials.
 	Credentials Credentials
@@ -30,7 +42,7 @@ type Options struct {
 // Platform returns every object p needs, in a fixed order: the auth
 // Secret, the broker's ConfigMap, Services, StatefulSet and PDB, the
 // NetworkPolicies, then per service in catalog order its Deployment,
-// Service, HPA and PDB. It fails only on input no render can satisfy.
+// Service, HPA (or KEDA ScaledObject) and PDB. It fails only on input no render can satisfy.
 //
 // Every object has its TypeMeta, p's namespace, the standard labels and,
 // when p has a UID (it came from the API server), a controller reference to
@@ -41,6 +53,7 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 		return nil, fmt.Errorf("platform %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	plans := EnabledServices(p)
+	withKEDA(plans, opts.KEDA)
 	enabled := make(map[string]bool, len(plans))
 	for _, s := range plans {
 		enabled[s.Name] = true
@@ -57,13 +70,16 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 		objs = append(objs, brokerPDB(p))
 	}
 	if networkPoliciesEnabled(p) {
-		for _, np := range networkPolicies(p, plans) {
+		for _, np := range networkPolicies(p, plans, opts) {
 			objs = append(objs, np)
 		}
 	}
 	for _, s := range plans {
 		objs = append(objs, serviceDeployment(p, s, opts, enabled), serviceService(p, s))
-		if s.Autoscaling != nil {
+		switch {
+		case s.KEDA:
+			objs = append(objs, scaledObject(p, s))
+		case s.Autoscaling != nil:
 			objs = append(objs, serviceHPA(p, s))
 		}
 		if s.MaxReplicas() > 1 {
@@ -102,6 +118,7 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 			if o.Replicas != nil && o.Autoscaling != nil && ptr.Deref(o.Autoscaling.Enabled, true) {
 				errs = append(errs, fmt.Errorf("spec.services.%s: set either replicas or autoscaling, not both", k))
 			}
+			errs = append(errs, validateAutoscaling(k, o.Autoscaling)...)
 		}
 	}
 	if r := p.Spec.Broker.Replicas; r != 0 && r != 1 && r != 3 && r != 5 {
@@ -110,18 +127,9 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 	if s := p.Spec.Broker.JetStream.Size; s != nil && s.Sign() <= 0 {
 		errs = append(errs, fmt.Errorf("spec.broker.jetstream.size: %s is not positive", s.String()))
 	}
-	for i, peer := range p.Spec.NetworkPolicy.MetricsFrom {
-		selects := peer.PodSelector != nil || peer.NamespaceSelector != nil
-		switch {
-		case peer.IPBlock == nil && !selects:
-			errs = append(errs, fmt.Errorf("spec.networkPolicy.metricsFrom[%d]: needs an ipBlock, a podSelector or a namespaceSelector", i))
-		case peer.IPBlock != nil && selects:
-			errs = append(errs, fmt.Errorf("spec.networkPolicy.metricsFrom[%d]: an ipBlock may not come with a podSelector or namespaceSelector", i))
-		}
-	}
-	if n := len(p.Spec.NetworkPolicy.MetricsFrom); n > maxMetricsFrom {
-		errs = append(errs, fmt.Errorf("spec.networkPolicy.metricsFrom: %d peers, at most %d", n, maxMetricsFrom))
-	}
+	errs = append(errs, validatePeers("metricsFrom", p.Spec.NetworkPolicy.MetricsFrom)...)
+	errs = append(errs, validatePeers("kedaFrom", p.Spec.NetworkPolicy.KEDAFrom)...)
+	errs = append(errs, validateLag(p)...)
 	if p.Spec.Image == "" && opts.ServicesImage == "" {
 		errs = append(errs, errors.New("no services image: set spec.image or the operator's --services-image"))
 	}
@@ -142,6 +150,43 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 	return errors.Join(errs...)
 }
 
+// validatePeers refuses what the CRD refuses in a list of NetworkPolicy
+// peers of spec.networkPolicy.
+func validatePeers(field string, peers []networkingv1.NetworkPolicyPeer) []error {
+	var errs []error
+	for i, peer := range peers {
+		selects := peer.PodSelector != nil || peer.NamespaceSelector != nil
+		switch {
+		case peer.IPBlock == nil && !selects:
+			errs = append(errs, fmt.Errorf("spec.networkPolicy.%s[%d]: needs an ipBlock, a podSelector or a namespaceSelector", field, i))
+		case peer.IPBlock != nil && selects:
+			errs = append(errs, fmt.Errorf("spec.networkPolicy.%s[%d]: an ipBlock may not come with a podSelector or namespaceSelector", field, i))
+		}
+	}
+	if n := len(peers); n > maxPeers {
+		errs = append(errs, fmt.Errorf("spec.networkPolicy.%s: %d peers, at most %d", field, n, maxPeers))
+	}
+	return errs
+}
+
+// validateAutoscaling refuses utilization targets outside 1..100, as the CRD does.
+func validateAutoscaling(service string, as *v1alpha1.AutoscalingSpec) []error {
+	if as == nil {
+		return nil
+	}
+	var errs []error
+	for field, v := range map[string]*int32{
+		"targetCPUUtilizationPercentage":    as.TargetCPUUtilizationPercentage,
+		"targetMemoryUtilizationPercentage": as.TargetMemoryUtilizationPercentage,
+	} {
+		if v != nil && (*v < 1 || *v > 100) {
+			errs = append(errs, fmt.Errorf("spec.services.%s.autoscaling.%s: %d is not a percentage from 1 to 100", service, field, *v))
+		}
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errs
+}
+
 func joinWorkloads(ws []catalog.Workload) string {
 	s := make([]string, len(ws))
 	for i, w := range ws {
@@ -159,8 +204,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// maxMetricsFrom is the CRD's maxItems of spec.networkPolicy.metricsFrom.
-const maxMetricsFrom = 8
+// maxPeers is the CRD's maxItems of spec.networkPolicy.metricsFrom and kedaFrom.
+const maxPeers = 8
 
 // longestChildSuffix is the longest "-<suffix>" a child name adds to the Platform's.
 const maxStatefulSetName = 52

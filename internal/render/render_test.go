@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
@@ -601,6 +602,33 @@ func TestServicesImage(t *testing.T) {
 	}
 }
 
+func TestBrokerImage(t *testing.T) {
+	tests := []struct {
+		name     string
+		platform *v1alpha1.Platform
+		operator string // Options.BrokerImage, the operator's --default-broker-image
+		want     string
+	}{
+		{"no image anywhere runs the official image of the embedded server", platform("shop"), "", DefaultBrokerImage},
+		{"the operator's default replaces the official image", platform("shop"), "switchboard.local/nats:2.15.2", "switchboard.local/nats:2.15.2"},
+		{"spec.broker.image wins over the operator's default", platform("shop", testgen.WithBrokerImage("mirror.example/nats:2.15.2-alpine")), "switchboard.local/nats:2.15.2", "mirror.example/nats:2.15.2-alpine"},
+		{"spec.broker.image wins over the official image", platform("shop", testgen.WithBrokerImage("mirror.example/nats:2.15.2-alpine")), "", "mirror.example/nats:2.15.2-alpine"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := testOptions()
+			opts.BrokerImage = tt.operator
+			objs, err := Platform(tt.platform, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := find[*appsv1.StatefulSet](t, objs, "shop-nats").Spec.Template.Spec.Containers[0].Image; got != tt.want {
+				t.Errorf("broker image %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestAutoscaledDeploymentAndHPA(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -620,6 +648,9 @@ func TestAutoscaledDeploymentAndHPA(t *testing.T) {
 		{"a max below the catalog min keeps min and max as given", platform("shop", testgen.WithService("playback", testgen.Autoscaling(1, 1, 0))), "playback", &catalog.Autoscaling{MinReplicas: 1, MaxReplicas: 1, TargetCPUUtilizationPercentage: 70}, 0},
 		{"the gateway runs two replicas from the catalog", platform("shop"), "gateway", nil, 2},
 		{"a fixed service runs its catalog count", platform("shop"), "notification", nil, 1},
+		{"a memory target adds a memory metric beside the CPU one", platform("shop", testgen.WithService("playback", testgen.MemoryTarget(80))), "playback", &catalog.Autoscaling{MinReplicas: 2, MaxReplicas: 10, TargetCPUUtilizationPercentage: 70, TargetMemoryUtilizationPercentage: 80}, 0},
+		{"a memory target alone turns a fixed service to 1..5", platform("shop", testgen.WithService("order", testgen.MemoryTarget(60))), "order", &catalog.Autoscaling{MinReplicas: 1, MaxReplicas: 5, TargetCPUUtilizationPercentage: 70, TargetMemoryUtilizationPercentage: 60}, 0},
+		{"a memory target on a container requesting only CPU gets the default memory request", platform("shop", testgen.WithService("order", testgen.Resources(requests("100m", "")), testgen.MemoryTarget(75))), "order", &catalog.Autoscaling{MinReplicas: 1, MaxReplicas: 5, TargetCPUUtilizationPercentage: 70, TargetMemoryUtilizationPercentage: 75}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -647,6 +678,15 @@ func TestAutoscaledDeploymentAndHPA(t *testing.T) {
 					Name:   corev1.ResourceCPU,
 					Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: &tt.wantHPA.TargetCPUUtilizationPercentage},
 				}}},
+			}
+			if m := tt.wantHPA.TargetMemoryUtilizationPercentage; m > 0 {
+				want.Metrics = append(want.Metrics, autoscalingv2.MetricSpec{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+					Name:   corev1.ResourceMemory,
+					Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: &m},
+				}})
+				if _, ok := d.Spec.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceMemory]; !ok {
+					t.Error("container with a memory target has no memory request to measure utilization against")
+				}
 			}
 			if !reflect.DeepEqual(h.Spec, want) {
 				g, _ := json.Marshal(h.Spec)
@@ -917,13 +957,9 @@ func TestBrokerServices(t *testing.T) {
 	}
 }
 
-func TestBrokerImage(t *testing.T) {
+func TestDefaultBrokerImageIsTheEmbeddedServers(t *testing.T) {
 	if want := "nats:" + server.VERSION; DefaultBrokerImage != want {
 		t.Errorf("DefaultBrokerImage = %q, but the embedded nats-server is %s: want %q", DefaultBrokerImage, server.VERSION, want)
-	}
-	sts := find[*appsv1.StatefulSet](t, mustRender(t, platform("shop", testgen.WithBrokerImage("mirror.example/nats:2.15.2-alpine"))), "shop-nats")
-	if got := sts.Spec.Template.Spec.Containers[0].Image; got != "mirror.example/nats:2.15.2-alpine" {
-		t.Errorf("spec.broker.image ignored: %q", got)
 	}
 }
 
@@ -990,6 +1026,10 @@ func TestErrors(t *testing.T) {
 		{"an unknown service key", platform("shop", testgen.WithService("ledger", testgen.Replicas(2))), nil, `"ledger" is not a service`},
 		{"a service of a workload not enabled", platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("playback", testgen.Replicas(2))), nil, `"playback" is not a service of workloads commerce`},
 		{"replicas and autoscaling together", platform("shop", testgen.WithService("order", testgen.Replicas(2), testgen.Autoscaling(1, 3, 0))), nil, "either replicas or autoscaling"},
+		{"a memory target above 100%", platform("shop", testgen.WithService("order", testgen.MemoryTarget(150))), nil, "spec.services.order.autoscaling.targetMemoryUtilizationPercentage: 150 is not a percentage"},
+		{"a zero CPU target", platform("shop", testgen.WithService("order", func(s *v1alpha1.ServiceSpec) {
+			s.Autoscaling = &v1alpha1.AutoscalingSpec{TargetCPUUtilizationPercentage: ptr.To[int32](0)}
+		})), nil, "targetCPUUtilizationPercentage: 0 is not a percentage"},
 		{"an even broker", platform("shop", testgen.WithBrokerReplicas(2)), nil, "spec.broker.replicas: 2"},
 		{"a zero JetStream size", platform("shop", testgen.WithStorage(v1alpha1.StorageFile, "0", "")), nil, "size: 0 is not positive"},
 		{"no image anywhere", platform("shop"), func(o *Options) { o.ServicesImage = "" }, "no services image"},

@@ -125,6 +125,25 @@ func serviceService(p *v1alpha1.Platform, svc ServicePlan) *corev1.Service {
 	}
 }
 
+// utilizationMetrics are the HPA's resource targets: CPU always, memory when
+// set. The HPA follows whichever metric asks for more replicas.
+func utilizationMetrics(as *catalog.Autoscaling) []autoscalingv2.MetricSpec {
+	metric := func(name corev1.ResourceName, target int32) autoscalingv2.MetricSpec {
+		return autoscalingv2.MetricSpec{
+			Type: autoscalingv2.ResourceMetricSourceType,
+			Resource: &autoscalingv2.ResourceMetricSource{
+				Name:   name,
+				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To(target)},
+			},
+		}
+	}
+	metrics := []autoscalingv2.MetricSpec{metric(corev1.ResourceCPU, as.TargetCPUUtilizationPercentage)}
+	if as.TargetMemoryUtilizationPercentage > 0 {
+		metrics = append(metrics, metric(corev1.ResourceMemory, as.TargetMemoryUtilizationPercentage))
+	}
+	return metrics
+}
+
 func serviceHPA(p *v1alpha1.Platform, svc ServicePlan) *autoscalingv2.HorizontalPodAutoscaler {
 	as := svc.Autoscaling
 	return &autoscalingv2.HorizontalPodAutoscaler{
@@ -136,16 +155,7 @@ func serviceHPA(p *v1alpha1.Platform, svc ServicePlan) *autoscalingv2.Horizontal
 			},
 			MinReplicas: ptr.To(as.MinReplicas),
 			MaxReplicas: as.MaxReplicas,
-			Metrics: []autoscalingv2.MetricSpec{{
-				Type: autoscalingv2.ResourceMetricSourceType,
-				Resource: &autoscalingv2.ResourceMetricSource{
-					Name: corev1.ResourceCPU,
-					Target: autoscalingv2.MetricTarget{
-						Type:               autoscalingv2.UtilizationMetricType,
-						AverageUtilization: ptr.To(as.TargetCPUUtilizationPercentage),
-					},
-				},
-			}},
+			Metrics:     utilizationMetrics(as),
 		},
 	}
 }

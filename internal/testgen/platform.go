@@ -105,6 +105,10 @@ func WithMetricsFrom(peers ...networkingv1.NetworkPolicyPeer) PlatformOption {
 	return func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.MetricsFrom = peers }
 }
 
+func WithKEDAFrom(peers ...networkingv1.NetworkPolicyPeer) PlatformOption {
+	return func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.KEDAFrom = peers }
+}
+
 func WithDefaultResources(r corev1.ResourceRequirements) PlatformOption {
 	return func(p *v1alpha1.Platform) { p.Spec.Defaults.Resources = &r }
 }
@@ -146,6 +150,31 @@ func Autoscaling(min, max, target int32) ServiceOption {
 			as.TargetCPUUtilizationPercentage = ptr.To(target)
 		}
 		s.Autoscaling = as
+	}
+}
+
+// MemoryTarget adds targetMemoryUtilizationPercentage to the service's
+// autoscaling block, creating an empty block when there is none.
+func MemoryTarget(percent int32) ServiceOption {
+	return func(s *v1alpha1.ServiceSpec) {
+		if s.Autoscaling == nil {
+			s.Autoscaling = &v1alpha1.AutoscalingSpec{}
+		}
+		s.Autoscaling.TargetMemoryUtilizationPercentage = ptr.To(percent)
+	}
+}
+
+// Lag sets the service's autoscaling.lag, creating an empty autoscaling
+// block when there is none; a zero threshold stays unset.
+func Lag(enabled bool, threshold int64) ServiceOption {
+	return func(s *v1alpha1.ServiceSpec) {
+		if s.Autoscaling == nil {
+			s.Autoscaling = &v1alpha1.AutoscalingSpec{}
+		}
+		s.Autoscaling.Lag = &v1alpha1.LagScalingSpec{Enabled: ptr.To(enabled)}
+		if threshold != 0 {
+			s.Autoscaling.Lag.LagThreshold = ptr.To(threshold)
+		}
 	}
 }
 

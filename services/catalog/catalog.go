@@ -47,6 +47,18 @@ type Autoscaling struct {
 	MinReplicas                    int32
 	MaxReplicas                    int32
 	TargetCPUUtilizationPercentage int32
+	// TargetMemoryUtilizationPercentage is 0 for no memory target.
+	TargetMemoryUtilizationPercentage int32
+}
+
+// LagScaling is a service's default queue-lag autoscaling: where KEDA is
+// installed, the operator scales the service on the backlog of these
+// durable consumers as well as on CPU.
+type LagScaling struct {
+	// Durables name the consumers (of Consumers) whose backlog counts.
+	Durables []string
+	// LagThreshold is the backlog per replica to aim for.
+	LagThreshold int64
 }
 
 // Service describes one microservice.
@@ -71,6 +83,8 @@ type Service struct {
 	Replicas int32
 	// Autoscaling is the default HPA; nil means a fixed replica count.
 	Autoscaling *Autoscaling
+	// LagScaling turns queue-lag autoscaling on by default; nil leaves it off.
+	LagScaling *LagScaling
 	// Public services accept traffic from outside the platform (NetworkPolicy, Service type).
 	Public bool
 }
@@ -201,6 +215,9 @@ var services = []Service{
 		},
 		Buckets:  []string{"notifications"},
 		Replicas: 1,
+		// Sending is slow (a provider call per message): a small backlog
+		// already deserves another replica.
+		LagScaling: &LagScaling{Durables: []string{"notification-orders", "notification-payments"}, LagThreshold: 20},
 	},
 	// Streaming.
 	{
@@ -238,6 +255,8 @@ var services = []Service{
 		Consumers:   []Consumer{{Durable: "analytics", Subjects: []string{PlaybackStarted, PlaybackHeartbeat, PlaybackStopped}}},
 		Buckets:     []string{"analytics"},
 		Autoscaling: &Autoscaling{MinReplicas: 2, MaxReplicas: 6, TargetCPUUtilizationPercentage: 70},
+		// Heartbeats arrive at a high rate and each is cheap to count.
+		LagScaling: &LagScaling{Durables: []string{"analytics"}, LagThreshold: 100},
 	},
 	{
 		Name:      "recommendation",

@@ -66,3 +66,27 @@ func TestConsumesFollowsTheConsumers(t *testing.T) {
 		t.Fatalf("Consumes() = %v, want %v", got, want)
 	}
 }
+
+// The operator scales a service on its own consumers' backlog only: a
+// durable of another service, or none at all, would scale it on a queue it
+// does not drain.
+func TestLagScalingNamesTheServicesOwnConsumers(t *testing.T) {
+	for _, s := range catalog.All() {
+		if s.LagScaling == nil {
+			continue
+		}
+		t.Run(s.Name, func(t *testing.T) {
+			if len(s.LagScaling.Durables) == 0 {
+				t.Error("lag scaling names no durable consumer")
+			}
+			for _, d := range s.LagScaling.Durables {
+				if _, ok := s.Consumer(d); !ok {
+					t.Errorf("lag scaling names %q, which is not one of %s's consumers", d, s.Name)
+				}
+			}
+			if s.LagScaling.LagThreshold < 1 {
+				t.Errorf("lag threshold %d, want at least 1", s.LagScaling.LagThreshold)
+			}
+		})
+	}
+}
