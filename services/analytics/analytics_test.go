@@ -115,10 +115,7 @@ func TestReplicasAgreeOnLiveViewersAndWatchTime(t *testing.T) {
 		return json.Unmarshal(raw, &s) == nil && s.Sessions == 4 && s.Heartbeats == 4 && s.WatchedSec == 37
 	})
 
-	tok, _, err := kit.IssueToken([]byte(kittest.AuthKey), "acct1", "", time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := kittest.Token(t, "acct1")
 	for _, c := range r.replicas {
 		var wt analytics.WatchTime
 		c.As(tok).Must(http.StatusOK, "GET", "/accounts/acct1/watchtime", nil, &wt)
@@ -228,7 +225,7 @@ func TestTenThousandHeartbeats(t *testing.T) {
 		return json.Unmarshal(raw, &s) == nil && s == want
 	})
 	r.eventually(t, "/live", liveIs(60, map[string]int{"v0": 12, "v1": 12, "v2": 12, "v3": 12, "v4": 12}))
-	tok, _, _ := kit.IssueToken([]byte(kittest.AuthKey), "acct07", "", time.Hour, time.Now())
+	tok := kittest.Token(t, "acct07")
 	var wt analytics.WatchTime
 	r.replicas[1].As(tok).Must(http.StatusOK, "GET", "/accounts/acct07/watchtime", nil, &wt)
 	if wt.WatchedSec != 10*beats*10 {

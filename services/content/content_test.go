@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-dev/switchboard/services/account"
-	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/content"
 	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
@@ -46,7 +45,6 @@ func start(t *testing.T, extra map[string]string) env {
 	e["SEED_DEMO"] = "false"
 	e["UPSTREAM_ATTEMPTS"] = "1"
 	acc := kittest.Serve(t, account.Definition, e)
-	e[catalog.EnvAuthKey] = ""
 	e["ACCOUNT_URL"] = acc.URL
 	for k, v := range extra {
 		e[k] = v

@@ -422,7 +422,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 			{"an unknown service", a, "GET", "/api/warehouse/items", nil, 404, "unknown_service"},
 			{"an unknown route", a, "GET", "/api/product/nowhere", nil, 404, kit.CodeNotFound},
 			{"a wrong method", a, "DELETE", "/api/product/products", nil, 405, kit.CodeMethodNotAllowed},
-			{"someone else's account", a, "GET", "/api/user/users/someone-else", nil, 403, kit.CodeForbidden},
+			{"someone else's account is the 404 of a missing one", a, "GET", "/api/user/users/someone-else", nil, 404, kit.CodeNotFound},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

@@ -17,11 +17,7 @@ import (
 
 func token(t *testing.T, account string) string {
 	t.Helper()
-	tok, _, err := kit.IssueToken([]byte(kittest.AuthKey), account, "", time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return kittest.Token(t, account)
 }
 
 func TestRecommendations(t *testing.T) {

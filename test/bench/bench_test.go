@@ -90,7 +90,7 @@ func userToken(b *testing.B, p *local.Platform, email string) (string, string) {
 	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil {
 		b.Fatal(err)
 	}
-	c, err := kit.VerifyToken([]byte(p.AuthKey), tok.Token)
+	c, err := p.TokenKeys.Verify(context.Background(), tok.Token)
 	if err != nil {
 		b.Fatal(err)
 	}
