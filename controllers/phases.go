@@ -15,7 +15,7 @@ import (
 // reconcileState is what one reconcile's phases hand each other.
 type reconcileState struct {
 	p       *v1alpha1.Platform
-	creds   render.Credentials
+	secrets secrets
 	desired []client.Object
 	// outcome is what status is computed from.
 	outcome *reconcileOutcome
@@ -45,12 +45,17 @@ func (r *PlatformReconciler) phases() []phase {
 }
 
 func (r *PlatformReconciler) readCredentials(ctx context.Context, s *reconcileState) (err error) {
-	s.creds, err = r.credentials(ctx, s.p)
+	s.secrets, err = r.secrets(ctx, s.p)
 	return err
 }
 
 func (r *PlatformReconciler) renderDesired(_ context.Context, s *reconcileState) (err error) {
-	s.desired, err = render.Platform(s.p, render.Options{ServicesImage: r.ServicesImage, Credentials: s.creds})
+	s.desired, err = render.Platform(s.p, render.Options{
+		ServicesImage: r.ServicesImage,
+		Credentials:   s.secrets.creds,
+		TokenKeys:     s.secrets.tokenKeys,
+		Admin:         s.secrets.admin,
+	})
 	return err
 }
 
