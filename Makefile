@@ -11,6 +11,9 @@ HELM_VERSION ?= v3.22.0
 KUSTOMIZE_VERSION ?= v5.8.1
 ENVTEST_K8S_VERSION ?= 1.37.2
 ENVTEST_ETCD_VERSION ?= v3.6.16
+# protoc-gen-go comes from the protobuf runtime's module: keep them equal.
+PROTOC_GEN_GO_VERSION ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
 
 LOCALBIN ?= $(CURDIR)/bin
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/switchboard
@@ -18,6 +21,11 @@ ENVTEST_ASSETS ?= $(CACHE_DIR)/envtest/$(ENVTEST_K8S_VERSION)
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 HELM ?= $(LOCALBIN)/helm
 KUSTOMIZE ?= $(LOCALBIN)/kustomize
+PROTOC_GEN_GO ?= $(LOCALBIN)/protoc-gen-go
+PROTOC_GEN_GO_GRPC ?= $(LOCALBIN)/protoc-gen-go-grpc
+# protoc itself is Debian's protobuf-compiler (apt-get install protobuf-compiler).
+PROTOC ?= protoc
+MODULE := github.com/switchboard-dev/switchboard
 CHART ?= charts/switchboard
 KUBECTL ?= kubectl
 GO_TEST_FLAGS ?= -count=1
@@ -41,8 +49,20 @@ manifests: controller-gen api-markers ## Generate the CRD and RBAC from markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
 .PHONY: generate
-generate: controller-gen ## Generate DeepCopy methods.
+generate: generate-deepcopy generate-proto ## Generate DeepCopy methods and the gRPC code of proto/ (needs protoc).
+
+.PHONY: generate-deepcopy
+generate-deepcopy: controller-gen ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: generate-proto
+generate-proto: protoc-gen-go protoc-gen-go-grpc ## Regenerate gen/ from proto/ with protoc and the pinned plugins.
+	@command -v $(PROTOC) >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
+	rm -rf gen
+	$(PROTOC) -I proto \
+	  --plugin=protoc-gen-go=$(PROTOC_GEN_GO) --go_out=. --go_opt=module=$(MODULE) \
+	  --plugin=protoc-gen-go-grpc=$(PROTOC_GEN_GO_GRPC) --go-grpc_out=. --go-grpc_opt=module=$(MODULE) \
+	  $$(cd proto && find . -name '*.proto' | sed 's#^\./##' | LC_ALL=C sort)
 
 .PHONY: fmt
 fmt: ## Run gofmt.
@@ -53,8 +73,12 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: verify-generated
-verify-generated: manifests generate ## Fail if generated files differ from what is committed.
+verify-generated: manifests generate-deepcopy ## Fail if generated files differ from what is committed (gen/ is checked by verify-proto).
 	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
+
+.PHONY: verify-proto
+verify-proto: generate-proto ## Fail if gen/ differs from what proto/ generates (needs protoc; not part of make test).
+	@test -z "$$(git status --porcelain -- gen)" || { git status --short -- gen; echo "gen/ is stale: run 'make generate-proto' and commit"; exit 1; }
 
 .PHONY: verify-fmt
 verify-fmt: ## Fail if any Go file is not gofmt-clean.
@@ -90,7 +114,7 @@ build: ## Build the manager and switchboard binaries into ./bin.
 	go build -ldflags "-X main.version=$(VERSION)" -o $(LOCALBIN)/switchboard ./cmd/switchboard
 
 .PHONY: run
-run: manifests generate fmt vet ## Run the operator from your host against the current kubeconfig.
+run: manifests generate-deepcopy fmt vet ## Run the operator from your host against the current kubeconfig.
 	go run ./cmd/manager --services-image=$(IMG)
 
 .PHONY: build-static
@@ -177,6 +201,16 @@ $(KUSTOMIZE):
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen into ./bin.
 $(CONTROLLER_GEN):
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: protoc-gen-go
+protoc-gen-go: $(PROTOC_GEN_GO) ## Build protoc-gen-go into ./bin.
+$(PROTOC_GEN_GO):
+	GOBIN=$(LOCALBIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+.PHONY: protoc-gen-go-grpc
+protoc-gen-go-grpc: $(PROTOC_GEN_GO_GRPC) ## Build protoc-gen-go-grpc into ./bin.
+$(PROTOC_GEN_GO_GRPC):
+	GOBIN=$(LOCALBIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
 .PHONY: envtest
 envtest: ## Build (once) kube-apiserver and etcd for envtest into the cache.

@@ -59,12 +59,17 @@ func (r *rig) stopped(e events.Playback) {
 func (r *rig) eventually(t *testing.T, path string, want func(raw []byte) bool) {
 	t.Helper()
 	for i, c := range r.replicas {
+		if path == "/stats" {
+			c = c.As(staff(t)) // staff only
+		}
 		kittest.Eventually(t, 20*time.Second, fmt.Sprintf("replica %d: %s", i, path), func() bool {
 			_, raw := c.Do("GET", path, nil, nil)
 			return want(raw)
 		})
 	}
 }
+
+func staff(t *testing.T) string { return kittest.StaffToken(t, "staff1") }
 
 func liveIs(total int, videos map[string]int) func([]byte) bool {
 	return func(raw []byte) bool {
@@ -122,8 +127,17 @@ func TestReplicasAgreeOnLiveViewersAndWatchTime(t *testing.T) {
 		if wt.WatchedSec != 37 {
 			t.Fatalf("watch time %v, want 37 (30 + 7, copies not counted)", wt.WatchedSec)
 		}
-		c.As(tok).Must(http.StatusForbidden, "GET", "/accounts/acct2/watchtime", nil, nil)
+		// Another account's watch time answers as one that does not exist.
+		other := c.As(tok).Must(http.StatusNotFound, "GET", "/accounts/acct2/watchtime", nil, nil)
+		missing := c.As(tok).Must(http.StatusNotFound, "GET", "/accounts/nobody/watchtime", nil, nil)
+		if streamtest.Err(t, other).Error.Code != kit.CodeNotFound || streamtest.Err(t, missing).Error.Code != kit.CodeNotFound {
+			t.Fatalf("another's watch time: %s; a missing one: %s", other, missing)
+		}
+		c.As(staff(t)).Must(http.StatusNotFound, "GET", "/accounts/acct1/watchtime", nil, nil)
 		c.Must(http.StatusUnauthorized, "GET", "/accounts/acct1/watchtime", nil, nil)
+		// Ingest statistics are for staff.
+		c.Must(http.StatusUnauthorized, "GET", "/stats", nil, nil)
+		c.As(tok).Must(http.StatusForbidden, "GET", "/stats", nil, nil)
 	}
 
 	var top struct{ Items []analytics.TopItem }

@@ -24,6 +24,9 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Bus == nil {
 		return nil, errors.New("analytics: needs NATS")
 	}
+	if d.Tokens == nil {
+		return nil, errors.New("analytics: needs a token verifier")
+	}
 	var o Options
 	var err error
 	if o.Batch, err = d.Config.Int("INGEST_BATCH", 4096); err != nil {
@@ -49,7 +52,8 @@ func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /live", s.live)
 	mux.HandleFunc("GET /live/stream", s.stream)
 	mux.HandleFunc("GET /top", s.top)
-	mux.HandleFunc("GET /stats", s.stats)
+	// Staff only, checked here whatever the gateway checked.
+	mux.HandleFunc("GET /stats", kit.RequireAdmin(s.tokens, s.stats))
 	mux.HandleFunc("GET /accounts/{id}/watchtime", kit.RequireAuth(s.tokens, s.watchTime))
 }
 

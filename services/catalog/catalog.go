@@ -155,6 +155,7 @@ const (
 	OrderCreated   = "order.created"
 	OrderConfirmed = "order.confirmed"
 	OrderCancelled = "order.cancelled"
+	OrderRefunded  = "order.refunded"
 
 	PaymentCompleted = "payment.completed"
 	PaymentFailed    = "payment.failed"
@@ -269,7 +270,7 @@ var services = []Service{
 		Workloads: []Workload{Commerce},
 		Port:      HTTPPort,
 		Upstreams: []string{"product", "payment"},
-		Publishes: []string{OrderCreated, OrderConfirmed, OrderCancelled},
+		Publishes: []string{OrderCreated, OrderConfirmed, OrderCancelled, OrderRefunded},
 		Buckets:   []string{"orders"},
 		Reads:     []string{TokenRevocations},
 		Replicas:  1,
@@ -290,7 +291,7 @@ var services = []Service{
 		Workloads: []Workload{Commerce},
 		Port:      HTTPPort,
 		Consumers: []Consumer{
-			{Durable: "notification-orders", Subjects: []string{OrderConfirmed, OrderCancelled}},
+			{Durable: "notification-orders", Subjects: []string{OrderConfirmed, OrderCancelled, OrderRefunded}},
 			{Durable: "notification-payments", Subjects: []string{PaymentCompleted, PaymentFailed}},
 		},
 		Buckets:  []string{"notifications"},

@@ -22,7 +22,9 @@ import (
 
 type env struct {
 	accounts, videos streamtest.Client
-	base             map[string]string
+	// staff is videos with an admin's token: adding titles is theirs.
+	staff streamtest.Client
+	base  map[string]string
 }
 
 // env returns the content service's environment with extra settings.
@@ -50,7 +52,9 @@ func start(t *testing.T, extra map[string]string) env {
 		e[k] = v
 	}
 	c := kittest.Serve(t, content.Definition, e)
-	return env{accounts: streamtest.Client{T: t, Base: acc.URL}, videos: streamtest.Client{T: t, Base: c.URL}, base: e}
+	videos := streamtest.Client{T: t, Base: c.URL}
+	return env{accounts: streamtest.Client{T: t, Base: acc.URL}, videos: videos,
+		staff: videos.As(kittest.StaffToken(t, "staff1")), base: e}
 }
 
 func signUp(t *testing.T, c streamtest.Client, email, plan string) (string, string) {
@@ -75,7 +79,7 @@ func waitReady(t *testing.T, c streamtest.Client, id string) events.Video {
 func TestUploadEncodesThroughThePipeline(t *testing.T) {
 	e := start(t, nil)
 	var v events.Video
-	e.videos.Must(http.StatusCreated, "POST", "/videos", content.Upload{
+	e.staff.Must(http.StatusCreated, "POST", "/videos", content.Upload{
 		Title: "Night Train", Genres: []string{"drama"}, DurationSec: 1200, Regions: []string{"eu"}, MinPlan: events.PlanBasic, SourceHeight: 1080,
 	}, &v)
 	if v.Status != content.Encoding || len(v.Renditions) != 0 {
@@ -106,7 +110,7 @@ func TestAccess(t *testing.T) {
 	basicID, basicTok := signUp(t, e.accounts, "basic@example.com", events.PlanBasic)
 	premID, premTok := signUp(t, e.accounts, "prem@example.com", events.PlanPremium)
 	var v events.Video
-	e.videos.Must(http.StatusCreated, "POST", "/videos", content.Upload{
+	e.staff.Must(http.StatusCreated, "POST", "/videos", content.Upload{
 		Title: "Deep Sea", Genres: []string{"nature"}, DurationSec: 600, Regions: []string{"eu", "us"}, MinPlan: events.PlanStandard,
 	}, &v)
 	waitReady(t, e.videos, v.ID)
@@ -151,7 +155,7 @@ func TestAccessWhileEncoding(t *testing.T) {
 	e := start(t, map[string]string{"ENCODE_TIME": "1h"})
 	id, tok := signUp(t, e.accounts, "early@example.com", events.PlanPremium)
 	var v events.Video
-	e.videos.Must(http.StatusCreated, "POST", "/videos", content.Upload{
+	e.staff.Must(http.StatusCreated, "POST", "/videos", content.Upload{
 		Title: "Soon", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"}, MinPlan: events.PlanBasic,
 	}, &v)
 	var a content.Access
@@ -181,7 +185,7 @@ func TestUploadValidation(t *testing.T) {
 		t.Run(tt.name+" is a 400 naming the field", func(t *testing.T) {
 			u := good
 			tt.edit(&u)
-			c := e.videos
+			c := e.staff
 			c.T = t
 			raw := c.Must(http.StatusBadRequest, "POST", "/videos", u, nil)
 			if f := streamtest.Err(t, raw).Error.Field; f != tt.field {
@@ -189,6 +193,35 @@ func TestUploadValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Adding a title is for staff, checked by content itself.
+func TestOnlyStaffAddTitles(t *testing.T) {
+	e := start(t, nil)
+	_, customer := signUp(t, e.accounts, "viewer@example.com", events.PlanPremium)
+	up := content.Upload{Title: "Mine now", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"}, MinPlan: events.PlanBasic}
+	for _, tt := range []struct {
+		name   string
+		c      streamtest.Client
+		status int
+		code   string
+	}{
+		{"without a token", e.videos, http.StatusUnauthorized, kit.CodeUnauthenticated},
+		{"as a customer", e.videos.As(customer), http.StatusForbidden, kit.CodeForbidden},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.c.T = t
+			if raw := tt.c.Must(tt.status, "POST", "/videos", up, nil); streamtest.Err(t, raw).Error.Code != tt.code {
+				t.Fatalf("%s, want %s", raw, tt.code)
+			}
+		})
+	}
+	var list struct{ Items []events.Video }
+	e.videos.Must(http.StatusOK, "GET", "/videos", nil, &list)
+	if len(list.Items) != 0 {
+		t.Fatalf("refused uploads added %+v", list.Items)
+	}
+	e.staff.Must(http.StatusCreated, "POST", "/videos", up, nil)
 }
 
 func FuzzUploadDecode(f *testing.F) {

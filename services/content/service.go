@@ -11,11 +11,12 @@ import (
 )
 
 // Definition registers the service with the binary.
-var Definition = kit.Definition{Name: "content", New: New}
+var Definition = kit.Definition{Name: "content", Needs: kit.Needs{Auth: true}, New: New}
 
 type service struct {
-	lib *Library
-	bus *kit.Bus
+	lib    *Library
+	bus    *kit.Bus
+	tokens kit.Verifier
 	// resumeAfter is how long a video may stay encoding before its
 	// request is sent again, and how often that is checked.
 	resumeAfter time.Duration
@@ -27,6 +28,9 @@ type service struct {
 func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Bus == nil {
 		return nil, errors.New("content: needs NATS")
+	}
+	if d.Tokens == nil {
+		return nil, errors.New("content: needs a token verifier")
 	}
 	accounts, err := d.Client("account")
 	if err != nil {
@@ -55,13 +59,16 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &service{lib: lib, bus: d.Bus, resumeAfter: resumeAfter}, nil
+	return &service{lib: lib, bus: d.Bus, tokens: d.Tokens, resumeAfter: resumeAfter}, nil
 }
 
 func (s *service) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /videos", s.create)
 	mux.HandleFunc("GET /videos", s.list)
 	mux.HandleFunc("GET /videos/{id}", s.get)
+	// Staff only, checked here whatever the gateway checked.
+	mux.HandleFunc("POST /videos", kit.RequireAdmin(s.tokens, s.create))
+	// Internal: playback's access check, with the viewer's token forwarded
+	// so account answers for the viewer only. Never routed by the gateway.
 	mux.HandleFunc("GET /videos/{id}/access", s.access)
 }
 

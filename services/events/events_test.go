@@ -48,6 +48,10 @@ var wire = []struct {
 	{events.OrderCancelled{OrderOutcome: events.OrderOutcome{Email: "ada@example.com", ID: "o1", Items: []events.Item{{ProductID: "p1", Quantity: 2}},
 		Error: &kit.Error{Status: 409, Code: "out_of_stock", Message: "only 0 left", Field: "items[0].quantity"}, Status: "cancelled", UserID: "u1"}},
 		`{"email":"ada@example.com","error":{"code":"out_of_stock","message":"only 0 left","field":"items[0].quantity"},"id":"o1","items":[{"productId":"p1","quantity":2}],"paymentId":"","status":"cancelled","total":0,"userId":"u1"}`},
+	// New with order.refunded: the refunded order's outcome and what staff decided.
+	{events.OrderRefunded{OrderOutcome: events.OrderOutcome{Email: "ada@example.com", ID: "o1", Items: []events.Item{{ProductID: "p1", Quantity: 2, Price: 5000}},
+		PaymentID: "pay_o1", Status: "refunded", Total: 10000, UserID: "u1"}, Refund: events.Refund{Restock: true, Reason: "arrived broken"}},
+		`{"email":"ada@example.com","error":null,"id":"o1","items":[{"productId":"p1","quantity":2,"price":5000}],"paymentId":"pay_o1","status":"refunded","total":10000,"userId":"u1","refund":{"restock":true,"reason":"arrived broken"}}`},
 	{events.PaymentCompleted{Payment: payment},
 		`{"id":"pay_o1","orderId":"o1","userId":"u1","amount":10000,"method":"card","status":"completed","createdAt":"2026-01-02T03:04:05Z"}`},
 	{events.PaymentFailed{Payment: with(payment, func(p *events.Payment) { p.Status, p.Reason = "declined", "card declined" })},

@@ -33,9 +33,17 @@ type Order struct {
 	ShippingAddress string     `json:"shippingAddress"`
 	PaymentID       string     `json:"paymentId,omitempty"`
 	Error           *kit.Error `json:"error,omitempty"`
+	Refund          *Refund    `json:"refund,omitempty"`
 	History         []Change   `json:"history"`
 	CreatedAt       time.Time  `json:"createdAt"`
 	UpdatedAt       time.Time  `json:"updatedAt"`
+}
+
+// Refund is what staff decided when they refunded a confirmed order.
+type Refund struct {
+	// Restock says whether the goods went back into stock.
+	Restock bool   `json:"restock"`
+	Reason  string `json:"reason"`
 }
 
 // OrderCreated is the data of order.created: the order as placed, pending.
@@ -62,6 +70,15 @@ type OrderConfirmed struct{ OrderOutcome }
 // OrderCancelled is the data of order.cancelled.
 type OrderCancelled struct{ OrderOutcome }
 
+// OrderRefunded is the data of order.refunded: a confirmed order staff
+// refunded, published once the money is returned and the stock restocked
+// as Refund says.
+type OrderRefunded struct {
+	OrderOutcome
+	Refund Refund `json:"refund"`
+}
+
 func (OrderCreated) EventType() string   { return catalog.OrderCreated }
 func (OrderConfirmed) EventType() string { return catalog.OrderConfirmed }
 func (OrderCancelled) EventType() string { return catalog.OrderCancelled }
+func (OrderRefunded) EventType() string  { return catalog.OrderRefunded }

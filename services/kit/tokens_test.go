@@ -156,7 +156,7 @@ func TestRequireAuthAndAdmin(t *testing.T) {
 		{"a customer's token passes RequireAuth", kit.RequireAuth(v, ok), kittest.Token(t, "u1"), http.StatusNoContent},
 		{"no token is a 401", kit.RequireAuth(v, ok), "", http.StatusUnauthorized},
 		{"a customer's token is a 403 for staff routes", kit.RequireAdmin(v, ok), kittest.Token(t, "u1"), http.StatusForbidden},
-		{"an admin's token passes RequireAdmin", kit.RequireAdmin(v, ok), kittest.AdminToken(t, "a1"), http.StatusNoContent},
+		{"an admin's token passes RequireAdmin", kit.RequireAdmin(v, ok), kittest.StaffToken(t, "a1"), http.StatusNoContent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,10 +116,19 @@ func (a api) must(status int, method, path string, body any, hdr ...string) resp
 
 type stockLevel struct{ Available, Reserved int64 }
 
+// staffToken carries the admin role that stock levels and new products
+// need at the gateway.
+var staffToken string
+
+func (a api) staff() api {
+	a.token = staffToken
+	return a
+}
+
 func (a api) stock(id string) stockLevel {
 	a.t.Helper()
 	var s stockLevel
-	a.must(200, "GET", "/api/product/stock/"+id, nil).json(a.t, &s)
+	a.staff().must(200, "GET", "/api/product/stock/"+id, nil).json(a.t, &s)
 	return s
 }
 
@@ -132,7 +142,7 @@ func (a api) placeOrder(key, product string, qty int, method string) resp {
 func (a api) newProduct(stock int) string {
 	a.t.Helper()
 	var p struct{ ID string }
-	a.must(201, "POST", "/api/product/products", map[string]any{"name": "Limited edition", "category": "test", "price": 25000, "stock": stock}).json(a.t, &p)
+	a.staff().must(201, "POST", "/api/product/products", map[string]any{"name": "Limited edition", "category": "test", "price": 25000, "stock": stock}).json(a.t, &p)
 	return p.ID
 }
 
@@ -158,6 +168,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	defer p.Close()
 	payURL, _ := url.Parse(p.URLs["payment"])
 	proxy.target.Store(payURL)
+	staffToken = kittest.Issue(t, p.Signer, "e2e-staff", kit.RoleAdmin)
 
 	anon := api{t: t, base: p.GatewayURL}
 	var a api
@@ -205,7 +216,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 			return pts.Points == 39900/10000
 		})
 		kittest.Eventually(t, 10*time.Second, "an order.confirmed notification", func() bool {
-			return countNotifications(a, userID, catalog.OrderConfirmed) == 1
+			return countNotifications(a, catalog.OrderConfirmed) == 1
 		})
 		// The same Idempotency-Key answers with the same order.
 		var again events.Order
@@ -296,7 +307,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 		if pts.Points != 3 {
 			t.Errorf("points = %d, want 3", pts.Points)
 		}
-		if n := countNotifications(a, userID, catalog.OrderConfirmed); n != 1 {
+		if n := countNotifications(a, catalog.OrderConfirmed); n != 1 {
 			t.Errorf("%d order.confirmed notifications, want 1", n)
 		}
 	})
@@ -326,6 +337,121 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 		if s := a.stock(id); s.Available != 0 || s.Reserved != 0 {
 			t.Fatalf("stock %+v, want 0 available and 0 reserved", s)
 		}
+	})
+
+	t.Run("a customer sees only their own orders, payments and notifications", func(t *testing.T) {
+		a := api{t: t, base: a.base, token: a.token}
+		_, bob := signUp(t, p.GatewayURL, "bob@example.com")
+		bob.must(404, "GET", "/api/order/orders/"+confirmedID, nil)
+		var list struct{ Items []events.Order }
+		bob.must(200, "GET", "/api/order/orders", nil).json(t, &list)
+		if len(list.Items) != 0 {
+			t.Fatalf("Bob lists %d orders", len(list.Items))
+		}
+		var pay events.Payment
+		a.must(200, "GET", "/api/payment/payments?orderId="+confirmedID, nil).json(t, &pay)
+		if pay.OrderID != confirmedID || pay.UserID != userID || pay.Status != "completed" {
+			t.Fatalf("Ada's payment %+v", pay)
+		}
+		bob.must(404, "GET", "/api/payment/payments?orderId="+confirmedID, nil)
+		if n := countNotifications(bob, catalog.OrderConfirmed); n != 0 {
+			t.Fatalf("Bob sees %d order.confirmed notifications", n)
+		}
+		if r := bob.must(400, "GET", "/api/notification/notifications?userId="+userID, nil); r.code() != kit.CodeInvalid {
+			t.Fatalf("naming Ada's userId: %s", r.Body)
+		}
+	})
+
+	// The scenario of issue 10: with nothing but their own token, a customer
+	// refunded their own confirmed order through payment and kept the goods,
+	// charged anyone, and set or reserved stock. Each is now refused, by the
+	// gateway's route table and by the service itself, and nothing moved.
+	t.Run("a customer can no longer refund, charge, or touch stock and products", func(t *testing.T) {
+		a := api{t: t, base: a.base, token: a.token}
+		before, price := a.stock("keyboard"), productPrice(a, "keyboard")
+		attempts := []struct {
+			name, method, path string
+			body               any
+			refused            []int
+		}{
+			{"refund their own payment", "POST", "/api/payment/payments/pay_" + confirmedID + "/refund", nil, []int{403, 404}},
+			{"refund their own order", "POST", "/api/order/orders/" + confirmedID + "/refund", map[string]any{"restock": false, "reason": "mine"}, []int{403}},
+			{"charge another user", "POST", "/api/payment/payments", map[string]any{"orderId": "x1", "userId": "someone", "amount": 100, "method": "card"}, []int{403, 404}},
+			{"set stock", "PUT", "/api/product/stock/keyboard", map[string]any{"available": 999999}, []int{403}},
+			{"read stock", "GET", "/api/product/stock/keyboard", nil, []int{403}},
+			{"reserve stock outside an order", "POST", "/api/product/stock/keyboard/reservations", map[string]any{"orderId": "x2", "quantity": 5}, []int{403, 404}},
+			{"restock outside a refund", "POST", "/api/product/stock/keyboard/restocks", map[string]any{"orderId": confirmedID, "quantity": 1}, []int{403, 404}},
+			{"create a product", "POST", "/api/product/products", map[string]any{"name": "Free", "category": "x", "price": 1, "stock": 1}, []int{403}},
+			{"change a price", "PATCH", "/api/product/products/keyboard", map[string]any{"price": 1}, []int{403}},
+		}
+		for _, tt := range attempts {
+			t.Run(tt.name, func(t *testing.T) {
+				r := api{t: t, base: a.base, token: a.token}.do(tt.method, tt.path, tt.body)
+				if !slices.Contains(tt.refused, r.Status) {
+					t.Fatalf("status %d, want one of %v: %s", r.Status, tt.refused, r.Body)
+				}
+			})
+		}
+		var o events.Order
+		a.must(200, "GET", "/api/order/orders/"+confirmedID, nil).json(t, &o)
+		var pay events.Payment
+		a.must(200, "GET", "/api/payment/payments?orderId="+confirmedID, nil).json(t, &pay)
+		if o.Status != order.Confirmed || pay.Status != "completed" {
+			t.Fatalf("order %s, payment %s", o.Status, pay.Status)
+		}
+		if after := a.stock("keyboard"); after != before || productPrice(a, "keyboard") != price {
+			t.Fatalf("stock %+v → %+v, price %d → %d", before, after, price, productPrice(a, "keyboard"))
+		}
+	})
+
+	t.Run("a staff refund returns the money, and the goods when staff say so", func(t *testing.T) {
+		a := api{t: t, base: a.base, token: a.token}
+		staff := a.staff()
+		id := a.newProduct(5)
+		refund := func(key string, qty int, restock bool) events.Order {
+			t.Helper()
+			var placed events.Order
+			a.must(201, "POST", "/api/order/orders", map[string]any{
+				"items": []map[string]any{{"productId": id, "quantity": qty}}, "paymentMethod": "card", "shippingAddress": "1 Main St",
+			}, kit.HeaderIdempotencyKey, key).json(t, &placed)
+			var o events.Order
+			staff.must(200, "POST", "/api/order/orders/"+placed.ID+"/refund", map[string]any{"restock": restock, "reason": "arrived broken"}).json(t, &o)
+			if o.ID != placed.ID || o.Status != order.Refunded || o.Refund == nil || o.Refund.Restock != restock {
+				t.Fatalf("refunded order %+v", o)
+			}
+			a.must(200, "GET", "/api/order/orders/"+o.ID, nil).json(t, &o)
+			var pay events.Payment
+			a.must(200, "GET", "/api/payment/payments?orderId="+o.ID, nil).json(t, &pay)
+			if o.Status != order.Refunded || pay.Status != "refunded" || pay.Amount != o.Total {
+				t.Fatalf("the customer sees order %s, payment %+v", o.Status, pay)
+			}
+			return o
+		}
+
+		back := refund("refund-restock", 2, true)
+		if s := sold(a, id); s != (soldLevel{Available: 5}) {
+			t.Fatalf("after a refund with restock, stock %+v", s)
+		}
+		// Asked again: the same refunded order, nothing moves twice.
+		var again events.Order
+		staff.must(200, "POST", "/api/order/orders/"+back.ID+"/refund", map[string]any{"restock": true, "reason": "again"}).json(t, &again)
+		if again.Status != order.Refunded || sold(a, id) != (soldLevel{Available: 5}) {
+			t.Fatalf("a second refund: %s, stock %+v", again.Status, sold(a, id))
+		}
+
+		refund("refund-keep", 1, false)
+		if s := sold(a, id); s != (soldLevel{Available: 4, Sold: 1}) {
+			t.Fatalf("after a refund without restock, stock %+v", s)
+		}
+
+		declined := order.IDFor(userID, "declined")
+		if r := staff.must(409, "POST", "/api/order/orders/"+declined+"/refund", map[string]any{"restock": true, "reason": "x"}); r.code() != order.CodeNotRefundable {
+			t.Fatalf("refunding a cancelled order: %s", r.Body)
+		}
+		staff.must(404, "POST", "/api/order/orders/0000000000000000beef/refund", map[string]any{"restock": true, "reason": "x"})
+		kittest.Eventually(t, 10*time.Second, "two order.refunded notifications", func() bool {
+			return countNotifications(a, catalog.OrderRefunded) == 2
+		})
 	})
 
 	t.Run("payment down: the breaker opens, 503s come fast and nothing stays reserved", func(t *testing.T) {
@@ -447,11 +573,40 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 	})
 }
 
-func countNotifications(a api, userID, event string) int {
+// signUp registers a customer through the gateway and logs them in.
+func signUp(t *testing.T, base, email string) (string, api) {
+	t.Helper()
+	anon := api{t: t, base: base}
+	var u struct{ ID string }
+	anon.must(201, "POST", "/api/user/users", map[string]string{"email": email, "name": "Customer", "password": "correct-horse"}).json(t, &u)
+	var tok struct{ Token string }
+	anon.must(200, "POST", "/api/user/login", map[string]string{"email": email, "password": "correct-horse"}).json(t, &tok)
+	return u.ID, api{t: t, base: base, token: tok.Token}
+}
+
+// soldLevel is a stock level with what was sold, which a staff refund
+// with restock moves back.
+type soldLevel struct{ Available, Reserved, Sold int64 }
+
+func sold(a api, id string) soldLevel {
+	a.t.Helper()
+	var s soldLevel
+	a.staff().must(200, "GET", "/api/product/stock/"+id, nil).json(a.t, &s)
+	return s
+}
+
+func productPrice(a api, id string) int64 {
+	a.t.Helper()
+	var p struct{ Price int64 }
+	a.must(200, "GET", "/api/product/products/"+id, nil).json(a.t, &p)
+	return p.Price
+}
+
+func countNotifications(a api, event string) int {
 	var ns struct {
 		Items []struct{ Event string }
 	}
-	a.must(200, "GET", "/api/notification/notifications?userId="+userID, nil).json(a.t, &ns)
+	a.must(200, "GET", "/api/notification/notifications", nil).json(a.t, &ns)
 	n := 0
 	for _, x := range ns.Items {
 		if x.Event == event {

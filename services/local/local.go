@@ -52,8 +52,11 @@ type Platform struct {
 	GatewayURL string
 	// URLs maps each service to its base URL.
 	URLs map[string]string
-	// TokenKeys verifies the tokens the platform issues.
+	// TokenKeys verifies the tokens the platform issues; Signer signs them
+	// as user and account do, for tests and benchmarks that need a token
+	// no login gave them.
 	TokenKeys *kit.KeySet
+	Signer    *kit.Signer
 	// Admin is the first admin, whom user and account ensure at start.
 	Admin Admin
 
@@ -129,6 +132,9 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 	}
 	p.Admin = Admin{Email: AdminEmail, Password: keys.AdminPassword}
 	if p.TokenKeys, err = kit.NewKeySet(tokenkeys.Public(keys.SigningKey)); err != nil {
+		return nil, err
+	}
+	if p.Signer, err = kit.NewSigner(keys.SigningKey, catalog.DefaultTokenTTL); err != nil {
 		return nil, err
 	}
 	signing, err := tokenkeys.EncodePrivate(keys.SigningKey)

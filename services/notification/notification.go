@@ -47,6 +47,7 @@ type Notification struct {
 var Routes = map[string]string{
 	catalog.OrderConfirmed:   Email,
 	catalog.OrderCancelled:   Email,
+	catalog.OrderRefunded:    Email,
 	catalog.PaymentCompleted: Push,
 	catalog.PaymentFailed:    SMS,
 }
@@ -72,6 +73,7 @@ func readAs[T any](to func(T) recipient) reader {
 var readers = map[string]reader{
 	catalog.OrderConfirmed:   readAs(func(e events.OrderConfirmed) recipient { return recipient{e.UserID, e.Email} }),
 	catalog.OrderCancelled:   readAs(func(e events.OrderCancelled) recipient { return recipient{e.UserID, e.Email} }),
+	catalog.OrderRefunded:    readAs(func(e events.OrderRefunded) recipient { return recipient{e.UserID, e.Email} }),
 	catalog.PaymentCompleted: readAs(func(e events.PaymentCompleted) recipient { return recipient{userID: e.UserID} }),
 	catalog.PaymentFailed:    readAs(func(e events.PaymentFailed) recipient { return recipient{userID: e.UserID} }),
 }
@@ -88,6 +90,11 @@ var templates = map[string]map[string]string{
 		Email: "Subject: Order {{.ID}} cancelled\n\nYour order {{.ID}} was cancelled{{with .Error}}: {{.Message}}{{end}}. Nothing was charged.",
 		SMS:   "Order {{.ID}} cancelled{{with .Error}} ({{.Code}}){{end}}.",
 		Push:  "Order cancelled",
+	},
+	catalog.OrderRefunded: {
+		Email: "Subject: Order {{.ID}} refunded\n\nYour order {{.ID}} was refunded: {{money .Total}} is on its way back to you.{{with .Refund.Reason}} Reason: {{.}}{{end}}",
+		SMS:   "Order {{.ID}} refunded: {{money .Total}}.",
+		Push:  "Order refunded: {{money .Total}}",
 	},
 	catalog.PaymentCompleted: {
 		Email: "Subject: Payment received\n\nWe received {{money .Amount}} for order {{.OrderID}}.",
@@ -228,10 +235,11 @@ func (n *Notifier) Handle(ctx context.Context, ev kit.Event) error {
 	return nil
 }
 
-// ForUser lists a user's notifications, oldest first.
+// ForUser lists a user's notifications, oldest first. The HTTP API calls
+// it with the caller's own id only.
 func (n *Notifier) ForUser(ctx context.Context, userID string) ([]Notification, error) {
 	if !kit.ValidID(userID) {
-		return nil, kit.Invalid("userId", "userId must be 1-64 letters, digits, '-' or '_'")
+		return []Notification{}, nil // no user has that id, so none are theirs
 	}
 	out, err := n.store.List(ctx, userID+".*")
 	if err != nil {

@@ -38,6 +38,7 @@ func TestEveryEventAndChannelRenders(t *testing.T) {
 	data := map[string]any{
 		catalog.OrderConfirmed:   events.OrderConfirmed{OrderOutcome: order},
 		catalog.OrderCancelled:   events.OrderCancelled{OrderOutcome: cancelled},
+		catalog.OrderRefunded:    events.OrderRefunded{OrderOutcome: order, Refund: events.Refund{Reason: "arrived broken"}},
 		catalog.PaymentCompleted: events.PaymentCompleted{Payment: payment},
 		catalog.PaymentFailed:    events.PaymentFailed{Payment: failed},
 	}
@@ -53,6 +54,12 @@ func TestEveryEventAndChannelRenders(t *testing.T) {
 			Email: "Subject: Order o1 cancelled\n\nYour order o1 was cancelled: only 0 left. Nothing was charged.",
 			SMS:   "Order o1 cancelled (out_of_stock).",
 			Push:  "Order cancelled",
+		},
+		// order.refunded came later, with no map before it.
+		catalog.OrderRefunded: {
+			Email: "Subject: Order o1 refunded\n\nYour order o1 was refunded: 100.00 is on its way back to you. Reason: arrived broken",
+			SMS:   "Order o1 refunded: 100.00.",
+			Push:  "Order refunded: 100.00",
 		},
 		catalog.PaymentCompleted: {
 			Email: "Subject: Payment received\n\nWe received 100.00 for order o1.",

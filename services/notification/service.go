@@ -10,10 +10,11 @@ import (
 )
 
 // Definition registers the service with the binary.
-var Definition = kit.Definition{Name: "notification", New: New}
+var Definition = kit.Definition{Name: "notification", Needs: kit.Needs{Auth: true}, New: New}
 
 type service struct {
 	n         *Notifier
+	tokens    kit.Verifier
 	bus       *kit.Bus
 	consumers []catalog.Consumer
 }
@@ -23,6 +24,9 @@ type service struct {
 func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Bus == nil {
 		return nil, errors.New("notification: needs NATS")
+	}
+	if d.Tokens == nil {
+		return nil, errors.New("notification: needs a token verifier")
 	}
 	st, err := kit.NewStore[Notification](d.Bus.Bucket("notifications"))
 	if err != nil {
@@ -52,11 +56,11 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 			return nil, errors.New("notification: no reader for " + subj)
 		}
 	}
-	return &service{n: n, bus: d.Bus, consumers: d.Config.Service.Consumers}, nil
+	return &service{n: n, tokens: d.Tokens, bus: d.Bus, consumers: d.Config.Service.Consumers}, nil
 }
 
 func (s *service) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /notifications", s.list)
+	mux.HandleFunc("GET /notifications", kit.RequireAuth(s.tokens, s.list))
 }
 
 // Run runs every consumer of the catalog row until ctx ends: one handler

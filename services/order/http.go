@@ -32,6 +32,23 @@ func (s *service) place(w http.ResponseWriter, r *http.Request) {
 	kit.Reply(w, r, status, o, err)
 }
 
+// refund is a staff refund. Like a placed order's saga, it outlives a
+// client that hangs up, but not the instance.
+func (s *service) refund(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[RefundRequest](r)
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	staff, _ := kit.ClaimsFrom(r.Context())
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	stop := context.AfterFunc(s.life, cancel)
+	defer stop()
+	o, status, err := s.orders.Refund(ctx, staff, r.PathValue("id"), req)
+	kit.Reply(w, r, status, o, err)
+}
+
 func (s *service) get(w http.ResponseWriter, r *http.Request) {
 	o, err := s.orders.Get(r.Context(), kit.Subject(r), r.PathValue("id"))
 	kit.Reply(w, r, http.StatusOK, o, err)

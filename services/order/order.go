@@ -10,6 +10,14 @@
 // by compare-and-set); pending sagas whose lease expired are resumed by a
 // sweep that runs at start-up and periodically, so two replicas never drive
 // one order at once.
+//
+// Staff refund a confirmed order (POST /orders/{id}/refund, admin only) the
+// same way: the decision, refunded with the refund and restock owed, is
+// persisted first, then paid, and the sweep resumes what a crash
+// interrupted. An order ends confirmed, cancelled or refunded:
+//
+//	pending ──► confirmed ──► refunded   (staff; money back, goods restocked or not)
+//	   └──────► cancelled                (decline, no stock, failure; reservations released)
 package order
 
 import (
@@ -30,6 +38,7 @@ const (
 	Pending   = "pending"
 	Confirmed = "confirmed"
 	Cancelled = "cancelled"
+	Refunded  = "refunded"
 )
 
 // Error codes returned to clients.
@@ -37,12 +46,14 @@ const (
 	CodeOutOfStock      = "out_of_stock"
 	CodePaymentDeclined = "payment_declined"
 	CodeUnknownProduct  = "unknown_product"
+	CodeNotRefundable   = "not_refundable"
 )
 
-// Owed compensation steps, persisted with a cancellation.
+// Owed compensation steps, persisted with a cancellation or a refund.
 const (
 	oweRelease = "release"
-	oweRefund  = "refund"
+	oweRefund  = "refund"  // ask payment; refund if the charge completed
+	oweRestock = "restock" // return what the order bought to the stock
 )
 
 // record is what the orders bucket holds: the order (the API shape, which
@@ -54,6 +65,8 @@ type record struct {
 	LeaseOwner string    `json:"leaseOwner,omitempty"`
 	LeaseUntil time.Time `json:"leaseUntil"`
 	Owed       []string  `json:"owed,omitempty"`
+	// RefundedBy is the member of staff who refunded the order.
+	RefundedBy string `json:"refundedBy,omitempty"`
 }
 
 func (r *record) done() bool { return r.Status != Pending && len(r.Owed) == 0 }
@@ -111,6 +124,8 @@ func Outcome(r *record) (int, error) {
 	switch r.Status {
 	case Confirmed:
 		return http.StatusCreated, nil
+	case Refunded:
+		return http.StatusOK, nil
 	case Cancelled:
 		if r.Error != nil {
 			e := *r.Error

@@ -26,6 +26,8 @@ type Orders struct {
 	store    *kit.Store[record]
 	products Caller
 	payments Caller
+	ledger   Payments // payment, beyond the charge
+	shelf    Stock    // product, beyond reservations
 	pub      kit.Publisher
 	owner    string
 	lease    time.Duration
@@ -33,7 +35,7 @@ type Orders struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool // keys this instance is driving right now
-	finished map[string]bool // keys seen done by a sweep; never pending again
+	finished map[string]bool // keys seen cancelled or refunded with nothing owed: final
 }
 
 // NewOrders refuses nil dependencies. owner identifies this instance in
@@ -44,6 +46,7 @@ func NewOrders(store *kit.Store[record], products, payments Caller, pub kit.Publ
 		return nil, errors.New("order: NewOrders needs a store, product and payment clients, a publisher, an owner and a lease")
 	}
 	return &Orders{store: store, products: products, payments: payments, pub: pub, owner: owner, lease: lease,
+		ledger: restPayments{payments}, shelf: restStock{products},
 		now: time.Now, inflight: map[string]bool{}, finished: map[string]bool{}}, nil
 }
 
@@ -81,11 +84,14 @@ func (s *Orders) Place(ctx context.Context, c *kit.Claims, idemKey string, req P
 	return final.Order, status, err
 }
 
-// claim takes the lease of an unfinished saga whose lease has expired.
+// claim takes the lease of an unfinished saga whose lease has expired. A
+// saga with nothing left to do answers kit.ErrNoChange, with its record.
 func (s *Orders) claim(ctx context.Context, k string) (record, error) {
 	now := s.now().UTC()
-	return s.store.Update(ctx, k, func(r *record) error {
-		if r.done() {
+	var finished bool
+	rec, err := s.store.Update(ctx, k, func(r *record) error {
+		finished = r.done()
+		if finished {
 			return kit.ErrNoChange
 		}
 		if r.LeaseOwner != "" && r.LeaseOwner != s.owner && now.Before(r.LeaseUntil) {
@@ -94,6 +100,12 @@ func (s *Orders) claim(ctx context.Context, k string) (record, error) {
 		r.LeaseOwner, r.LeaseUntil = s.owner, now.Add(s.lease)
 		return nil
 	})
+	if err == nil && finished {
+		// Update hides ErrNoChange; without it a finished order would be
+		// compensated again, announcing order.cancelled for a confirmed one.
+		return rec, kit.ErrNoChange
+	}
+	return rec, err
 }
 
 // run drives or compensates a leased record once per instance at a time.
@@ -185,7 +197,7 @@ func (s *Orders) drive(ctx context.Context, k string, rec record) record {
 	switch {
 	case err != nil && errors.Is(err, kit.ErrAmbiguous):
 		// The charge may have happened: ask payment before deciding.
-		status, id, qerr := s.paymentStatus(ctx, rec.ID)
+		charge, qerr := s.ledger.ChargeOf(ctx, rec.ID)
 		if stopped(ctx) {
 			return rec
 		}
@@ -193,9 +205,9 @@ func (s *Orders) drive(ctx context.Context, k string, rec record) record {
 		case qerr != nil:
 			// Cannot know: cancel, and owe a refund check until payment answers.
 			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), true)
-		case status == "completed":
-			paymentID = id
-		case status == "declined":
+		case charge.Status == "completed":
+			paymentID = charge.ID
+		case charge.Status == "declined":
 			return s.cancel(ctx, k, rec, http.StatusPaymentRequired, kit.Errorf(http.StatusPaymentRequired, CodePaymentDeclined, "payment declined"), false)
 		default:
 			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), true)
@@ -253,31 +265,6 @@ func (s *Orders) drive(ctx context.Context, k string, rec record) record {
 	return out
 }
 
-// paymentStatus asks payment what became of an order's charge: "" when
-// there is none.
-func (s *Orders) paymentStatus(ctx context.Context, orderID string) (status, id string, err error) {
-	resp, err := s.payments.Do(ctx, kit.Request{Method: http.MethodGet, Path: "/payments?orderId=" + orderID})
-	if err != nil {
-		return "", "", err
-	}
-	if resp.Status != http.StatusOK {
-		return "", "", kit.UpstreamError(resp)
-	}
-	var list struct {
-		Items []struct {
-			ID     string `json:"id"`
-			Status string `json:"status"`
-		} `json:"items"`
-	}
-	if err := resp.JSON(&list); err != nil {
-		return "", "", err
-	}
-	if len(list.Items) == 0 {
-		return "", "", nil
-	}
-	return list.Items[0].Status, list.Items[0].ID, nil
-}
-
 // cancel persists the decision and what it owes, then compensates.
 func (s *Orders) cancel(ctx context.Context, k string, rec record, status int, cause *kit.Error, checkRefund bool) record {
 	e := *cause
@@ -301,9 +288,11 @@ func (s *Orders) cancel(ctx context.Context, k string, rec record, status int, c
 	return s.compensate(ctx, k, out)
 }
 
-// compensate pays what a cancelled order owes: releases every reservation
-// (idempotent, and a tombstone where none existed) and refunds a charge that
-// went through after all. What fails stays owed for the sweep.
+// compensate pays what a cancelled or refunded order owes: releases every
+// reservation (idempotent, and a tombstone where none existed), refunds a
+// charge that went through, and restocks what a refund takes back. What
+// fails stays owed for the sweep; the order's event goes out once nothing
+// is.
 func (s *Orders) compensate(ctx context.Context, k string, rec record) record {
 	log := kit.Logger(ctx).With("order", rec.ID)
 	for _, owe := range rec.Owed {
@@ -317,22 +306,40 @@ func (s *Orders) compensate(ctx context.Context, k string, rec record) record {
 				}
 			}
 		case oweRefund:
-			status, id, err := s.paymentStatus(ctx, rec.ID)
+			charge, err := s.ledger.ChargeOf(ctx, rec.ID)
 			if err != nil {
 				log.Warn("payment status unknown; will retry", "err", err)
 				return rec
 			}
-			if status == "completed" {
-				resp, err := s.payments.Do(ctx, kit.Request{Method: http.MethodPost, Path: "/payments/" + id + "/refund", IdempotencyKey: rec.ID})
-				if err != nil || resp.Status != http.StatusOK {
+			switch {
+			case charge.Status == "completed":
+				if err := s.ledger.Refund(ctx, rec.ID, charge.ID); err != nil {
 					log.Warn("refund failed; will retry", "err", err)
+					return rec
+				}
+			case rec.Status == Refunded && charge.Status != "refunded":
+				// A confirmed order was paid for: payment lost track of it.
+				log.Error("refunded order has no charge to refund", "payment", rec.PaymentID, "status", charge.Status)
+			}
+		case oweRestock:
+			for _, it := range rec.Items {
+				if err := s.shelf.Restock(ctx, it.ProductID, rec.ID, it.Quantity); err != nil {
+					log.Warn("restock failed; will retry", "product", it.ProductID, "err", err)
 					return rec
 				}
 			}
 		}
 	}
-	if err := s.pub.Publish(ctx, kit.EventID(catalog.OrderCancelled, rec.ID), "orders/"+rec.ID, events.OrderCancelled{OrderOutcome: rec.outcome()}); err != nil {
-		log.Warn("order.cancelled not published; will retry", "err", err)
+	var ev kit.Payload = events.OrderCancelled{OrderOutcome: rec.outcome()}
+	if rec.Status == Refunded {
+		var decided events.Refund
+		if rec.Refund != nil {
+			decided = *rec.Refund
+		}
+		ev = events.OrderRefunded{OrderOutcome: rec.outcome(), Refund: decided}
+	}
+	if err := s.pub.Publish(ctx, kit.EventID(ev.EventType(), rec.ID), "orders/"+rec.ID, ev); err != nil {
+		log.Warn(ev.EventType()+" not published; will retry", "err", err)
 		return rec
 	}
 	out, err := s.store.Update(ctx, k, func(r *record) error {
@@ -347,7 +354,9 @@ func (s *Orders) compensate(ctx context.Context, k string, rec record) record {
 }
 
 // Sweep resumes every unfinished saga whose lease has expired. Keys found
-// finished are remembered so later sweeps skip reading them.
+// cancelled or refunded with nothing owed are remembered so later sweeps
+// skip reading them; a confirmed order is not, since a staff refund may
+// reopen it on any instance.
 func (s *Orders) Sweep(ctx context.Context) (resumed int, err error) {
 	keys, err := s.store.Keys(ctx)
 	if err != nil {
@@ -366,9 +375,11 @@ func (s *Orders) Sweep(ctx context.Context) (resumed int, err error) {
 		rec, err := s.claim(ctx, k)
 		switch {
 		case errors.Is(err, kit.ErrNoChange):
-			s.mu.Lock()
-			s.finished[k] = true
-			s.mu.Unlock()
+			if rec.Status != Confirmed {
+				s.mu.Lock()
+				s.finished[k] = true
+				s.mu.Unlock()
+			}
 			continue
 		case errors.Is(err, errLeased):
 			continue

@@ -132,7 +132,7 @@ func TestSaga(t *testing.T) {
 			name: "a timed-out charge that went through is confirmed after asking payment", products: products,
 			payments: &fake{answers: map[string]func() (*kit.Response, error){
 				"POST /payments": failWith(kit.ErrAmbiguous),
-				"GET /payments":  ok(200, map[string]any{"items": []any{map[string]any{"id": "pay_1", "status": "completed"}}}),
+				"GET /orders/":   ok(200, map[string]any{"items": []any{map[string]any{"id": "pay_1", "status": "completed"}}}),
 			}},
 			wantHTTP: 201, wantStatus: Confirmed,
 			wantEvents: []string{catalog.OrderCreated, catalog.OrderConfirmed},
@@ -141,7 +141,7 @@ func TestSaga(t *testing.T) {
 			name: "a timed-out charge that did not happen is cancelled", products: products,
 			payments: &fake{answers: map[string]func() (*kit.Response, error){
 				"POST /payments": failWith(kit.ErrAmbiguous),
-				"GET /payments":  ok(200, map[string]any{"items": []any{}}),
+				"GET /orders/":   ok(200, map[string]any{"items": []any{}}),
 			}},
 			wantHTTP: 503, wantStatus: Cancelled, wantCode: kit.CodeUnavailable, wantRelease: true,
 			wantEvents: []string{catalog.OrderCreated, catalog.OrderCancelled},

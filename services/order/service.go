@@ -57,6 +57,8 @@ func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /orders", kit.RequireAuth(s.tokens, s.place))
 	mux.HandleFunc("GET /orders", kit.RequireAuth(s.tokens, s.list))
 	mux.HandleFunc("GET /orders/{id}", kit.RequireAuth(s.tokens, s.get))
+	// Staff only, checked here whatever the gateway checked.
+	mux.HandleFunc("POST /orders/{id}/refund", kit.RequireAdmin(s.tokens, s.refund))
 }
 
 // Run resumes unfinished sagas at start and then every SAGA_SWEEP.

@@ -24,8 +24,15 @@ func (s *service) charge(w http.ResponseWriter, r *http.Request) {
 	kit.Reply(w, r, status, p, err)
 }
 
-func (s *service) list(w http.ResponseWriter, r *http.Request) {
-	ps, err := s.ledger.ByOrder(r.Context(), r.URL.Query().Get("orderId"))
+// mine answers a customer the payment of their own order.
+func (s *service) mine(w http.ResponseWriter, r *http.Request) {
+	p, err := s.ledger.Of(r.Context(), kit.Subject(r), r.URL.Query().Get("orderId"))
+	kit.Reply(w, r, http.StatusOK, p, err)
+}
+
+// ofOrder answers order what became of an order's charge: none or one.
+func (s *service) ofOrder(w http.ResponseWriter, r *http.Request) {
+	ps, err := s.ledger.ByOrder(r.Context(), r.PathValue("orderId"))
 	kit.Reply(w, r, http.StatusOK, map[string][]events.Payment{"items": ps}, err)
 }
 

@@ -1,6 +1,11 @@
 // Package payment charges and refunds orders. A charge is idempotent per
 // order id: the payments bucket is keyed by it, so a retried or replayed
 // charge returns the first outcome instead of taking money twice.
+//
+// Only order charges and refunds, through internal routes the gateway never
+// exposes; a customer may only read the payment of their own order. A staff
+// refund is an order operation (order's POST /orders/{id}/refund), which
+// calls Refund here.
 package payment
 
 import (
@@ -134,6 +139,25 @@ func (l *Ledger) ByOrder(ctx context.Context, orderID string) ([]events.Payment,
 		return nil, err
 	}
 	return []events.Payment{p}, nil
+}
+
+// Of returns the payment of order orderID if userID made it. Another
+// user's payment and a missing one answer the same 404, so a customer
+// learns nothing about orders that are not theirs.
+func (l *Ledger) Of(ctx context.Context, userID, orderID string) (events.Payment, error) {
+	notFound := &kit.Error{Status: http.StatusNotFound, Code: kit.CodeNotFound, Field: "orderId",
+		Message: "no payment of yours for order " + orderID}
+	if orderID == "" {
+		return events.Payment{}, kit.Invalid("orderId", "orderId is required: the order whose payment to show")
+	}
+	if !kit.ValidID(orderID) {
+		return events.Payment{}, notFound
+	}
+	p, _, err := l.store.Get(ctx, orderID)
+	if errors.Is(err, kit.ErrNotFound) || (err == nil && p.UserID != userID) {
+		return events.Payment{}, notFound
+	}
+	return p, err
 }
 
 // Refund gives a completed payment back. Refunding twice is a no-op.

@@ -41,7 +41,7 @@ func newRig(t *testing.T, extra map[string]string) *rig {
 	play := kittest.Serve(t, playback.Definition, env)
 	r := &rig{t: t, broker: b, env: env, accounts: streamtest.Client{T: t, Base: acc.URL}, play: streamtest.Client{T: t, Base: play.URL}}
 	videos := streamtest.Client{T: t, Base: cont.URL}
-	videos.Must(http.StatusCreated, "POST", "/videos", content.Upload{
+	videos.As(kittest.StaffToken(t, "staff1")).Must(http.StatusCreated, "POST", "/videos", content.Upload{
 		Title: "Alps", Genres: []string{"nature"}, DurationSec: 600, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic, SourceHeight: 2160,
 	}, &r.video)
 	kittest.Eventually(t, 10*time.Second, "video ready", func() bool {
@@ -151,6 +151,50 @@ func TestSessionLifecycle(t *testing.T) {
 	kittest.Eventually(t, 5*time.Second, "events", func() bool { return len(published()) >= len(want) })
 	if got := published(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("events\n got %v\nwant %v", got, want)
+	}
+}
+
+// A session is its viewer's: another account's heartbeat or stop answers
+// as an unknown session would, and leaves it running.
+func TestSessionsBelongToTheirViewer(t *testing.T) {
+	r := newRig(t, nil)
+	_, me := r.account(events.PlanBasic)
+	_, other := r.account(events.PlanPremium)
+	var st playback.Started
+	me.Must(http.StatusCreated, "POST", "/sessions", playback.StartRequest{ContentID: r.video.ID, Region: "eu"}, &st)
+	me.Must(http.StatusOK, "POST", "/sessions/"+st.SessionID+"/heartbeat", playback.Heartbeat{PositionSec: 30, BandwidthKbps: 4000, BufferSec: 20}, nil)
+
+	missing := other.Must(http.StatusNotFound, "POST", "/sessions/nosuchsession/heartbeat", playback.Heartbeat{PositionSec: 1}, nil)
+	for _, tt := range []struct {
+		name, method, path string
+		body               any
+	}{
+		{"a heartbeat on another's session", "POST", "/sessions/" + st.SessionID + "/heartbeat", playback.Heartbeat{PositionSec: 900}},
+		{"stopping another's session", "DELETE", "/sessions/" + st.SessionID, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			other.T = t
+			raw := other.Must(http.StatusNotFound, tt.method, tt.path, tt.body, nil)
+			if got, want := streamtest.Err(t, raw).Error.Code, streamtest.Err(t, missing).Error.Code; got != want || got != playback.CodeSessionNotFound {
+				t.Fatalf("code %q, an unknown session's %q", got, want)
+			}
+		})
+	}
+	anon := streamtest.Client{T: t, Base: me.Base}
+	anon.Must(http.StatusUnauthorized, "POST", "/sessions/"+st.SessionID+"/heartbeat", playback.Heartbeat{PositionSec: 900}, nil)
+	anon.Must(http.StatusUnauthorized, "DELETE", "/sessions/"+st.SessionID, nil, nil)
+	anon.Must(http.StatusUnauthorized, "GET", "/history", nil, nil)
+
+	var hist struct{ Items []playback.HistoryItem }
+	other.Must(http.StatusOK, "GET", "/history", nil, &hist)
+	if len(hist.Items) != 0 {
+		t.Fatalf("another viewer's history shows %+v", hist.Items)
+	}
+	// Still running, at the owner's position.
+	me.Must(http.StatusOK, "POST", "/sessions/"+st.SessionID+"/heartbeat", playback.Heartbeat{PositionSec: 40, BandwidthKbps: 4000, BufferSec: 20}, nil)
+	me.Must(http.StatusOK, "GET", "/history", nil, &hist)
+	if len(hist.Items) != 1 || hist.Items[0].PositionSec != 40 {
+		t.Fatalf("the owner's history %+v", hist.Items)
 	}
 }
 

@@ -21,6 +21,16 @@ func (s *service) create(w http.ResponseWriter, r *http.Request) {
 	kit.Reply(w, r, http.StatusCreated, p, err)
 }
 
+func (s *service) update(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[ProductPatch](r)
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	p, err := s.cat.Update(r.Context(), r.PathValue("id"), req)
+	kit.Reply(w, r, http.StatusOK, p, err)
+}
+
 func (s *service) get(w http.ResponseWriter, r *http.Request) {
 	p, err := s.cat.Get(r.Context(), r.PathValue("id"))
 	kit.Reply(w, r, http.StatusOK, p, err)
@@ -31,13 +41,13 @@ func (s *service) stock(w http.ResponseWriter, r *http.Request) {
 	kit.Reply(w, r, http.StatusOK, st, err)
 }
 
-// RestockRequest is the body of PUT /stock/{id}.
-type RestockRequest struct {
+// SetStockRequest is the body of PUT /stock/{id}.
+type SetStockRequest struct {
 	Available *int64 `json:"available"`
 }
 
-func (s *service) restock(w http.ResponseWriter, r *http.Request) {
-	req, err := kit.Decode[RestockRequest](r)
+func (s *service) setStock(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[SetStockRequest](r)
 	if err == nil && req.Available == nil {
 		err = kit.Invalid("available", "available is required")
 	}
@@ -45,7 +55,7 @@ func (s *service) restock(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, err)
 		return
 	}
-	st, err := s.cat.Restock(r.Context(), r.PathValue("id"), *req.Available)
+	st, err := s.cat.SetAvailable(r.Context(), r.PathValue("id"), *req.Available)
 	kit.Reply(w, r, http.StatusOK, st, err)
 }
 
@@ -76,5 +86,22 @@ func (s *service) release(w http.ResponseWriter, r *http.Request) {
 
 func (s *service) commit(w http.ResponseWriter, r *http.Request) {
 	res, err := s.cat.Commit(r.Context(), r.PathValue("id"), r.PathValue("orderId"))
+	kit.Reply(w, r, http.StatusOK, res, err)
+}
+
+// RestockRequest is the body of POST /stock/{id}/restocks: put back what
+// an order bought.
+type RestockRequest struct {
+	OrderID  string `json:"orderId"`
+	Quantity int64  `json:"quantity"`
+}
+
+func (s *service) restock(w http.ResponseWriter, r *http.Request) {
+	req, err := kit.Decode[RestockRequest](r)
+	if err != nil {
+		kit.WriteError(w, r, err)
+		return
+	}
+	res, err := s.cat.Restock(r.Context(), r.PathValue("id"), req.OrderID, req.Quantity)
 	kit.Reply(w, r, http.StatusOK, res, err)
 }

@@ -1,6 +1,11 @@
 // Package product is the catalog and stock service. Stock is reserved per
 // order with compare-and-set on the product's stock record, so two replicas
 // never oversell, and every stock operation is idempotent per order id.
+//
+// Two audiences reach it. Staff (the admin role, checked here and not only
+// at the gateway) create and change products and set stock. Order's saga
+// reserves, commits, releases and restocks through internal routes the
+// gateway never exposes.
 package product
 
 import (
@@ -23,18 +28,22 @@ type Product struct {
 	Stock    int64  `json:"stock"`
 }
 
-// StockLevel is the API shape of a product's stock.
+// StockLevel is the API shape of a product's stock. Sold counts the units
+// committed to orders and not since restocked by a refund.
 type StockLevel struct {
 	ProductID string `json:"productId"`
 	Available int64  `json:"available"`
 	Reserved  int64  `json:"reserved"`
+	Sold      int64  `json:"sold"`
 }
 
-// Reservation states.
+// Reservation states. A reservation ends released, or committed (a sale);
+// a sale whose order was refunded with its goods back ends restocked.
 const (
 	Reserved  = "reserved"
 	Committed = "committed"
 	Released  = "released"
+	Restocked = "restocked"
 )
 
 // Reservation holds quantity of a product for an order.
@@ -53,6 +62,7 @@ const (
 	CodeReservationReleased = "reservation_released"
 	CodeReservationDone     = "reservation_committed"
 	CodeIdempotencyMismatch = "idempotency_mismatch"
+	CodeNotSold             = "not_sold"
 )
 
 // item is what the products bucket holds.
@@ -66,10 +76,19 @@ type item struct {
 // stock is what the stock bucket holds per product. Active lists the
 // quantities reserved by orders not yet committed or released: it is what
 // makes Reserve, Commit and Release idempotent inside one CAS write.
+// Returning does the same for Restock while it moves a sale back to
+// Available: an order's entry lives from that write until its reservation
+// record says restocked.
 type stock struct {
 	Available int64            `json:"available"`
 	Reserved  int64            `json:"reserved"`
+	Sold      int64            `json:"sold"`
 	Active    map[string]int64 `json:"active,omitempty"`
+	Returning map[string]int64 `json:"returning,omitempty"`
+}
+
+func (s stock) level(productID string) StockLevel {
+	return StockLevel{ProductID: productID, Available: s.Available, Reserved: s.Reserved, Sold: s.Sold}
 }
 
 // Catalog holds the logic; HTTP handlers only decode and encode.
@@ -98,15 +117,66 @@ type NewProduct struct {
 
 // Validate checks a new product.
 func (n NewProduct) Validate() error {
-	switch {
-	case strings.TrimSpace(n.Name) == "" || len(n.Name) > 200:
-		return kit.Invalid("name", "name must be 1-200 characters")
-	case !kit.ValidID(n.Category):
-		return kit.Invalid("category", "category must be 1-64 letters, digits, '-' or '_'")
-	case n.Price <= 0 || n.Price > 1e12:
-		return kit.Invalid("price", "price must be a positive amount in minor units")
-	case n.Stock < 0 || n.Stock > 1e9:
+	if err := firstInvalid(validName(n.Name), validCategory(n.Category), validPrice(n.Price)); err != nil {
+		return err
+	}
+	if n.Stock < 0 || n.Stock > 1e9 {
 		return kit.Invalid("stock", "stock must be between 0 and 1e9")
+	}
+	return nil
+}
+
+// ProductPatch is the body of PATCH /products/{id}: the fields to change,
+// absent ones kept. Stock is not among them; PUT /stock/{id} sets it.
+type ProductPatch struct {
+	Name     *string `json:"name"`
+	Category *string `json:"category"`
+	Price    *int64  `json:"price"`
+}
+
+// Validate checks the fields a patch sets, with the rules of a new product.
+func (p ProductPatch) Validate() error {
+	var errs []*kit.Error
+	if p.Name != nil {
+		errs = append(errs, validName(*p.Name))
+	}
+	if p.Category != nil {
+		errs = append(errs, validCategory(*p.Category))
+	}
+	if p.Price != nil {
+		errs = append(errs, validPrice(*p.Price))
+	}
+	return firstInvalid(errs...)
+}
+
+func validName(name string) *kit.Error {
+	if strings.TrimSpace(name) == "" || len(name) > 200 {
+		return kit.Invalid("name", "name must be 1-200 characters")
+	}
+	return nil
+}
+
+func validCategory(category string) *kit.Error {
+	if !kit.ValidID(category) {
+		return kit.Invalid("category", "category must be 1-64 letters, digits, '-' or '_'")
+	}
+	return nil
+}
+
+func validPrice(price int64) *kit.Error {
+	if price <= 0 || price > 1e12 {
+		return kit.Invalid("price", "price must be a positive amount in minor units, at most 1e12")
+	}
+	return nil
+}
+
+// firstInvalid returns the first non-nil error as an error, so a nil
+// *kit.Error never becomes a non-nil error interface.
+func firstInvalid(errs ...*kit.Error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
 	}
 	return nil
 }
@@ -141,6 +211,40 @@ func (c *Catalog) item(ctx context.Context, id string) (item, error) {
 		return item{}, kit.NotFound("product %q not found", id)
 	}
 	return it, err
+}
+
+// Update changes a product's name, category or price. Reservations keep
+// the price they were made at.
+func (c *Catalog) Update(ctx context.Context, id string, p ProductPatch) (Product, error) {
+	if _, err := c.item(ctx, id); err != nil {
+		return Product{}, err
+	}
+	if err := p.Validate(); err != nil {
+		return Product{}, err
+	}
+	it, err := c.items.Update(ctx, id, func(it *item) error {
+		if p.Name != nil {
+			it.Name = strings.TrimSpace(*p.Name)
+		}
+		if p.Category != nil {
+			it.Category = *p.Category
+		}
+		if p.Price != nil {
+			it.Price = *p.Price
+		}
+		return nil
+	})
+	if errors.Is(err, kit.ErrNotFound) {
+		return Product{}, kit.NotFound("product %q not found", id)
+	}
+	if err != nil {
+		return Product{}, err
+	}
+	st, err := c.stock(ctx, id)
+	if err != nil {
+		return Product{}, err
+	}
+	return Product{ID: it.ID, Name: it.Name, Category: it.Category, Price: it.Price, Stock: st.Available}, nil
 }
 
 // Get returns one product with its available stock.
@@ -190,11 +294,12 @@ func (c *Catalog) Stock(ctx context.Context, id string) (StockLevel, error) {
 		return StockLevel{}, err
 	}
 	st, err := c.stock(ctx, id)
-	return StockLevel{ProductID: id, Available: st.Available, Reserved: st.Reserved}, err
+	return st.level(id), err
 }
 
-// Restock sets the available quantity; reservations are untouched.
-func (c *Catalog) Restock(ctx context.Context, id string, available int64) (StockLevel, error) {
+// SetAvailable sets the available quantity; reservations and sales are
+// untouched.
+func (c *Catalog) SetAvailable(ctx context.Context, id string, available int64) (StockLevel, error) {
 	if available < 0 || available > 1e9 {
 		return StockLevel{}, kit.Invalid("available", "available must be between 0 and 1e9")
 	}
@@ -205,7 +310,7 @@ func (c *Catalog) Restock(ctx context.Context, id string, available int64) (Stoc
 		s.Available = available
 		return nil
 	})
-	return StockLevel{ProductID: id, Available: st.Available, Reserved: st.Reserved}, err
+	return st.level(id), err
 }
 
 func resKey(productID, orderID string) string { return "res." + productID + "." + orderID }
@@ -292,7 +397,7 @@ func (c *Catalog) Release(ctx context.Context, productID, orderID string) (Reser
 	switch r.State {
 	case Released:
 		return r, nil
-	case Committed:
+	case Committed, Restocked:
 		return r, kit.Errorf(http.StatusConflict, CodeReservationDone, "the reservation of order %s is committed", orderID)
 	}
 	var qty int64
@@ -334,7 +439,7 @@ func (c *Catalog) Commit(ctx context.Context, productID, orderID string) (Reserv
 		return Reservation{}, err
 	}
 	switch r.State {
-	case Committed:
+	case Committed, Restocked:
 		return r, nil
 	case Released:
 		return r, kit.Errorf(http.StatusConflict, CodeReservationReleased, "the reservation of order %s was released", orderID)
@@ -347,6 +452,7 @@ func (c *Catalog) Commit(ctx context.Context, productID, orderID string) (Reserv
 			return kit.ErrNoChange
 		}
 		s.Reserved -= qty
+		s.Sold += qty
 		delete(s.Active, orderID)
 		return nil
 	}); err != nil && !errors.Is(err, kit.ErrNotFound) {
@@ -365,6 +471,85 @@ func (c *Catalog) Commit(ctx context.Context, productID, orderID string) (Reserv
 		r.State, r.UpdatedAt = Committed, c.now().UTC()
 		return nil
 	})
+}
+
+// Restock puts the units order orderID bought back on the shelf, after a
+// staff refund that takes the goods back: the sale's quantity leaves Sold
+// and returns to Available, once per order however often it is asked.
+// quantity must be what the order bought; only a committed sale can be
+// restocked.
+//
+// Three writes, each idempotent: the stock record moves the units and marks
+// the order in Returning (one CAS, so the units move once); the reservation
+// record becomes restocked; the mark is removed. A retry after a crash
+// finds where the last attempt stopped.
+func (c *Catalog) Restock(ctx context.Context, productID, orderID string, quantity int64) (Reservation, error) {
+	if !kit.ValidID(orderID) {
+		return Reservation{}, kit.Invalid("orderId", "orderId must be 1-64 letters, digits, '-' or '_'")
+	}
+	if quantity <= 0 || quantity > 1e6 {
+		return Reservation{}, kit.Invalid("quantity", "quantity must be between 1 and 1e6")
+	}
+	if !kit.ValidID(productID) {
+		return Reservation{}, kit.NotFound("product %q not found", productID)
+	}
+	r, _, err := c.reservations.Get(ctx, resKey(productID, orderID))
+	if errors.Is(err, kit.ErrNotFound) {
+		return Reservation{}, kit.NotFound("order %s bought no %s", orderID, productID)
+	}
+	if err != nil {
+		return Reservation{}, err
+	}
+	if r.State != Committed && r.State != Restocked {
+		return r, kit.Errorf(http.StatusConflict, CodeNotSold, "the reservation of order %s is %s; only a sale can be restocked", orderID, r.State)
+	}
+	if r.Quantity != quantity {
+		return r, &kit.Error{Status: http.StatusConflict, Code: CodeIdempotencyMismatch, Field: "quantity",
+			Message: fmt.Sprintf("order %s bought %d of %s", orderID, r.Quantity, productID)}
+	}
+	if r.State == Restocked {
+		return r, c.unmarkReturning(ctx, productID, orderID)
+	}
+	if _, err := c.stocks.Upsert(ctx, productID, func(s *stock, _ bool) error {
+		if _, ok := s.Returning[orderID]; ok {
+			return kit.ErrNoChange // moved before a crash; the record follows
+		}
+		s.Available += quantity
+		// Sales committed before Sold was counted are not in it.
+		s.Sold = max(0, s.Sold-quantity)
+		if s.Returning == nil {
+			s.Returning = map[string]int64{}
+		}
+		s.Returning[orderID] = quantity
+		return nil
+	}); err != nil {
+		return Reservation{}, err
+	}
+	r, err = c.reservations.Update(ctx, resKey(productID, orderID), func(r *Reservation) error {
+		if r.State == Restocked {
+			return kit.ErrNoChange
+		}
+		r.State, r.UpdatedAt = Restocked, c.now().UTC()
+		return nil
+	})
+	if err != nil {
+		return Reservation{}, err
+	}
+	return r, c.unmarkReturning(ctx, productID, orderID)
+}
+
+func (c *Catalog) unmarkReturning(ctx context.Context, productID, orderID string) error {
+	_, err := c.stocks.Update(ctx, productID, func(s *stock) error {
+		if _, ok := s.Returning[orderID]; !ok {
+			return kit.ErrNoChange
+		}
+		delete(s.Returning, orderID)
+		return nil
+	})
+	if errors.Is(err, kit.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // demo is the catalog seeded on a first run. Fixed ids make seeding

@@ -67,7 +67,7 @@ func TestReservations(t *testing.T) {
 			t.Fatalf("commit: %v", err)
 		}
 	}
-	if got := level(); got.Available != 3 || got.Reserved != 0 {
+	if got := level(); got.Available != 3 || got.Reserved != 0 || got.Sold != 2 {
 		t.Fatalf("after commit: %+v", got)
 	}
 	if _, err := c.Release(ctx, p.ID, "o1"); code(err) != CodeReservationDone {
@@ -82,7 +82,7 @@ func TestReservations(t *testing.T) {
 			t.Fatalf("release: %v", err)
 		}
 	}
-	if got := level(); got.Available != 3 || got.Reserved != 0 {
+	if got := level(); got.Available != 3 || got.Reserved != 0 || got.Sold != 2 {
 		t.Fatalf("after release: %+v", got)
 	}
 	if _, err := c.Commit(ctx, p.ID, "o3"); code(err) != CodeReservationReleased {
@@ -148,7 +148,7 @@ func TestSeedIsIdempotent(t *testing.T) {
 }
 
 func FuzzReserveRequest(f *testing.F) {
-	for _, s := range []string{`{"orderId":"o1","quantity":1}`, `{"orderId":"","quantity":-1}`, `{"quantity":1e20}`, `[`} {
+	for _, s := range []string{`{"orderId":"o1","quantity":1}`, `{"orderId":"","quantity":-1}`, `{"quantity":1e20}`, `{"price":0}`, `{"name":" ","price":5}`, `[`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
@@ -162,5 +162,144 @@ func FuzzReserveRequest(f *testing.F) {
 		if err := kit.DecodeJSON(strings.NewReader(body), &p); err == nil {
 			_ = p.Validate()
 		}
+		var patch ProductPatch
+		if err := kit.DecodeJSON(strings.NewReader(body), &patch); err == nil && patch.Validate() == nil {
+			if patch.Price != nil && *patch.Price <= 0 {
+				t.Fatalf("accepted %+v", patch)
+			}
+		}
 	})
 }
+
+func TestRestockPutsASaleBackOnce(t *testing.T) {
+	ctx := context.Background()
+	c := newCatalog(t, kittest.Bus(t, "product"))
+	p, err := c.Create(ctx, NewProduct{Name: "Kettle", Category: "kitchen", Price: 3000, Stock: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sell := func(order string, qty int64) {
+		t.Helper()
+		if _, _, err := c.Reserve(ctx, p.ID, order, qty); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Commit(ctx, p.ID, order); err != nil {
+			t.Fatal(err)
+		}
+	}
+	level := func() StockLevel {
+		t.Helper()
+		s, err := c.Stock(ctx, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	sell("sold", 3)
+	if got := level(); got != (StockLevel{ProductID: p.ID, Available: 7, Sold: 3}) {
+		t.Fatalf("after the sale: %+v", got)
+	}
+	for range 2 {
+		r, err := c.Restock(ctx, p.ID, "sold", 3)
+		if err != nil || r.State != Restocked {
+			t.Fatalf("restock: %+v %v", r, err)
+		}
+	}
+	if got := level(); got != (StockLevel{ProductID: p.ID, Available: 10}) {
+		t.Fatalf("a restock asked twice must move the units once: %+v", got)
+	}
+	if _, err := c.Commit(ctx, p.ID, "sold"); err != nil || level().Sold != 0 {
+		t.Fatalf("a late commit must not sell a restocked order again: %v %+v", err, level())
+	}
+
+	if _, _, err := c.Reserve(ctx, p.ID, "held", 1); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Release(ctx, p.ID, "gone")
+	refusals := []struct {
+		name, order string
+		qty         int64
+		code        string
+	}{
+		{"a reservation not yet committed", "held", 1, CodeNotSold},
+		{"a released reservation", "gone", 1, CodeNotSold},
+		{"another quantity than the order bought", "sold", 2, CodeIdempotencyMismatch},
+		{"an order that bought nothing here", "never", 1, kit.CodeNotFound},
+		{"a zero quantity", "sold", 0, kit.CodeInvalid},
+	}
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := c.Restock(ctx, p.ID, tt.order, tt.qty); code(err) != tt.code {
+				t.Fatalf("got %v, want %s", err, tt.code)
+			}
+		})
+	}
+	if got := level(); got.Available != 9 || got.Reserved != 1 {
+		t.Fatalf("refused restocks moved stock: %+v", got)
+	}
+}
+
+// A restock interrupted after its stock write (the units moved, the
+// reservation still says committed) is finished by the retry, without
+// moving the units twice.
+func TestRestockResumesAfterACrash(t *testing.T) {
+	ctx := context.Background()
+	c := newCatalog(t, kittest.Bus(t, "product"))
+	p, _ := c.Create(ctx, NewProduct{Name: "Mug", Category: "kitchen", Price: 900, Stock: 5})
+	_, _, _ = c.Reserve(ctx, p.ID, "o1", 2)
+	if _, err := c.Commit(ctx, p.ID, "o1"); err != nil {
+		t.Fatal(err)
+	}
+	// What the first write of an interrupted Restock left.
+	if _, err := c.stocks.Update(ctx, p.ID, func(s *stock) error {
+		s.Available += 2
+		s.Sold -= 2
+		s.Returning = map[string]int64{"o1": 2}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Restock(ctx, p.ID, "o1", 2)
+	if err != nil || r.State != Restocked {
+		t.Fatalf("resumed restock: %+v %v", r, err)
+	}
+	st, _, _ := c.stocks.Get(ctx, p.ID)
+	if st.Available != 5 || st.Sold != 0 || len(st.Returning) != 0 {
+		t.Fatalf("stock after the resumed restock: %+v", st)
+	}
+}
+
+func TestPatchProduct(t *testing.T) {
+	ctx := context.Background()
+	c := newCatalog(t, kittest.Bus(t, "product"))
+	p, _ := c.Create(ctx, NewProduct{Name: "Lamp", Category: "home", Price: 1000, Stock: 5})
+	name, price := "  Desk lamp ", int64(1500)
+	got, err := c.Update(ctx, p.ID, ProductPatch{Name: &name, Price: &price})
+	if err != nil || got != (Product{ID: p.ID, Name: "Desk lamp", Category: "home", Price: 1500, Stock: 5}) {
+		t.Fatalf("patched %+v %v", got, err)
+	}
+	empty, bad, zero := "", "no spaces", int64(0)
+	for _, tt := range []struct {
+		name  string
+		patch ProductPatch
+		field string
+	}{
+		{"an empty name", ProductPatch{Name: &empty}, "name"},
+		{"a category that is no id", ProductPatch{Category: &bad}, "category"},
+		{"a zero price", ProductPatch{Price: &zero}, "price"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if e := kit.AsError(firstOf(c.Update(ctx, p.ID, tt.patch))); e.Status != 400 || e.Field != tt.field {
+				t.Fatalf("got %+v, want a 400 naming %s", e, tt.field)
+			}
+		})
+	}
+	if _, err := c.Update(ctx, "nope", ProductPatch{Name: &name}); code(err) != kit.CodeNotFound {
+		t.Fatalf("patching an unknown product: %v", err)
+	}
+	if again, _ := c.Get(ctx, p.ID); again.Name != "Desk lamp" || again.Price != 1500 {
+		t.Fatalf("refused patches changed the product: %+v", again)
+	}
+}
+
+func firstOf[T any](_ T, err error) error { return err }

@@ -9,14 +9,20 @@ import (
 )
 
 // Definition registers the service with the binary.
-var Definition = kit.Definition{Name: "product", New: New}
+var Definition = kit.Definition{Name: "product", Needs: kit.Needs{Auth: true}, New: New}
 
-type service struct{ cat *Catalog }
+type service struct {
+	cat    *Catalog
+	tokens kit.Verifier
+}
 
 // New builds the product service and seeds the demo catalog.
 func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Bus == nil {
 		return nil, errMissingBus
+	}
+	if d.Tokens == nil {
+		return nil, errors.New("product: needs a token verifier")
 	}
 	items, err := kit.NewStore[item](d.Bus.Bucket("products"))
 	if err != nil {
@@ -39,20 +45,25 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 			return nil, err
 		}
 	}
-	return &service{cat: cat}, nil
+	return &service{cat: cat, tokens: d.Tokens}, nil
 }
 
 var errMissingBus = errors.New("product: needs NATS")
 
 func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /products", s.list)
-	mux.HandleFunc("POST /products", s.create)
 	mux.HandleFunc("GET /products/{id}", s.get)
-	mux.HandleFunc("GET /stock/{id}", s.stock)
-	mux.HandleFunc("PUT /stock/{id}", s.restock)
-	mux.HandleFunc("POST /stock/{id}/reservations", s.reserve)
-	mux.HandleFunc("DELETE /stock/{id}/reservations/{orderId}", s.release)
-	mux.HandleFunc("POST /stock/{id}/reservations/{orderId}/commit", s.commit)
+	// Staff only. The role is checked here, whatever the gateway checked.
+	mux.HandleFunc("POST /products", kit.RequireAdmin(s.tokens, s.create))
+	mux.HandleFunc("PATCH /products/{id}", kit.RequireAdmin(s.tokens, s.update))
+	mux.HandleFunc("GET /stock/{id}", kit.RequireAdmin(s.tokens, s.stock))
+	mux.HandleFunc("PUT /stock/{id}", kit.RequireAdmin(s.tokens, s.setStock))
+	// Internal: order's saga and refunds. The gateway never routes these,
+	// and they refuse any request carrying a user's token.
+	mux.HandleFunc("POST /stock/{id}/reservations", kit.InternalOnly(s.reserve))
+	mux.HandleFunc("DELETE /stock/{id}/reservations/{orderId}", kit.InternalOnly(s.release))
+	mux.HandleFunc("POST /stock/{id}/reservations/{orderId}/commit", kit.InternalOnly(s.commit))
+	mux.HandleFunc("POST /stock/{id}/restocks", kit.InternalOnly(s.restock))
 }
 
 func (s *service) Run(ctx context.Context) error {

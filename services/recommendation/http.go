@@ -1,6 +1,7 @@
 package recommendation
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/switchboard-dev/switchboard/services/kit"
@@ -17,7 +18,7 @@ func (s *service) recommend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if id != c.Subject {
-		kit.WriteError(w, r, errForbidden)
+		kit.WriteError(w, r, notYours(id))
 		return
 	}
 	limit, err := ParseLimit(r.URL.Query().Get("limit"))
@@ -45,12 +46,23 @@ func (s *service) click(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, err)
 		return
 	}
-	if c, _ := kit.ClaimsFrom(r.Context()); c.Subject != req.AccountID {
-		kit.WriteError(w, r, errForbidden)
+	caller := kit.Subject(r)
+	if req.AccountID == "" {
+		req.AccountID = caller
+	}
+	if req.AccountID != caller {
+		kit.WriteError(w, r, notYours(req.AccountID))
 		return
 	}
 	st, err := s.rec.RecordClick(r.Context(), req)
 	kit.Reply(w, r, http.StatusOK, st, err)
+}
+
+// notYours answers a request naming another account as if that account did
+// not exist, so account ids cannot be probed.
+func notYours(id string) error {
+	return &kit.Error{Status: http.StatusNotFound, Code: kit.CodeNotFound, Field: "accountId",
+		Message: fmt.Sprintf("account %q not found", id)}
 }
 
 func (s *service) experiments(w http.ResponseWriter, r *http.Request) {

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
-	"net/http"
 	"slices"
 	"time"
 
@@ -463,5 +462,3 @@ func (r *Recommender) Experiments(ctx context.Context) ([]VariantStats, error) {
 	}
 	return out, nil
 }
-
-var errForbidden = kit.Errorf(http.StatusForbidden, kit.CodeForbidden, "recommendations are visible to their account only")

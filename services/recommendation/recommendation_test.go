@@ -93,14 +93,33 @@ func TestRecommendations(t *testing.T) {
 	if st.Variant != got.Variant || st.Clicks != 1 || st.Impressions < 1 {
 		t.Fatalf("click stats %+v", st)
 	}
-	bob.Must(http.StatusForbidden, "POST", "/clicks", recommendation.Click{AccountID: "ann", ContentID: "v2"}, nil)
-	bob.Must(http.StatusForbidden, "GET", "/recommendations?accountId=ann", nil, nil)
+	// A click without an account is the caller's.
+	bob.Must(http.StatusOK, "POST", "/clicks", recommendation.Click{ContentID: "v2"}, &st)
+	if st.Clicks != 2 {
+		t.Fatalf("click stats %+v", st)
+	}
+	// Another account is answered as one that does not exist.
+	for _, refused := range []struct{ method, path string }{{"POST", "/clicks"}, {"GET", "/recommendations?accountId=ann"}} {
+		var body any
+		if refused.method == "POST" {
+			body = recommendation.Click{AccountID: "ann", ContentID: "v2"}
+		}
+		raw := bob.Must(http.StatusNotFound, refused.method, refused.path, body, nil)
+		if e := streamtest.Err(t, raw).Error; e.Code != kit.CodeNotFound || e.Field != "accountId" {
+			t.Fatalf("%s %s for another account: %s", refused.method, refused.path, raw)
+		}
+	}
+	c.Must(http.StatusUnauthorized, "GET", "/recommendations", nil, nil)
+	c.Must(http.StatusUnauthorized, "POST", "/clicks", recommendation.Click{ContentID: "v2"}, nil)
 	raw := bob.Must(http.StatusBadRequest, "GET", "/recommendations?limit=500", nil, nil)
 	if streamtest.Err(t, raw).Error.Field != "limit" {
 		t.Fatalf("limit: %s", raw)
 	}
+	// A/B results are for staff.
+	c.Must(http.StatusUnauthorized, "GET", "/experiments", nil, nil)
+	bob.Must(http.StatusForbidden, "GET", "/experiments", nil, nil)
 	var ex struct{ Items []recommendation.VariantStats }
-	c.Must(http.StatusOK, "GET", "/experiments", nil, &ex)
+	c.As(kittest.StaffToken(t, "staff1")).Must(http.StatusOK, "GET", "/experiments", nil, &ex)
 	if len(ex.Items) != 2 {
 		t.Fatalf("experiments %+v", ex)
 	}

@@ -22,6 +22,9 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Bus == nil {
 		return nil, errors.New("recommendation: needs NATS")
 	}
+	if d.Tokens == nil {
+		return nil, errors.New("recommendation: needs a token verifier")
+	}
 	kv := d.Bus.Bucket("recommendations")
 	videos, err := kit.NewStore[videoRec](kv)
 	if err != nil {
@@ -41,7 +44,8 @@ func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /recommendations", kit.RequireAuth(s.tokens, s.recommend))
 	mux.HandleFunc("GET /related/{contentId}", s.related)
 	mux.HandleFunc("POST /clicks", kit.RequireAuth(s.tokens, s.click))
-	mux.HandleFunc("GET /experiments", s.experiments)
+	// Staff only, checked here whatever the gateway checked.
+	mux.HandleFunc("GET /experiments", kit.RequireAdmin(s.tokens, s.experiments))
 }
 
 // Run learns from events until ctx ends. The durables are shared by the

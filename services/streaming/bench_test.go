@@ -45,6 +45,7 @@ const (
 //     runs, so publisher and analytics share the CPU; e2e/raw-% its ratio.
 func BenchmarkAnalyticsIngest(b *testing.B) {
 	n := benchSessions * (benchBeats + 1)
+	staff := kittest.StaffToken(b, "bench-staff") // /stats is for staff
 	var raw, drain, e2e time.Duration
 	for range b.N {
 		b.StopTimer()
@@ -73,12 +74,12 @@ func BenchmarkAnalyticsIngest(b *testing.B) {
 		publish(b, ev, backlog, "")
 		svc := kittest.Serve(b, analytics.Definition, streamtest.Merge(broker.Env(), map[string]string{"INGEST_BATCH": os.Getenv("BENCH_BATCH")}))
 		start = time.Now()
-		waitApplied(b, svc.URL, benchSessions*benchBeats)
+		waitApplied(b, svc.URL, staff, benchSessions*benchBeats)
 		drain += time.Since(start)
 
 		start = time.Now()
 		publish(b, ev, live, "")
-		waitApplied(b, svc.URL, 2*benchSessions*benchBeats)
+		waitApplied(b, svc.URL, staff, 2*benchSessions*benchBeats)
 		e2e += time.Since(start)
 
 		b.StopTimer()
@@ -109,11 +110,18 @@ func publish(b *testing.B, ev *streamtest.Events, msgs []benchMsg, prefix string
 }
 
 // waitApplied polls /stats until it counts want heartbeats.
-func waitApplied(b *testing.B, url string, want int) {
+func waitApplied(b *testing.B, url, token string, want int) {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		var s analytics.Stats
-		if err := getJSON(url+"/stats", &s); err != nil {
+		status, raw, err := call("GET", url+"/stats", token, nil)
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("/stats answered %d: %s", status, raw)
+		}
+		if err == nil {
+			err = json.Unmarshal(raw, &s)
+		}
+		if err != nil {
 			b.Fatal(err)
 		}
 		if s.Heartbeats == want {
@@ -154,15 +162,6 @@ func benchEvents(tag string) []benchMsg {
 }
 
 var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second}
-
-func getJSON(url string, v any) error {
-	resp, err := benchClient.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	return json.NewDecoder(resp.Body).Decode(v)
-}
 
 func call(method, url, token string, body any) (int, []byte, error) {
 	var buf bytes.Buffer
@@ -208,7 +207,11 @@ func BenchmarkSessionStart(b *testing.B) {
 		_ = json.Unmarshal(raw, &tok)
 		tokens[w] = tok.Token
 	}
-	_, raw, _ := call("POST", api+"/content/videos", tokens[0], content.Upload{Title: "Bench", Genres: []string{"drama"}, DurationSec: 600, Regions: []string{"eu"}, MinPlan: events.PlanBasic})
+	staff := kittest.Issue(b, p.Signer, "bench-staff", kit.RoleAdmin) // adding a title is for staff
+	code, raw, err := call("POST", api+"/content/videos", staff, content.Upload{Title: "Bench", Genres: []string{"drama"}, DurationSec: 600, Regions: []string{"eu"}, MinPlan: events.PlanBasic})
+	if err != nil || code != http.StatusCreated {
+		b.Fatalf("upload: %d %s %v", code, raw, err)
+	}
 	_ = json.Unmarshal(raw, &video)
 	for video.Status != content.Ready {
 		time.Sleep(10 * time.Millisecond)

@@ -74,11 +74,12 @@ func TestStreamingEndToEnd(t *testing.T) {
 	p := startPlatform(t, nil)
 	api := streamtest.Client{T: t, Base: p.GatewayURL + "/api"}
 
-	// Create an account, log in, upload videos.
+	// Create an account, log in; staff upload videos.
 	annID, ann := signUp(t, api, "ann@example.com", events.PlanBasic)
-	v1 := upload(t, ann, content.Upload{Title: "Harbour Lights", Genres: []string{"drama"}, DurationSec: 1800, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic, SourceHeight: 2160})
-	v2 := upload(t, ann, content.Upload{Title: "Northern Line", Genres: []string{"drama", "crime"}, DurationSec: 2400, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic})
-	v3 := upload(t, ann, content.Upload{Title: "Monsoon", Genres: []string{"drama"}, DurationSec: 3000, Regions: []string{"apac"}, MinPlan: events.PlanBasic})
+	staff := api.As(kittest.Issue(t, p.Signer, "staff", kit.RoleAdmin))
+	v1 := upload(t, staff, content.Upload{Title: "Harbour Lights", Genres: []string{"drama"}, DurationSec: 1800, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic, SourceHeight: 2160})
+	v2 := upload(t, staff, content.Upload{Title: "Northern Line", Genres: []string{"drama", "crime"}, DurationSec: 2400, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic})
+	v3 := upload(t, staff, content.Upload{Title: "Monsoon", Genres: []string{"drama"}, DurationSec: 3000, Regions: []string{"apac"}, MinPlan: events.PlanBasic})
 
 	// The videos become ready through the encoding pipeline.
 	for _, v := range []*events.Video{&v1, &v2, &v3} {
@@ -90,6 +91,8 @@ func TestStreamingEndToEnd(t *testing.T) {
 	if top := v1.Renditions[len(v1.Renditions)-1].Quality; top != "2160p" {
 		t.Fatalf("a 2160p source tops out at %s", top)
 	}
+	// Adding a title is staff's alone.
+	ann.Must(http.StatusForbidden, "POST", "/content/videos", content.Upload{Title: "Ann's own", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"}, MinPlan: events.PlanBasic}, nil)
 
 	// A session starts, and /live shows 1 viewer.
 	var s1 playback.Started

@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
+	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 	"github.com/switchboard-dev/switchboard/services/local"
 )
 
@@ -176,7 +177,7 @@ func BenchmarkOrders(b *testing.B) {
 	for i := range nProducts {
 		body, _ := json.Marshal(map[string]any{"name": "Bench item", "category": "bench", "price": 1999, "stock": 1_000_000_000})
 		req, _ := http.NewRequest("POST", p.GatewayURL+"/api/product/products", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tokens[0])
+		req.Header.Set("Authorization", "Bearer "+kittest.Issue(b, p.Signer, "bench-staff", kit.RoleAdmin))
 		resp, err := client.Do(req)
 		if err != nil {
 			b.Fatal(err)

@@ -62,22 +62,25 @@ func KeySet(t testing.TB) *kit.KeySet {
 	return ks
 }
 
-// Token is a customer's token for subject, as user or account would sign
-// it at login.
+// Token is a customer's token for subject, signed with the test key as
+// user or account would sign it at login; StaffToken is its admin twin.
+// Tests that need a token they did not get from a login go through these,
+// or Issue for a platform with keys of its own (services/local).
 func Token(t testing.TB, subject string) string {
 	t.Helper()
-	return issue(t, subject, nil)
+	return Issue(t, Signer(t), subject)
 }
 
-// AdminToken is a token for subject with the admin role.
-func AdminToken(t testing.TB, subject string) string {
+// StaffToken is a token for subject with the admin role.
+func StaffToken(t testing.TB, subject string) string {
 	t.Helper()
-	return issue(t, subject, []string{kit.RoleAdmin})
+	return Issue(t, Signer(t), subject, kit.RoleAdmin)
 }
 
-func issue(t testing.TB, subject string, roles []string) string {
+// Issue signs a token for subject with roles, with signer.
+func Issue(t testing.TB, signer *kit.Signer, subject string, roles ...string) string {
 	t.Helper()
-	tok, err := Signer(t).Issue(time.Now(), subject, subject+"@example.com", roles)
+	tok, err := signer.Issue(time.Now(), subject, subject+"@example.com", roles)
 	if err != nil {
 		t.Fatal(err)
 	}
