@@ -15,8 +15,8 @@ import (
 
 // reconcileState is what one reconcile's phases hand each other.
 type reconcileState struct {
-	p     *v1alpha1.Platform
-	creds render.Credentials
+	p       *v1alpha1.Platform
+	secrets secrets
 	// optional says which optional child kinds (KEDA's ScaledObject) the
 	// API server serves.
 	optional map[schema.GroupVersionKind]kindState
@@ -51,7 +51,7 @@ func (r *PlatformReconciler) phases() []phase {
 }
 
 func (r *PlatformReconciler) readCredentials(ctx context.Context, s *reconcileState) (err error) {
-	s.creds, err = r.credentials(ctx, s.p)
+	s.secrets, err = r.secrets(ctx, s.p)
 	return err
 }
 
@@ -61,7 +61,9 @@ func (r *PlatformReconciler) renderDesired(_ context.Context, s *reconcileState)
 		BrokerImage:       r.BrokerImage,
 		KEDA:              s.served(render.ScaledObjectKind),
 		OperatorNamespace: r.OperatorNamespace,
-		Credentials:       s.creds,
+		Credentials:       s.secrets.creds,
+		TokenKeys:         s.secrets.tokenKeys,
+		Admin:             s.secrets.admin,
 	})
 	return err
 }

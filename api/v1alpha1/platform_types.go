@@ -63,6 +63,12 @@ type PlatformSpec struct {
 	// +kubebuilder:default={}
 	NetworkPolicy NetworkPolicySpec `json:"networkPolicy,omitempty"`
 
+	// Auth configures user tokens: their lifetime and the keys that sign
+	// and verify them.
+	// +optional
+	// +kubebuilder:default={}
+	Auth AuthSpec `json:"auth,omitempty"`
+
 	// Defaults apply to every service unless its entry in services overrides them.
 	// +optional
 	Defaults ServiceDefaults `json:"defaults,omitempty"`
@@ -160,6 +166,48 @@ type GatewaySpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	NodePort *int32 `json:"nodePort,omitempty"`
+}
+
+// AuthSpec configures user tokens. They are EdDSA (Ed25519) JWTs signed by
+// the user and account services only; every service verifies them with the
+// public keys. The operator generates each named key once, keeps the
+// private keys in the Secret <name>-token-signing (mounted by user and
+// account alone) and publishes the public ones in the ConfigMap
+// <name>-token-keys. Rotation, one step at a time, waiting for the rollout
+// in between: list the next key in verificationKeys; make it the
+// signingKey; after one tokenTTL, drop the old key from verificationKeys
+// (see docs/auth.md).
+// +kubebuilder:validation:XValidation:rule="!has(self.verificationKeys) || !has(self.signingKey) || self.signingKey in self.verificationKeys",message="auth.signingKey must be one of auth.verificationKeys: every service must accept the tokens it signs",fieldPath=".signingKey",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!has(self.signingKey) || !has(oldSelf.signingKey) || self.signingKey == oldSelf.signingKey || (has(oldSelf.verificationKeys) && self.signingKey in oldSelf.verificationKeys)",message="a new auth.signingKey must already be listed in auth.verificationKeys, so every service trusts it before it signs: add it there first, wait for the rollout, then switch",fieldPath=".signingKey",reason=FieldValueForbidden
+type AuthSpec struct {
+	// TokenTTL is how long a user token lasts, from 1m to 24h. A signed-out
+	// token is refused for the rest of its life; a shorter life bounds what
+	// a stolen one can do.
+	// +optional
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="auth.tokenTTL must be between 1m and 24h (a sign-out is remembered for 24h)"
+	TokenTTL *metav1.Duration `json:"tokenTTL,omitempty"`
+
+	// SigningKey names the key that signs new tokens. A name stands for one
+	// generated key for as long as it is listed; a name dropped and listed
+	// again is a new key.
+	// +optional
+	// +kubebuilder:default=v1
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	SigningKey string `json:"signingKey,omitempty"`
+
+	// VerificationKeys are the keys whose tokens the services accept: the
+	// signing key and, during a rotation, one other. Unset means the
+	// signing key alone.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=2
+	// +kubebuilder:validation:items:MaxLength=32
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	VerificationKeys []string `json:"verificationKeys,omitempty"`
 }
 
 // NetworkPolicySpec turns the platform's NetworkPolicies on or off.

@@ -47,8 +47,8 @@ func TestRenderWithCredentialsIsReproducible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first document is the <p>-auth Secret.
-	secret := writeFile(t, "secret.yaml", strings.SplitN(strings.TrimPrefix(first, "---\n"), "---\n", 2)[0])
+	// The output holds the Secrets of every generated value.
+	secret := writeFile(t, "secrets.yaml", first)
 	a, err := runRender(t, "-f", samplePlatform, "--credentials", secret)
 	if err != nil {
 		t.Fatal(err)

@@ -96,7 +96,6 @@ func authSecret(p *v1alpha1.Platform, c Credentials) *corev1.Secret {
 		Data: map[string][]byte{
 			SecretKeyNATSUser:     []byte(c.NATSUser),
 			SecretKeyNATSPassword: []byte(c.NATSPassword),
-			SecretKeyAuthKey:      []byte(c.AuthKey),
 		},
 	}
 }

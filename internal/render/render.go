@@ -3,9 +3,11 @@ package render
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -37,9 +39,15 @@ type Options struct {
 	// Credentials fill the <p>-auth Secret. Render never generates them: the
 	// caller reads them back from the Secret or makes them with NewCredentials.
 	Credentials Credentials
+	// TokenKeys fill <p>-token-signing and <p>-token-keys, one per name of
+	// KeyNames; Admin fills <p>-admin. The caller keeps them with
+	// KeepTokenKeys and KeepAdmin.
+	TokenKeys TokenKeys
+	Admin     Admin
 }
 
 // Platform returns every object p needs, in a fixed order: the auth
+// Secret, the token-signing Secret, the token-keys ConfigMap and the admin
 // Secret, the broker's ConfigMap, Services, StatefulSet and PDB, the
 // NetworkPolicies, then per service in catalog order its Deployment,
 // Service, HPA (or KEDA ScaledObject) and PDB. It fails only on input no render can satisfy.
@@ -49,7 +57,8 @@ type Options struct {
 // p. A Platform read from a file (switchboard render) has no UID and there
 // is nothing to own the objects, so they carry none.
 func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
-	if err := validate(p, opts); err != nil {
+	keys, err := validate(p, opts)
+	if err != nil {
 		return nil, fmt.Errorf("platform %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	plans := EnabledServices(p)
@@ -61,6 +70,9 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 
 	objs := []client.Object{
 		authSecret(p, opts.Credentials),
+		tokenSigningSecret(p, opts.TokenKeys),
+		tokenKeysConfigMap(p, keys),
+		adminSecret(p, opts.Admin),
 		brokerConfigMap(p),
 		brokerHeadlessService(p),
 		brokerClientService(p),
@@ -75,7 +87,7 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 		}
 	}
 	for _, s := range plans {
-		objs = append(objs, serviceDeployment(p, s, opts, enabled), serviceService(p, s))
+		objs = append(objs, serviceDeployment(p, s, opts, keys, enabled), serviceService(p, s))
 		switch {
 		case s.KEDA:
 			objs = append(objs, scaledObject(p, s))
@@ -95,10 +107,10 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 	return objs, nil
 }
 
-// validate refuses what the CRD refuses and render cannot resolve. The API
-// server enforces most of it already; `switchboard render` reads files that
-// never went through it.
-func validate(p *v1alpha1.Platform, opts Options) error {
+// validate refuses what the CRD refuses and render cannot resolve, and
+// returns the parsed token keys. The API server enforces most of it
+// already; `switchboard render` reads files that never went through it.
+func validate(p *v1alpha1.Platform, opts Options) (tokenKeySet, error) {
 	var errs []error
 	if len(p.Spec.Workloads) == 0 {
 		errs = append(errs, errors.New("spec.workloads is empty: enable commerce, streaming or both"))
@@ -136,6 +148,14 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 	if err := opts.Credentials.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, validateAuth(p)...)
+	keys, err := opts.TokenKeys.keySet(p)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := opts.Admin.validate(p); err != nil {
+		errs = append(errs, err)
+	}
 	// Service names must be DNS labels, so the Platform's name must leave
 	// room for the longest suffix and contain no dots.
 	// A StatefulSet's name also goes into its pods' controller-revision-hash
@@ -147,7 +167,7 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 	} else if msgs := validation.IsDNS1123Label(p.Name + suffix); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("metadata.name: %q must be a DNS label, as its children's names are: %s", p.Name, strings.Join(msgs, "; ")))
 	}
-	return errors.Join(errs...)
+	return keys, errors.Join(errs...)
 }
 
 // validatePeers refuses what the CRD refuses in a list of NetworkPolicy
@@ -169,6 +189,27 @@ func validatePeers(field string, peers []networkingv1.NetworkPolicyPeer) []error
 	return errs
 }
 
+// validateAuth mirrors the CRD's rules on spec.auth that need no history.
+func validateAuth(p *v1alpha1.Platform) []error {
+	var errs []error
+	a := p.Spec.Auth
+	if d := TokenTTL(p); d < time.Minute || d > catalog.MaxTokenTTL {
+		errs = append(errs, fmt.Errorf("spec.auth.tokenTTL: %s is not between 1m and %s", d, catalog.MaxTokenTTL))
+	}
+	for _, name := range KeyNames(p) {
+		if len(name) > 32 || !keyName.MatchString(name) {
+			errs = append(errs, fmt.Errorf("spec.auth: key name %q must be at most 32 lowercase letters, digits and dashes, starting and ending with a letter or digit", name))
+		}
+	}
+	if len(a.VerificationKeys) > 2 {
+		errs = append(errs, fmt.Errorf("spec.auth.verificationKeys: %d keys, at most 2", len(a.VerificationKeys)))
+	}
+	if len(a.VerificationKeys) > 0 && !slices.Contains(a.VerificationKeys, SigningKeyName(p)) {
+		errs = append(errs, fmt.Errorf("spec.auth.signingKey: %q must be one of spec.auth.verificationKeys", SigningKeyName(p)))
+	}
+	return errs
+}
+
 // validateAutoscaling refuses utilization targets outside 1..100, as the CRD does.
 func validateAutoscaling(service string, as *v1alpha1.AutoscalingSpec) []error {
 	if as == nil {
@@ -186,6 +227,8 @@ func validateAutoscaling(service string, as *v1alpha1.AutoscalingSpec) []error {
 	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errs
 }
+
+var keyName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 func joinWorkloads(ws []catalog.Workload) string {
 	s := make([]string, len(ws))
@@ -213,6 +256,11 @@ const maxStatefulSetName = 52
 func longestChildSuffix() string {
 	p := &v1alpha1.Platform{}
 	longest := BrokerHeadlessName(p)
+	for _, n := range []string{TokenSigningSecretName(p), TokenKeysConfigMapName(p), AdminSecretName(p)} {
+		if len(n) > len(longest) {
+			longest = n
+		}
+	}
 	for _, s := range catalog.All() {
 		if n := ObjectName(p, s.Name); len(n) > len(longest) {
 			longest = n
@@ -241,9 +289,14 @@ func objectMeta(p *v1alpha1.Platform, name, component string) metav1.ObjectMeta 
 	return metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: Labels(p, component)}
 }
 
+// secretEnv is an env var from a key of the <p>-auth Secret.
 func secretEnv(p *v1alpha1.Platform, name, key string) corev1.EnvVar {
+	return secretKeyEnv(name, AuthSecretName(p), key)
+}
+
+func secretKeyEnv(name, secret, key string) corev1.EnvVar {
 	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-		LocalObjectReference: corev1.LocalObjectReference{Name: AuthSecretName(p)},
+		LocalObjectReference: corev1.LocalObjectReference{Name: secret},
 		Key:                  key,
 	}}}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	appsv1 "k8s.io/api/apps/v1"
@@ -29,8 +30,10 @@ import (
 
 // Expected object lists, in render order.
 
+// brokerRefs lists the shared Secrets and token keys, then the broker.
 func brokerRefs(p string, pdb bool) []string {
-	out := []string{"Secret/" + p + "-auth", "ConfigMap/" + p + "-nats-config", "Service/" + p + "-nats-headless", "Service/" + p + "-nats", "StatefulSet/" + p + "-nats"}
+	out := []string{"Secret/" + p + "-auth", "Secret/" + p + "-token-signing", "ConfigMap/" + p + "-token-keys", "Secret/" + p + "-admin",
+		"ConfigMap/" + p + "-nats-config", "Service/" + p + "-nats-headless", "Service/" + p + "-nats", "StatefulSet/" + p + "-nats"}
 	if pdb {
 		out = append(out, "PodDisruptionBudget/"+p+"-nats")
 	}
@@ -138,7 +141,7 @@ func TestPlatformObjects(t *testing.T) {
 
 func TestFullPlatformObjectCount(t *testing.T) {
 	objs := mustRender(t, fullPlatform())
-	if got, want := len(objs), 35; got != want {
+	if got, want := len(objs), 38; got != want {
 		t.Errorf("full platform renders %d objects, want %d:\n%s", got, want, strings.Join(refs(objs), "\n"))
 	}
 }
@@ -368,10 +371,21 @@ func TestNetworkPolicyRules(t *testing.T) {
 	}
 }
 
-// The broker is never open: the credentials exist in the Secret and nowhere
-// else; pods reach them only through secretKeyRef to <p>-auth.
-func TestCredentialsOnlyInTheSecret(t *testing.T) {
-	secrets := []string{testCredentials.NATSUser, testCredentials.NATSPassword, testCredentials.AuthKey}
+// pemBody is the base64 of a PEM block, as it would show if leaked.
+func pemBody(pemText string) string {
+	lines := strings.Split(strings.TrimSpace(pemText), "\n")
+	return strings.Join(lines[1:len(lines)-1], "")
+}
+
+// The broker is never open and the tokens' private keys never leave their
+// Secret: every generated value exists in its Secret and nowhere else; pods
+// reach them only through secretKeyRef, and only the issuers reach the
+// signing key and the first admin.
+func TestSecretsOnlyInTheirSecrets(t *testing.T) {
+	secrets := []string{testCredentials.NATSUser, testCredentials.NATSPassword, testAdmin.Password}
+	for _, k := range testTokenKeys() {
+		secrets = append(secrets, pemBody(k))
+	}
 	for name, p := range allPlatforms() {
 		t.Run(name, func(t *testing.T) {
 			objs := mustRender(t, p)
@@ -384,26 +398,34 @@ func TestCredentialsOnlyInTheSecret(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, s := range secrets {
-					if strings.Contains(string(b), s) {
-						t.Errorf("%s contains a credential", ref(o))
+					if strings.Contains(strings.ReplaceAll(string(b), `\n`, ""), s) {
+						t.Errorf("%s contains a secret", ref(o))
 					}
 				}
 			}
+			rendered := map[string]*corev1.Secret{}
+			for _, name := range []string{AuthSecretName(p), TokenSigningSecretName(p), AdminSecretName(p)} {
+				rendered[name] = find[*corev1.Secret](t, objs, name)
+			}
 			for owner, tpl := range podTemplates(objs) {
+				issuer := slices.Contains([]string{ObjectName(p, "user"), ObjectName(p, "account")}, strings.TrimPrefix(owner, "Deployment/"))
 				for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
 					for _, e := range c.Env {
 						for _, s := range secrets {
 							if strings.Contains(e.Value, s) {
-								t.Errorf("%s container %s: env %s holds a credential literally", owner, c.Name, e.Name)
+								t.Errorf("%s container %s: env %s holds a secret literally", owner, c.Name, e.Name)
 							}
 						}
 						if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
 							r := e.ValueFrom.SecretKeyRef
-							if r.Name != AuthSecretName(p) {
-								t.Errorf("%s: env %s refers to Secret %q, want %q", owner, e.Name, r.Name, AuthSecretName(p))
-							}
-							if _, ok := authSecret(p, testCredentials).Data[r.Key]; !ok {
-								t.Errorf("%s: env %s refers to missing key %q", owner, e.Name, r.Key)
+							sec, ok := rendered[r.Name]
+							switch {
+							case !ok:
+								t.Errorf("%s: env %s refers to Secret %q, which is not rendered", owner, e.Name, r.Name)
+							case r.Name != AuthSecretName(p) && !issuer:
+								t.Errorf("%s: env %s refers to Secret %q, which only user and account may read", owner, e.Name, r.Name)
+							case sec.Data[r.Key] == nil:
+								t.Errorf("%s: env %s refers to missing key %q of %s", owner, e.Name, r.Key, r.Name)
 							}
 						}
 					}
@@ -422,8 +444,8 @@ func TestCredentialsOnlyInTheSecret(t *testing.T) {
 					}
 				}
 			}
-			sec := find[*corev1.Secret](t, objs, AuthSecretName(p))
-			want := map[string][]byte{"nats-user": []byte(secrets[0]), "nats-password": []byte(secrets[1]), "auth-key": []byte(secrets[2])}
+			sec := rendered[AuthSecretName(p)]
+			want := map[string][]byte{"nats-user": []byte(testCredentials.NATSUser), "nats-password": []byte(testCredentials.NATSPassword)}
 			if sec.Type != corev1.SecretTypeOpaque || !reflect.DeepEqual(sec.Data, want) || sec.StringData != nil {
 				t.Errorf("auth Secret: type %q data %q stringData %v", sec.Type, sec.Data, sec.StringData)
 			}
@@ -436,8 +458,13 @@ func TestServiceEnv(t *testing.T) {
 		return []corev1.EnvVar{
 			secretEnv(platform(p), "NATS_USER", "nats-user"),
 			secretEnv(platform(p), "NATS_PASSWORD", "nats-password"),
-			secretEnv(platform(p), "AUTH_KEY", "auth-key"),
+			{Name: "TOKEN_KEYS", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: p + "-token-keys"}, Key: "keys.pem"}}},
 		}
+	}
+	fromSecret := func(name, secret, key string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}}}
 	}
 	tests := []struct {
 		name     string
@@ -476,6 +503,35 @@ func TestServiceEnv(t *testing.T) {
 			want: slices.Concat(
 				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://tv-nats.media.svc.cluster.local:4222"}},
 				auth("tv")),
+		},
+		{
+			name:     "an issuer also gets the signing key spec.auth names, the token lifetime and the first admin",
+			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithSigningKey("v2", "v1", "v2"), testgen.WithTokenTTL(30*time.Minute)),
+			service:  "account",
+			want: slices.Concat(
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://tv-nats.demo.svc.cluster.local:4222"}},
+				auth("tv"),
+				[]corev1.EnvVar{
+					fromSecret("TOKEN_SIGNING_KEY", "tv-token-signing", "v2"),
+					{Name: "TOKEN_TTL", Value: "30m0s"},
+					fromSecret("ADMIN_EMAIL", "tv-admin", "email"),
+					fromSecret("ADMIN_PASSWORD", "tv-admin", "password"),
+				}),
+		},
+		{
+			name:     "the gateway verifies tokens but signs none",
+			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming)),
+			service:  "gateway",
+			want: slices.Concat(
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://tv-nats.demo.svc.cluster.local:4222"}},
+				auth("tv"),
+				[]corev1.EnvVar{
+					{Name: "ACCOUNT_URL", Value: "http://tv-account.demo.svc.cluster.local"},
+					{Name: "CONTENT_URL", Value: "http://tv-content.demo.svc.cluster.local"},
+					{Name: "PLAYBACK_URL", Value: "http://tv-playback.demo.svc.cluster.local"},
+					{Name: "ANALYTICS_URL", Value: "http://tv-analytics.demo.svc.cluster.local"},
+					{Name: "RECOMMENDATION_URL", Value: "http://tv-recommendation.demo.svc.cluster.local"},
+				}),
 		},
 	}
 	for _, tt := range tests {
@@ -1010,7 +1066,6 @@ func TestRenderDoesNotModifyThePlatform(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	valid := testOptions()
 	tests := []struct {
 		name     string
 		platform *v1alpha1.Platform
@@ -1018,7 +1073,17 @@ func TestErrors(t *testing.T) {
 		want     string
 	}{
 		{"empty credentials", platform("shop"), func(o *Options) { o.Credentials = Credentials{} }, "credentials are empty"},
-		{"one credential missing", platform("shop"), func(o *Options) { o.Credentials.AuthKey = "" }, "credentials are empty"},
+		{"one credential missing", platform("shop"), func(o *Options) { o.Credentials.NATSPassword = "" }, "credentials are empty"},
+		{"a token key missing", platform("shop", testgen.WithSigningKey("v3")), nil, `token key "v3" is missing`},
+		{"a token key that is no key", platform("shop"), func(o *Options) { o.TokenKeys["v1"] = "garbage" }, "Secret shop-token-signing, key v1: no PEM block; delete the key"},
+		{"a public key for a signing key", platform("shop"), func(o *Options) { o.TokenKeys["v1"] = testPublicPEM }, "want PRIVATE KEY"},
+		{"no first admin", platform("shop"), func(o *Options) { o.Admin = Admin{} }, "first admin's credentials are empty"},
+		{"a first admin without a plain address", platform("shop"), func(o *Options) { o.Admin.Email = "Admin <a@b.c>" }, "Secret shop-admin, key email"},
+		{"a first admin with a short password", platform("shop"), func(o *Options) { o.Admin.Password = "short" }, "8 to 72 bytes"},
+		{"a signing key not among the verification keys", platform("shop", testgen.WithSigningKey("v1", "v2", "blue")), nil, `spec.auth.signingKey: "v1" must be one of`},
+		{"three verification keys", platform("shop", testgen.WithSigningKey("v1", "v1", "v2", "blue")), nil, "3 keys, at most 2"},
+		{"a key name that is no label", platform("shop", testgen.WithSigningKey("V_1")), nil, `key name "V_1"`},
+		{"a token lifetime past the revocation memory", platform("shop", testgen.WithTokenTTL(25*time.Hour)), nil, "spec.auth.tokenTTL: 25h0m0s is not between 1m and 24h0m0s"},
 		{"a hand-made password the broker cannot parse", platform("shop"), func(o *Options) { o.Credentials.NATSPassword = "12345-67890-abcdef" }, "nats-password must be"},
 		{"a short user", platform("shop"), func(o *Options) { o.Credentials.NATSUser = "admin" }, "nats-user must be"},
 		{"no workloads", platform("shop", testgen.WithWorkloads()), nil, "spec.workloads is empty"},
@@ -1045,7 +1110,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			opts := valid
+			opts := testOptions()
 			if tt.opts != nil {
 				tt.opts(&opts)
 			}
@@ -1065,7 +1130,7 @@ func TestErrors(t *testing.T) {
 		mustRender(t, platform(strings.Repeat("a", 47)))
 	})
 	t.Run("spec.image alone is enough", func(t *testing.T) {
-		opts := valid
+		opts := testOptions()
 		opts.ServicesImage = ""
 		if _, err := Platform(platform("shop", testgen.WithImage("x/y:z")), opts); err != nil {
 			t.Fatal(err)

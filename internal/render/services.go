@@ -23,8 +23,9 @@ func servicesImage(p *v1alpha1.Platform, opts Options) string {
 	return opts.ServicesImage
 }
 
-// serviceEnv wires a service to the broker and its upstreams. Credentials
-// come only through secretKeyRef.
+// serviceEnv wires a service to the broker, its upstreams and the token
+// keys its catalog row asks for. Credentials and private keys come only
+// through secretKeyRef.
 //
 // The gateway routes only to enabled services: a disabled service is an
 // expected 404 there. Any other service gets every catalog upstream, enabled
@@ -37,8 +38,8 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 		{Name: catalog.EnvNATSURL, Value: BrokerURL(p)},
 		secretEnv(p, catalog.EnvNATSUser, SecretKeyNATSUser),
 		secretEnv(p, catalog.EnvNATSPassword, SecretKeyNATSPassword),
-		secretEnv(p, catalog.EnvAuthKey, SecretKeyAuthKey),
 	}
+	env = append(env, tokenEnv(p, svc.Service)...)
 	for _, up := range svc.Upstreams {
 		if svc.Name == catalog.Gateway && !enabled[up] {
 			continue
@@ -48,7 +49,9 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 	return env
 }
 
-func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, enabled map[string]bool) *appsv1.Deployment {
+func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys tokenKeySet, enabled map[string]bool) *appsv1.Deployment {
+	annotations := tokenAnnotations(svc.Service, keys, opts.Admin)
+	annotations[AnnotationAuthHash] = opts.Credentials.hash()
 	return &appsv1.Deployment{
 		TypeMeta:   typeMeta("apps/v1", "Deployment"),
 		ObjectMeta: objectMeta(p, ObjectName(p, svc.Name), svc.Name),
@@ -62,7 +65,7 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, enab
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels:      Labels(p, svc.Name),
-					Annotations: map[string]string{AnnotationAuthHash: opts.Credentials.hash()},
+					Annotations: annotations,
 				},
 				Spec: corev1.PodSpec{
 					// Services never talk to the Kubernetes API.

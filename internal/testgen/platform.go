@@ -8,6 +8,10 @@
 package testgen
 
 import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -16,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/tokenkeys"
 )
 
 // PlatformOption shapes a Platform.
@@ -181,4 +186,28 @@ func Lag(enabled bool, threshold int64) ServiceOption {
 // AutoscalingOff turns off the autoscaling the catalog gives a service.
 func AutoscalingOff() ServiceOption {
 	return func(s *v1alpha1.ServiceSpec) { s.Autoscaling = &v1alpha1.AutoscalingSpec{Enabled: ptr.To(false)} }
+}
+
+// WithSigningKey sets spec.auth.signingKey and, when given,
+// spec.auth.verificationKeys.
+func WithSigningKey(signing string, verification ...string) PlatformOption {
+	return func(p *v1alpha1.Platform) {
+		p.Spec.Auth.SigningKey = signing
+		p.Spec.Auth.VerificationKeys = verification
+	}
+}
+
+func WithTokenTTL(d time.Duration) PlatformOption {
+	return func(p *v1alpha1.Platform) { p.Spec.Auth.TokenTTL = &metav1.Duration{Duration: d} }
+}
+
+// TokenKey is a PEM Ed25519 private key fixed by name, the same in every
+// run, so golden files and expected key ids stay put.
+func TokenKey(name string) string {
+	seed := sha256.Sum256([]byte("testgen token key " + name))
+	s, err := tokenkeys.EncodePrivate(ed25519.NewKeyFromSeed(seed[:]))
+	if err != nil {
+		panic(err)
+	}
+	return s
 }

@@ -15,7 +15,7 @@ import (
 
 func newGateway(t *testing.T, ups map[string]*url.URL, o Options) *httptest.Server {
 	t.Helper()
-	g, err := NewGateway(ups, kit.HMACVerifier([]byte(kittest.AuthKey)), kit.NewMetrics("gateway"), o)
+	g, err := NewGateway(ups, kittest.KeySet(t), kit.NewMetrics("gateway"), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestGateway(t *testing.T) {
 
 	gw := newGateway(t, map[string]*url.URL{"user": upURL, "product": upURL, "payment": deadURL},
 		Options{RPS: 1, Burst: 3, BreakerFailures: 2, BreakerOpenFor: time.Hour})
-	token, _, _ := kit.IssueToken([]byte(kittest.AuthKey), "u1", "", time.Hour, time.Now())
+	token := kittest.Token(t, "u1")
 
 	do := func(method, path, tok string) (int, string) {
 		req, _ := http.NewRequest(method, gw.URL+path, nil)

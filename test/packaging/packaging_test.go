@@ -156,8 +156,8 @@ func TestRenderOutputIsAccepted(t *testing.T) {
 	sample := filepath.Join(root, "config", "samples", "platform.yaml")
 	out := run(t, nil, bin, "render", "-f", sample, "--namespace", ns)
 	objs := decode(t, out)
-	if k := kinds(objs); k["Deployment"] != 11 || k["StatefulSet"] != 1 || k["Secret"] != 1 {
-		t.Errorf("render kinds %v, want 11 Deployments, a StatefulSet and a Secret", k)
+	if k := kinds(objs); k["Deployment"] != 11 || k["StatefulSet"] != 1 || k["Secret"] != 3 {
+		t.Errorf("render kinds %v, want 11 Deployments, a StatefulSet and three Secrets (broker, token keys, admin)", k)
 	}
 	apply(t, k8s, objs, ns, dryRun)
 
