@@ -106,6 +106,11 @@ bench: envtest ## Run the benchmarks (figures go to docs/benchmarks.md).
 dev: ## Run every service with an embedded NATS in one process (gateway on :8080).
 	go run ./cmd/switchboard dev
 
+.PHONY: keda-crds
+keda-crds: ## Copy KEDA's ScaledObject CRD from the KEDA module go.mod requires into config/keda (for envtest).
+	cp "$$(go list -m -f '{{.Dir}}' github.com/kedacore/keda/v2)/config/crd/bases/keda.sh_scaledobjects.yaml" config/keda/
+	chmod 644 config/keda/keda.sh_scaledobjects.yaml
+
 ##@ Build
 
 .PHONY: build

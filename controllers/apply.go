@@ -53,7 +53,7 @@ func (r *PlatformReconciler) apply(ctx context.Context, obj client.Object) (bool
 		return false, err
 	}
 	live := liveObj.(client.Object)
-	switch err := r.Get(ctx, client.ObjectKeyFromObject(obj), live); {
+	switch err := r.readerFor(gvk).Get(ctx, client.ObjectKeyFromObject(obj), live); {
 	case err == nil:
 		have, err := runtime.DefaultUnstructuredConverter.ToUnstructured(live)
 		if err != nil {
@@ -62,6 +62,9 @@ func (r *PlatformReconciler) apply(ctx context.Context, obj client.Object) (bool
 		// Typed reads drop apiVersion and kind; the key already matched them.
 		have["apiVersion"], have["kind"] = want["apiVersion"], want["kind"]
 		d := drift(have, want, "")
+		if d == "" {
+			d = extraData(have, want)
+		}
 		if d == "" {
 			return false, nil
 		}
@@ -117,6 +120,26 @@ func drift(have, want any, path string) string {
 		}
 		return path
 	}
+}
+
+// extraData returns the path of a key the live Secret or ConfigMap holds
+// in its data and the desired one no longer does, or "". The operator owns
+// these objects whole, and a key it stops applying must go: a dropped token
+// key, or the token key older versions kept in <p>-auth. The apply that
+// follows removes it, as server-side apply removes the fields its manager
+// stops sending.
+func extraData(have, want map[string]any) string {
+	if k := want["kind"]; k != "Secret" && k != "ConfigMap" {
+		return ""
+	}
+	h, _ := have["data"].(map[string]any)
+	w, _ := want["data"].(map[string]any)
+	for k := range h {
+		if _, ok := w[k]; !ok {
+			return ".data." + k
+		}
+	}
+	return ""
 }
 
 func objectRef(obj client.Object) string {

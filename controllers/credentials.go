@@ -12,39 +12,84 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/render"
 )
 
-// credentials returns the platform's broker credentials and token-signing
-// key. They are generated once, stored in the <p>-auth Secret, and read
-// back on every later reconcile, so they are never rotated by accident: a
-// key that exists is kept, and only a missing key is generated.
-func (r *PlatformReconciler) credentials(ctx context.Context, p *v1alpha1.Platform) (render.Credentials, error) {
-	secret := &corev1.Secret{}
-	key := client.ObjectKey{Namespace: p.Namespace, Name: render.AuthSecretName(p)}
-	err := r.Get(ctx, key, secret)
-	if isNotFound(err) && r.APIReader != nil {
-		// The cache only holds labelled objects; a Secret whose labels were
-		// edited away still holds the keys every pod uses.
-		err = r.APIReader.Get(ctx, key, secret)
+// secrets are what a render needs that only the cluster remembers: the
+// broker's credentials, the token-signing keys and the first admin. Each
+// is generated once, stored in its Secret, and read back on every later
+// reconcile, so nothing is rotated by accident: a key that exists is kept,
+// and only a missing one is generated. The token keys follow spec.auth: a
+// name listed there gets a key, a name no longer listed loses its own.
+type secrets struct {
+	creds     render.Credentials
+	tokenKeys render.TokenKeys
+	admin     render.Admin
+}
+
+func (r *PlatformReconciler) secrets(ctx context.Context, p *v1alpha1.Platform) (secrets, error) {
+	var out secrets
+	var err error
+	if out.creds, err = r.credentials(ctx, p); err != nil {
+		return secrets{}, err
 	}
-	if err != nil && !isNotFound(err) {
-		return render.Credentials{}, fmt.Errorf("reading Secret %s: %w", key.Name, err)
+	signing, err := r.readSecret(ctx, p, render.TokenSigningSecretName(p))
+	if err != nil {
+		return secrets{}, err
+	}
+	if out.tokenKeys, err = render.KeepTokenKeys(p, render.TokenKeysFromSecret(signing)); err != nil {
+		return secrets{}, err
+	}
+	admin, err := r.readSecret(ctx, p, render.AdminSecretName(p))
+	if err != nil {
+		return secrets{}, err
+	}
+	if out.admin, err = render.KeepAdmin(render.AdminFromSecret(admin), rand.Reader); err != nil {
+		return secrets{}, fmt.Errorf("generating the first admin's password: %w", err)
+	}
+	return out, nil
+}
+
+// credentials returns the broker's credentials from <p>-auth, generating
+// those missing.
+func (r *PlatformReconciler) credentials(ctx context.Context, p *v1alpha1.Platform) (render.Credentials, error) {
+	secret, err := r.readSecret(ctx, p, render.AuthSecretName(p))
+	if err != nil {
+		return render.Credentials{}, err
 	}
 	if creds, ok := render.CredentialsFromSecret(secret); ok {
 		return creds, nil
 	}
-
 	fresh, err := render.NewCredentials(rand.Reader)
 	if err != nil {
 		return render.Credentials{}, fmt.Errorf("generating credentials: %w", err)
 	}
 	keep := func(k, generated string) string {
-		if v := secret.Data[k]; len(v) > 0 {
-			return string(v)
+		if secret != nil {
+			if v := secret.Data[k]; len(v) > 0 {
+				return string(v)
+			}
 		}
 		return generated
 	}
 	return render.Credentials{
 		NATSUser:     keep(render.SecretKeyNATSUser, fresh.NATSUser),
 		NATSPassword: keep(render.SecretKeyNATSPassword, fresh.NATSPassword),
-		AuthKey:      keep(render.SecretKeyAuthKey, fresh.AuthKey),
 	}, nil
+}
+
+// readSecret returns p's Secret name, or nil when it does not exist.
+func (r *PlatformReconciler) readSecret(ctx context.Context, p *v1alpha1.Platform, name string) (*corev1.Secret, error) {
+	secret := &corev1.Secret{}
+	key := client.ObjectKey{Namespace: p.Namespace, Name: name}
+	err := r.Get(ctx, key, secret)
+	if isNotFound(err) && r.APIReader != nil {
+		// The cache only holds labelled objects; a Secret whose labels were
+		// edited away still holds the keys every pod uses.
+		err = r.APIReader.Get(ctx, key, secret)
+	}
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Secret %s: %w", name, err)
+	}
+	return secret, nil
 }

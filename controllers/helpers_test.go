@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/controllers"
 	"github.com/switchboard-dev/switchboard/internal/render"
+	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
 
 // loadSample reads a Platform from a YAML file under config/samples.
@@ -58,10 +59,19 @@ func get(t *testing.T, p *v1alpha1.Platform) *v1alpha1.Platform {
 }
 
 // desiredFor renders p the way the reconciler does, for the names and kinds
-// of the expected children. Credentials do not affect names.
+// of the expected children. Credentials and keys do not affect names.
 func desiredFor(t testing.TB, p *v1alpha1.Platform) []client.Object {
 	t.Helper()
-	objs, err := render.Platform(p, render.Options{ServicesImage: testImage, Credentials: render.Credentials{NATSUser: "user-for-names-only", NATSPassword: "password-for-names-only", AuthKey: "key-for-names-only-0123456789abcdef"}})
+	keys := render.TokenKeys{}
+	for _, name := range render.KeyNames(p) {
+		keys[name] = testgen.TokenKey(name)
+	}
+	objs, err := render.Platform(p, render.Options{
+		ServicesImage: testImage,
+		Credentials:   render.Credentials{NATSUser: "user-for-names-only", NATSPassword: "password-for-names-only"},
+		TokenKeys:     keys,
+		Admin:         render.Admin{Email: "names@example.com", Password: "password-for-names-only"},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,11 +29,17 @@ func listKind(kind schema.GroupVersionKind) schema.GroupVersionKind {
 	return kind.GroupVersion().WithKind(kind.Kind + "List")
 }
 
-// childObjects returns an empty object of each kind render produces, for the
-// watches and the cache, which take objects rather than kinds.
+// childObjects returns an empty object of each kind render produces that
+// every API server serves, for the watches and the cache, which take
+// objects rather than kinds. The optional kinds are left out: a watch or a
+// cache of a kind the API server does not serve fails (optionalWatches
+// watches them while their CRD exists).
 func childObjects(scheme *runtime.Scheme) ([]client.Object, error) {
 	var objs []client.Object
 	for _, gvk := range render.ChildKinds() {
+		if _, optional := render.OptionalKindCRD(gvk); optional {
+			continue
+		}
 		obj, err := newTyped[client.Object](scheme, gvk)
 		if err != nil {
 			return nil, err

@@ -15,6 +15,11 @@ import (
 type observation struct {
 	broker   v1alpha1.BrokerStatus
 	services []v1alpha1.ServiceStatus
+	// problems say, by component (a service or the broker), why one of its
+	// pods does not start.
+	problems map[string]*podProblem
+	// jetstream is what the broker's monitors said; nil without a monitor.
+	jetstream *jetStreamObservation
 }
 
 func (o *observation) brokerReady() bool {
@@ -23,9 +28,12 @@ func (o *observation) brokerReady() bool {
 
 func (o *observation) readyServices() (ready int, notReady []string) {
 	for _, s := range o.services {
-		if s.Ready {
+		switch pr := o.problems[s.Name]; {
+		case s.Ready:
 			ready++
-		} else {
+		case pr != nil:
+			notReady = append(notReady, fmt.Sprintf("%s (%d/%d ready: %s)", s.Name, s.ReadyReplicas, s.Replicas, pr.message))
+		default:
 			notReady = append(notReady, fmt.Sprintf("%s (%d/%d ready)", s.Name, s.ReadyReplicas, s.Replicas))
 		}
 	}
@@ -70,6 +78,13 @@ func (r *PlatformReconciler) observe(ctx context.Context, p *v1alpha1.Platform) 
 			return nil, err
 		}
 		obs.services = append(obs.services, st)
+	}
+	var err error
+	if obs.problems, err = r.podProblems(ctx, p); err != nil {
+		return nil, err
+	}
+	if r.BrokerMonitor != nil {
+		obs.jetstream = r.observeJetStream(ctx, p, obs.broker)
 	}
 	return obs, nil
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -15,8 +16,11 @@ import (
 // reconcileState is what one reconcile's phases hand each other.
 type reconcileState struct {
 	p       *v1alpha1.Platform
-	creds   render.Credentials
-	desired []client.Object
+	secrets secrets
+	// optional says which optional child kinds (KEDA's ScaledObject) the
+	// API server serves.
+	optional map[schema.GroupVersionKind]kindState
+	desired  []client.Object
 	// outcome is what status is computed from.
 	outcome *reconcileOutcome
 }
@@ -37,7 +41,9 @@ type phase struct {
 func (r *PlatformReconciler) phases() []phase {
 	return []phase{
 		{reason: reasonCredentialsFailed, run: r.readCredentials},
+		{reason: reasonDiscoveryFailed, run: r.discoverOptionalKinds},
 		{reason: reasonRenderFailed, action: "Render", final: true, run: r.renderDesired},
+		{reason: reasonHandoverFailed, action: "Handover", run: r.handOverScaling},
 		{reason: reasonApplyFailed, action: "Apply", run: r.applyDesired},
 		{reason: reasonPruneFailed, action: "Prune", run: r.pruneUndesired},
 		{reason: reasonObserveFailed, run: r.observeChildren},
@@ -45,12 +51,20 @@ func (r *PlatformReconciler) phases() []phase {
 }
 
 func (r *PlatformReconciler) readCredentials(ctx context.Context, s *reconcileState) (err error) {
-	s.creds, err = r.credentials(ctx, s.p)
+	s.secrets, err = r.secrets(ctx, s.p)
 	return err
 }
 
 func (r *PlatformReconciler) renderDesired(_ context.Context, s *reconcileState) (err error) {
-	s.desired, err = render.Platform(s.p, render.Options{ServicesImage: r.ServicesImage, Credentials: s.creds})
+	s.desired, err = render.Platform(s.p, render.Options{
+		ServicesImage:     r.ServicesImage,
+		BrokerImage:       r.BrokerImage,
+		KEDA:              s.served(render.ScaledObjectKind),
+		OperatorNamespace: r.OperatorNamespace,
+		Credentials:       s.secrets.creds,
+		TokenKeys:         s.secrets.tokenKeys,
+		Admin:             s.secrets.admin,
+	})
 	return err
 }
 
@@ -66,7 +80,7 @@ func (r *PlatformReconciler) applyDesired(ctx context.Context, s *reconcileState
 }
 
 func (r *PlatformReconciler) pruneUndesired(ctx context.Context, s *reconcileState) error {
-	pruned, err := r.prune(ctx, s.p, s.desired)
+	pruned, err := r.prune(ctx, s.p, s.desired, s.served)
 	if err != nil {
 		return err
 	}
@@ -76,6 +90,10 @@ func (r *PlatformReconciler) pruneUndesired(ctx context.Context, s *reconcileSta
 
 func (r *PlatformReconciler) observeChildren(ctx context.Context, s *reconcileState) (err error) {
 	s.outcome.observed, err = r.observe(ctx, s.p)
+	if err == nil && s.outcome.observed.jetstream != nil {
+		// Storage fills without a Kubernetes event: look again soon.
+		s.outcome.requeue(brokerPollInterval)
+	}
 	return err
 }
 

@@ -11,11 +11,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
@@ -32,6 +34,21 @@ type PlatformReconciler struct {
 	Recorder  events.EventRecorder
 	// ServicesImage runs the services when a Platform sets no spec.image.
 	ServicesImage string
+	// BrokerImage runs the broker when a Platform sets no spec.broker.image;
+	// empty means render.DefaultBrokerImage.
+	BrokerImage string
+
+	// BrokerMonitor reads the broker servers' monitors for the JetStream
+	// cluster and storage in status; nil leaves them out.
+	BrokerMonitor BrokerMonitor
+	// OperatorNamespace is where the operator's pods run: the broker's
+	// NetworkPolicy admits them to its monitor. Empty admits none (an
+	// operator outside the cluster needs no rule).
+	OperatorNamespace string
+
+	// optional watches the optional child kinds while their CRDs exist;
+	// SetupWithManager sets it. A reconciler outside a manager has none.
+	optional *optionalWatches
 }
 
 // +kubebuilder:rbac:groups=platform.switchboard.dev,resources=platforms,verbs=get;list;watch
@@ -49,6 +66,9 @@ type PlatformReconciler struct {
 func (r *PlatformReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	p := &v1alpha1.Platform{}
 	if err := r.Get(ctx, req.NamespacedName, p); err != nil {
+		if isNotFound(err) {
+			forgetBroker(&metav1.ObjectMeta{Namespace: req.Namespace, Name: req.Name})
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !p.DeletionTimestamp.IsZero() {
@@ -77,7 +97,7 @@ func (r *PlatformReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		}
 	}
 	s.outcome.succeeded = true
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: s.outcome.requeueAfter}, nil
 }
 
 // SetupWithManager registers the controller. It owns every child kind, so a
@@ -92,7 +112,19 @@ func (r *PlatformReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	for _, obj := range children {
 		b = b.Owns(obj)
 	}
-	return b.Named("platform").Complete(r)
+	// Pods tell why a broker or service does not become ready.
+	b = b.Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(platformForPod), builder.WithPredicates(podStartChanged))
+	// The optional kinds are watched from the moment their CRD exists
+	// (optionalWatches); the CRDs themselves always are.
+	crd := &metav1.PartialObjectMetadata{}
+	crd.SetGroupVersionKind(crdKind)
+	b = b.WatchesMetadata(crd, handler.EnqueueRequestsFromMapFunc(r.platformsForCRD))
+	c, err := b.Named("platform").Build(r)
+	if err != nil {
+		return err
+	}
+	r.optional = newOptionalWatches(c, mgr.GetCache(), mgr.GetScheme(), mgr.GetRESTMapper())
+	return nil
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }

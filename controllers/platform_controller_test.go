@@ -61,10 +61,26 @@ func TestSampleCreatesEveryChildWithItsWiring(t *testing.T) {
 			t.Errorf("order env %s = %q, want %q", name, got, want)
 		}
 	}
-	for _, name := range []string{"NATS_USER", "NATS_PASSWORD", "AUTH_KEY"} {
+	for _, name := range []string{"NATS_USER", "NATS_PASSWORD"} {
 		ref := env[name].ValueFrom
 		if ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != "shop-auth" {
 			t.Errorf("order env %s must come from Secret shop-auth, got %+v", name, env[name])
+		}
+	}
+	if ref := env["TOKEN_KEYS"].ValueFrom; ref == nil || ref.ConfigMapKeyRef == nil || ref.ConfigMapKeyRef.Name != "shop-token-keys" {
+		t.Errorf("order env TOKEN_KEYS must come from ConfigMap shop-token-keys, got %+v", env["TOKEN_KEYS"])
+	}
+	for _, name := range []string{"TOKEN_SIGNING_KEY", "ADMIN_PASSWORD"} {
+		if _, ok := env[name]; ok {
+			t.Errorf("order, which issues no token, gets %s", name)
+		}
+	}
+	user := &appsv1.Deployment{}
+	mustGet(t, ns, "shop-user", user)
+	uenv := envByName(user.Spec.Template.Spec.Containers[0])
+	for name, secret := range map[string]string{"TOKEN_SIGNING_KEY": "shop-token-signing", "ADMIN_EMAIL": "shop-admin", "ADMIN_PASSWORD": "shop-admin"} {
+		if ref := uenv[name].ValueFrom; ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != secret {
+			t.Errorf("user env %s must come from Secret %s, got %+v", name, secret, uenv[name])
 		}
 	}
 	if c.Image != testImage || !slices.Equal(c.Args, []string{"serve", "order"}) {
@@ -315,7 +331,7 @@ func TestAuthSecretIsGeneratedOnceAndKept(t *testing.T) {
 	p := createAndReconcile(t, r, testgen.Platform("pf", testgen.WithNamespace(ns), testgen.WithWorkloads(v1alpha1.WorkloadCommerce)))
 	first := &corev1.Secret{}
 	mustGet(t, ns, "pf-auth", first)
-	for _, k := range []string{render.SecretKeyNATSUser, render.SecretKeyNATSPassword, render.SecretKeyAuthKey} {
+	for _, k := range []string{render.SecretKeyNATSUser, render.SecretKeyNATSPassword} {
 		if len(first.Data[k]) < 16 {
 			t.Errorf("Secret key %s holds %d bytes, want a generated value", k, len(first.Data[k]))
 		}
@@ -333,15 +349,15 @@ func TestAuthSecretIsGeneratedOnceAndKept(t *testing.T) {
 	}
 
 	// A key lost by hand is regenerated; the others are kept.
-	delete(again.Data, render.SecretKeyAuthKey)
+	delete(again.Data, render.SecretKeyNATSUser)
 	if err := k8s.Update(testCtx, again); err != nil {
 		t.Fatal(err)
 	}
 	reconcile(t, r, p)
 	healed := &corev1.Secret{}
 	mustGet(t, ns, "pf-auth", healed)
-	if len(healed.Data[render.SecretKeyAuthKey]) == 0 {
-		t.Error("the missing auth key was not regenerated")
+	if len(healed.Data[render.SecretKeyNATSUser]) == 0 {
+		t.Error("the missing broker user was not regenerated")
 	}
 	if string(healed.Data[render.SecretKeyNATSPassword]) != string(first.Data[render.SecretKeyNATSPassword]) {
 		t.Error("regenerating one key rotated the broker password")
@@ -352,8 +368,14 @@ func TestNoPodSpecCarriesASecretValue(t *testing.T) {
 	ns := newNamespace(t)
 	r, _ := newDirectReconciler(t)
 	p := createAndReconcile(t, r, loadSample(t, "platform.yaml", ns))
-	secret := &corev1.Secret{}
-	mustGet(t, ns, "shop-auth", secret)
+	secret := &corev1.Secret{Data: map[string][]byte{}}
+	for _, name := range []string{"shop-auth", "shop-token-signing", "shop-admin"} {
+		s := &corev1.Secret{}
+		mustGet(t, ns, name, s)
+		for k, v := range s.Data {
+			secret.Data[name+"/"+k] = v
+		}
+	}
 
 	var templates []corev1.PodTemplateSpec
 	var deps appsv1.DeploymentList

@@ -6,6 +6,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
@@ -17,7 +18,10 @@ import (
 // disabled service or a removed workload, NetworkPolicies switched off, a
 // broker PDB after scaling to one replica. Candidates are found by the
 // platform's labels and must be controlled by p; names are never guessed.
-func (r *PlatformReconciler) prune(ctx context.Context, p *v1alpha1.Platform, desired []client.Object) ([]string, error) {
+//
+// A kind the API server does not serve (an optional kind whose CRD is gone)
+// has nothing to prune: deleting its CRD deleted its objects.
+func (r *PlatformReconciler) prune(ctx context.Context, p *v1alpha1.Platform, desired []client.Object, served func(schema.GroupVersionKind) bool) ([]string, error) {
 	keep := make(map[string]bool, len(desired))
 	for _, obj := range desired {
 		gvk, err := apiutil.GVKForObject(obj, r.Scheme)
@@ -29,11 +33,14 @@ func (r *PlatformReconciler) prune(ctx context.Context, p *v1alpha1.Platform, de
 
 	var pruned []string
 	for _, kind := range render.ChildKinds() {
+		if !served(kind) {
+			continue
+		}
 		list, err := newTyped[client.ObjectList](r.Scheme, listKind(kind))
 		if err != nil {
 			return pruned, err
 		}
-		if err := r.List(ctx, list, client.InNamespace(p.Namespace),
+		if err := r.readerFor(kind).List(ctx, list, client.InNamespace(p.Namespace),
 			client.MatchingLabelsSelector{Selector: render.PlatformSelector(p)}); err != nil {
 			return pruned, fmt.Errorf("listing %T: %w", list, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -54,9 +55,20 @@ type reconcileOutcome struct {
 	succeeded bool
 	applied   []string
 	observed  *observation
+	// lagScaling is what discovery found for queue-lag autoscaling.
+	lagScaling *lagScaling
+	// requeueAfter asks for another reconcile after a successful one.
+	requeueAfter time.Duration
 	// failure is set when a step failed; it surfaces as Degraded.
 	failureReason string
 	failure       error
+}
+
+// requeue asks for another reconcile within d.
+func (o *reconcileOutcome) requeue(d time.Duration) {
+	if o.requeueAfter == 0 || d < o.requeueAfter {
+		o.requeueAfter = d
+	}
 }
 
 func (o *reconcileOutcome) fail(reason string, err error) {
@@ -88,6 +100,8 @@ func (r *PlatformReconciler) patchStatus(ctx context.Context, before, p *v1alpha
 	setDegradedCondition(p, o)
 	setProgressingCondition(p, o)
 	setReadyCondition(p)
+	setLagScalingCondition(p, o)
+	setBrokerStorageCondition(p, o)
 
 	if equality.Semantic.DeepEqual(before.Status, p.Status) {
 		return nil
@@ -95,6 +109,7 @@ func (r *PlatformReconciler) patchStatus(ctx context.Context, before, p *v1alpha
 	if err := r.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
 		return client.IgnoreNotFound(err)
 	}
+	r.announceStorage(before, p)
 	isReady := meta.IsStatusConditionTrue(p.Status.Conditions, ConditionReady)
 	switch {
 	case isReady && !wasReady:
@@ -120,9 +135,20 @@ func setBrokerReadyCondition(p *v1alpha1.Platform, o *reconcileOutcome) {
 		return // keep the last observation; Degraded says why there is none
 	}
 	b := o.observed.broker
-	switch {
+	switch pr := o.observed.problems[render.ComponentBroker]; {
 	case o.observed.brokerReady():
-		setCondition(p, ConditionBrokerReady, true, reasonBrokerAvailable, fmt.Sprintf("%s NATS replicas ready at %s", b.Ready, b.URL))
+		msg := fmt.Sprintf("%s NATS replicas ready at %s", b.Ready, b.URL)
+		detail, ok := clusterReport(p, o)
+		if detail != "" {
+			msg += "; " + detail
+		}
+		if !ok {
+			setCondition(p, ConditionBrokerReady, false, reasonNoMetaLeader, msg)
+			return
+		}
+		setCondition(p, ConditionBrokerReady, true, reasonBrokerAvailable, msg)
+	case pr != nil:
+		setCondition(p, ConditionBrokerReady, false, pr.reason, fmt.Sprintf("%s NATS replicas ready: %s", b.Ready, pr.message))
 	case b.ReadyReplicas == 0:
 		setCondition(p, ConditionBrokerReady, false, reasonBrokerMissing,
 			fmt.Sprintf("no NATS replica is ready (0/%d); check the pods of StatefulSet %s and their PersistentVolumeClaims", b.Replicas, render.BrokerName(p)))

@@ -63,6 +63,12 @@ type PlatformSpec struct {
 	// +kubebuilder:default={}
 	NetworkPolicy NetworkPolicySpec `json:"networkPolicy,omitempty"`
 
+	// Auth configures user tokens: their lifetime and the keys that sign
+	// and verify them.
+	// +optional
+	// +kubebuilder:default={}
+	Auth AuthSpec `json:"auth,omitempty"`
+
 	// Defaults apply to every service unless its entry in services overrides them.
 	// +optional
 	Defaults ServiceDefaults `json:"defaults,omitempty"`
@@ -82,8 +88,9 @@ type BrokerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self in [1, 3, 5]",message="broker replicas must be 1, 3 or 5 (a JetStream cluster needs an odd quorum)"
 	Replicas int32 `json:"replicas,omitempty"`
 
-	// Image of the NATS server. Defaults to the official image of the
-	// nats-server version Switchboard embeds.
+	// Image of the NATS server. Defaults to the operator's
+	// --default-broker-image (chart value broker.defaultImage), itself the
+	// official image of the nats-server version Switchboard embeds unless set.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	Image string `json:"image,omitempty"`
@@ -176,6 +183,48 @@ type GatewaySpec struct {
 	TrustedProxyCIDRs []string `json:"trustedProxyCIDRs,omitempty"`
 }
 
+// AuthSpec configures user tokens. They are EdDSA (Ed25519) JWTs signed by
+// the user and account services only; every service verifies them with the
+// public keys. The operator generates each named key once, keeps the
+// private keys in the Secret <name>-token-signing (mounted by user and
+// account alone) and publishes the public ones in the ConfigMap
+// <name>-token-keys. Rotation, one step at a time, waiting for the rollout
+// in between: list the next key in verificationKeys; make it the
+// signingKey; after one tokenTTL, drop the old key from verificationKeys
+// (see docs/auth.md).
+// +kubebuilder:validation:XValidation:rule="!has(self.verificationKeys) || !has(self.signingKey) || self.signingKey in self.verificationKeys",message="auth.signingKey must be one of auth.verificationKeys: every service must accept the tokens it signs",fieldPath=".signingKey",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!has(self.signingKey) || !has(oldSelf.signingKey) || self.signingKey == oldSelf.signingKey || (has(oldSelf.verificationKeys) && self.signingKey in oldSelf.verificationKeys)",message="a new auth.signingKey must already be listed in auth.verificationKeys, so every service trusts it before it signs: add it there first, wait for the rollout, then switch",fieldPath=".signingKey",reason=FieldValueForbidden
+type AuthSpec struct {
+	// TokenTTL is how long a user token lasts, from 1m to 24h. A signed-out
+	// token is refused for the rest of its life; a shorter life bounds what
+	// a stolen one can do.
+	// +optional
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="auth.tokenTTL must be between 1m and 24h (a sign-out is remembered for 24h)"
+	TokenTTL *metav1.Duration `json:"tokenTTL,omitempty"`
+
+	// SigningKey names the key that signs new tokens. A name stands for one
+	// generated key for as long as it is listed; a name dropped and listed
+	// again is a new key.
+	// +optional
+	// +kubebuilder:default=v1
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	SigningKey string `json:"signingKey,omitempty"`
+
+	// VerificationKeys are the keys whose tokens the services accept: the
+	// signing key and, during a rotation, one other. Unset means the
+	// signing key alone.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=2
+	// +kubebuilder:validation:items:MaxLength=32
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	VerificationKeys []string `json:"verificationKeys,omitempty"`
+}
+
 // NetworkPolicySpec turns the platform's NetworkPolicies on or off.
 type NetworkPolicySpec struct {
 	// Enabled renders NetworkPolicies: pods accept traffic only from the
@@ -195,6 +244,18 @@ type NetworkPolicySpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(p, has(p.ipBlock) || has(p.podSelector) || has(p.namespaceSelector))",message="each metricsFrom peer needs an ipBlock, a podSelector or a namespaceSelector",reason=FieldValueRequired
 	// +kubebuilder:validation:XValidation:rule="self.all(p, !has(p.ipBlock) || !(has(p.podSelector) || has(p.namespaceSelector)))",message="a metricsFrom peer with an ipBlock may not also have a podSelector or namespaceSelector",reason=FieldValueForbidden
 	MetricsFrom []networkingv1.NetworkPolicyPeer `json:"metricsFrom,omitempty"`
+
+	// KEDAFrom are the peers admitted to the broker's monitor port (8222)
+	// while a service scales on queue lag: KEDA's operator reads the
+	// consumers' backlog there. Empty means KEDA's usual install: pods
+	// labelled app=keda-operator in namespace keda. Ignored when enabled is
+	// false or no service scales on lag.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:XValidation:rule="self.all(p, has(p.ipBlock) || has(p.podSelector) || has(p.namespaceSelector))",message="each kedaFrom peer needs an ipBlock, a podSelector or a namespaceSelector",reason=FieldValueRequired
+	// +kubebuilder:validation:XValidation:rule="self.all(p, !has(p.ipBlock) || !(has(p.podSelector) || has(p.namespaceSelector)))",message="a kedaFrom peer with an ipBlock may not also have a podSelector or namespaceSelector",reason=FieldValueForbidden
+	KEDAFrom []networkingv1.NetworkPolicyPeer `json:"kedaFrom,omitempty"`
 }
 
 // ServiceDefaults apply to every service.
@@ -248,6 +309,41 @@ type AutoscalingSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
 	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+
+	// TargetMemoryUtilizationPercentage adds a memory target beside the CPU
+	// one, as a percentage of the container's memory request; the
+	// autoscaler follows whichever asks for more replicas. Unset means CPU
+	// only. A service without a memory request gets the default one (64Mi).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	TargetMemoryUtilizationPercentage *int32 `json:"targetMemoryUtilizationPercentage,omitempty"`
+
+	// Lag scales the service on the backlog of its durable consumers (their
+	// pending and unacknowledged messages) as well as on CPU and memory,
+	// through a KEDA ScaledObject (trigger nats-jetstream) that replaces its
+	// HorizontalPodAutoscaler. It needs KEDA: while KEDA's ScaledObject CRD
+	// is not installed the service keeps its CPU autoscaling (or its fixed
+	// replicas), and the LagScaling condition says why. The catalog turns it
+	// on for analytics and notification.
+	// +optional
+	Lag *LagScalingSpec `json:"lag,omitempty"`
+}
+
+// LagScalingSpec shapes a service's queue-lag autoscaling.
+type LagScalingSpec struct {
+	// Enabled turns lag scaling on or off; unset follows the catalog. A
+	// service needs a durable consumer to scale on its backlog.
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// LagThreshold is the backlog per replica KEDA aims for (the
+	// nats-jetstream trigger's lagThreshold): 400 pending messages at a
+	// threshold of 100 ask for 4 replicas. Defaults to the catalog's value,
+	// or 100.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	LagThreshold *int64 `json:"lagThreshold,omitempty"`
 }
 
 // PlatformStatus is what the operator observed.
@@ -256,7 +352,12 @@ type PlatformStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, BrokerReady, ServicesReady, Progressing, Degraded.
+	// Conditions: Ready, BrokerReady, ServicesReady, Progressing, Degraded,
+	// LagScaling (whether the services that scale on queue lag have KEDA)
+	// and BrokerStorage (JetStream's use of the broker's volume). A broker
+	// or service whose pod cannot start names the pod and why (its image
+	// cannot be pulled, its claim is pending, it crash-loops) in
+	// BrokerReady or ServicesReady.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,8 @@ import (
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/controllers"
+	"github.com/switchboard-dev/switchboard/internal/brokermon"
+	"github.com/switchboard-dev/switchboard/internal/render"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -33,20 +36,23 @@ const defaultImageRepo = "ghcr.io/switchboard-dev/switchboard"
 
 func main() {
 	var (
-		metricsAddr, probeAddr, servicesImage string
-		leaderElect                           bool
+		metricsAddr, probeAddr, servicesImage, brokerImage, operatorNamespace string
+		leaderElect                                                           bool
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so only one replica reconciles at a time.")
 	flag.StringVar(&servicesImage, "services-image", defaultImageRepo+":"+version, "Image that runs the services when a Platform sets no spec.image.")
+	flag.StringVar(&brokerImage, "default-broker-image", render.DefaultBrokerImage, "Image of the NATS broker when a Platform sets no spec.broker.image (default: the official image of the nats-server version Switchboard embeds).")
+	flag.StringVar(&operatorNamespace, "operator-namespace", inClusterNamespace(),
+		"Namespace the operator's pods run in: each broker's NetworkPolicy admits them to its monitor (port 8222), which the operator reads for status. Default: $POD_NAMESPACE, else the service account's namespace; empty adds no rule.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if err := run(metricsAddr, probeAddr, servicesImage, leaderElect); err != nil {
+	if err := run(metricsAddr, probeAddr, servicesImage, brokerImage, operatorNamespace, leaderElect); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
@@ -56,10 +62,11 @@ func newScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(v1alpha1.AddToScheme(s))
+	utilruntime.Must(render.AddToScheme(s))
 	return s
 }
 
-func run(metricsAddr, probeAddr, servicesImage string, leaderElect bool) error {
+func run(metricsAddr, probeAddr, servicesImage, brokerImage, operatorNamespace string, leaderElect bool) error {
 	log := ctrl.Log.WithName("setup")
 	scheme := newScheme()
 
@@ -97,11 +104,14 @@ func run(metricsAddr, probeAddr, servicesImage string, leaderElect bool) error {
 		return err
 	}
 	reconciler := &controllers.PlatformReconciler{
-		Client:        mgr.GetClient(),
-		APIReader:     mgr.GetAPIReader(),
-		Scheme:        scheme,
-		Recorder:      mgr.GetEventRecorder("switchboard-operator"),
-		ServicesImage: servicesImage,
+		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
+		Scheme:            scheme,
+		Recorder:          mgr.GetEventRecorder("switchboard-operator"),
+		ServicesImage:     servicesImage,
+		BrokerImage:       brokerImage,
+		BrokerMonitor:     &brokermon.Client{},
+		OperatorNamespace: operatorNamespace,
 	}
 	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
 		if err := waitForCRD(ctx, mgr.GetRESTMapper(), log.Info); err != nil {
@@ -116,7 +126,7 @@ func run(metricsAddr, probeAddr, servicesImage string, leaderElect bool) error {
 		return err
 	}
 
-	log.Info("starting manager", "version", version, "servicesImage", servicesImage)
+	log.Info("starting manager", "version", version, "servicesImage", servicesImage, "brokerImage", brokerImage, "operatorNamespace", operatorNamespace)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 
@@ -146,4 +156,21 @@ func waitForCRD(ctx context.Context, mapper meta.RESTMapper, logf func(string, .
 		case <-time.After(10 * time.Second):
 		}
 	}
+}
+
+// serviceAccountNamespace is where the kubelet mounts the pod's namespace.
+const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// inClusterNamespace is the namespace the operator's pod runs in: from the
+// downward API ($POD_NAMESPACE), else its service account; "" outside a
+// cluster.
+func inClusterNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	b, err := os.ReadFile(serviceAccountNamespace)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -49,14 +49,17 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer p.Close()
 
-	store := *data
+	store, kept := *data, "new on every start: pass --data DIR to keep it"
 	if store == "" {
 		store = "a temp dir, removed on exit"
+	} else {
+		kept = "kept in " + store + ", with the token-signing key"
 	}
 	if err := banner.Execute(stdout, map[string]any{
 		"Workloads": strings.Join(strings.Fields(strings.ReplaceAll(*workloads, ",", " ")), ", "),
 		"NATS":      p.NATSURL, "Store": store, "Services": p.Services(), "URLs": p.URLs, "Gateway": p.GatewayURL,
 		"Commerce": hasWorkload(ws, catalog.Commerce), "Streaming": hasWorkload(ws, catalog.Streaming),
+		"Admin": p.Admin, "Kept": kept,
 	}); err != nil {
 		return err
 	}
@@ -84,6 +87,10 @@ var banner = template.Must(template.New("banner").Parse(`Switchboard dev platfor
 {{- range .Services}}
   {{printf "%-13s" .}} {{index $.URLs .}}
 {{- end}}
+
+Admin (staff: products, stock, refunds, granting the admin role; {{.Kept}}):
+  email         {{.Admin.Email}}
+  password      {{.Admin.Password}}
 {{if .Commerce}}
 Try it:
   # register and log in
@@ -97,6 +104,13 @@ Try it:
   curl -s -X POST {{.Gateway}}/api/order/orders -H "Authorization: Bearer $TOKEN" \
     -H 'Content-Type: application/json' -H "Idempotency-Key: $(date +%s%N)" \
     -d '{"items":[{"productId":"keyboard","quantity":1}],"paymentMethod":"card","shippingAddress":"1 Main St"}'
+  # sign out: the token is refused from now on, by every service
+  curl -s -X POST {{.Gateway}}/api/user/logout -H "Authorization: Bearer $TOKEN"
+  # log in as the admin and make another user an admin ("userId" from the sign-up's answer)
+  ATOKEN=$(curl -s -X POST {{.Gateway}}/api/user/login -H 'Content-Type: application/json' \
+    -d '{"email":"{{.Admin.Email}}","password":"{{.Admin.Password}}"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+  curl -s -X POST {{.Gateway}}/api/user/admins -H "Authorization: Bearer $ATOKEN" \
+    -H 'Content-Type: application/json' -d '{"userId":"<id>"}'
   # platform health
   curl -s {{.Gateway}}/health
 {{end}}
@@ -125,6 +139,9 @@ Streaming (demo library seeded: big-buck-bunny, sintel, tears-of-steel, cosmos-l
   curl -s {{.Gateway}}/api/playback/history -H "Authorization: Bearer $STOKEN"
   # what to watch next, with the A/B variant
   curl -s "{{.Gateway}}/api/recommendation/recommendations?limit=3" -H "Authorization: Bearer $STOKEN"
+  # the streaming admin logs in at account with the same credentials
+  SATOKEN=$(curl -s -X POST {{.Gateway}}/api/account/login -H 'Content-Type: application/json' \
+    -d '{"email":"{{.Admin.Email}}","password":"{{.Admin.Password}}"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
 {{end}}
 Stop with Ctrl-C.
 `))

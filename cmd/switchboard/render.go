@@ -12,6 +12,7 @@ import (
 	"os"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -33,19 +34,22 @@ func renderCmd(_ context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("render", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: switchboard render -f platform.yaml [--namespace ns] [--image img] [--credentials secret.yaml]")
+		fmt.Fprintln(stderr, "usage: switchboard render -f platform.yaml [--namespace ns] [--image img] [--broker-image img] [--keda] [--credentials secrets.yaml]")
 		fmt.Fprintln(stderr, "\nPrints the manifests the operator would apply, like `helm template`:")
 		fmt.Fprintln(stderr, "  switchboard render -f config/samples/platform.yaml -n demo | kubectl apply -n demo -f -")
 		fmt.Fprintln(stderr, "\nflags:")
 		fs.PrintDefaults()
 	}
-	var file, namespace, image, credsFile string
+	var file, namespace, image, brokerImage, credsFile string
+	var keda bool
 	fs.StringVar(&file, "f", "", "file holding one or more Platforms (\"-\" reads stdin)")
 	fs.StringVar(&file, "filename", "", "same as -f")
 	fs.StringVar(&namespace, "namespace", "", "namespace of the Platforms (overrides metadata.namespace; default \"default\")")
 	fs.StringVar(&namespace, "n", "", "same as --namespace")
 	fs.StringVar(&image, "image", defaultImageRepo+":"+version, "services image when a Platform sets no spec.image (the operator's --services-image)")
-	fs.StringVar(&credsFile, "credentials", "", "a <platform>-auth Secret (YAML) to take credentials from, so repeated renders keep them; default: fresh random credentials")
+	fs.StringVar(&brokerImage, "broker-image", render.DefaultBrokerImage, "broker image when a Platform sets no spec.broker.image (the operator's --default-broker-image)")
+	fs.BoolVar(&keda, "keda", false, "render a KEDA ScaledObject instead of an HPA for the services that scale on queue lag, as the operator does where KEDA is installed")
+	fs.StringVar(&credsFile, "credentials", "", "a YAML file of Secrets to take the generated secrets from, so repeated renders keep them: <platform>-auth, <platform>-token-signing and <platform>-admin (an earlier render's output will do); what it lacks is generated")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -67,13 +71,11 @@ func renderCmd(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
-	var creds *render.Credentials
+	kept := map[string]*corev1.Secret{}
 	if credsFile != "" {
-		c, err := readCredentials(credsFile)
-		if err != nil {
+		if kept, err = readSecrets(credsFile); err != nil {
 			return err
 		}
-		creds = &c
 	}
 
 	var out bytes.Buffer
@@ -84,15 +86,12 @@ func renderCmd(_ context.Context, args []string, stdout, stderr io.Writer) error
 		if p.Namespace == "" {
 			p.Namespace = "default"
 		}
-		c := creds
-		if c == nil {
-			fresh, err := render.NewCredentials(rand.Reader)
-			if err != nil {
-				return err
-			}
-			c = &fresh
+		opts, err := keepSecrets(p, kept)
+		if err != nil {
+			return err
 		}
-		objs, err := render.Platform(p, render.Options{ServicesImage: image, Credentials: *c})
+		opts.ServicesImage, opts.BrokerImage, opts.KEDA = image, brokerImage, keda
+		objs, err := render.Platform(p, opts)
 		if err != nil {
 			return err
 		}
@@ -158,25 +157,66 @@ func stripComments(doc []byte) []byte {
 	return b.Bytes()
 }
 
-func readCredentials(file string) (render.Credentials, error) {
+// keepSecrets takes p's generated secrets from kept, as the operator takes
+// them from the cluster, and generates what is missing.
+func keepSecrets(p *v1alpha1.Platform, kept map[string]*corev1.Secret) (render.Options, error) {
+	var o render.Options
+	c, ok := render.CredentialsFromSecret(kept[render.AuthSecretName(p)])
+	if !ok {
+		fresh, err := render.NewCredentials(rand.Reader)
+		if err != nil {
+			return o, err
+		}
+		c = fresh
+	}
+	o.Credentials = c
+	var err error
+	if o.TokenKeys, err = render.KeepTokenKeys(p, render.TokenKeysFromSecret(kept[render.TokenSigningSecretName(p)])); err != nil {
+		return o, err
+	}
+	o.Admin, err = render.KeepAdmin(render.AdminFromSecret(kept[render.AdminSecretName(p)]), rand.Reader)
+	return o, err
+}
+
+// readSecrets returns the Secrets of a YAML stream by name; other
+// documents are skipped, so an earlier render's whole output will do.
+func readSecrets(file string) (map[string]*corev1.Secret, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return render.Credentials{}, err
+		return nil, err
 	}
-	s := &corev1.Secret{}
-	if err := yaml.Unmarshal(b, s); err != nil {
-		return render.Credentials{}, fmt.Errorf("%s: %w", file, err)
+	out := map[string]*corev1.Secret{}
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
+	for i := 1; ; i++ {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", file, i, err)
+		}
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", file, i, err)
+		}
+		if tm.Kind != "Secret" {
+			continue
+		}
+		s := &corev1.Secret{}
+		if err := yaml.Unmarshal(doc, s); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", file, i, err)
+		}
+		// A hand-written Secret may use stringData.
+		if s.Data == nil {
+			s.Data = map[string][]byte{}
+		}
+		for k, v := range s.StringData {
+			s.Data[k] = []byte(v)
+		}
+		out[s.Name] = s
 	}
-	// A hand-written Secret may use stringData.
-	if s.Data == nil {
-		s.Data = map[string][]byte{}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no Secret found", file)
 	}
-	for k, v := range s.StringData {
-		s.Data[k] = []byte(v)
-	}
-	c, ok := render.CredentialsFromSecret(s)
-	if !ok {
-		return render.Credentials{}, fmt.Errorf("%s: want a Secret with keys %s, %s and %s", file, render.SecretKeyNATSUser, render.SecretKeyNATSPassword, render.SecretKeyAuthKey)
-	}
-	return c, nil
+	return out, nil
 }

@@ -28,11 +28,11 @@ func writeFile(t *testing.T, name, body string) string {
 const samplePlatform = "../../config/samples/platform.yaml"
 
 func TestRenderSampleIntoANamespace(t *testing.T) {
-	out, err := runRender(t, "-f", samplePlatform, "--namespace", "demo", "--image", "example.test/sb:1")
+	out, err := runRender(t, "-f", samplePlatform, "--namespace", "demo", "--image", "example.test/sb:1", "--broker-image", "example.test/nats:2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"name: shop-nats\n", "name: shop-gateway\n", "namespace: demo\n", "image: example.test/sb:1\n", "kind: Secret\n"} {
+	for _, want := range []string{"name: shop-nats\n", "name: shop-gateway\n", "namespace: demo\n", "image: example.test/sb:1\n", "image: example.test/nats:2\n", "kind: Secret\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
@@ -47,8 +47,8 @@ func TestRenderWithCredentialsIsReproducible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first document is the <p>-auth Secret.
-	secret := writeFile(t, "secret.yaml", strings.SplitN(strings.TrimPrefix(first, "---\n"), "---\n", 2)[0])
+	// The output holds the Secrets of every generated value.
+	secret := writeFile(t, "secrets.yaml", first)
 	a, err := runRender(t, "-f", samplePlatform, "--credentials", secret)
 	if err != nil {
 		t.Fatal(err)
@@ -79,5 +79,22 @@ func TestRenderRefusesWhatTheAPIServerWould(t *testing.T) {
 				t.Errorf("printed output despite the error:\n%s", out)
 			}
 		})
+	}
+}
+
+func TestRenderWithKEDA(t *testing.T) {
+	out, err := runRender(t, "-f", samplePlatform, "--keda")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "kind: ScaledObject\n") || !strings.Contains(out, "type: nats-jetstream\n") {
+		t.Error("--keda rendered no ScaledObject with a nats-jetstream trigger")
+	}
+	plain, err := runRender(t, "-f", samplePlatform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plain, "kind: ScaledObject\n") {
+		t.Error("a ScaledObject without --keda")
 	}
 }

@@ -59,9 +59,13 @@ else
 fi
 [[ -x $HELM ]] || make -s helm
 
-step "helm install the chart (image $SWITCHBOARD_IMAGE, imported into containerd, never pulled)"
+# broker.defaultImage: the NATS image built here, so that a Platform without
+# spec.broker.image (config/samples, the README's) gets a broker that starts,
+# rather than one stuck in ErrImagePull on the official image.
+step "helm install the chart (image $SWITCHBOARD_IMAGE, imported into containerd, never pulled; default broker image $NATS_IMAGE)"
 $HELM upgrade --install switchboard charts/switchboard -n $RELEASE_NS --create-namespace \
   --set image.repository=$SWITCHBOARD_REPO --set image.tag=$SWITCHBOARD_TAG --set image.pullPolicy=Never \
+  --set broker.defaultImage=$NATS_IMAGE \
   --wait --timeout $TIMEOUT
 $KUBECTL -n $RELEASE_NS get deploy,pods -o wide
 
@@ -70,7 +74,7 @@ workloads=$(go run ./hack/cluster/workloads)
 [[ -n $workloads ]] || fail "no workload is fully registered in services/registry"
 result "workloads: [$workloads] (from services/registry$([[ $workloads == *streaming* ]] || echo '; streaming is not registered: commerce only'))"
 
-step "apply a Platform: [$workloads], gateway NodePort $NODE_PORT, broker $NATS_IMAGE on a local PV"
+step "apply a Platform: [$workloads], gateway NodePort $NODE_PORT, broker on the operator's default image on a local PV"
 $KUBECTL create namespace $NS --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
 cat >"$STATE/platform.yaml" <<YAML
 apiVersion: platform.switchboard.dev/v1alpha1
@@ -80,7 +84,6 @@ spec:
   workloads: [$workloads]
   broker:
     replicas: 1
-    image: $NATS_IMAGE
     jetstream: {storage: file, size: 1Gi, storageClassName: local}
   gateway: {serviceType: NodePort, nodePort: $NODE_PORT}
   defaults:

@@ -267,7 +267,7 @@ func cell(s string) string { return strings.ReplaceAll(oneLine(s), "|", `\|`) }
 // servicesTable is the topology of services/catalog.
 func servicesTable() string {
 	var b strings.Builder
-	b.WriteString("| Service | Workloads | Calls (REST) | Publishes | Consumes | KV buckets | Default scale |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("| Service | Workloads | Calls (REST) | Publishes | Consumes | KV buckets (writes; reads) | User tokens | Default scale |\n|---|---|---|---|---|---|---|---|\n")
 	for _, s := range catalog.All() {
 		scale := fmt.Sprintf("%d replica(s)", s.Replicas)
 		if a := s.Autoscaling; a != nil {
@@ -277,8 +277,13 @@ func servicesTable() string {
 		for _, w := range s.Workloads {
 			ws = append(ws, string(w))
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s | %s |\n", s.Name, strings.Join(ws, ", "),
-			codeList(s.Upstreams), codeList(s.Publishes), codeList(s.Consumes()), codeList(s.Buckets), scale)
+		buckets := codeList(s.Buckets)
+		if len(s.Reads) > 0 {
+			buckets += "; reads " + codeList(s.Reads)
+		}
+		tokens := map[catalog.TokenUse]string{catalog.NoTokens: "–", catalog.VerifyTokens: "verifies", catalog.IssueTokens: "issues, verifies"}[s.Tokens]
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s | %s | %s |\n", s.Name, strings.Join(ws, ", "),
+			codeList(s.Upstreams), codeList(s.Publishes), codeList(s.Consumes()), buckets, tokens, scale)
 	}
 	return b.String()
 }

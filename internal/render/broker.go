@@ -57,11 +57,20 @@ func BrokerReplicas(p *v1alpha1.Platform) int32 {
 	return p.Spec.Broker.Replicas
 }
 
-func brokerImage(p *v1alpha1.Platform) string {
-	if p.Spec.Broker.Image != "" {
+// brokerImage is spec.broker.image, else the operator's default, else the
+// official image of the embedded nats-server. The operator's default lets a
+// cluster that cannot pull from Docker Hub (an air-gapped one, or the local
+// cluster of hack/cluster, which builds its own NATS image) run a Platform
+// copied from the docs unchanged.
+func brokerImage(p *v1alpha1.Platform, opts Options) string {
+	switch {
+	case p.Spec.Broker.Image != "":
 		return p.Spec.Broker.Image
+	case opts.BrokerImage != "":
+		return opts.BrokerImage
+	default:
+		return DefaultBrokerImage
 	}
-	return DefaultBrokerImage
 }
 
 func brokerSize(p *v1alpha1.Platform) resource.Quantity {
@@ -87,7 +96,6 @@ func authSecret(p *v1alpha1.Platform, c Credentials) *corev1.Secret {
 		Data: map[string][]byte{
 			SecretKeyNATSUser:     []byte(c.NATSUser),
 			SecretKeyNATSPassword: []byte(c.NATSPassword),
-			SecretKeyAuthKey:      []byte(c.AuthKey),
 		},
 	}
 }
@@ -289,7 +297,7 @@ func brokerStatefulSet(p *v1alpha1.Platform, c Credentials, opts Options) *appsv
 		SecurityContext:              podSecurityContext(brokerUID),
 		Containers: []corev1.Container{{
 			Name:      brokerContainer,
-			Image:     brokerImage(p),
+			Image:     brokerImage(p, opts),
 			Args:      []string{"--config", brokerConfigDir + "/" + brokerConfigKey, "--name", "$(" + envPodName + ")"},
 			Ports:     ports,
 			Env:       brokerEnv(p),

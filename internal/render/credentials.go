@@ -15,14 +15,14 @@ import (
 const (
 	SecretKeyNATSUser     = "nats-user"
 	SecretKeyNATSPassword = "nats-password"
-	SecretKeyAuthKey      = "auth-key"
 )
 
-// Credentials are the generated secrets of a Platform, kept in <p>-auth.
+// Credentials are the broker's generated credentials, kept in <p>-auth.
+// The token keys and the first admin have Secrets of their own (see
+// TokenKeys, Admin), so each is mounted only where it is needed.
 type Credentials struct {
 	NATSUser     string
 	NATSPassword string
-	AuthKey      string
 }
 
 // credentialLength and credentialAlphabet give each credential
@@ -42,7 +42,7 @@ const (
 // production; tests pass a deterministic reader).
 func NewCredentials(r io.Reader) (Credentials, error) {
 	var c Credentials
-	for _, dst := range []*string{&c.NATSUser, &c.NATSPassword, &c.AuthKey} {
+	for _, dst := range []*string{&c.NATSUser, &c.NATSPassword} {
 		s, err := randomLetters(r, credentialLength)
 		if err != nil {
 			return Credentials{}, err
@@ -80,9 +80,8 @@ func CredentialsFromSecret(s *corev1.Secret) (Credentials, bool) {
 	c := Credentials{
 		NATSUser:     string(s.Data[SecretKeyNATSUser]),
 		NATSPassword: string(s.Data[SecretKeyNATSPassword]),
-		AuthKey:      string(s.Data[SecretKeyAuthKey]),
 	}
-	if c.NATSUser == "" || c.NATSPassword == "" || c.AuthKey == "" {
+	if c.NATSUser == "" || c.NATSPassword == "" {
 		return Credentials{}, false
 	}
 	return c, true
@@ -97,7 +96,7 @@ var natsCredential = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._~-]{15,}$`)
 // validate refuses credentials the broker cannot use. Generated ones always
 // pass; a hand-made Secret might not.
 func (c Credentials) validate() error {
-	if c.NATSUser == "" || c.NATSPassword == "" || c.AuthKey == "" {
+	if c.NATSUser == "" || c.NATSPassword == "" {
 		return errors.New("credentials are empty: the caller must read them from the auth Secret or generate them with NewCredentials")
 	}
 	if !natsCredential.MatchString(c.NATSUser) {
@@ -113,7 +112,7 @@ func (c Credentials) validate() error {
 // pod-template annotation that rolls pods when they change.
 func (c Credentials) hash() string {
 	h := sha256.New()
-	for _, s := range []string{c.NATSUser, c.NATSPassword, c.AuthKey} {
+	for _, s := range []string{c.NATSUser, c.NATSPassword} {
 		fmt.Fprintf(h, "%d:%s;", len(s), s)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]

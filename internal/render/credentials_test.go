@@ -39,7 +39,7 @@ func TestNewCredentials(t *testing.T) {
 				t.Fatal(err)
 			}
 			seen := map[string]bool{}
-			for _, s := range []string{c.NATSUser, c.NATSPassword, c.AuthKey} {
+			for _, s := range []string{c.NATSUser, c.NATSPassword} {
 				if len(s) != 48 || strings.Trim(s, credentialAlphabet) != "" {
 					t.Errorf("credential %q: want 48 letters", s)
 				}
@@ -73,7 +73,7 @@ func TestNewCredentials(t *testing.T) {
 
 func TestCredentialsFromSecret(t *testing.T) {
 	full := func() map[string][]byte {
-		return map[string][]byte{"nats-user": []byte("u"), "nats-password": []byte("p"), "auth-key": []byte("k")}
+		return map[string][]byte{"nats-user": []byte("u"), "nats-password": []byte("p")}
 	}
 	tests := []struct {
 		name   string
@@ -83,9 +83,10 @@ func TestCredentialsFromSecret(t *testing.T) {
 		{"no Secret", nil, false},
 		{"an empty Secret", &corev1.Secret{}, false},
 		{"every key present", &corev1.Secret{Data: full()}, true},
-		{"a key missing", func() *corev1.Secret { d := full(); delete(d, "auth-key"); return &corev1.Secret{Data: d} }(), false},
+		{"a key missing", func() *corev1.Secret { d := full(); delete(d, "nats-user"); return &corev1.Secret{Data: d} }(), false},
+		{"the token key of older versions is ignored", func() *corev1.Secret { d := full(); d["auth-key"] = []byte("k"); return &corev1.Secret{Data: d} }(), true},
 		{"a key empty", func() *corev1.Secret { d := full(); d["nats-password"] = nil; return &corev1.Secret{Data: d} }(), false},
-		{"stringData is not read back (the server folds it into data)", &corev1.Secret{StringData: map[string]string{"nats-user": "u", "nats-password": "p", "auth-key": "k"}}, false},
+		{"stringData is not read back (the server folds it into data)", &corev1.Secret{StringData: map[string]string{"nats-user": "u", "nats-password": "p"}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,7 +94,7 @@ func TestCredentialsFromSecret(t *testing.T) {
 			if ok != tt.ok {
 				t.Fatalf("ok = %v, want %v", ok, tt.ok)
 			}
-			if ok && c != (Credentials{NATSUser: "u", NATSPassword: "p", AuthKey: "k"}) {
+			if ok && c != (Credentials{NATSUser: "u", NATSPassword: "p"}) {
 				t.Errorf("credentials %+v", c)
 			}
 			if !ok && c != (Credentials{}) {

@@ -35,7 +35,9 @@ func fullPlatform() *v1alpha1.Platform {
 
 func TestGolden(t *testing.T) {
 	var buf bytes.Buffer
-	if err := WriteYAML(&buf, mustRender(t, fullPlatform())); err != nil {
+	opts := testOptions()
+	opts.OperatorNamespace = "switchboard-system"
+	if err := WriteYAML(&buf, mustRenderWith(t, fullPlatform(), opts)); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join("testdata", "full-platform.golden.yaml")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/internal/testgen"
+	"github.com/switchboard-dev/switchboard/internal/tokenkeys"
 )
 
 const testUID = types.UID("6f1c0a4e-0000-4000-8000-000000000001")
@@ -53,20 +54,56 @@ func requests(cpu, memory string) corev1.ResourceRequirements {
 	return r
 }
 
-// testCredentials are fixed, valid and distinctive, so a leak is easy to find.
-var testCredentials = Credentials{
-	NATSUser:     "testUserQwErTyUiOpAsDfGh",
-	NATSPassword: "testPasswordZxCvBnMLkJhGf",
-	AuthKey:      "testAuthKeyPoIuYtReWqLkJh",
+// testCredentials and testAdmin are fixed, valid and distinctive, so a
+// leak is easy to find.
+var (
+	testCredentials = Credentials{
+		NATSUser:     "testUserQwErTyUiOpAsDfGh",
+		NATSPassword: "testPasswordZxCvBnMLkJhGf",
+	}
+	testAdmin = Admin{Email: "admin@example.com", Password: "testAdminPasswordMnBvCxZ"}
+)
+
+// testTokenKeys holds fixed keys for every name the tests use; a render
+// takes those its Platform names.
+func testTokenKeys() TokenKeys {
+	keys := TokenKeys{}
+	for _, name := range []string{"v1", "v2", "blue", "green"} {
+		keys[name] = testgen.TokenKey(name)
+	}
+	return keys
 }
 
+// testPublicPEM is a public key, where a private one belongs.
+var testPublicPEM = func() string {
+	priv, err := tokenkeys.ParsePrivate(testgen.TokenKey("v1"))
+	if err != nil {
+		panic(err)
+	}
+	s, _ := tokenkeys.EncodePublic(tokenkeys.Public(priv))
+	return s
+}()
+
 func testOptions() Options {
-	return Options{ServicesImage: "ghcr.io/switchboard-dev/switchboard:test", Credentials: testCredentials}
+	return Options{ServicesImage: "ghcr.io/switchboard-dev/switchboard:test", Credentials: testCredentials, TokenKeys: testTokenKeys(), Admin: testAdmin}
 }
 
 func mustRender(t *testing.T, p *v1alpha1.Platform) []client.Object {
 	t.Helper()
-	objs, err := Platform(p, testOptions())
+	return mustRenderWith(t, p, testOptions())
+}
+
+// mustRenderWithKEDA renders p where KEDA's ScaledObject CRD is installed.
+func mustRenderWithKEDA(t *testing.T, p *v1alpha1.Platform) []client.Object {
+	t.Helper()
+	opts := testOptions()
+	opts.KEDA = true
+	return mustRenderWith(t, p, opts)
+}
+
+func mustRenderWith(t *testing.T, p *v1alpha1.Platform, opts Options) []client.Object {
+	t.Helper()
+	objs, err := Platform(p, opts)
 	if err != nil {
 		t.Fatalf("Platform: %v", err)
 	}

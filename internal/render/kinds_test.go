@@ -15,7 +15,7 @@ import (
 func TestEveryRenderedKindIsAChildKind(t *testing.T) {
 	p := platform("kinds", testgen.WithBrokerReplicas(3), testgen.WithService("order", testgen.Replicas(2)))
 	rendered := map[schema.GroupVersionKind]bool{}
-	for _, obj := range mustRender(t, p) {
+	for _, obj := range mustRenderWithKEDA(t, p) {
 		gvk := obj.GetObjectKind().GroupVersionKind()
 		rendered[gvk] = true
 		if !slices.Contains(ChildKinds(), gvk) {
@@ -24,7 +24,19 @@ func TestEveryRenderedKindIsAChildKind(t *testing.T) {
 	}
 	for _, gvk := range ChildKinds() {
 		if !rendered[gvk] {
-			t.Errorf("ChildKinds lists %s, which a Platform with every part switched on does not render", gvk)
+			t.Errorf("ChildKinds lists %s, which a Platform with every part switched on, KEDA installed, does not render", gvk)
 		}
+	}
+}
+
+// Render produces an optional kind only where its CRD is installed.
+func TestOptionalKindsNeedTheirCRD(t *testing.T) {
+	for _, obj := range mustRender(t, platform("kinds")) {
+		if crd, optional := OptionalKindCRD(obj.GetObjectKind().GroupVersionKind()); optional {
+			t.Errorf("render produces %s without its CRD %s", ref(obj), crd)
+		}
+	}
+	if crd, ok := OptionalKindCRD(ScaledObjectKind); !ok || crd != "scaledobjects.keda.sh" {
+		t.Errorf("OptionalKindCRD(ScaledObject) = %q, %v", crd, ok)
 	}
 }

@@ -57,6 +57,9 @@ const (
 	MetricsPort = 7777
 )
 
+// PortNameMonitor names the broker pods' monitor port (MonitorPort).
+const PortNameMonitor = "monitor"
+
 // PortNameMetrics names the broker pods' metrics port, which PodMonitors
 // and spec.networkPolicy.metricsFrom refer to.
 const PortNameMetrics = "metrics"
@@ -128,6 +131,17 @@ func ServiceURL(p *v1alpha1.Platform, service string) string {
 
 // GatewayURL is the in-cluster base URL of the API gateway.
 func GatewayURL(p *v1alpha1.Platform) string { return ServiceURL(p, catalog.Gateway) }
+
+// BrokerMonitorURL is the base URL of broker pod i's HTTP monitor, which
+// the operator reads for status.
+func BrokerMonitorURL(p *v1alpha1.Platform, i int32) string {
+	return fmt.Sprintf("http://%s:%d", brokerPodHost(p, i), MonitorPort)
+}
+
+// OperatorPodLabels are labels the operator's pods carry, in the chart and
+// in config/manager alike: the broker's NetworkPolicy admits pods with them,
+// in Options.OperatorNamespace, to its monitor.
+var OperatorPodLabels = map[string]string{LabelName: AppName, LabelComponent: "operator"}
 
 // brokerPodHost is the stable DNS name of broker pod i.
 func brokerPodHost(p *v1alpha1.Platform, i int32) string {

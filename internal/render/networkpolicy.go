@@ -1,6 +1,9 @@
 package render
 
 import (
+	"maps"
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,8 +54,12 @@ func networkPolicy(p *v1alpha1.Platform, name, component string, pods metav1.Lab
 //
 // spec.networkPolicy.metricsFrom adds one rule to each services' policy,
 // on port ops (/metrics, never the API) and, when the broker runs its
-// metrics sidecar, one to the broker's (port metrics).
-func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan) []*networkingv1.NetworkPolicy {
+// metrics sidecar, one to the broker's (port metrics). While a KEDA
+// ScaledObject scales a service, spec.networkPolicy.kedaFrom (or KEDA's
+// usual namespace and labels) may reach the broker's monitor port; so may
+// the operator's pods, which read it for status, when the operator says
+// where it runs (Options.OperatorNamespace).
+func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan, opts Options) []*networkingv1.NetworkPolicy {
 	// Public services come from the catalog whether enabled or not, so the
 	// selector does not change when one is switched off.
 	excluded := append(publicServiceNames(), ComponentBroker)
@@ -98,7 +105,7 @@ func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan) []*networkingv1.
 	broker := []networkingv1.NetworkPolicyIngressRule{
 		{
 			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: platformPods(p)}},
-			Ports: []networkingv1.NetworkPolicyPort{tcpPort("client"), tcpPort("monitor")},
+			Ports: []networkingv1.NetworkPolicyPort{tcpPort("client"), tcpPort(PortNameMonitor)},
 		},
 		{
 			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)}}},
@@ -107,6 +114,20 @@ func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan) []*networkingv1.
 	}
 	if len(scrapers) > 0 && brokerMetricsEnabled(p) {
 		broker = append(broker, metricsRule(scrapers, PortNameMetrics))
+	}
+	if ns := opts.OperatorNamespace; ns != "" {
+		// The operator reads each server's monitor for status.
+		broker = append(broker, networkingv1.NetworkPolicyIngressRule{
+			From: []networkingv1.NetworkPolicyPeer{{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns}},
+				PodSelector:       &metav1.LabelSelector{MatchLabels: maps.Clone(OperatorPodLabels)},
+			}},
+			Ports: []networkingv1.NetworkPolicyPort{tcpPort(PortNameMonitor)},
+		})
+	}
+	if slices.ContainsFunc(plans, func(s ServicePlan) bool { return s.KEDA }) {
+		// KEDA reads the consumers' backlog from the monitor of each server.
+		broker = append(broker, metricsRule(kedaPeers(p), PortNameMonitor))
 	}
 	nps = append(nps, networkPolicy(p, BrokerName(p), ComponentBroker,
 		metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)},

@@ -41,6 +41,12 @@ type ServicePlan struct {
 	// Autoscaling is nil when the service runs a fixed replica count.
 	Autoscaling *catalog.Autoscaling
 	Resources   corev1.ResourceRequirements
+	// Lag is nil unless the service opts in to queue-lag autoscaling, which
+	// takes effect only where KEDA is installed.
+	Lag *LagPlan
+	// KEDA is true when a KEDA ScaledObject scales the service (Lag is set
+	// and KEDA is installed): it replaces the HPA.
+	KEDA bool
 }
 
 // MaxReplicas is the most replicas the service can run.
@@ -61,10 +67,13 @@ func EnabledServices(p *v1alpha1.Platform) []ServicePlan {
 		if o.Enabled != nil && !*o.Enabled {
 			continue
 		}
-		plan := ServicePlan{Service: svc, Resources: resolveResources(p, o)}
+		plan := ServicePlan{Service: svc, Resources: resolveResources(p, o), Lag: resolveLag(svc, o)}
 		if as := resolveAutoscaling(svc, o); as != nil {
 			plan.Autoscaling = as
-			ensureCPURequest(&plan.Resources)
+			ensureRequest(&plan.Resources, corev1.ResourceCPU)
+			if as.TargetMemoryUtilizationPercentage > 0 {
+				ensureRequest(&plan.Resources, corev1.ResourceMemory)
+			}
 		} else {
 			plan.Replicas = ptr.To(resolveReplicas(svc, o))
 		}
@@ -101,9 +110,10 @@ func resolveAutoscaling(svc catalog.Service, o v1alpha1.ServiceSpec) *catalog.Au
 		base = *svc.Autoscaling
 	}
 	as := &catalog.Autoscaling{
-		MinReplicas:                    ptr.Deref(spec.MinReplicas, base.MinReplicas),
-		MaxReplicas:                    ptr.Deref(spec.MaxReplicas, base.MaxReplicas),
-		TargetCPUUtilizationPercentage: ptr.Deref(spec.TargetCPUUtilizationPercentage, base.TargetCPUUtilizationPercentage),
+		MinReplicas:                       ptr.Deref(spec.MinReplicas, base.MinReplicas),
+		MaxReplicas:                       ptr.Deref(spec.MaxReplicas, base.MaxReplicas),
+		TargetCPUUtilizationPercentage:    ptr.Deref(spec.TargetCPUUtilizationPercentage, base.TargetCPUUtilizationPercentage),
+		TargetMemoryUtilizationPercentage: ptr.Deref(spec.TargetMemoryUtilizationPercentage, base.TargetMemoryUtilizationPercentage),
 	}
 	// Only one bound was given and it crosses the other's default
 	// (minReplicas: 8 against the catalog's max 6): the explicit bound wins.
@@ -134,18 +144,19 @@ func resolveResources(p *v1alpha1.Platform, o v1alpha1.ServiceSpec) corev1.Resou
 	}
 }
 
-// ensureCPURequest gives an autoscaled container the CPU request its HPA
-// measures utilization against, unless one is set or will be defaulted from
-// a CPU limit by the API server.
-func ensureCPURequest(r *corev1.ResourceRequirements) {
-	if _, ok := r.Requests[corev1.ResourceCPU]; ok {
+// ensureRequest gives an autoscaled container the request of name (CPU, or
+// memory when there is a memory target) that its HPA measures utilization
+// against, unless one is set or will be defaulted from a limit by the API
+// server. Without it the HPA cannot compute utilization and never scales.
+func ensureRequest(r *corev1.ResourceRequirements, name corev1.ResourceName) {
+	if _, ok := r.Requests[name]; ok {
 		return
 	}
-	if _, ok := r.Limits[corev1.ResourceCPU]; ok {
+	if _, ok := r.Limits[name]; ok {
 		return
 	}
 	if r.Requests == nil {
 		r.Requests = corev1.ResourceList{}
 	}
-	r.Requests[corev1.ResourceCPU] = defaultResources().Requests[corev1.ResourceCPU]
+	r.Requests[name] = defaultResources().Requests[name]
 }

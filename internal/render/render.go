@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -23,25 +26,44 @@ import (
 type Options struct {
 	// ServicesImage is used when spec.image is empty (the operator's --services-image).
 	ServicesImage string
+	// BrokerImage is used when spec.broker.image is empty (the operator's
+	// --default-broker-image); empty means DefaultBrokerImage.
+	BrokerImage string
+	// KEDA says KEDA's ScaledObject CRD is served: services that opt in to
+	// queue-lag autoscaling get a ScaledObject instead of an HPA, and the
+	// broker admits KEDA to its monitor. Without it they keep their HPA.
+	KEDA bool
+	// OperatorNamespace is where the operator runs: the broker's
+	// NetworkPolicy admits the operator's pods there (OperatorPodLabels) to
+	// its monitor, which the operator reads for status. Empty adds no rule.
+	OperatorNamespace string
 	// Credentials fill the <p>-auth Secret. Render never generates them: the
 	// caller reads them back from the Secret or makes them with NewCredentials.
 	Credentials Credentials
+	// TokenKeys fill <p>-token-signing and <p>-token-keys, one per name of
+	// KeyNames; Admin fills <p>-admin. The caller keeps them with
+	// KeepTokenKeys and KeepAdmin.
+	TokenKeys TokenKeys
+	Admin     Admin
 }
 
 // Platform returns every object p needs, in a fixed order: the auth
+// Secret, the token-signing Secret, the token-keys ConfigMap and the admin
 // Secret, the broker's ConfigMap, Services, StatefulSet and PDB, the
 // NetworkPolicies, then per service in catalog order its Deployment,
-// Service, HPA and PDB. It fails only on input no render can satisfy.
+// Service, HPA (or KEDA ScaledObject) and PDB. It fails only on input no render can satisfy.
 //
 // Every object has its TypeMeta, p's namespace, the standard labels and,
 // when p has a UID (it came from the API server), a controller reference to
 // p. A Platform read from a file (switchboard render) has no UID and there
 // is nothing to own the objects, so they carry none.
 func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
-	if err := validate(p, opts); err != nil {
+	keys, err := validate(p, opts)
+	if err != nil {
 		return nil, fmt.Errorf("platform %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	plans := EnabledServices(p)
+	withKEDA(plans, opts.KEDA)
 	enabled := make(map[string]bool, len(plans))
 	for _, s := range plans {
 		enabled[s.Name] = true
@@ -49,6 +71,9 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 
 	objs := []client.Object{
 		authSecret(p, opts.Credentials),
+		tokenSigningSecret(p, opts.TokenKeys),
+		tokenKeysConfigMap(p, keys),
+		adminSecret(p, opts.Admin),
 		brokerConfigMap(p),
 		brokerHeadlessService(p),
 		brokerClientService(p),
@@ -58,13 +83,16 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 		objs = append(objs, brokerPDB(p))
 	}
 	if networkPoliciesEnabled(p) {
-		for _, np := range networkPolicies(p, plans) {
+		for _, np := range networkPolicies(p, plans, opts) {
 			objs = append(objs, np)
 		}
 	}
 	for _, s := range plans {
-		objs = append(objs, serviceDeployment(p, s, opts, enabled), serviceService(p, s))
-		if s.Autoscaling != nil {
+		objs = append(objs, serviceDeployment(p, s, opts, keys, enabled), serviceService(p, s))
+		switch {
+		case s.KEDA:
+			objs = append(objs, scaledObject(p, s))
+		case s.Autoscaling != nil:
 			objs = append(objs, serviceHPA(p, s))
 		}
 		if s.MaxReplicas() > 1 {
@@ -80,10 +108,10 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 	return objs, nil
 }
 
-// validate refuses what the CRD refuses and render cannot resolve. The API
-// server enforces most of it already; `switchboard render` reads files that
-// never went through it.
-func validate(p *v1alpha1.Platform, opts Options) error {
+// validate refuses what the CRD refuses and render cannot resolve, and
+// returns the parsed token keys. The API server enforces most of it
+// already; `switchboard render` reads files that never went through it.
+func validate(p *v1alpha1.Platform, opts Options) (tokenKeySet, error) {
 	var errs []error
 	if len(p.Spec.Workloads) == 0 {
 		errs = append(errs, errors.New("spec.workloads is empty: enable commerce, streaming or both"))
@@ -103,6 +131,7 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 			if o.Replicas != nil && o.Autoscaling != nil && ptr.Deref(o.Autoscaling.Enabled, true) {
 				errs = append(errs, fmt.Errorf("spec.services.%s: set either replicas or autoscaling, not both", k))
 			}
+			errs = append(errs, validateAutoscaling(k, o.Autoscaling)...)
 		}
 	}
 	if r := p.Spec.Broker.Replicas; r != 0 && r != 1 && r != 3 && r != 5 {
@@ -111,18 +140,9 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 	if s := p.Spec.Broker.JetStream.Size; s != nil && s.Sign() <= 0 {
 		errs = append(errs, fmt.Errorf("spec.broker.jetstream.size: %s is not positive", s.String()))
 	}
-	for i, peer := range p.Spec.NetworkPolicy.MetricsFrom {
-		selects := peer.PodSelector != nil || peer.NamespaceSelector != nil
-		switch {
-		case peer.IPBlock == nil && !selects:
-			errs = append(errs, fmt.Errorf("spec.networkPolicy.metricsFrom[%d]: needs an ipBlock, a podSelector or a namespaceSelector", i))
-		case peer.IPBlock != nil && selects:
-			errs = append(errs, fmt.Errorf("spec.networkPolicy.metricsFrom[%d]: an ipBlock may not come with a podSelector or namespaceSelector", i))
-		}
-	}
-	if n := len(p.Spec.NetworkPolicy.MetricsFrom); n > maxMetricsFrom {
-		errs = append(errs, fmt.Errorf("spec.networkPolicy.metricsFrom: %d peers, at most %d", n, maxMetricsFrom))
-	}
+	errs = append(errs, validatePeers("metricsFrom", p.Spec.NetworkPolicy.MetricsFrom)...)
+	errs = append(errs, validatePeers("kedaFrom", p.Spec.NetworkPolicy.KEDAFrom)...)
+	errs = append(errs, validateLag(p)...)
 	for i, c := range p.Spec.Gateway.TrustedProxyCIDRs {
 		if pf, err := netip.ParsePrefix(c); err != nil || pf != pf.Masked() || pf.Addr().Is4In6() {
 			errs = append(errs, fmt.Errorf("spec.gateway.trustedProxyCIDRs[%d]: %q is not a network address in CIDR notation, like 10.0.0.0/8", i, c))
@@ -132,6 +152,14 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 		errs = append(errs, errors.New("no services image: set spec.image or the operator's --services-image"))
 	}
 	if err := opts.Credentials.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, validateAuth(p)...)
+	keys, err := opts.TokenKeys.keySet(p)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := opts.Admin.validate(p); err != nil {
 		errs = append(errs, err)
 	}
 	// Service names must be DNS labels, so the Platform's name must leave
@@ -145,8 +173,68 @@ func validate(p *v1alpha1.Platform, opts Options) error {
 	} else if msgs := validation.IsDNS1123Label(p.Name + suffix); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("metadata.name: %q must be a DNS label, as its children's names are: %s", p.Name, strings.Join(msgs, "; ")))
 	}
-	return errors.Join(errs...)
+	return keys, errors.Join(errs...)
 }
+
+// validatePeers refuses what the CRD refuses in a list of NetworkPolicy
+// peers of spec.networkPolicy.
+func validatePeers(field string, peers []networkingv1.NetworkPolicyPeer) []error {
+	var errs []error
+	for i, peer := range peers {
+		selects := peer.PodSelector != nil || peer.NamespaceSelector != nil
+		switch {
+		case peer.IPBlock == nil && !selects:
+			errs = append(errs, fmt.Errorf("spec.networkPolicy.%s[%d]: needs an ipBlock, a podSelector or a namespaceSelector", field, i))
+		case peer.IPBlock != nil && selects:
+			errs = append(errs, fmt.Errorf("spec.networkPolicy.%s[%d]: an ipBlock may not come with a podSelector or namespaceSelector", field, i))
+		}
+	}
+	if n := len(peers); n > maxPeers {
+		errs = append(errs, fmt.Errorf("spec.networkPolicy.%s: %d peers, at most %d", field, n, maxPeers))
+	}
+	return errs
+}
+
+// validateAuth mirrors the CRD's rules on spec.auth that need no history.
+func validateAuth(p *v1alpha1.Platform) []error {
+	var errs []error
+	a := p.Spec.Auth
+	if d := TokenTTL(p); d < time.Minute || d > catalog.MaxTokenTTL {
+		errs = append(errs, fmt.Errorf("spec.auth.tokenTTL: %s is not between 1m and %s", d, catalog.MaxTokenTTL))
+	}
+	for _, name := range KeyNames(p) {
+		if len(name) > 32 || !keyName.MatchString(name) {
+			errs = append(errs, fmt.Errorf("spec.auth: key name %q must be at most 32 lowercase letters, digits and dashes, starting and ending with a letter or digit", name))
+		}
+	}
+	if len(a.VerificationKeys) > 2 {
+		errs = append(errs, fmt.Errorf("spec.auth.verificationKeys: %d keys, at most 2", len(a.VerificationKeys)))
+	}
+	if len(a.VerificationKeys) > 0 && !slices.Contains(a.VerificationKeys, SigningKeyName(p)) {
+		errs = append(errs, fmt.Errorf("spec.auth.signingKey: %q must be one of spec.auth.verificationKeys", SigningKeyName(p)))
+	}
+	return errs
+}
+
+// validateAutoscaling refuses utilization targets outside 1..100, as the CRD does.
+func validateAutoscaling(service string, as *v1alpha1.AutoscalingSpec) []error {
+	if as == nil {
+		return nil
+	}
+	var errs []error
+	for field, v := range map[string]*int32{
+		"targetCPUUtilizationPercentage":    as.TargetCPUUtilizationPercentage,
+		"targetMemoryUtilizationPercentage": as.TargetMemoryUtilizationPercentage,
+	} {
+		if v != nil && (*v < 1 || *v > 100) {
+			errs = append(errs, fmt.Errorf("spec.services.%s.autoscaling.%s: %d is not a percentage from 1 to 100", service, field, *v))
+		}
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errs
+}
+
+var keyName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 func joinWorkloads(ws []catalog.Workload) string {
 	s := make([]string, len(ws))
@@ -165,8 +253,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// maxMetricsFrom is the CRD's maxItems of spec.networkPolicy.metricsFrom.
-const maxMetricsFrom = 8
+// maxPeers is the CRD's maxItems of spec.networkPolicy.metricsFrom and kedaFrom.
+const maxPeers = 8
 
 // longestChildSuffix is the longest "-<suffix>" a child name adds to the Platform's.
 const maxStatefulSetName = 52
@@ -174,6 +262,11 @@ const maxStatefulSetName = 52
 func longestChildSuffix() string {
 	p := &v1alpha1.Platform{}
 	longest := BrokerHeadlessName(p)
+	for _, n := range []string{TokenSigningSecretName(p), TokenKeysConfigMapName(p), AdminSecretName(p)} {
+		if len(n) > len(longest) {
+			longest = n
+		}
+	}
 	for _, s := range catalog.All() {
 		if n := ObjectName(p, s.Name); len(n) > len(longest) {
 			longest = n
@@ -202,9 +295,14 @@ func objectMeta(p *v1alpha1.Platform, name, component string) metav1.ObjectMeta 
 	return metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: Labels(p, component)}
 }
 
+// secretEnv is an env var from a key of the <p>-auth Secret.
 func secretEnv(p *v1alpha1.Platform, name, key string) corev1.EnvVar {
+	return secretKeyEnv(name, AuthSecretName(p), key)
+}
+
+func secretKeyEnv(name, secret, key string) corev1.EnvVar {
 	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-		LocalObjectReference: corev1.LocalObjectReference{Name: AuthSecretName(p)},
+		LocalObjectReference: corev1.LocalObjectReference{Name: secret},
 		Key:                  key,
 	}}}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	appsv1 "k8s.io/api/apps/v1"
@@ -18,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
@@ -28,8 +30,10 @@ import (
 
 // Expected object lists, in render order.
 
+// brokerRefs lists the shared Secrets and token keys, then the broker.
 func brokerRefs(p string, pdb bool) []string {
-	out := []string{"Secret/" + p + "-auth", "ConfigMap/" + p + "-nats-config", "Service/" + p + "-nats-headless", "Service/" + p + "-nats", "StatefulSet/" + p + "-nats"}
+	out := []string{"Secret/" + p + "-auth", "Secret/" + p + "-token-signing", "ConfigMap/" + p + "-token-keys", "Secret/" + p + "-admin",
+		"ConfigMap/" + p + "-nats-config", "Service/" + p + "-nats-headless", "Service/" + p + "-nats", "StatefulSet/" + p + "-nats"}
 	if pdb {
 		out = append(out, "PodDisruptionBudget/"+p+"-nats")
 	}
@@ -137,7 +141,7 @@ func TestPlatformObjects(t *testing.T) {
 
 func TestFullPlatformObjectCount(t *testing.T) {
 	objs := mustRender(t, fullPlatform())
-	if got, want := len(objs), 35; got != want {
+	if got, want := len(objs), 38; got != want {
 		t.Errorf("full platform renders %d objects, want %d:\n%s", got, want, strings.Join(refs(objs), "\n"))
 	}
 }
@@ -371,10 +375,21 @@ func TestNetworkPolicyRules(t *testing.T) {
 	}
 }
 
-// The broker is never open: the credentials exist in the Secret and nowhere
-// else; pods reach them only through secretKeyRef to <p>-auth.
-func TestCredentialsOnlyInTheSecret(t *testing.T) {
-	secrets := []string{testCredentials.NATSUser, testCredentials.NATSPassword, testCredentials.AuthKey}
+// pemBody is the base64 of a PEM block, as it would show if leaked.
+func pemBody(pemText string) string {
+	lines := strings.Split(strings.TrimSpace(pemText), "\n")
+	return strings.Join(lines[1:len(lines)-1], "")
+}
+
+// The broker is never open and the tokens' private keys never leave their
+// Secret: every generated value exists in its Secret and nowhere else; pods
+// reach them only through secretKeyRef, and only the issuers reach the
+// signing key and the first admin.
+func TestSecretsOnlyInTheirSecrets(t *testing.T) {
+	secrets := []string{testCredentials.NATSUser, testCredentials.NATSPassword, testAdmin.Password}
+	for _, k := range testTokenKeys() {
+		secrets = append(secrets, pemBody(k))
+	}
 	for name, p := range allPlatforms() {
 		t.Run(name, func(t *testing.T) {
 			objs := mustRender(t, p)
@@ -387,26 +402,34 @@ func TestCredentialsOnlyInTheSecret(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, s := range secrets {
-					if strings.Contains(string(b), s) {
-						t.Errorf("%s contains a credential", ref(o))
+					if strings.Contains(strings.ReplaceAll(string(b), `\n`, ""), s) {
+						t.Errorf("%s contains a secret", ref(o))
 					}
 				}
 			}
+			rendered := map[string]*corev1.Secret{}
+			for _, name := range []string{AuthSecretName(p), TokenSigningSecretName(p), AdminSecretName(p)} {
+				rendered[name] = find[*corev1.Secret](t, objs, name)
+			}
 			for owner, tpl := range podTemplates(objs) {
+				issuer := slices.Contains([]string{ObjectName(p, "user"), ObjectName(p, "account")}, strings.TrimPrefix(owner, "Deployment/"))
 				for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
 					for _, e := range c.Env {
 						for _, s := range secrets {
 							if strings.Contains(e.Value, s) {
-								t.Errorf("%s container %s: env %s holds a credential literally", owner, c.Name, e.Name)
+								t.Errorf("%s container %s: env %s holds a secret literally", owner, c.Name, e.Name)
 							}
 						}
 						if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
 							r := e.ValueFrom.SecretKeyRef
-							if r.Name != AuthSecretName(p) {
-								t.Errorf("%s: env %s refers to Secret %q, want %q", owner, e.Name, r.Name, AuthSecretName(p))
-							}
-							if _, ok := authSecret(p, testCredentials).Data[r.Key]; !ok {
-								t.Errorf("%s: env %s refers to missing key %q", owner, e.Name, r.Key)
+							sec, ok := rendered[r.Name]
+							switch {
+							case !ok:
+								t.Errorf("%s: env %s refers to Secret %q, which is not rendered", owner, e.Name, r.Name)
+							case r.Name != AuthSecretName(p) && !issuer:
+								t.Errorf("%s: env %s refers to Secret %q, which only user and account may read", owner, e.Name, r.Name)
+							case sec.Data[r.Key] == nil:
+								t.Errorf("%s: env %s refers to missing key %q of %s", owner, e.Name, r.Key, r.Name)
 							}
 						}
 					}
@@ -425,8 +448,8 @@ func TestCredentialsOnlyInTheSecret(t *testing.T) {
 					}
 				}
 			}
-			sec := find[*corev1.Secret](t, objs, AuthSecretName(p))
-			want := map[string][]byte{"nats-user": []byte(secrets[0]), "nats-password": []byte(secrets[1]), "auth-key": []byte(secrets[2])}
+			sec := rendered[AuthSecretName(p)]
+			want := map[string][]byte{"nats-user": []byte(testCredentials.NATSUser), "nats-password": []byte(testCredentials.NATSPassword)}
 			if sec.Type != corev1.SecretTypeOpaque || !reflect.DeepEqual(sec.Data, want) || sec.StringData != nil {
 				t.Errorf("auth Secret: type %q data %q stringData %v", sec.Type, sec.Data, sec.StringData)
 			}
@@ -439,8 +462,13 @@ func TestServiceEnv(t *testing.T) {
 		return []corev1.EnvVar{
 			secretEnv(platform(p), "NATS_USER", "nats-user"),
 			secretEnv(platform(p), "NATS_PASSWORD", "nats-password"),
-			secretEnv(platform(p), "AUTH_KEY", "auth-key"),
+			{Name: "TOKEN_KEYS", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: p + "-token-keys"}, Key: "keys.pem"}}},
 		}
+	}
+	fromSecret := func(name, secret, key string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}}}
 	}
 	tests := []struct {
 		name     string
@@ -497,6 +525,40 @@ func TestServiceEnv(t *testing.T) {
 					{Name: "PAYMENT_URL", Value: "http://shop-payment.demo.svc.cluster.local"},
 					{Name: "PAYMENT_OPS_URL", Value: "http://shop-payment.demo.svc.cluster.local:8081"},
 					{Name: "TRUSTED_PROXY_CIDRS", Value: "10.0.0.0/8,fd00::/8"},
+				}),
+		},
+		{
+			name:     "an issuer also gets the signing key spec.auth names, the token lifetime and the first admin",
+			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithSigningKey("v2", "v1", "v2"), testgen.WithTokenTTL(30*time.Minute)),
+			service:  "account",
+			want: slices.Concat(
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://tv-nats.demo.svc.cluster.local:4222"}},
+				auth("tv"),
+				[]corev1.EnvVar{
+					fromSecret("TOKEN_SIGNING_KEY", "tv-token-signing", "v2"),
+					{Name: "TOKEN_TTL", Value: "30m0s"},
+					fromSecret("ADMIN_EMAIL", "tv-admin", "email"),
+					fromSecret("ADMIN_PASSWORD", "tv-admin", "password"),
+				}),
+		},
+		{
+			name:     "the gateway verifies tokens but signs none",
+			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming)),
+			service:  "gateway",
+			want: slices.Concat(
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://tv-nats.demo.svc.cluster.local:4222"}},
+				auth("tv"),
+				[]corev1.EnvVar{
+					{Name: "ACCOUNT_URL", Value: "http://tv-account.demo.svc.cluster.local"},
+					{Name: "ACCOUNT_OPS_URL", Value: "http://tv-account.demo.svc.cluster.local:8081"},
+					{Name: "CONTENT_URL", Value: "http://tv-content.demo.svc.cluster.local"},
+					{Name: "CONTENT_OPS_URL", Value: "http://tv-content.demo.svc.cluster.local:8081"},
+					{Name: "PLAYBACK_URL", Value: "http://tv-playback.demo.svc.cluster.local"},
+					{Name: "PLAYBACK_OPS_URL", Value: "http://tv-playback.demo.svc.cluster.local:8081"},
+					{Name: "ANALYTICS_URL", Value: "http://tv-analytics.demo.svc.cluster.local"},
+					{Name: "ANALYTICS_OPS_URL", Value: "http://tv-analytics.demo.svc.cluster.local:8081"},
+					{Name: "RECOMMENDATION_URL", Value: "http://tv-recommendation.demo.svc.cluster.local"},
+					{Name: "RECOMMENDATION_OPS_URL", Value: "http://tv-recommendation.demo.svc.cluster.local:8081"},
 				}),
 		},
 	}
@@ -624,6 +686,33 @@ func TestServicesImage(t *testing.T) {
 	}
 }
 
+func TestBrokerImage(t *testing.T) {
+	tests := []struct {
+		name     string
+		platform *v1alpha1.Platform
+		operator string // Options.BrokerImage, the operator's --default-broker-image
+		want     string
+	}{
+		{"no image anywhere runs the official image of the embedded server", platform("shop"), "", DefaultBrokerImage},
+		{"the operator's default replaces the official image", platform("shop"), "switchboard.local/nats:2.15.2", "switchboard.local/nats:2.15.2"},
+		{"spec.broker.image wins over the operator's default", platform("shop", testgen.WithBrokerImage("mirror.example/nats:2.15.2-alpine")), "switchboard.local/nats:2.15.2", "mirror.example/nats:2.15.2-alpine"},
+		{"spec.broker.image wins over the official image", platform("shop", testgen.WithBrokerImage("mirror.example/nats:2.15.2-alpine")), "", "mirror.example/nats:2.15.2-alpine"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := testOptions()
+			opts.BrokerImage = tt.operator
+			objs, err := Platform(tt.platform, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := find[*appsv1.StatefulSet](t, objs, "shop-nats").Spec.Template.Spec.Containers[0].Image; got != tt.want {
+				t.Errorf("broker image %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestAutoscaledDeploymentAndHPA(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -643,6 +732,9 @@ func TestAutoscaledDeploymentAndHPA(t *testing.T) {
 		{"a max below the catalog min keeps min and max as given", platform("shop", testgen.WithService("playback", testgen.Autoscaling(1, 1, 0))), "playback", &catalog.Autoscaling{MinReplicas: 1, MaxReplicas: 1, TargetCPUUtilizationPercentage: 70}, 0},
 		{"the gateway runs two replicas from the catalog", platform("shop"), "gateway", nil, 2},
 		{"a fixed service runs its catalog count", platform("shop"), "notification", nil, 1},
+		{"a memory target adds a memory metric beside the CPU one", platform("shop", testgen.WithService("playback", testgen.MemoryTarget(80))), "playback", &catalog.Autoscaling{MinReplicas: 2, MaxReplicas: 10, TargetCPUUtilizationPercentage: 70, TargetMemoryUtilizationPercentage: 80}, 0},
+		{"a memory target alone turns a fixed service to 1..5", platform("shop", testgen.WithService("order", testgen.MemoryTarget(60))), "order", &catalog.Autoscaling{MinReplicas: 1, MaxReplicas: 5, TargetCPUUtilizationPercentage: 70, TargetMemoryUtilizationPercentage: 60}, 0},
+		{"a memory target on a container requesting only CPU gets the default memory request", platform("shop", testgen.WithService("order", testgen.Resources(requests("100m", "")), testgen.MemoryTarget(75))), "order", &catalog.Autoscaling{MinReplicas: 1, MaxReplicas: 5, TargetCPUUtilizationPercentage: 70, TargetMemoryUtilizationPercentage: 75}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -670,6 +762,15 @@ func TestAutoscaledDeploymentAndHPA(t *testing.T) {
 					Name:   corev1.ResourceCPU,
 					Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: &tt.wantHPA.TargetCPUUtilizationPercentage},
 				}}},
+			}
+			if m := tt.wantHPA.TargetMemoryUtilizationPercentage; m > 0 {
+				want.Metrics = append(want.Metrics, autoscalingv2.MetricSpec{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+					Name:   corev1.ResourceMemory,
+					Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: &m},
+				}})
+				if _, ok := d.Spec.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceMemory]; !ok {
+					t.Error("container with a memory target has no memory request to measure utilization against")
+				}
 			}
 			if !reflect.DeepEqual(h.Spec, want) {
 				g, _ := json.Marshal(h.Spec)
@@ -952,13 +1053,9 @@ func TestBrokerServices(t *testing.T) {
 	}
 }
 
-func TestBrokerImage(t *testing.T) {
+func TestDefaultBrokerImageIsTheEmbeddedServers(t *testing.T) {
 	if want := "nats:" + server.VERSION; DefaultBrokerImage != want {
 		t.Errorf("DefaultBrokerImage = %q, but the embedded nats-server is %s: want %q", DefaultBrokerImage, server.VERSION, want)
-	}
-	sts := find[*appsv1.StatefulSet](t, mustRender(t, platform("shop", testgen.WithBrokerImage("mirror.example/nats:2.15.2-alpine"))), "shop-nats")
-	if got := sts.Spec.Template.Spec.Containers[0].Image; got != "mirror.example/nats:2.15.2-alpine" {
-		t.Errorf("spec.broker.image ignored: %q", got)
 	}
 }
 
@@ -1009,7 +1106,6 @@ func TestRenderDoesNotModifyThePlatform(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	valid := testOptions()
 	tests := []struct {
 		name     string
 		platform *v1alpha1.Platform
@@ -1017,7 +1113,17 @@ func TestErrors(t *testing.T) {
 		want     string
 	}{
 		{"empty credentials", platform("shop"), func(o *Options) { o.Credentials = Credentials{} }, "credentials are empty"},
-		{"one credential missing", platform("shop"), func(o *Options) { o.Credentials.AuthKey = "" }, "credentials are empty"},
+		{"one credential missing", platform("shop"), func(o *Options) { o.Credentials.NATSPassword = "" }, "credentials are empty"},
+		{"a token key missing", platform("shop", testgen.WithSigningKey("v3")), nil, `token key "v3" is missing`},
+		{"a token key that is no key", platform("shop"), func(o *Options) { o.TokenKeys["v1"] = "garbage" }, "Secret shop-token-signing, key v1: no PEM block; delete the key"},
+		{"a public key for a signing key", platform("shop"), func(o *Options) { o.TokenKeys["v1"] = testPublicPEM }, "want PRIVATE KEY"},
+		{"no first admin", platform("shop"), func(o *Options) { o.Admin = Admin{} }, "first admin's credentials are empty"},
+		{"a first admin without a plain address", platform("shop"), func(o *Options) { o.Admin.Email = "Admin <a@b.c>" }, "Secret shop-admin, key email"},
+		{"a first admin with a short password", platform("shop"), func(o *Options) { o.Admin.Password = "short" }, "8 to 72 bytes"},
+		{"a signing key not among the verification keys", platform("shop", testgen.WithSigningKey("v1", "v2", "blue")), nil, `spec.auth.signingKey: "v1" must be one of`},
+		{"three verification keys", platform("shop", testgen.WithSigningKey("v1", "v1", "v2", "blue")), nil, "3 keys, at most 2"},
+		{"a key name that is no label", platform("shop", testgen.WithSigningKey("V_1")), nil, `key name "V_1"`},
+		{"a token lifetime past the revocation memory", platform("shop", testgen.WithTokenTTL(25*time.Hour)), nil, "spec.auth.tokenTTL: 25h0m0s is not between 1m and 24h0m0s"},
 		{"a hand-made password the broker cannot parse", platform("shop"), func(o *Options) { o.Credentials.NATSPassword = "12345-67890-abcdef" }, "nats-password must be"},
 		{"a short user", platform("shop"), func(o *Options) { o.Credentials.NATSUser = "admin" }, "nats-user must be"},
 		{"no workloads", platform("shop", testgen.WithWorkloads()), nil, "spec.workloads is empty"},
@@ -1025,6 +1131,10 @@ func TestErrors(t *testing.T) {
 		{"an unknown service key", platform("shop", testgen.WithService("ledger", testgen.Replicas(2))), nil, `"ledger" is not a service`},
 		{"a service of a workload not enabled", platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("playback", testgen.Replicas(2))), nil, `"playback" is not a service of workloads commerce`},
 		{"replicas and autoscaling together", platform("shop", testgen.WithService("order", testgen.Replicas(2), testgen.Autoscaling(1, 3, 0))), nil, "either replicas or autoscaling"},
+		{"a memory target above 100%", platform("shop", testgen.WithService("order", testgen.MemoryTarget(150))), nil, "spec.services.order.autoscaling.targetMemoryUtilizationPercentage: 150 is not a percentage"},
+		{"a zero CPU target", platform("shop", testgen.WithService("order", func(s *v1alpha1.ServiceSpec) {
+			s.Autoscaling = &v1alpha1.AutoscalingSpec{TargetCPUUtilizationPercentage: ptr.To[int32](0)}
+		})), nil, "targetCPUUtilizationPercentage: 0 is not a percentage"},
 		{"an even broker", platform("shop", testgen.WithBrokerReplicas(2)), nil, "spec.broker.replicas: 2"},
 		{"a zero JetStream size", platform("shop", testgen.WithStorage(v1alpha1.StorageFile, "0", "")), nil, "size: 0 is not positive"},
 		{"no image anywhere", platform("shop"), func(o *Options) { o.ServicesImage = "" }, "no services image"},
@@ -1042,7 +1152,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			opts := valid
+			opts := testOptions()
 			if tt.opts != nil {
 				tt.opts(&opts)
 			}
@@ -1062,7 +1172,7 @@ func TestErrors(t *testing.T) {
 		mustRender(t, platform(strings.Repeat("a", 47)))
 	})
 	t.Run("spec.image alone is enough", func(t *testing.T) {
-		opts := valid
+		opts := testOptions()
 		opts.ServicesImage = ""
 		if _, err := Platform(platform("shop", testgen.WithImage("x/y:z")), opts); err != nil {
 			t.Fatal(err)

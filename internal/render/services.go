@@ -37,8 +37,9 @@ func ServiceOpsURL(p *v1alpha1.Platform, service string) string {
 	return ServiceURL(p, service) + ":" + itoa(catalog.OpsPort)
 }
 
-// serviceEnv wires a service to the broker and its upstreams. Credentials
-// come only through secretKeyRef.
+// serviceEnv wires a service to the broker, its upstreams and the token
+// keys its catalog row asks for. Credentials and private keys come only
+// through secretKeyRef.
 //
 // The gateway routes only to enabled services: a disabled service is an
 // expected 404 there. It gets each one's ops URL too, for its readiness,
@@ -53,8 +54,8 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 		{Name: catalog.EnvNATSURL, Value: BrokerURL(p)},
 		secretEnv(p, catalog.EnvNATSUser, SecretKeyNATSUser),
 		secretEnv(p, catalog.EnvNATSPassword, SecretKeyNATSPassword),
-		secretEnv(p, catalog.EnvAuthKey, SecretKeyAuthKey),
 	}
+	env = append(env, tokenEnv(p, svc.Service)...)
 	gateway := svc.Name == catalog.Gateway
 	for _, up := range svc.Upstreams {
 		if gateway && !enabled[up] {
@@ -71,7 +72,9 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 	return env
 }
 
-func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, enabled map[string]bool) *appsv1.Deployment {
+func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys tokenKeySet, enabled map[string]bool) *appsv1.Deployment {
+	annotations := tokenAnnotations(svc.Service, keys, opts.Admin)
+	annotations[AnnotationAuthHash] = opts.Credentials.hash()
 	return &appsv1.Deployment{
 		TypeMeta:   typeMeta("apps/v1", "Deployment"),
 		ObjectMeta: objectMeta(p, ObjectName(p, svc.Name), svc.Name),
@@ -85,7 +88,7 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, enab
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels:      Labels(p, svc.Name),
-					Annotations: map[string]string{AnnotationAuthHash: opts.Credentials.hash()},
+					Annotations: annotations,
 				},
 				Spec: corev1.PodSpec{
 					// Services never talk to the Kubernetes API.
@@ -158,6 +161,25 @@ func serviceService(p *v1alpha1.Platform, svc ServicePlan) *corev1.Service {
 	}
 }
 
+// utilizationMetrics are the HPA's resource targets: CPU always, memory when
+// set. The HPA follows whichever metric asks for more replicas.
+func utilizationMetrics(as *catalog.Autoscaling) []autoscalingv2.MetricSpec {
+	metric := func(name corev1.ResourceName, target int32) autoscalingv2.MetricSpec {
+		return autoscalingv2.MetricSpec{
+			Type: autoscalingv2.ResourceMetricSourceType,
+			Resource: &autoscalingv2.ResourceMetricSource{
+				Name:   name,
+				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To(target)},
+			},
+		}
+	}
+	metrics := []autoscalingv2.MetricSpec{metric(corev1.ResourceCPU, as.TargetCPUUtilizationPercentage)}
+	if as.TargetMemoryUtilizationPercentage > 0 {
+		metrics = append(metrics, metric(corev1.ResourceMemory, as.TargetMemoryUtilizationPercentage))
+	}
+	return metrics
+}
+
 func serviceHPA(p *v1alpha1.Platform, svc ServicePlan) *autoscalingv2.HorizontalPodAutoscaler {
 	as := svc.Autoscaling
 	return &autoscalingv2.HorizontalPodAutoscaler{
@@ -169,16 +191,7 @@ func serviceHPA(p *v1alpha1.Platform, svc ServicePlan) *autoscalingv2.Horizontal
 			},
 			MinReplicas: ptr.To(as.MinReplicas),
 			MaxReplicas: as.MaxReplicas,
-			Metrics: []autoscalingv2.MetricSpec{{
-				Type: autoscalingv2.ResourceMetricSourceType,
-				Resource: &autoscalingv2.ResourceMetricSource{
-					Name: corev1.ResourceCPU,
-					Target: autoscalingv2.MetricTarget{
-						Type:               autoscalingv2.UtilizationMetricType,
-						AverageUtilization: ptr.To(as.TargetCPUUtilizationPercentage),
-					},
-				},
-			}},
+			Metrics:     utilizationMetrics(as),
 		},
 	}
 }

@@ -8,6 +8,10 @@
 package testgen
 
 import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -16,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/tokenkeys"
 )
 
 // PlatformOption shapes a Platform.
@@ -111,6 +116,10 @@ func WithMetricsFrom(peers ...networkingv1.NetworkPolicyPeer) PlatformOption {
 	return func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.MetricsFrom = peers }
 }
 
+func WithKEDAFrom(peers ...networkingv1.NetworkPolicyPeer) PlatformOption {
+	return func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.KEDAFrom = peers }
+}
+
 func WithDefaultResources(r corev1.ResourceRequirements) PlatformOption {
 	return func(p *v1alpha1.Platform) { p.Spec.Defaults.Resources = &r }
 }
@@ -155,7 +164,56 @@ func Autoscaling(min, max, target int32) ServiceOption {
 	}
 }
 
+// MemoryTarget adds targetMemoryUtilizationPercentage to the service's
+// autoscaling block, creating an empty block when there is none.
+func MemoryTarget(percent int32) ServiceOption {
+	return func(s *v1alpha1.ServiceSpec) {
+		if s.Autoscaling == nil {
+			s.Autoscaling = &v1alpha1.AutoscalingSpec{}
+		}
+		s.Autoscaling.TargetMemoryUtilizationPercentage = ptr.To(percent)
+	}
+}
+
+// Lag sets the service's autoscaling.lag, creating an empty autoscaling
+// block when there is none; a zero threshold stays unset.
+func Lag(enabled bool, threshold int64) ServiceOption {
+	return func(s *v1alpha1.ServiceSpec) {
+		if s.Autoscaling == nil {
+			s.Autoscaling = &v1alpha1.AutoscalingSpec{}
+		}
+		s.Autoscaling.Lag = &v1alpha1.LagScalingSpec{Enabled: ptr.To(enabled)}
+		if threshold != 0 {
+			s.Autoscaling.Lag.LagThreshold = ptr.To(threshold)
+		}
+	}
+}
+
 // AutoscalingOff turns off the autoscaling the catalog gives a service.
 func AutoscalingOff() ServiceOption {
 	return func(s *v1alpha1.ServiceSpec) { s.Autoscaling = &v1alpha1.AutoscalingSpec{Enabled: ptr.To(false)} }
+}
+
+// WithSigningKey sets spec.auth.signingKey and, when given,
+// spec.auth.verificationKeys.
+func WithSigningKey(signing string, verification ...string) PlatformOption {
+	return func(p *v1alpha1.Platform) {
+		p.Spec.Auth.SigningKey = signing
+		p.Spec.Auth.VerificationKeys = verification
+	}
+}
+
+func WithTokenTTL(d time.Duration) PlatformOption {
+	return func(p *v1alpha1.Platform) { p.Spec.Auth.TokenTTL = &metav1.Duration{Duration: d} }
+}
+
+// TokenKey is a PEM Ed25519 private key fixed by name, the same in every
+// run, so golden files and expected key ids stay put.
+func TokenKey(name string) string {
+	seed := sha256.Sum256([]byte("testgen token key " + name))
+	s, err := tokenkeys.EncodePrivate(ed25519.NewKeyFromSeed(seed[:]))
+	if err != nil {
+		panic(err)
+	}
+	return s
 }

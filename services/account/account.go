@@ -11,8 +11,10 @@ package account
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,9 +26,6 @@ import (
 // MaxProfiles bounds the profiles of one account.
 const MaxProfiles = 5
 
-// TokenTTL is how long a login token lasts.
-const TokenTTL = 24 * time.Hour
-
 // Error codes.
 const (
 	CodeEmailTaken         = kit.CodeEmailTaken
@@ -36,6 +35,10 @@ const (
 
 type record struct {
 	events.Account
+	Roles []string `json:"roles,omitempty"`
+	// Bootstrap marks the first admin, ensured from ADMIN_EMAIL and
+	// ADMIN_PASSWORD: its password follows those settings.
+	Bootstrap    bool      `json:"bootstrap,omitempty"`
 	PasswordHash []byte    `json:"passwordHash"`
 	CreatedAt    time.Time `json:"createdAt"`
 }
@@ -104,20 +107,16 @@ type Accounts struct {
 	accounts  *kit.Store[record]
 	passwords *kit.Passwords
 	pub       kit.Publisher
-	key       []byte
+	signer    *kit.Signer
 	now       func() time.Time
 }
 
 // NewAccounts refuses nil dependencies.
-func NewAccounts(accounts *kit.Store[record], emails *kit.Store[kit.EmailClaim], pub kit.Publisher, key []byte, cost int) (*Accounts, error) {
-	if accounts == nil || emails == nil || pub == nil || len(key) == 0 {
-		return nil, errors.New("account: NewAccounts needs stores, a publisher and a signing key")
+func NewAccounts(accounts *kit.Store[record], passwords *kit.Passwords, pub kit.Publisher, signer *kit.Signer) (*Accounts, error) {
+	if accounts == nil || passwords == nil || pub == nil || signer == nil {
+		return nil, errors.New("account: NewAccounts needs a store, passwords, a publisher and a token signer")
 	}
-	passwords, err := kit.NewPasswords(emails, cost)
-	if err != nil {
-		return nil, err
-	}
-	return &Accounts{accounts: accounts, passwords: passwords, pub: pub, key: key, now: time.Now}, nil
+	return &Accounts{accounts: accounts, passwords: passwords, pub: pub, signer: signer, now: time.Now}, nil
 }
 
 // exists reports whether an account record exists, for a stale email claim.
@@ -131,30 +130,99 @@ func (a *Accounts) exists(ctx context.Context, id string) (bool, error) {
 
 // Create signs up an account; a taken email is a 409.
 func (a *Accounts) Create(ctx context.Context, s SignUp) (events.Account, error) {
+	rec, err := a.create(ctx, s, record{})
+	return rec.Account, err
+}
+
+// create signs up s with the roles and marks of proto. Of concurrent
+// sign-ups with one email exactly one succeeds: the email claim is taken
+// first and confirmed after the record is written (see kit.Passwords).
+func (a *Accounts) create(ctx context.Context, s SignUp, proto record) (record, error) {
 	if err := s.Validate(); err != nil {
-		return events.Account{}, err
+		return record{}, err
 	}
 	hash, err := a.passwords.Hash(s.Password)
 	if err != nil {
-		return events.Account{}, err
+		return record{}, err
 	}
-	rec := record{
-		Account:      events.Account{ID: kit.NewID(), Email: strings.ToLower(s.Email), Plan: s.Plan, Profiles: []events.Profile{}},
-		PasswordHash: hash, CreatedAt: a.now().UTC(),
-	}
+	rec := proto
+	rec.Account = events.Account{ID: kit.NewID(), Email: strings.ToLower(s.Email), Plan: s.Plan, Profiles: []events.Profile{}}
+	rec.PasswordHash, rec.CreatedAt = hash, a.now().UTC()
 	if err := a.passwords.Claim(ctx, rec.Email, rec.ID, a.exists); err != nil {
-		return events.Account{}, err
+		return record{}, err
 	}
 	if _, err := a.accounts.Create(ctx, rec.ID, rec); err != nil {
-		return events.Account{}, err
+		return record{}, err
+	}
+	if err := a.passwords.Confirm(ctx, rec.Email, rec.ID); err != nil {
+		// The claim was taken over while this sign-up stalled: the email
+		// is the other's, so this record must not stay.
+		if derr := a.accounts.Bucket().Delete(ctx, rec.ID); derr != nil {
+			kit.Logger(ctx).Error("orphaned account record not removed", "account", rec.ID, "err", derr)
+		}
+		return record{}, err
 	}
 	if err := a.pub.Publish(ctx, kit.EventID(catalog.AccountCreated, rec.ID), "accounts/"+rec.ID, events.AccountCreated{Account: rec.Account}); err != nil {
 		kit.Logger(ctx).Warn("account.created not published", "account", rec.ID, "err", err)
 	}
-	return rec.Account, nil
+	return rec, nil
 }
 
-// Login checks credentials and issues a token whose subject is the account id.
+// EnsureAdmin makes sure the streaming workload's first admin exists, on
+// the richest plan, with this email and password, at start-up. It is
+// idempotent, and replicas starting together agree through the email
+// claim: one creates the admin, the others find it. Rotating
+// ADMIN_PASSWORD rotates the admin's password. An email that belongs to an
+// account someone signed up is never made admin this way.
+func (a *Accounts) EnsureAdmin(ctx context.Context, email, password string) error {
+	names := events.PlanNames()
+	_, err := a.create(ctx, SignUp{Email: email, Password: password, Plan: names[len(names)-1]},
+		record{Roles: []string{kit.RoleAdmin}, Bootstrap: true})
+	if err == nil || kit.AsError(err).Code != CodeEmailTaken {
+		if err != nil {
+			return fmt.Errorf("first admin %s: %w", email, err)
+		}
+		return nil
+	}
+	id, err := a.passwords.WaitForOwner(ctx, email, a.exists)
+	if err != nil {
+		return fmt.Errorf("first admin %s: %w", email, err)
+	}
+	var hash []byte
+	_, err = a.accounts.Update(ctx, id, func(r *record) error {
+		if !r.Bootstrap {
+			return errSignedUp
+		}
+		changed := false
+		if !slices.Contains(r.Roles, kit.RoleAdmin) {
+			r.Roles, changed = append(r.Roles, kit.RoleAdmin), true
+		}
+		if !a.passwords.Matches(r.PasswordHash, password) {
+			if hash == nil {
+				var err error
+				if hash, err = a.passwords.Hash(password); err != nil {
+					return err
+				}
+			}
+			r.PasswordHash, changed = hash, true
+		}
+		if !changed {
+			return kit.ErrNoChange
+		}
+		return nil
+	})
+	if errors.Is(err, errSignedUp) {
+		kit.Logger(ctx).Error("ADMIN_EMAIL belongs to an account someone signed up; not making it admin", "account", id)
+		return nil
+	}
+	return err
+}
+
+var errSignedUp = errors.New("signed up, not ensured")
+
+// Login checks credentials and issues a token whose subject is the account
+// id and which carries the account's roles. Failed logins are throttled
+// per email (see kit.Throttle).
 func (a *Accounts) Login(ctx context.Context, l Login) (Token, error) {
 	var rec record
 	if _, err := a.passwords.Verify(ctx, l.Email, l.Password, func(ctx context.Context, id string) ([]byte, error) {
@@ -164,17 +232,18 @@ func (a *Accounts) Login(ctx context.Context, l Login) (Token, error) {
 	}); err != nil {
 		return Token{}, err
 	}
-	tok, exp, err := kit.IssueToken(a.key, rec.ID, rec.Email, TokenTTL, a.now())
+	t, err := a.signer.Issue(a.now(), rec.ID, rec.Email, rec.Roles)
 	if err != nil {
 		return Token{}, err
 	}
-	return Token{Token: tok, ExpiresAt: exp, AccountID: rec.ID}, nil
+	return Token{Token: t.Token, ExpiresAt: t.ExpiresAt, AccountID: rec.ID}, nil
 }
 
-// Get returns an account to its owner. Content and playback call it with
-// the viewer's own token, so an account is never readable by anyone else.
-func (a *Accounts) Get(ctx context.Context, caller, id string) (events.Account, error) {
-	if err := owner(caller, id); err != nil {
+// Get returns an account to its owner or an admin; anyone else gets the 404
+// of an account that does not exist. Content and playback call it with the
+// viewer's own token.
+func (a *Accounts) Get(ctx context.Context, caller *kit.Claims, id string) (events.Account, error) {
+	if err := owner(caller, id, true); err != nil {
 		return events.Account{}, err
 	}
 	rec, _, err := a.accounts.Get(ctx, id)
@@ -184,18 +253,17 @@ func (a *Accounts) Get(ctx context.Context, caller, id string) (events.Account, 
 	return rec.Account, err
 }
 
-func owner(caller, id string) error {
-	if !kit.ValidID(id) {
+// owner admits the account's owner, and an admin when adminToo (reads):
+// changes to an account are its owner's alone.
+func owner(caller *kit.Claims, id string, adminToo bool) error {
+	if caller == nil || !kit.ValidID(id) || (caller.Subject != id && !(adminToo && caller.IsAdmin())) {
 		return kit.NotFound("account %q not found", id)
-	}
-	if caller != id {
-		return kit.Forbidden("an account can only be read or changed by its owner")
 	}
 	return nil
 }
 
-func (a *Accounts) update(ctx context.Context, caller, id string, fn func(*record) error) (record, error) {
-	if err := owner(caller, id); err != nil {
+func (a *Accounts) update(ctx context.Context, caller *kit.Claims, id string, fn func(*record) error) (record, error) {
+	if err := owner(caller, id, false); err != nil {
 		return record{}, err
 	}
 	rec, err := a.accounts.Update(ctx, id, fn)
@@ -206,7 +274,7 @@ func (a *Accounts) update(ctx context.Context, caller, id string, fn func(*recor
 }
 
 // ChangePlan switches the subscription and publishes account.plan_changed.
-func (a *Accounts) ChangePlan(ctx context.Context, caller, id string, s Subscription) (events.Account, error) {
+func (a *Accounts) ChangePlan(ctx context.Context, caller *kit.Claims, id string, s Subscription) (events.Account, error) {
 	if err := validPlan(s.Plan); err != nil {
 		return events.Account{}, err
 	}
@@ -234,7 +302,7 @@ func (a *Accounts) ChangePlan(ctx context.Context, caller, id string, s Subscrip
 }
 
 // AddProfile adds a viewer profile, at most MaxProfiles per account.
-func (a *Accounts) AddProfile(ctx context.Context, caller, id string, p NewProfile) (events.Profile, error) {
+func (a *Accounts) AddProfile(ctx context.Context, caller *kit.Claims, id string, p NewProfile) (events.Profile, error) {
 	if err := p.Validate(); err != nil {
 		return events.Profile{}, err
 	}

@@ -27,7 +27,7 @@ func (s *service) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *service) get(w http.ResponseWriter, r *http.Request) {
-	a, err := s.acc.Get(r.Context(), kit.Subject(r), r.PathValue("id"))
+	a, err := s.acc.Get(r.Context(), caller(r), r.PathValue("id"))
 	kit.Reply(w, r, http.StatusOK, a, err)
 }
 
@@ -37,7 +37,7 @@ func (s *service) subscription(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, err)
 		return
 	}
-	a, err := s.acc.ChangePlan(r.Context(), kit.Subject(r), r.PathValue("id"), req)
+	a, err := s.acc.ChangePlan(r.Context(), caller(r), r.PathValue("id"), req)
 	kit.Reply(w, r, http.StatusOK, a, err)
 }
 
@@ -47,6 +47,12 @@ func (s *service) addProfile(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, err)
 		return
 	}
-	p, err := s.acc.AddProfile(r.Context(), kit.Subject(r), r.PathValue("id"), req)
+	p, err := s.acc.AddProfile(r.Context(), caller(r), r.PathValue("id"), req)
 	kit.Reply(w, r, http.StatusCreated, p, err)
+}
+
+// caller is the token RequireAuth verified.
+func caller(r *http.Request) *kit.Claims {
+	c, _ := kit.ClaimsFrom(r.Context())
+	return c
 }

@@ -12,17 +12,28 @@ import (
 var Definition = kit.Definition{Name: "account", Needs: kit.Needs{Auth: true}, New: New}
 
 type service struct {
-	acc    *Accounts
-	tokens kit.Verifier
+	acc     *Accounts
+	tokens  kit.Verifier
+	revoked *kit.Revocations
 }
 
-// New builds the account service. BCRYPT_COST (optional) trades login cost
-// for test and benchmark speed.
-func New(_ context.Context, d kit.Deps) (kit.Service, error) {
-	if d.Bus == nil {
-		return nil, errors.New("account: needs NATS")
+// New builds the account service and ensures the streaming workload's first
+// admin (ADMIN_EMAIL, ADMIN_PASSWORD) before it serves. BCRYPT_COST
+// (optional) trades login cost for test and benchmark speed;
+// LOGIN_LOCK_AFTER and LOGIN_LOCK_FOR tune login throttling.
+func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
+	if d.Bus == nil || d.Tokens == nil || d.Signer == nil || d.Revocations == nil {
+		return nil, errors.New("account: needs NATS, token keys, a signing key and the revocation bucket")
 	}
 	cost, err := kit.BcryptCost(d.Config)
+	if err != nil {
+		return nil, err
+	}
+	throttle, err := kit.ThrottleFromEnv(d.Config)
+	if err != nil {
+		return nil, err
+	}
+	adminEmail, adminPassword, err := kit.AdminFromEnv(d.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -34,16 +45,30 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	acc, err := NewAccounts(accounts, emails, d.Bus, d.Config.AuthKey, cost)
+	logins, err := kit.NewStore[kit.LoginFailures](d.Bus.Bucket("account-logins"))
 	if err != nil {
 		return nil, err
 	}
-	return &service{acc: acc, tokens: d.Tokens}, nil
+	passwords, err := kit.NewPasswords(kit.PasswordsOptions{Emails: emails, Logins: logins, Cost: cost, Throttle: throttle})
+	if err != nil {
+		return nil, err
+	}
+	acc, err := NewAccounts(accounts, passwords, d.Bus, d.Signer)
+	if err != nil {
+		return nil, err
+	}
+	if adminEmail != "" {
+		if err := acc.EnsureAdmin(ctx, adminEmail, adminPassword); err != nil {
+			return nil, err
+		}
+	}
+	return &service{acc: acc, tokens: d.Tokens, revoked: d.Revocations}, nil
 }
 
 func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /accounts", s.create)
 	mux.HandleFunc("POST /login", s.login)
+	mux.HandleFunc("POST /logout", kit.RequireAuth(s.tokens, s.revoked.Logout))
 	mux.HandleFunc("GET /accounts/{id}", kit.RequireAuth(s.tokens, s.get))
 	mux.HandleFunc("PUT /accounts/{id}/subscription", kit.RequireAuth(s.tokens, s.subscription))
 	mux.HandleFunc("POST /accounts/{id}/profiles", kit.RequireAuth(s.tokens, s.addProfile))

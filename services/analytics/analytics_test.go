@@ -71,7 +71,7 @@ func (r *rig) eventually(t *testing.T, path string, want func(raw []byte) bool) 
 	}
 }
 
-func staff(t *testing.T) string { return kittest.StaffToken(t, []byte(kittest.AuthKey), "staff1") }
+func staff(t *testing.T) string { return kittest.StaffToken(t, "staff1") }
 
 func liveIs(total int, videos map[string]int) func([]byte) bool {
 	return func(raw []byte) bool {
@@ -122,7 +122,7 @@ func TestReplicasAgreeOnLiveViewersAndWatchTime(t *testing.T) {
 		return json.Unmarshal(raw, &s) == nil && s.Sessions == 4 && s.Heartbeats == 4 && s.WatchedSec == 37
 	})
 
-	tok := kittest.Token(t, []byte(kittest.AuthKey), "acct1")
+	tok := kittest.Token(t, "acct1")
 	for _, c := range r.replicas {
 		var wt analytics.WatchTime
 		c.As(tok).Must(http.StatusOK, "GET", "/accounts/acct1/watchtime", nil, &wt)
@@ -241,7 +241,7 @@ func TestTenThousandHeartbeats(t *testing.T) {
 		return json.Unmarshal(raw, &s) == nil && s == want
 	})
 	r.eventually(t, "/live", liveIs(60, map[string]int{"v0": 12, "v1": 12, "v2": 12, "v3": 12, "v4": 12}))
-	tok := kittest.Token(t, []byte(kittest.AuthKey), "acct07")
+	tok := kittest.Token(t, "acct07")
 	var wt analytics.WatchTime
 	r.replicas[1].As(tok).Must(http.StatusOK, "GET", "/accounts/acct07/watchtime", nil, &wt)
 	if wt.WatchedSec != 10*beats*10 {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Workload is a group of services that is enabled or disabled as a whole.
@@ -36,10 +37,45 @@ const (
 	EnvNATSURL      = "NATS_URL"
 	EnvNATSUser     = "NATS_USER"
 	EnvNATSPassword = "NATS_PASSWORD"
-	EnvAuthKey      = "AUTH_KEY"
-	// EnvAuthKeyFile is the alternative to EnvAuthKey for a key mounted as
-	// a file; the operator uses EnvAuthKey.
-	EnvAuthKeyFile = "AUTH_KEY_FILE"
+
+	// EnvTokenKeys holds the PEM public keys (one or two, during a
+	// rotation) that verify user tokens; every service that verifies
+	// tokens reads it. Public keys are not secret.
+	EnvTokenKeys = "TOKEN_KEYS"
+	// EnvTokenSigningKey holds the PEM Ed25519 private key that signs user
+	// tokens. Only the services that issue tokens read it.
+	EnvTokenSigningKey = "TOKEN_SIGNING_KEY"
+	// EnvTokenTTL is how long an issued token lasts (optional,
+	// DefaultTokenTTL; at most MaxTokenTTL).
+	EnvTokenTTL = "TOKEN_TTL"
+	// EnvAdminEmail and EnvAdminPassword name the first admin, whom the
+	// issuing services ensure at start-up (both optional, set together).
+	EnvAdminEmail    = "ADMIN_EMAIL"
+	EnvAdminPassword = "ADMIN_PASSWORD"
+	// EnvLoginLockAfter (failed logins in a row, default 10) and
+	// EnvLoginLockFor (a duration, default 15m) tune login throttling.
+	EnvLoginLockAfter = "LOGIN_LOCK_AFTER"
+	EnvLoginLockFor   = "LOGIN_LOCK_FOR"
+)
+
+// Token lifetimes. The revocation bucket keeps an entry for MaxTokenTTL, so
+// a revoked token stays revoked for the rest of its life.
+const (
+	DefaultTokenTTL = time.Hour
+	MaxTokenTTL     = 24 * time.Hour
+)
+
+// TokenUse is what a service does with user tokens.
+type TokenUse int
+
+const (
+	// NoTokens: the service never sees a token.
+	NoTokens TokenUse = iota
+	// VerifyTokens: it checks tokens with the public keys (EnvTokenKeys).
+	VerifyTokens
+	// IssueTokens: it also signs them (EnvTokenSigningKey) and revokes
+	// them on sign-out.
+	IssueTokens
 )
 
 // Autoscaling is a service's default HorizontalPodAutoscaler shape.
@@ -47,6 +83,18 @@ type Autoscaling struct {
 	MinReplicas                    int32
 	MaxReplicas                    int32
 	TargetCPUUtilizationPercentage int32
+	// TargetMemoryUtilizationPercentage is 0 for no memory target.
+	TargetMemoryUtilizationPercentage int32
+}
+
+// LagScaling is a service's default queue-lag autoscaling: where KEDA is
+// installed, the operator scales the service on the backlog of these
+// durable consumers as well as on CPU.
+type LagScaling struct {
+	// Durables name the consumers (of Consumers) whose backlog counts.
+	Durables []string
+	// LagThreshold is the backlog per replica to aim for.
+	LagThreshold int64
 }
 
 // Service describes one microservice.
@@ -65,12 +113,20 @@ type Service struct {
 	Publishes []string
 	// Consumers are its durable consumers: the only way it reads events.
 	Consumers []Consumer
-	// Buckets are the JetStream KeyValue buckets it owns.
+	// Buckets are the JetStream KeyValue buckets it writes (see KVBuckets
+	// for their settings).
 	Buckets []string
+	// Reads are the buckets it reads and watches but never writes.
+	Reads []string
+	// Tokens says whether it verifies or issues user tokens. One that
+	// verifies them and talks to the broker reads TokenRevocations.
+	Tokens TokenUse
 	// Replicas is the default replica count when not autoscaled.
 	Replicas int32
 	// Autoscaling is the default HPA; nil means a fixed replica count.
 	Autoscaling *Autoscaling
+	// LagScaling turns queue-lag autoscaling on by default; nil leaves it off.
+	LagScaling *LagScaling
 	// Public services accept traffic from outside the platform (NetworkPolicy, Service type).
 	Public bool
 }
@@ -144,6 +200,49 @@ var Streams = []Stream{
 	{Name: "PLAYBACK", Subjects: []string{"playback.>"}},
 }
 
+// Bucket is a JetStream KeyValue bucket and its settings.
+type Bucket struct {
+	Name string
+	// TTL removes an entry this long after its last write; 0 keeps it.
+	TTL time.Duration
+}
+
+// TokenRevocations holds the ids (jti) of signed-out tokens until they
+// would have expired anyway. The issuing services write it; every other
+// service that verifies tokens and talks to the broker watches it.
+const TokenRevocations = "token-revocations"
+
+// KVBuckets lists every bucket a service writes or reads, with its
+// settings. Every service that uses one asks for the same config, so
+// CreateOrUpdate never flip-flops.
+var KVBuckets = []Bucket{
+	{Name: "users"}, {Name: "user-emails"}, {Name: "user-points"},
+	// Failed-login counters are forgotten a while after the last failure.
+	{Name: "user-logins", TTL: time.Hour},
+	{Name: "products"}, {Name: "stock"},
+	{Name: "orders"},
+	{Name: "payments"},
+	{Name: "notifications"},
+	{Name: "accounts"}, {Name: "account-emails"},
+	{Name: "account-logins", TTL: time.Hour},
+	{Name: "videos"},
+	{Name: "sessions"}, {Name: "watch-history"},
+	{Name: "analytics"},
+	{Name: "recommendations"},
+	// An entry outlives the token it revokes: written at most MaxTokenTTL
+	// before the token expires, plus the verifiers' clock leeway.
+	{Name: TokenRevocations, TTL: MaxTokenTTL + time.Minute},
+}
+
+// BucketFor returns the settings of a bucket.
+func BucketFor(name string) (Bucket, error) {
+	i := slices.IndexFunc(KVBuckets, func(b Bucket) bool { return b.Name == name })
+	if i < 0 {
+		return Bucket{}, fmt.Errorf("catalog: no bucket %q in KVBuckets", name)
+	}
+	return KVBuckets[i], nil
+}
+
 // Gateway is the name of the API gateway service.
 const Gateway = "gateway"
 
@@ -156,6 +255,9 @@ var services = []Service{
 		Upstreams: []string{"user", "product", "order", "payment", "notification", "account", "content", "playback", "analytics", "recommendation"},
 		Replicas:  2,
 		Public:    true,
+		// The gateway checks signature, expiry and roles only: it has no
+		// broker access, so the services behind it enforce revocation.
+		Tokens: VerifyTokens,
 	},
 	// Commerce.
 	{
@@ -164,15 +266,18 @@ var services = []Service{
 		Port:      HTTPPort,
 		Publishes: []string{UserRegistered},
 		Consumers: []Consumer{{Durable: "user-points", Subjects: []string{OrderConfirmed}}},
-		Buckets:   []string{"users", "user-emails", "user-points"},
+		Buckets:   []string{"users", "user-emails", "user-points", "user-logins", TokenRevocations},
 		Replicas:  1,
+		Tokens:    IssueTokens,
 	},
 	{
 		Name:      "product",
 		Workloads: []Workload{Commerce},
 		Port:      HTTPPort,
 		Buckets:   []string{"products", "stock"},
+		Reads:     []string{TokenRevocations},
 		Replicas:  1,
+		Tokens:    VerifyTokens,
 	},
 	{
 		Name:      "order",
@@ -181,7 +286,9 @@ var services = []Service{
 		Upstreams: []string{"product", "payment"},
 		Publishes: []string{OrderCreated, OrderConfirmed, OrderCancelled, OrderRefunded},
 		Buckets:   []string{"orders"},
+		Reads:     []string{TokenRevocations},
 		Replicas:  1,
+		Tokens:    VerifyTokens,
 	},
 	{
 		Name:      "payment",
@@ -189,7 +296,9 @@ var services = []Service{
 		Port:      HTTPPort,
 		Publishes: []string{PaymentCompleted, PaymentFailed, PaymentRefunded},
 		Buckets:   []string{"payments"},
+		Reads:     []string{TokenRevocations},
 		Replicas:  1,
+		Tokens:    VerifyTokens,
 	},
 	{
 		Name:      "notification",
@@ -200,7 +309,12 @@ var services = []Service{
 			{Durable: "notification-payments", Subjects: []string{PaymentCompleted, PaymentFailed}},
 		},
 		Buckets:  []string{"notifications"},
+		Reads:    []string{TokenRevocations},
 		Replicas: 1,
+		// Sending is slow (a provider call per message): a small backlog
+		// already deserves another replica.
+		LagScaling: &LagScaling{Durables: []string{"notification-orders", "notification-payments"}, LagThreshold: 20},
+		Tokens:     VerifyTokens,
 	},
 	// Streaming.
 	{
@@ -208,8 +322,9 @@ var services = []Service{
 		Workloads: []Workload{Streaming},
 		Port:      HTTPPort,
 		Publishes: []string{AccountCreated, AccountPlanChanged},
-		Buckets:   []string{"accounts", "account-emails"},
+		Buckets:   []string{"accounts", "account-emails", "account-logins", TokenRevocations},
 		Replicas:  1,
+		Tokens:    IssueTokens,
 	},
 	{
 		Name:      "content",
@@ -220,7 +335,9 @@ var services = []Service{
 		// One shared durable: each encode job is done once, by any replica.
 		Consumers: []Consumer{{Durable: "content-encoder", Subjects: []string{ContentEncodeRequested}}},
 		Buckets:   []string{"videos"},
+		Reads:     []string{TokenRevocations},
 		Replicas:  1,
+		Tokens:    VerifyTokens,
 	},
 	{
 		Name:        "playback",
@@ -229,7 +346,9 @@ var services = []Service{
 		Upstreams:   []string{"account", "content"},
 		Publishes:   []string{PlaybackStarted, PlaybackHeartbeat, PlaybackStopped},
 		Buckets:     []string{"sessions", "watch-history"},
+		Reads:       []string{TokenRevocations},
 		Autoscaling: &Autoscaling{MinReplicas: 2, MaxReplicas: 10, TargetCPUUtilizationPercentage: 70},
+		Tokens:      VerifyTokens,
 	},
 	{
 		Name:        "analytics",
@@ -237,7 +356,11 @@ var services = []Service{
 		Port:        HTTPPort,
 		Consumers:   []Consumer{{Durable: "analytics", Subjects: []string{PlaybackStarted, PlaybackHeartbeat, PlaybackStopped}}},
 		Buckets:     []string{"analytics"},
+		Reads:       []string{TokenRevocations},
 		Autoscaling: &Autoscaling{MinReplicas: 2, MaxReplicas: 6, TargetCPUUtilizationPercentage: 70},
+		// Heartbeats arrive at a high rate and each is cheap to count.
+		LagScaling: &LagScaling{Durables: []string{"analytics"}, LagThreshold: 100},
+		Tokens:     VerifyTokens,
 	},
 	{
 		Name:      "recommendation",
@@ -248,12 +371,27 @@ var services = []Service{
 			{Durable: "recommendation-content", Subjects: []string{ContentEncoded}},
 		},
 		Buckets:  []string{"recommendations"},
+		Reads:    []string{TokenRevocations},
 		Replicas: 1,
+		Tokens:   VerifyTokens,
 	},
 }
 
 // All returns every service, gateway first. The slice is a copy.
 func All() []Service { return slices.Clone(services) }
+
+// Callers are the services that list name among their Upstreams, in table
+// order: the only services that may call it. The gateway, which forwards
+// the public API, is a caller of every service it routes to.
+func Callers(name string) []string {
+	var out []string
+	for _, s := range services {
+		if slices.Contains(s.Upstreams, name) {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
 
 // Lookup returns the named service.
 func Lookup(name string) (Service, bool) {
@@ -308,4 +446,16 @@ func StreamFor(subject string) (Stream, error) {
 		}
 	}
 	return Stream{}, fmt.Errorf("catalog: no stream holds subject %q", subject)
+}
+
+// VerifiesTokens reports whether s checks user tokens (issuers do too).
+func (s Service) VerifiesTokens() bool { return s.Tokens != NoTokens }
+
+// IssuesTokens reports whether s signs user tokens and so holds the private
+// key.
+func (s Service) IssuesTokens() bool { return s.Tokens == IssueTokens }
+
+// UsesBucket reports whether s writes or reads the named bucket.
+func (s Service) UsesBucket(name string) bool {
+	return slices.Contains(s.Buckets, name) || slices.Contains(s.Reads, name)
 }

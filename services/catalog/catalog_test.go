@@ -66,3 +66,115 @@ func TestConsumesFollowsTheConsumers(t *testing.T) {
 		t.Fatalf("Consumes() = %v, want %v", got, want)
 	}
 }
+
+// The operator scales a service on its own consumers' backlog only: a
+// durable of another service, or none at all, would scale it on a queue it
+// does not drain.
+func TestLagScalingNamesTheServicesOwnConsumers(t *testing.T) {
+	for _, s := range catalog.All() {
+		if s.LagScaling == nil {
+			continue
+		}
+		t.Run(s.Name, func(t *testing.T) {
+			if len(s.LagScaling.Durables) == 0 {
+				t.Error("lag scaling names no durable consumer")
+			}
+			for _, d := range s.LagScaling.Durables {
+				if _, ok := s.Consumer(d); !ok {
+					t.Errorf("lag scaling names %q, which is not one of %s's consumers", d, s.Name)
+				}
+			}
+			if s.LagScaling.LagThreshold < 1 {
+				t.Errorf("lag threshold %d, want at least 1", s.LagScaling.LagThreshold)
+			}
+		})
+	}
+}
+
+func TestEveryBucketIsDeclared(t *testing.T) {
+	declared := map[string]bool{}
+	for _, b := range catalog.KVBuckets {
+		if declared[b.Name] {
+			t.Errorf("bucket %s is declared twice", b.Name)
+		}
+		declared[b.Name] = true
+	}
+	used := map[string]bool{}
+	for _, s := range catalog.All() {
+		for _, b := range slices.Concat(s.Buckets, s.Reads) {
+			used[b] = true
+			if _, err := catalog.BucketFor(b); err != nil {
+				t.Errorf("%s: %v", s.Name, err)
+			}
+		}
+		for _, b := range s.Reads {
+			if slices.Contains(s.Buckets, b) {
+				t.Errorf("%s both writes and only reads %s", s.Name, b)
+			}
+		}
+	}
+	for name := range declared {
+		if !used[name] {
+			t.Errorf("bucket %s is declared but no service uses it", name)
+		}
+	}
+}
+
+// Who holds what of the tokens: the issuers alone sign and revoke; every
+// other service that verifies tokens and talks to the broker watches the
+// revocations; the gateway, which gets no broker access, checks only
+// signatures, and the services behind it enforce revocation.
+func TestTokenRoles(t *testing.T) {
+	rev, err := catalog.BucketFor(catalog.TokenRevocations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev.TTL < catalog.MaxTokenTTL {
+		t.Errorf("revocations live %s, less than a token's %s: a revoked token would come back", rev.TTL, catalog.MaxTokenTTL)
+	}
+	var issuers []string
+	for _, s := range catalog.All() {
+		t.Run(s.Name, func(t *testing.T) {
+			switch {
+			case s.IssuesTokens():
+				issuers = append(issuers, s.Name)
+				if !slices.Contains(s.Buckets, catalog.TokenRevocations) {
+					t.Error("an issuer must write the revocation bucket: its sign-out revokes")
+				}
+			case s.Name == catalog.Gateway:
+				if !s.VerifiesTokens() || len(s.Buckets)+len(s.Reads)+len(s.Publishes)+len(s.Consumers) > 0 {
+					t.Errorf("the gateway verifies tokens and uses no broker: %+v", s)
+				}
+			case s.VerifiesTokens():
+				if !slices.Contains(s.Reads, catalog.TokenRevocations) || slices.Contains(s.Buckets, catalog.TokenRevocations) {
+					t.Error("a verifier reads the revocation bucket and never writes it")
+				}
+			default:
+				if s.UsesBucket(catalog.TokenRevocations) {
+					t.Error("a service that sees no token reads revocations")
+				}
+			}
+		})
+	}
+	if !slices.Equal(issuers, []string{"user", "account"}) {
+		t.Errorf("issuers %v, want user and account alone", issuers)
+	}
+}
+
+func TestCallersAreTheReverseOfUpstreams(t *testing.T) {
+	for _, tt := range []struct {
+		service string
+		want    []string
+	}{
+		{"payment", []string{catalog.Gateway, "order"}},
+		{"product", []string{catalog.Gateway, "order"}},
+		{"account", []string{catalog.Gateway, "content", "playback"}},
+		{"content", []string{catalog.Gateway, "playback"}},
+		{"order", []string{catalog.Gateway}},
+		{catalog.Gateway, nil},
+	} {
+		if got := catalog.Callers(tt.service); !slices.Equal(got, tt.want) {
+			t.Errorf("Callers(%s) = %v, want %v", tt.service, got, tt.want)
+		}
+	}
+}

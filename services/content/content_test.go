@@ -54,7 +54,7 @@ func start(t *testing.T, extra map[string]string) env {
 	c := kittest.Serve(t, content.Definition, e)
 	videos := streamtest.Client{T: t, Base: c.URL}
 	return env{accounts: streamtest.Client{T: t, Base: acc.URL}, videos: videos,
-		staff: videos.As(kittest.StaffToken(t, []byte(kittest.AuthKey), "staff1")), base: e}
+		staff: videos.As(kittest.StaffToken(t, "staff1")), base: e}
 }
 
 func signUp(t *testing.T, c streamtest.Client, email, plan string) (string, string) {

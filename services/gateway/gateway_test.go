@@ -22,6 +22,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
+	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -643,7 +644,7 @@ func TestUpstreamFailures(t *testing.T) {
 // proxies; what is wrong is named.
 func TestNewReadsItsConfig(t *testing.T) {
 	base := map[string]string{
-		catalog.EnvAuthKey: "gateway-test-key-0123456789", catalog.EnvURL("product"): "http://product",
+		catalog.EnvTokenKeys: kittest.TokenKeysPEM(), catalog.EnvURL("product"): "http://product",
 		catalog.EnvOpsURL("product"): "http://product:8081", catalog.EnvTrustedProxyCIDRs: "10.0.0.0/8",
 	}
 	for _, tt := range []struct {

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -32,49 +31,11 @@ func (c *Claims) HasRole(role string) bool { return slices.Contains(c.Roles, rol
 func (c *Claims) IsAdmin() bool { return c.HasRole(RoleAdmin) }
 
 // Verifier checks a bearer token and returns what it says. Every service
-// that serves token-bearing routes gets one in Deps.Tokens.
+// whose catalog row verifies tokens gets one in Deps.Tokens: the public keys
+// of TOKEN_KEYS, and, where the service reads the revocation bucket, a
+// refusal of signed-out tokens.
 type Verifier interface {
 	Verify(ctx context.Context, token string) (*Claims, error)
-}
-
-// HMACVerifier verifies HS256 tokens signed with key.
-func HMACVerifier(key []byte) Verifier { return hmacVerifier(key) }
-
-type hmacVerifier []byte
-
-func (k hmacVerifier) Verify(_ context.Context, token string) (*Claims, error) {
-	return VerifyToken(k, token)
-}
-
-// IssueToken signs an HS256 token for subject (a user or account id).
-func IssueToken(key []byte, subject, email string, ttl time.Duration, now time.Time) (token string, expires time.Time, err error) {
-	expires = now.Add(ttl).UTC().Truncate(time.Second)
-	c := Claims{Email: email, RegisteredClaims: jwt.RegisteredClaims{
-		Issuer:    TokenIssuer,
-		Subject:   subject,
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(expires),
-	}}
-	token, err = jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(key)
-	return token, expires, err
-}
-
-// VerifyToken checks signature, algorithm, issuer and expiry.
-func VerifyToken(key []byte, token string) (*Claims, error) {
-	var c Claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return key, nil },
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithIssuer(TokenIssuer),
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(5*time.Second),
-	)
-	if err != nil {
-		return nil, err
-	}
-	if c.Subject == "" {
-		return nil, errors.New("token has no subject")
-	}
-	return &c, nil
 }
 
 // BearerToken extracts the token of an "Authorization: Bearer …" header.

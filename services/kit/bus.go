@@ -103,11 +103,17 @@ func (b *Bus) ensure(ctx context.Context, svc catalog.Service) error {
 		}
 		b.streams = append(b.streams, st.Name)
 	}
-	for _, name := range svc.Buckets {
+	// A bucket the service only reads is created too, with the same
+	// settings, so no start-up order between writer and readers matters.
+	for _, name := range slices.Concat(svc.Buckets, svc.Reads) {
 		if _, ok := b.buckets[name]; ok {
 			continue
 		}
-		kv, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage})
+		cfg, err := BucketConfig(name)
+		if err != nil {
+			return err
+		}
+		kv, err := b.JS.CreateOrUpdateKeyValue(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("bucket %s: %w", name, err)
 		}
@@ -129,12 +135,22 @@ func StreamConfig(st catalog.Stream) jetstream.StreamConfig {
 	}
 }
 
+// BucketConfig is the one definition of a catalog bucket, so every service
+// using it asks for the same thing.
+func BucketConfig(name string) (jetstream.KeyValueConfig, error) {
+	bk, err := catalog.BucketFor(name)
+	if err != nil {
+		return jetstream.KeyValueConfig{}, err
+	}
+	return jetstream.KeyValueConfig{Bucket: bk.Name, History: 1, Storage: jetstream.FileStorage, TTL: bk.TTL}, nil
+}
+
 // Bucket returns one of the service's buckets. It panics on a name missing
 // from the catalog entry: that is a programming error caught by any test.
 func (b *Bus) Bucket(name string) jetstream.KeyValue {
 	kv, ok := b.buckets[name]
 	if !ok {
-		panic(fmt.Sprintf("kit: bucket %q is not in the catalog entry of %s", name, b.svc.Name))
+		panic(fmt.Sprintf("kit: bucket %q is not in the catalog entry of %s (Buckets or Reads)", name, b.svc.Name))
 	}
 	return kv
 }

@@ -10,12 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/internal/tokenkeys"
 	"github.com/switchboard-dev/switchboard/services/catalog"
 )
-
-// MinAuthKeyBytes is the shortest token-signing key accepted: HS256 with
-// less than 128 bits of key is guessable.
-const MinAuthKeyBytes = 16
 
 // Getenv looks up one variable; os.Getenv in production, a map in dev mode
 // and tests.
@@ -37,8 +34,12 @@ type Config struct {
 	OpsAddr string
 	// NATS is empty for services with no streams and no buckets (the gateway).
 	NATSURL, NATSUser, NATSPassword string
-	// AuthKey signs and verifies tokens; nil for services that never see one.
-	AuthKey []byte
+	// TokenKeys verifies user tokens (TOKEN_KEYS); nil for services whose
+	// catalog row never sees one.
+	TokenKeys *KeySet
+	// Signer signs user tokens (TOKEN_SIGNING_KEY, TOKEN_TTL); nil except
+	// for the services whose catalog row issues them.
+	Signer *Signer
 	// Upstreams maps upstream name → base URL. Every catalog upstream is
 	// required, except for the gateway, which routes to those that are set.
 	Upstreams map[string]*url.URL
@@ -49,13 +50,16 @@ type Config struct {
 
 // Needs says which optional parts of Config a service requires.
 type Needs struct {
-	// Auth means AUTH_KEY or AUTH_KEY_FILE must be set.
+	// Auth means the service's routes check tokens with Deps.Tokens. Its
+	// catalog row must say it verifies tokens, because that row is what
+	// makes the operator hand it the keys; LoadConfig refuses a mismatch.
 	Auth bool
 }
 
-// NeedsNATS reports whether the service keeps state or exchanges events.
+// NeedsNATS reports whether the service keeps state, watches a bucket or
+// exchanges events.
 func NeedsNATS(s catalog.Service) bool {
-	return len(s.Buckets)+len(s.Publishes)+len(s.Consumers) > 0
+	return len(s.Buckets)+len(s.Reads)+len(s.Publishes)+len(s.Consumers) > 0
 }
 
 // LoadConfig reads and validates the configuration of service name. Every
@@ -92,12 +96,20 @@ func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
 		}
 	}
 
-	if needs.Auth {
-		key, err := loadAuthKey(env)
-		if err != nil {
+	if needs.Auth && !svc.VerifiesTokens() {
+		return Config{}, fmt.Errorf("%s checks tokens, but its catalog row does not say it verifies them", svc.Name)
+	}
+	if svc.VerifiesTokens() {
+		var err error
+		if c.TokenKeys, err = loadTokenKeys(env); err != nil {
 			return Config{}, err
 		}
-		c.AuthKey = key
+	}
+	if svc.IssuesTokens() {
+		var err error
+		if c.Signer, err = loadSigner(env, c.TokenKeys); err != nil {
+			return Config{}, err
+		}
 	}
 
 	for _, up := range svc.Upstreams {
@@ -131,23 +143,43 @@ func listenAddr(env Getenv, name string, port int) (string, error) {
 	return addr, nil
 }
 
-func loadAuthKey(env Getenv) ([]byte, error) {
-	name, key := catalog.EnvAuthKey, env(catalog.EnvAuthKey)
-	if f := strings.TrimSpace(env(catalog.EnvAuthKeyFile)); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", catalog.EnvAuthKeyFile, err)
-		}
-		name, key = catalog.EnvAuthKeyFile, string(b)
+func loadTokenKeys(env Getenv) (*KeySet, error) {
+	text := env(catalog.EnvTokenKeys)
+	if strings.TrimSpace(text) == "" {
+		return nil, fmt.Errorf("%s is required: the PEM public keys that verify user tokens", catalog.EnvTokenKeys)
 	}
-	key = strings.TrimSpace(key)
-	if key == "" {
-		return nil, fmt.Errorf("%s or %s is required", catalog.EnvAuthKey, catalog.EnvAuthKeyFile)
+	keys, err := tokenkeys.ParsePublic(text)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", catalog.EnvTokenKeys, err)
 	}
-	if len(key) < MinAuthKeyBytes {
-		return nil, fmt.Errorf("%s is too short: want at least %d bytes", name, MinAuthKeyBytes)
+	return NewKeySet(keys...)
+}
+
+func loadSigner(env Getenv, verify *KeySet) (*Signer, error) {
+	text := env(catalog.EnvTokenSigningKey)
+	if strings.TrimSpace(text) == "" {
+		return nil, fmt.Errorf("%s is required: the PEM Ed25519 private key that signs user tokens", catalog.EnvTokenSigningKey)
 	}
-	return []byte(key), nil
+	key, err := tokenkeys.ParsePrivate(text)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", catalog.EnvTokenSigningKey, err)
+	}
+	ttl, err := Config{Env: env}.Duration(catalog.EnvTokenTTL, catalog.DefaultTokenTTL)
+	if err != nil {
+		return nil, err
+	}
+	if ttl > catalog.MaxTokenTTL {
+		return nil, fmt.Errorf("%s=%s: at most %s, the time a sign-out is remembered", catalog.EnvTokenTTL, ttl, catalog.MaxTokenTTL)
+	}
+	s, err := NewSigner(key, ttl)
+	if err != nil {
+		return nil, err
+	}
+	if !verify.Has(s.KeyID()) {
+		return nil, fmt.Errorf("%s: its public key (kid %s) is not in %s (%s), so the tokens it signs would be refused",
+			catalog.EnvTokenSigningKey, s.KeyID(), catalog.EnvTokenKeys, strings.Join(verify.KeyIDs(), ", "))
+	}
+	return s, nil
 }
 
 // Duration reads an optional duration setting, def when unset.

@@ -1,7 +1,9 @@
 // Package kit is what every Switchboard microservice shares: configuration
 // from env vars, an API server and an ops server (/healthz, /readyz, /metrics), JSON
 // and error helpers, middleware (request id, slog access log, Prometheus
-// metrics, 1 MiB body limit, JSON 404/405), HS256 tokens, the NATS
+// metrics, 1 MiB body limit, JSON 404/405), EdDSA user tokens (a Signer
+// for the issuing services, a KeySet and the shared Revocations for every
+// verifier), passwords with per-email login throttling, the NATS
 // JetStream bus (streams and buckets from the catalog, event envelope,
 // durable consumers), a compare-and-set KV store and a resilient HTTP client
 // (timeout, safe retries, gobreaker).

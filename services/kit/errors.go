@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Error codes shared by every service. Service-specific codes (out_of_stock,
@@ -37,6 +39,8 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
+	// RetryAfter, when set, becomes a Retry-After header in whole seconds.
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (e *Error) Error() string {
@@ -101,6 +105,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	e := AsError(err)
 	if e.Code == CodeInternal {
 		Logger(r.Context()).Error("request failed", "err", err)
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	}
 	WriteJSON(w, e.Status, ErrorBody{Error: *e})
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/internal/tokenkeys"
 	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
@@ -22,21 +23,25 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func TestLoadConfig(t *testing.T) {
-	base := map[string]string{"NATS_URL": "nats://n:4222", "NATS_USER": "u", "NATS_PASSWORD": "p", "AUTH_KEY": kittest.AuthKey,
-		"PRODUCT_URL": "http://p-product.ns.svc.cluster.local", "PAYMENT_URL": "http://p-payment.ns.svc.cluster.local"}
-	with := func(k, v string) map[string]string {
-		m := map[string]string{}
-		for a, b := range base {
-			m[a] = b
-		}
-		if v == "-" {
-			delete(m, k)
-		} else {
-			m[k] = v
-		}
-		return m
+// with returns a copy of env with k set to v, or removed when v is "-".
+func with(env map[string]string, k, v string) map[string]string {
+	m := map[string]string{}
+	for a, b := range env {
+		m[a] = b
 	}
+	if v == "-" {
+		delete(m, k)
+	} else {
+		m[k] = v
+	}
+	return m
+}
+
+func TestLoadConfig(t *testing.T) {
+	base := map[string]string{"NATS_URL": "nats://n:4222", "NATS_USER": "u", "NATS_PASSWORD": "p", "TOKEN_KEYS": kittest.TokenKeysPEM(),
+		"PRODUCT_URL": "http://p-product.ns.svc.cluster.local", "PAYMENT_URL": "http://p-payment.ns.svc.cluster.local"}
+	issuer := with(base, "TOKEN_SIGNING_KEY", kittest.SigningKeyPEM())
+	other, _ := tokenkeys.EncodePrivate(kittest.OtherSigningKey)
 	tests := []struct {
 		name    string
 		service string
@@ -44,16 +49,22 @@ func TestLoadConfig(t *testing.T) {
 		wantErr string
 	}{
 		{"the operator's env is accepted", "order", base, ""},
-		{"a missing NATS_URL is named", "order", with("NATS_URL", "-"), "NATS_URL is required"},
-		{"a malformed NATS_URL is named", "order", with("NATS_URL", "localhost:4222"), "NATS_URL="},
-		{"a missing upstream URL is named", "order", with("PAYMENT_URL", "-"), "PAYMENT_URL is required"},
-		{"a malformed upstream URL is named", "order", with("PRODUCT_URL", "product:80"), "PRODUCT_URL="},
-		{"a missing auth key is named", "order", with("AUTH_KEY", "-"), "AUTH_KEY or AUTH_KEY_FILE is required"},
-		{"a short auth key is refused", "order", with("AUTH_KEY", "short"), "AUTH_KEY is too short"},
-		{"a bad HTTP_ADDR is named", "order", with("HTTP_ADDR", "8080"), "HTTP_ADDR="},
-		{"a user without a password is refused", "order", with("NATS_PASSWORD", "-"), "NATS_USER and NATS_PASSWORD"},
-		{"the gateway needs no upstream", "gateway", map[string]string{"AUTH_KEY": kittest.AuthKey}, ""},
-		{"an unreadable AUTH_KEY_FILE is named", "order", with("AUTH_KEY_FILE", "/nonexistent/key"), "AUTH_KEY_FILE"},
+		{"the operator's env for an issuer is accepted", "user", issuer, ""},
+		{"a missing NATS_URL is named", "order", with(base, "NATS_URL", "-"), "NATS_URL is required"},
+		{"a malformed NATS_URL is named", "order", with(base, "NATS_URL", "localhost:4222"), "NATS_URL="},
+		{"a missing upstream URL is named", "order", with(base, "PAYMENT_URL", "-"), "PAYMENT_URL is required"},
+		{"a malformed upstream URL is named", "order", with(base, "PRODUCT_URL", "product:80"), "PRODUCT_URL="},
+		{"missing token keys are named", "order", with(base, "TOKEN_KEYS", "-"), "TOKEN_KEYS is required"},
+		{"malformed token keys are named", "order", with(base, "TOKEN_KEYS", "not pem"), "TOKEN_KEYS: key 1: not a PEM block"},
+		{"a private key is not a verification key", "order", with(base, "TOKEN_KEYS", kittest.SigningKeyPEM()), "TOKEN_KEYS: key 1"},
+		{"an issuer without a signing key is refused", "user", base, "TOKEN_SIGNING_KEY is required"},
+		{"a public key is not a signing key", "user", with(base, "TOKEN_SIGNING_KEY", kittest.TokenKeysPEM()), "TOKEN_SIGNING_KEY: "},
+		{"a signing key its own services would refuse is named", "user", with(base, "TOKEN_SIGNING_KEY", other), "is not in TOKEN_KEYS"},
+		{"a token lifetime past the revocation memory is refused", "user", with(issuer, "TOKEN_TTL", "25h"), "TOKEN_TTL=25h0m0s: at most 24h0m0s"},
+		{"a malformed token lifetime is named", "user", with(issuer, "TOKEN_TTL", "soon"), "TOKEN_TTL="},
+		{"a bad HTTP_ADDR is named", "order", with(base, "HTTP_ADDR", "8080"), "HTTP_ADDR="},
+		{"a user without a password is refused", "order", with(base, "NATS_PASSWORD", "-"), "NATS_USER and NATS_PASSWORD"},
+		{"the gateway needs no upstream", "gateway", map[string]string{"TOKEN_KEYS": kittest.TokenKeysPEM()}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,25 +184,6 @@ func TestMiddlewareAnswersJSON(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestTokens(t *testing.T) {
-	key := []byte(kittest.AuthKey)
-	tok, exp, err := kit.IssueToken(key, "u1", "a@b.c", time.Hour, time.Now())
-	if err != nil || exp.Before(time.Now()) {
-		t.Fatal(err)
-	}
-	c, err := kit.VerifyToken(key, tok)
-	if err != nil || c.Subject != "u1" {
-		t.Fatalf("verify: %v %+v", err, c)
-	}
-	if _, err := kit.VerifyToken([]byte("another-key-0123456789"), tok); err == nil {
-		t.Error("a token signed with another key verified")
-	}
-	old, _, _ := kit.IssueToken(key, "u1", "", time.Minute, time.Now().Add(-time.Hour))
-	if _, err := kit.VerifyToken(key, old); err == nil {
-		t.Error("an expired token verified")
 	}
 }
 

@@ -20,8 +20,15 @@ type Deps struct {
 	Log     *slog.Logger
 	Metrics *Metrics
 	Bus     *Bus
-	// Tokens verifies user tokens; nil for services that need no auth.
+	// Tokens verifies user tokens; nil for services whose catalog row never
+	// sees one. Where the row reads catalog.TokenRevocations it also
+	// refuses signed-out tokens; the gateway's checks signatures only.
 	Tokens Verifier
+	// Signer signs user tokens; nil except for the issuing services.
+	Signer *Signer
+	// Revocations is the shared set of signed-out tokens; nil unless the
+	// row writes or reads catalog.TokenRevocations. Issuers revoke with it.
+	Revocations *Revocations
 }
 
 // Client builds the resilient client for one of the service's upstreams,
@@ -102,6 +109,7 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		app     atomic.Pointer[http.Handler]
 		opsApp  atomic.Pointer[http.Handler]
 		bus     atomic.Pointer[Bus]
+		revoked atomic.Pointer[Revocations]
 		stopped atomic.Bool
 		built   atomic.Bool
 	)
@@ -116,7 +124,7 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	ops.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		err := ready(r.Context(), stopped.Load(), built.Load(), bus.Load(), NeedsNATS(cfg.Service))
+		err := ready(r.Context(), stopped.Load(), built.Load(), bus.Load(), NeedsNATS(cfg.Service), revoked.Load())
 		if err != nil {
 			WriteError(w, r, Unavailable("not ready: %v", err))
 			return
@@ -144,13 +152,16 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	defer cancelRun()
 	svcErr := make(chan error, 1)
 	go func() {
-		svc, b, err := build(runCtx, def, cfg, log, m)
+		svc, d, err := build(runCtx, def, cfg, log, m)
 		if err != nil {
 			svcErr <- err
 			return
 		}
-		if b != nil {
-			bus.Store(b)
+		if d.Bus != nil {
+			bus.Store(d.Bus)
+		}
+		if d.Revocations != nil {
+			revoked.Store(d.Revocations)
 		}
 		mux, opsMux := http.NewServeMux(), http.NewServeMux()
 		svc.Routes(mux)
@@ -221,29 +232,39 @@ func listen(cfg Config, o RunOptions) (api, ops net.Listener, err error) {
 	return api, ops, nil
 }
 
-func build(ctx context.Context, def Definition, cfg Config, log *slog.Logger, m *Metrics) (Service, *Bus, error) {
-	d := Deps{Config: cfg, Log: log, Metrics: m}
-	if cfg.AuthKey != nil {
-		d.Tokens = HMACVerifier(cfg.AuthKey)
-	}
+func build(ctx context.Context, def Definition, cfg Config, log *slog.Logger, m *Metrics) (Service, Deps, error) {
+	d := Deps{Config: cfg, Log: log, Metrics: m, Signer: cfg.Signer}
 	if NeedsNATS(cfg.Service) {
 		b, err := ConnectBus(ctx, cfg, log, m)
 		if err != nil {
-			return nil, nil, err
+			return nil, Deps{}, err
 		}
 		d.Bus = b
 	}
-	svc, err := def.New(ctx, d)
-	if err != nil {
+	fail := func(err error) (Service, Deps, error) {
 		if d.Bus != nil {
 			d.Bus.Close()
 		}
-		return nil, nil, fmt.Errorf("%s: %w", def.Name, err)
+		return nil, Deps{}, fmt.Errorf("%s: %w", def.Name, err)
 	}
-	return svc, d.Bus, nil
+	if d.Bus != nil && cfg.Service.UsesBucket(catalog.TokenRevocations) {
+		r, err := WatchRevocations(ctx, d.Bus.Bucket(catalog.TokenRevocations), log)
+		if err != nil {
+			return fail(err)
+		}
+		d.Revocations = r
+	}
+	if cfg.TokenKeys != nil {
+		d.Tokens = NewVerifier(cfg.TokenKeys, d.Revocations)
+	}
+	svc, err := def.New(ctx, d)
+	if err != nil {
+		return fail(err)
+	}
+	return svc, d, nil
 }
 
-func ready(ctx context.Context, stopped, built bool, b *Bus, needsBus bool) error {
+func ready(ctx context.Context, stopped, built bool, b *Bus, needsBus bool, revoked *Revocations) error {
 	if stopped {
 		return errors.New("shutting down")
 	}
@@ -254,7 +275,12 @@ func ready(ctx context.Context, stopped, built bool, b *Bus, needsBus bool) erro
 		if b == nil {
 			return errors.New("connecting to NATS")
 		}
-		return b.Ready(ctx)
+		if err := b.Ready(ctx); err != nil {
+			return err
+		}
+	}
+	if revoked != nil {
+		return revoked.Ready()
 	}
 	return nil
 }

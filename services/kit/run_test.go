@@ -36,7 +36,7 @@ func (opsService) Run(ctx context.Context) error {
 // routes live on the ops port, and neither port serves the other's routes.
 func TestRunSplitsTheAPIAndTheOpsPort(t *testing.T) {
 	def := kit.Definition{Name: catalog.Gateway, New: func(context.Context, kit.Deps) (kit.Service, error) { return opsService{}, nil }}
-	r := kittest.Serve(t, def, nil)
+	r := kittest.Serve(t, def, map[string]string{catalog.EnvTokenKeys: kittest.TokenKeysPEM()})
 	tests := []struct {
 		base, path string
 		status     int
@@ -71,7 +71,7 @@ func TestRunSplitsTheAPIAndTheOpsPort(t *testing.T) {
 }
 
 func TestLoadConfigReadsTheOpsAddress(t *testing.T) {
-	env := map[string]string{catalog.EnvAuthKey: kittest.AuthKey}
+	env := map[string]string{catalog.EnvTokenKeys: kittest.TokenKeysPEM()}
 	cfg, err := kit.LoadConfig(catalog.Gateway, kit.Needs{}, kit.MapEnv(env))
 	if err != nil || cfg.OpsAddr != ":8081" {
 		t.Fatalf("default OpsAddr %q, %v; want :8081", cfg.OpsAddr, err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/switchboard-dev/switchboard/internal/tokenkeys"
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/registry"
@@ -52,8 +53,13 @@ type Platform struct {
 	// URLs maps each service to its API's base URL, OpsURLs to its ops
 	// port's (/healthz, /readyz, /metrics; the gateway's /health/detail).
 	URLs, OpsURLs map[string]string
-	// AuthKey signs tokens for every service.
-	AuthKey string
+	// TokenKeys verifies the tokens the platform issues; Signer signs them
+	// as user and account do, for tests and benchmarks that need a token
+	// no login gave them.
+	TokenKeys *kit.KeySet
+	Signer    *kit.Signer
+	// Admin is the first admin, whom user and account ensure at start.
+	Admin Admin
 
 	opts    Options
 	tmp     string
@@ -65,6 +71,14 @@ type Platform struct {
 	mu      sync.Mutex
 	running map[string]*proc
 }
+
+// Admin is the first admin's credentials.
+type Admin struct {
+	Email, Password string
+}
+
+// AdminEmail is the first admin's email on a local platform.
+const AdminEmail = "admin@switchboard.local"
 
 type proc struct {
 	cancel context.CancelFunc
@@ -97,8 +111,7 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		return nil, err
 	}
 	p = &Platform{opts: o, defs: map[string]kit.Definition{}, addrs: map[string]string{}, opsAddr: map[string]string{},
-		envs: map[string]map[string]string{}, running: map[string]*proc{}, URLs: map[string]string{}, OpsURLs: map[string]string{},
-		AuthKey: random(32)}
+		envs: map[string]map[string]string{}, running: map[string]*proc{}, URLs: map[string]string{}, OpsURLs: map[string]string{}}
 	// Every error return sets p to nil before this runs: close the platform
 	// being built, not the named result.
 	building := p
@@ -115,6 +128,26 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		}
 		dir = p.tmp
 	}
+	keys, err := loadSecrets(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	p.Admin = Admin{Email: AdminEmail, Password: keys.AdminPassword}
+	if p.TokenKeys, err = kit.NewKeySet(tokenkeys.Public(keys.SigningKey)); err != nil {
+		return nil, err
+	}
+	if p.Signer, err = kit.NewSigner(keys.SigningKey, catalog.DefaultTokenTTL); err != nil {
+		return nil, err
+	}
+	signing, err := tokenkeys.EncodePrivate(keys.SigningKey)
+	if err != nil {
+		return nil, err
+	}
+	verify, err := tokenkeys.EncodePublic(tokenkeys.Public(keys.SigningKey))
+	if err != nil {
+		return nil, err
+	}
+
 	user, pass := "dev-"+random(4), random(16)
 	p.Broker, err = server.NewServer(&server.Options{
 		ServerName: "switchboard-dev", Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
@@ -167,7 +200,15 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		env := map[string]string{
 			catalog.EnvHTTPAddr: p.addrs[name], catalog.EnvOpsAddr: p.opsAddr[name],
 			catalog.EnvNATSURL: p.NATSURL, catalog.EnvNATSUser: user, catalog.EnvNATSPassword: pass,
-			catalog.EnvAuthKey: p.AuthKey,
+		}
+		// As the operator wires them: public keys to every verifier, the
+		// signing key and the first admin to the issuers alone.
+		if svc.VerifiesTokens() {
+			env[catalog.EnvTokenKeys] = verify
+		}
+		if svc.IssuesTokens() {
+			env[catalog.EnvTokenSigningKey] = signing
+			env[catalog.EnvAdminEmail], env[catalog.EnvAdminPassword] = p.Admin.Email, p.Admin.Password
 		}
 		for _, up := range svc.Upstreams {
 			if u, ok := p.URLs[up]; ok {

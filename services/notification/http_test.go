@@ -40,7 +40,7 @@ func TestCustomersSeeTheirOwnNotificationsOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ada, bob := kittest.Token(t, []byte(kittest.AuthKey), "ada"), kittest.Token(t, []byte(kittest.AuthKey), "bob")
+	ada, bob := kittest.Token(t, "ada"), kittest.Token(t, "bob")
 	mine := func(token string) []notification.Notification {
 		t.Helper()
 		status, raw := get(t, svc.URL+"/notifications", token)
@@ -75,7 +75,7 @@ func TestCustomersSeeTheirOwnNotificationsOnly(t *testing.T) {
 			}
 		})
 	}
-	if got := mine(kittest.Token(t, []byte(kittest.AuthKey), "carol")); len(got) != 0 {
+	if got := mine(kittest.Token(t, "carol")); len(got) != 0 {
 		t.Fatalf("a user with none sees %+v", got)
 	}
 }

@@ -51,8 +51,8 @@ func TestOrdersBelongToTheirCustomer(t *testing.T) {
 	pay := kittest.Serve(t, payment.Definition, env)
 	env[catalog.EnvURL("product")], env[catalog.EnvURL("payment")] = prod.URL, pay.URL
 	svc := kittest.Serve(t, order.Definition, env)
-	ada, bob := kittest.Token(t, []byte(kittest.AuthKey), "ada"), kittest.Token(t, []byte(kittest.AuthKey), "bob")
-	admin := kittest.StaffToken(t, []byte(kittest.AuthKey), "staff1")
+	ada, bob := kittest.Token(t, "ada"), kittest.Token(t, "bob")
+	admin := kittest.StaffToken(t, "staff1")
 
 	place := order.PlaceRequest{Items: []events.Item{{ProductID: "keyboard", Quantity: 1}}, PaymentMethod: "card", ShippingAddress: "1 Main St"}
 	status, _, raw := call(t, "POST", svc.URL+"/orders", ada, place, kit.HeaderIdempotencyKey, "k1")

@@ -40,9 +40,9 @@ func call(t *testing.T, method, url, token string, body any) (int, kit.Error, []
 // token, staff included (a staff refund goes through order).
 func TestCustomersOnlyReadTheirOwn(t *testing.T) {
 	svc := kittest.Serve(t, payment.Definition, kittest.StartNATS(t, "").Env())
-	ada := kittest.Token(t, []byte(kittest.AuthKey), "ada")
-	bob := kittest.Token(t, []byte(kittest.AuthKey), "bob")
-	admin := kittest.StaffToken(t, []byte(kittest.AuthKey), "staff1")
+	ada := kittest.Token(t, "ada")
+	bob := kittest.Token(t, "bob")
+	admin := kittest.StaffToken(t, "staff1")
 
 	// Order charges Ada's order o1, as the saga does: no user token.
 	charge := payment.ChargeRequest{OrderID: "o1", UserID: "ada", Amount: 5000, Method: "card"}

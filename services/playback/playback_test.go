@@ -41,7 +41,7 @@ func newRig(t *testing.T, extra map[string]string) *rig {
 	play := kittest.Serve(t, playback.Definition, env)
 	r := &rig{t: t, broker: b, env: env, accounts: streamtest.Client{T: t, Base: acc.URL}, play: streamtest.Client{T: t, Base: play.URL}}
 	videos := streamtest.Client{T: t, Base: cont.URL}
-	videos.As(kittest.StaffToken(t, []byte(kittest.AuthKey), "staff1")).Must(http.StatusCreated, "POST", "/videos", content.Upload{
+	videos.As(kittest.StaffToken(t, "staff1")).Must(http.StatusCreated, "POST", "/videos", content.Upload{
 		Title: "Alps", Genres: []string{"nature"}, DurationSec: 600, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic, SourceHeight: 2160,
 	}, &r.video)
 	kittest.Eventually(t, 10*time.Second, "video ready", func() bool {

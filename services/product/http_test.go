@@ -40,8 +40,8 @@ func TestAudiences(t *testing.T) {
 	env := kittest.StartNATS(t, "").Env()
 	env["SEED_DEMO"] = "false"
 	svc := kittest.Serve(t, product.Definition, env)
-	admin := kittest.StaffToken(t, []byte(kittest.AuthKey), "staff1")
-	customer := kittest.Token(t, []byte(kittest.AuthKey), "u1")
+	admin := kittest.StaffToken(t, "staff1")
+	customer := kittest.Token(t, "u1")
 
 	status, _, raw := call(t, "POST", svc.URL+"/products", admin, product.NewProduct{Name: "Lamp", Category: "home", Price: 1000, Stock: 5})
 	if status != http.StatusCreated {
@@ -120,8 +120,8 @@ func TestInternalRoutesRefuseUsers(t *testing.T) {
 	env := kittest.StartNATS(t, "").Env()
 	env["SEED_DEMO"] = "false"
 	svc := kittest.Serve(t, product.Definition, env)
-	admin := kittest.StaffToken(t, []byte(kittest.AuthKey), "staff1")
-	customer := kittest.Token(t, []byte(kittest.AuthKey), "u1")
+	admin := kittest.StaffToken(t, "staff1")
+	customer := kittest.Token(t, "u1")
 	var p product.Product
 	_, _, raw := call(t, "POST", svc.URL+"/products", admin, product.NewProduct{Name: "Lamp", Category: "home", Price: 1000, Stock: 5})
 	_ = json.Unmarshal(raw, &p)

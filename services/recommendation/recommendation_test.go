@@ -17,7 +17,7 @@ import (
 
 func token(t *testing.T, account string) string {
 	t.Helper()
-	return kittest.Token(t, []byte(kittest.AuthKey), account)
+	return kittest.Token(t, account)
 }
 
 func TestRecommendations(t *testing.T) {
@@ -119,7 +119,7 @@ func TestRecommendations(t *testing.T) {
 	c.Must(http.StatusUnauthorized, "GET", "/experiments", nil, nil)
 	bob.Must(http.StatusForbidden, "GET", "/experiments", nil, nil)
 	var ex struct{ Items []recommendation.VariantStats }
-	c.As(kittest.StaffToken(t, []byte(kittest.AuthKey), "staff1")).Must(http.StatusOK, "GET", "/experiments", nil, &ex)
+	c.As(kittest.StaffToken(t, "staff1")).Must(http.StatusOK, "GET", "/experiments", nil, &ex)
 	if len(ex.Items) != 2 {
 		t.Fatalf("experiments %+v", ex)
 	}

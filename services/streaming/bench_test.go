@@ -45,7 +45,7 @@ const (
 //     runs, so publisher and analytics share the CPU; e2e/raw-% its ratio.
 func BenchmarkAnalyticsIngest(b *testing.B) {
 	n := benchSessions * (benchBeats + 1)
-	staff := kittest.StaffToken(b, []byte(kittest.AuthKey), "bench-staff") // /stats is for staff
+	staff := kittest.StaffToken(b, "bench-staff") // /stats is for staff
 	var raw, drain, e2e time.Duration
 	for range b.N {
 		b.StopTimer()
@@ -207,7 +207,7 @@ func BenchmarkSessionStart(b *testing.B) {
 		_ = json.Unmarshal(raw, &tok)
 		tokens[w] = tok.Token
 	}
-	staff := kittest.StaffToken(b, []byte(p.AuthKey), "bench-staff") // adding a title is for staff
+	staff := kittest.Issue(b, p.Signer, "bench-staff", kit.RoleAdmin) // adding a title is for staff
 	code, raw, err := call("POST", api+"/content/videos", staff, content.Upload{Title: "Bench", Genres: []string{"drama"}, DurationSec: 600, Regions: []string{"eu"}, MinPlan: events.PlanBasic})
 	if err != nil || code != http.StatusCreated {
 		b.Fatalf("upload: %d %s %v", code, raw, err)

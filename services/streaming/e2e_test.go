@@ -76,7 +76,7 @@ func TestStreamingEndToEnd(t *testing.T) {
 
 	// Create an account, log in; staff upload videos.
 	annID, ann := signUp(t, api, "ann@example.com", events.PlanBasic)
-	staff := api.As(kittest.StaffToken(t, []byte(p.AuthKey), "staff"))
+	staff := api.As(kittest.Issue(t, p.Signer, "staff", kit.RoleAdmin))
 	v1 := upload(t, staff, content.Upload{Title: "Harbour Lights", Genres: []string{"drama"}, DurationSec: 1800, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic, SourceHeight: 2160})
 	v2 := upload(t, staff, content.Upload{Title: "Northern Line", Genres: []string{"drama", "crime"}, DurationSec: 2400, Regions: []string{"eu", "us"}, MinPlan: events.PlanBasic})
 	v3 := upload(t, staff, content.Upload{Title: "Monsoon", Genres: []string{"drama"}, DurationSec: 3000, Regions: []string{"apac"}, MinPlan: events.PlanBasic})

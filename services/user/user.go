@@ -20,9 +20,21 @@ import (
 
 type record struct {
 	events.User
+	Roles []string `json:"roles,omitempty"`
+	// Bootstrap marks the first admin, ensured from ADMIN_EMAIL and
+	// ADMIN_PASSWORD: its password follows those settings.
+	Bootstrap    bool      `json:"bootstrap,omitempty"`
 	PasswordHash []byte    `json:"passwordHash"`
 	CreatedAt    time.Time `json:"createdAt"`
 }
+
+// User is the API shape of a user: the profile and its roles.
+type User struct {
+	events.User
+	Roles []string `json:"roles,omitempty"`
+}
+
+func (r record) api() User { return User{User: r.User, Roles: slices.Clone(r.Roles)} }
 
 // Points is the API shape of a balance.
 type Points struct {
@@ -43,9 +55,6 @@ const appliedMax = 512
 // MinorPerPoint: one point per 100 currency units, and prices are in minor
 // units (cents), so one point per 10,000 minor units.
 const MinorPerPoint = 100 * 100
-
-// TokenTTL is how long a login token lasts.
-const TokenTTL = 24 * time.Hour
 
 // Error codes.
 const (
@@ -88,26 +97,27 @@ type Token struct {
 	ExpiresAt time.Time `json:"expiresAt"`
 }
 
+// GrantAdmin is the body of POST /admins.
+type GrantAdmin struct {
+	UserID string `json:"userId"`
+}
+
 // Users holds the user logic.
 type Users struct {
 	users     *kit.Store[record]
 	passwords *kit.Passwords
 	points    *kit.Store[pointsRecord]
 	pub       kit.Publisher
-	key       []byte
+	signer    *kit.Signer
 	now       func() time.Time
 }
 
 // NewUsers refuses nil dependencies.
-func NewUsers(users *kit.Store[record], emails *kit.Store[kit.EmailClaim], points *kit.Store[pointsRecord], pub kit.Publisher, key []byte, cost int) (*Users, error) {
-	if users == nil || emails == nil || points == nil || pub == nil || len(key) == 0 {
-		return nil, errors.New("user: NewUsers needs stores, a publisher and a signing key")
+func NewUsers(users *kit.Store[record], points *kit.Store[pointsRecord], passwords *kit.Passwords, pub kit.Publisher, signer *kit.Signer) (*Users, error) {
+	if users == nil || points == nil || passwords == nil || pub == nil || signer == nil {
+		return nil, errors.New("user: NewUsers needs stores, passwords, a publisher and a token signer")
 	}
-	passwords, err := kit.NewPasswords(emails, cost)
-	if err != nil {
-		return nil, err
-	}
-	return &Users{users: users, passwords: passwords, points: points, pub: pub, key: key, now: time.Now}, nil
+	return &Users{users: users, passwords: passwords, points: points, pub: pub, signer: signer, now: time.Now}, nil
 }
 
 // exists reports whether a user record exists, for a stale email claim.
@@ -120,28 +130,97 @@ func (us *Users) exists(ctx context.Context, id string) (bool, error) {
 }
 
 // Register creates an account; a taken email is a 409.
-func (us *Users) Register(ctx context.Context, r Register) (events.User, error) {
+func (us *Users) Register(ctx context.Context, r Register) (User, error) {
+	u, err := us.create(ctx, r, record{})
+	return u.api(), err
+}
+
+// create signs up r with the roles and marks of proto. Of concurrent
+// sign-ups with one email exactly one succeeds: the email claim is taken
+// first and confirmed after the record is written (see kit.Passwords).
+func (us *Users) create(ctx context.Context, r Register, proto record) (record, error) {
 	if err := r.Validate(); err != nil {
-		return events.User{}, err
+		return record{}, err
 	}
 	hash, err := us.passwords.Hash(r.Password)
 	if err != nil {
-		return events.User{}, err
+		return record{}, err
 	}
-	u := record{User: events.User{ID: kit.NewID(), Email: strings.ToLower(r.Email), Name: strings.TrimSpace(r.Name)}, PasswordHash: hash, CreatedAt: us.now().UTC()}
+	u := proto
+	u.User = events.User{ID: kit.NewID(), Email: strings.ToLower(r.Email), Name: strings.TrimSpace(r.Name)}
+	u.PasswordHash, u.CreatedAt = hash, us.now().UTC()
 	if err := us.passwords.Claim(ctx, u.Email, u.ID, us.exists); err != nil {
-		return events.User{}, err
+		return record{}, err
 	}
 	if _, err := us.users.Create(ctx, u.ID, u); err != nil {
-		return events.User{}, err
+		return record{}, err
+	}
+	if err := us.passwords.Confirm(ctx, u.Email, u.ID); err != nil {
+		// The claim was taken over while this sign-up stalled: the email
+		// is the other's, so this record must not stay.
+		if derr := us.users.Bucket().Delete(ctx, u.ID); derr != nil {
+			kit.Logger(ctx).Error("orphaned user record not removed", "user", u.ID, "err", derr)
+		}
+		return record{}, err
 	}
 	if err := us.pub.Publish(ctx, kit.EventID(catalog.UserRegistered, u.ID), "users/"+u.ID, events.UserRegistered{User: u.User}); err != nil {
 		kit.Logger(ctx).Warn("user.registered not published", "user", u.ID, "err", err)
 	}
-	return u.User, nil
+	return u, nil
 }
 
-// Login checks credentials and issues a token.
+// EnsureAdmin makes sure the first admin exists, with this email and
+// password, at start-up. It is idempotent, and replicas starting together
+// agree through the email claim: one creates the admin, the others find it.
+// Rotating ADMIN_PASSWORD rotates the admin's password. An email that
+// belongs to a user who signed up is never made admin this way.
+func (us *Users) EnsureAdmin(ctx context.Context, email, password string) error {
+	_, err := us.create(ctx, Register{Email: email, Name: "Platform admin", Password: password},
+		record{Roles: []string{kit.RoleAdmin}, Bootstrap: true})
+	if err == nil || kit.AsError(err).Code != CodeEmailTaken {
+		if err != nil {
+			return fmt.Errorf("first admin %s: %w", email, err)
+		}
+		return nil
+	}
+	id, err := us.passwords.WaitForOwner(ctx, email, us.exists)
+	if err != nil {
+		return fmt.Errorf("first admin %s: %w", email, err)
+	}
+	var hash []byte
+	_, err = us.users.Update(ctx, id, func(u *record) error {
+		if !u.Bootstrap {
+			return errSignedUp
+		}
+		changed := false
+		if !slices.Contains(u.Roles, kit.RoleAdmin) {
+			u.Roles, changed = append(u.Roles, kit.RoleAdmin), true
+		}
+		if !us.passwords.Matches(u.PasswordHash, password) {
+			if hash == nil {
+				var err error
+				if hash, err = us.passwords.Hash(password); err != nil {
+					return err
+				}
+			}
+			u.PasswordHash, changed = hash, true
+		}
+		if !changed {
+			return kit.ErrNoChange
+		}
+		return nil
+	})
+	if errors.Is(err, errSignedUp) {
+		kit.Logger(ctx).Error("ADMIN_EMAIL belongs to a user who signed up; not making them admin", "user", id)
+		return nil
+	}
+	return err
+}
+
+var errSignedUp = errors.New("signed up, not ensured")
+
+// Login checks credentials and issues a token carrying the user's roles.
+// Failed logins are throttled per email (see kit.Throttle).
 func (us *Users) Login(ctx context.Context, l Login) (Token, error) {
 	var u record
 	if _, err := us.passwords.Verify(ctx, l.Email, l.Password, func(ctx context.Context, id string) ([]byte, error) {
@@ -151,27 +230,30 @@ func (us *Users) Login(ctx context.Context, l Login) (Token, error) {
 	}); err != nil {
 		return Token{}, err
 	}
-	tok, exp, err := kit.IssueToken(us.key, u.ID, u.Email, TokenTTL, us.now())
+	t, err := us.signer.Issue(us.now(), u.ID, u.Email, u.Roles)
 	if err != nil {
 		return Token{}, err
 	}
-	return Token{Token: tok, ExpiresAt: exp}, nil
+	return Token{Token: t.Token, ExpiresAt: t.ExpiresAt}, nil
 }
 
-// Get returns a user, for that user only.
-func (us *Users) Get(ctx context.Context, caller, id string) (events.User, error) {
-	if caller != id {
-		return events.User{}, kit.Forbidden("a user can only read their own account")
+func notFound(id string) error { return kit.NotFound("user %q not found", id) }
+
+// Get returns a user to that user, or to an admin. Anyone else gets the 404
+// of a user who does not exist, so ids cannot be probed.
+func (us *Users) Get(ctx context.Context, caller *kit.Claims, id string) (User, error) {
+	if caller == nil || (caller.Subject != id && !caller.IsAdmin()) || !kit.ValidID(id) {
+		return User{}, notFound(id)
 	}
 	u, _, err := us.users.Get(ctx, id)
 	if errors.Is(err, kit.ErrNotFound) {
-		return events.User{}, kit.NotFound("user %q not found", id)
+		return User{}, notFound(id)
 	}
-	return u.User, err
+	return u.api(), err
 }
 
-// Points returns a user's balance, for that user only.
-func (us *Users) Points(ctx context.Context, caller, id string) (Points, error) {
+// Points returns a user's balance, to that user or an admin.
+func (us *Users) Points(ctx context.Context, caller *kit.Claims, id string) (Points, error) {
 	if _, err := us.Get(ctx, caller, id); err != nil {
 		return Points{}, err
 	}
@@ -180,6 +262,34 @@ func (us *Users) Points(ctx context.Context, caller, id string) (Points, error) 
 		return Points{UserID: id}, nil
 	}
 	return p.Points, err
+}
+
+// GrantAdmin gives an existing user the admin role; an admin only. The
+// user's tokens carry it from their next login.
+func (us *Users) GrantAdmin(ctx context.Context, caller *kit.Claims, g GrantAdmin) (User, error) {
+	if caller == nil || !caller.IsAdmin() {
+		return User{}, kit.Forbidden("only an admin grants the admin role")
+	}
+	missing := kit.NotFound("user %q not found", g.UserID)
+	missing.Field = "userId"
+	if !kit.ValidID(g.UserID) {
+		return User{}, missing
+	}
+	u, err := us.users.Update(ctx, g.UserID, func(u *record) error {
+		if slices.Contains(u.Roles, kit.RoleAdmin) {
+			return kit.ErrNoChange
+		}
+		u.Roles = append(u.Roles, kit.RoleAdmin)
+		return nil
+	})
+	if errors.Is(err, kit.ErrNotFound) {
+		return User{}, missing
+	}
+	if err != nil {
+		return User{}, err
+	}
+	kit.Logger(ctx).Info("admin role granted", "user", u.ID, "by", caller.Subject)
+	return u.api(), nil
 }
 
 // OnOrderConfirmed credits points once per event id.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
@@ -19,12 +20,21 @@ func newUsers(t *testing.T) *Users {
 	bus := kittest.Bus(t, "user")
 	users, _ := kit.NewStore[record](bus.Bucket("users"))
 	emails, _ := kit.NewStore[kit.EmailClaim](bus.Bucket("user-emails"))
+	logins, _ := kit.NewStore[kit.LoginFailures](bus.Bucket("user-logins"))
 	points, _ := kit.NewStore[pointsRecord](bus.Bucket("user-points"))
-	a, err := NewUsers(users, emails, points, &kittest.Published{}, []byte(kittest.AuthKey), bcrypt.MinCost)
+	pw, err := kit.NewPasswords(kit.PasswordsOptions{Emails: emails, Logins: logins, Cost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewUsers(users, points, pw, &kittest.Published{}, kittest.Signer(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return a
+}
+
+func customer(id string) *kit.Claims {
+	return &kit.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: id}}
 }
 
 func TestRegisterAndLogin(t *testing.T) {
@@ -55,8 +65,8 @@ func TestRegisterAndLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := kit.VerifyToken([]byte(kittest.AuthKey), tok.Token)
-	if err != nil || c.Subject != u.ID {
+	c, err := kittest.KeySet(t).Verify(ctx, tok.Token)
+	if err != nil || c.Subject != u.ID || c.IsAdmin() {
 		t.Fatalf("token: %+v %v", c, err)
 	}
 	for _, l := range []Login{{"ada@example.com", "wrong-horse"}, {"nobody@example.com", "correct-horse"}} {
@@ -64,8 +74,8 @@ func TestRegisterAndLogin(t *testing.T) {
 			t.Fatalf("login %v: %v", l, err)
 		}
 	}
-	if _, err := a.Get(ctx, "someone-else", u.ID); kit.AsError(err).Code != kit.CodeForbidden {
-		t.Fatalf("reading another account: %v", err)
+	if _, err := a.Get(ctx, customer("someone-else"), u.ID); kit.AsError(err).Code != kit.CodeNotFound {
+		t.Fatalf("reading another account: %v, want the 404 of a missing one", err)
 	}
 }
 
@@ -81,7 +91,7 @@ func TestPointsCreditedOncePerEvent(t *testing.T) {
 	if err := a.OnOrderConfirmed(ctx, ev); !errors.Is(err, kit.ErrDuplicate) {
 		t.Fatalf("second delivery: %v, want a duplicate", err)
 	}
-	p, _ := a.Points(ctx, u.ID, u.ID)
+	p, _ := a.Points(ctx, customer(u.ID), u.ID)
 	if p.Points != 2 {
 		t.Fatalf("points = %d, want 2", p.Points)
 	}

@@ -91,7 +91,7 @@ func userToken(b *testing.B, p *local.Platform, email string) (string, string) {
 	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil {
 		b.Fatal(err)
 	}
-	c, err := kit.VerifyToken([]byte(p.AuthKey), tok.Token)
+	c, err := p.TokenKeys.Verify(context.Background(), tok.Token)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func BenchmarkOrders(b *testing.B) {
 	for i := range nProducts {
 		body, _ := json.Marshal(map[string]any{"name": "Bench item", "category": "bench", "price": 1999, "stock": 1_000_000_000})
 		req, _ := http.NewRequest("POST", p.GatewayURL+"/api/product/products", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+kittest.StaffToken(b, []byte(p.AuthKey), "bench-staff"))
+		req.Header.Set("Authorization", "Bearer "+kittest.Issue(b, p.Signer, "bench-staff", kit.RoleAdmin))
 		resp, err := client.Do(req)
 		if err != nil {
 			b.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -54,6 +55,7 @@ func TestRenderedCommercePlatformRuns(t *testing.T) {
 	pf := newPlatform(t, "shop", "e2e", v1alpha1.WorkloadCommerce)
 	gateway, ops := runPlatform(t, bin, pf)
 	driveOrder(t, gateway)
+	driveAdmin(t, gateway, pf, "/api/user/login")
 	checkPorts(t, gateway, ops, 5)
 }
 
@@ -67,6 +69,7 @@ func TestRenderedStreamingPlatformRuns(t *testing.T) {
 	pf := newPlatform(t, "tv", "e2e", v1alpha1.WorkloadStreaming)
 	gateway, ops := runPlatform(t, bin, pf)
 	get(t, gateway+"/health", 200)
+	driveAdmin(t, gateway, pf, "/api/account/login")
 	checkPorts(t, gateway, ops, 5)
 }
 
@@ -109,7 +112,15 @@ func newPlatform(t *testing.T, name, ns string, w v1alpha1.Workload) *rendered {
 		t.Fatal(err)
 	}
 	p := testgen.Platform(name, testgen.WithNamespace(ns), testgen.WithWorkloads(w), testgen.WithImage("example.test/switchboard:e2e"))
-	objs, err := render.Platform(p, render.Options{Credentials: creds})
+	keys, err := render.KeepTokenKeys(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := render.KeepAdmin(render.Admin{}, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := render.Platform(p, render.Options{Credentials: creds, TokenKeys: keys, Admin: admin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,8 +412,8 @@ func backing(t *testing.T, r *rendered, s *corev1.Service, procs map[string]*pro
 }
 
 // resolveEnv turns a container's env into the process env: secretKeyRef
-// read from the rendered Secret, in-cluster URLs routed to loopback,
-// HTTP_ADDR and OPS_ADDR bound to the process's loopback ports.
+// and configMapKeyRef read from the rendered objects, in-cluster URLs routed
+// to loopback, HTTP_ADDR and OPS_ADDR bound to the process's loopback ports.
 func resolveEnv(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Container, p *process, routes map[string]string) []string {
 	t.Helper()
 	var env []string
@@ -411,6 +422,13 @@ func resolveEnv(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Conta
 		switch {
 		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
 			v = secretValue(t, r, e.ValueFrom.SecretKeyRef, d.Name)
+		case e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil:
+			ref := e.ValueFrom.ConfigMapKeyRef
+			cm, ok := r.configMaps[ref.Name]
+			if !ok || cm.Data[ref.Key] == "" {
+				t.Fatalf("%s: configMapKeyRef to key %q of ConfigMap %q, which is not rendered", d.Name, ref.Key, ref.Name)
+			}
+			v = cm.Data[ref.Key]
 		case e.ValueFrom != nil:
 			t.Fatalf("%s: env %s uses a source this test cannot resolve: %+v", d.Name, e.Name, e.ValueFrom)
 		case e.Name == catalog.EnvHTTPAddr || e.Name == catalog.EnvOpsAddr:
@@ -696,6 +714,37 @@ func driveOrder(t *testing.T, gateway string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// driveAdmin logs in as the first admin of the rendered <p>-admin Secret,
+// which the issuers ensured at start with the rendered signing key: its
+// token carries the admin role and works through the gateway until it is
+// signed out.
+func driveAdmin(t *testing.T, gateway string, r *rendered, loginPath string) {
+	t.Helper()
+	a := render.AdminFromSecret(r.secrets[render.AdminSecretName(r.pf)])
+	var login struct{ Token string }
+	call(t, "POST", gateway+loginPath, "", "", map[string]string{"email": a.Email, "password": a.Password}, &login, 200)
+	payload := strings.Split(login.Token, ".")
+	if len(payload) != 3 {
+		t.Fatalf("the admin's token %q is not a JWT", login.Token)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(payload[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct {
+		Sub   string   `json:"sub"`
+		Roles []string `json:"roles"`
+	}
+	if err := json.Unmarshal(raw, &claims); err != nil || !slices.Contains(claims.Roles, "admin") {
+		t.Fatalf("the first admin's token says %s", raw)
+	}
+	service := strings.Split(strings.TrimPrefix(loginPath, "/api/"), "/")[0]
+	own := map[string]string{"user": "/api/user/users/", "account": "/api/account/accounts/"}[service] + claims.Sub
+	call(t, "GET", gateway+own, login.Token, "", nil, nil, 200)
+	call(t, "POST", gateway+"/api/"+service+"/logout", login.Token, "", nil, nil, 204)
+	call(t, "GET", gateway+own, login.Token, "", nil, nil, 401)
 }
 
 var (

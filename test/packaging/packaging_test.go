@@ -60,7 +60,8 @@ func TestPodSecurityWarningsAreSeen(t *testing.T) {
 func TestHelmTemplateIsAccepted(t *testing.T) {
 	ns := newNamespace(t, "helm-template")
 	out := helmTemplate(t, "tpl", ns,
-		"platform.create=true", "platform.name=tpl", "grafanaDashboard.enabled=true", "image.tag=v9.9.9")
+		"platform.create=true", "platform.name=tpl", "grafanaDashboard.enabled=true", "image.tag=v9.9.9",
+		"broker.defaultImage=mirror.example/nats:2.15.2")
 	objs := decode(t, out)
 	want := map[string]int{
 		"CustomResourceDefinition": 1, "ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1,
@@ -76,11 +77,20 @@ func TestHelmTemplateIsAccepted(t *testing.T) {
 	if c["image"] != "ghcr.io/switchboard-dev/switchboard:v9.9.9" {
 		t.Errorf("operator image %v", c["image"])
 	}
-	for _, a := range []string{"--leader-elect=true", "--services-image=ghcr.io/switchboard-dev/switchboard:v9.9.9", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8080"} {
+	for _, a := range []string{"--leader-elect=true", "--services-image=ghcr.io/switchboard-dev/switchboard:v9.9.9", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8080",
+		"--default-broker-image=mirror.example/nats:2.15.2"} {
 		if !contains(c["args"], a) {
 			t.Errorf("operator args %v lack %s", c["args"], a)
 		}
 	}
+	t.Run("without broker.defaultImage the operator keeps its own default", func(t *testing.T) {
+		c := container(t, find(decode(t, helmTemplate(t, "nobroker", ns)), "Deployment")[0])
+		for _, a := range c["args"].([]any) {
+			if strings.HasPrefix(a.(string), "--default-broker-image") {
+				t.Errorf("operator args carry %s without broker.defaultImage", a)
+			}
+		}
+	})
 
 	t.Run("the monitoring kinds render when enabled", func(t *testing.T) {
 		objs := decode(t, helmTemplate(t, "mon", ns, "metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true"))
@@ -146,8 +156,8 @@ func TestRenderOutputIsAccepted(t *testing.T) {
 	sample := filepath.Join(root, "config", "samples", "platform.yaml")
 	out := run(t, nil, bin, "render", "-f", sample, "--namespace", ns)
 	objs := decode(t, out)
-	if k := kinds(objs); k["Deployment"] != 11 || k["StatefulSet"] != 1 || k["Secret"] != 1 {
-		t.Errorf("render kinds %v, want 11 Deployments, a StatefulSet and a Secret", k)
+	if k := kinds(objs); k["Deployment"] != 11 || k["StatefulSet"] != 1 || k["Secret"] != 3 {
+		t.Errorf("render kinds %v, want 11 Deployments, a StatefulSet and three Secrets (broker, token keys, admin)", k)
 	}
 	apply(t, k8s, objs, ns, dryRun)
 

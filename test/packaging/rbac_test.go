@@ -258,7 +258,13 @@ func expectedChildren(t *testing.T, p *v1alpha1.Platform) []client.Object {
 	if err := k8s.Get(testCtx, client.ObjectKeyFromObject(p), p); err != nil {
 		t.Fatal(err)
 	}
-	objs, err := render.Platform(p, render.Options{ServicesImage: servicesImage, Credentials: creds})
+	// Keys and admin do not affect names.
+	keys := render.TokenKeys{}
+	for _, name := range render.KeyNames(p) {
+		keys[name] = testgen.TokenKey(name)
+	}
+	objs, err := render.Platform(p, render.Options{ServicesImage: servicesImage, Credentials: creds,
+		TokenKeys: keys, Admin: render.Admin{Email: "names@example.com", Password: "password-for-names-only"}})
 	if err != nil {
 		t.Fatal(err)
 	}

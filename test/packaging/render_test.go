@@ -56,19 +56,23 @@ func TestRenderPrintsWhatTheOperatorApplies(t *testing.T) {
 	}
 	applied := applies.take(t)
 
-	// Render with the credentials the operator generated.
-	secret := &unstructured.Unstructured{}
-	secret.SetAPIVersion("v1")
-	secret.SetKind("Secret")
-	if err := k8s.Get(testCtx, client.ObjectKey{Namespace: ns, Name: render.AuthSecretName(p)}, secret); err != nil {
-		t.Fatal(err)
+	// Render with the secrets the operator generated.
+	var secretsYAML []byte
+	for _, name := range []string{render.AuthSecretName(p), render.TokenSigningSecretName(p), render.AdminSecretName(p)} {
+		secret := &unstructured.Unstructured{}
+		secret.SetAPIVersion("v1")
+		secret.SetKind("Secret")
+		if err := k8s.Get(testCtx, client.ObjectKey{Namespace: ns, Name: name}, secret); err != nil {
+			t.Fatal(err)
+		}
+		b, err := yaml.Marshal(secret.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secretsYAML = append(append(secretsYAML, "---\n"...), b...)
 	}
-	secretYAML, err := yaml.Marshal(secret.Object)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds := filepath.Join(t.TempDir(), "auth.yaml")
-	if err := os.WriteFile(creds, secretYAML, 0o600); err != nil {
+	creds := filepath.Join(t.TempDir(), "secrets.yaml")
+	if err := os.WriteFile(creds, secretsYAML, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	printed := decode(t, run(t, nil, switchboardBinary(t), "render", "-f", sample, "-n", ns, "--image", servicesImage, "--credentials", creds))

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/render"
 	"github.com/switchboard-dev/switchboard/internal/testenv"
 )
 
@@ -60,6 +61,7 @@ func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 func runSuite(m *testing.M) int {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	utilruntime.Must(render.AddToScheme(scheme))
 	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
 	level := zapcore.Level(3) // quiet: the RBAC test provokes errors on purpose; TEST_VERBOSE=1 shows every log
 	if os.Getenv("TEST_VERBOSE") != "" {

@@ -20,9 +20,6 @@ import (
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
-// AuthKey is the token-signing key tests use.
-const AuthKey = "kittest-signing-key-0123456789abcdef"
-
 // Broker is a running embedded NATS server.
 type Broker struct {
 	Server         *server.Server
@@ -63,11 +60,13 @@ func NewBroker(dir, user, password string) (*Broker, error) {
 	return &Broker{Server: s, URL: s.ClientURL(), User: user, Password: password}, nil
 }
 
-// Env returns the env a service reads to reach this broker, plus AUTH_KEY.
+// Env returns the env a service reads to reach this broker, plus the test
+// token keys (TOKEN_KEYS, and TOKEN_SIGNING_KEY, which only the issuing
+// services read).
 func (b *Broker) Env() map[string]string {
 	return map[string]string{
 		catalog.EnvNATSURL: b.URL, catalog.EnvNATSUser: b.User, catalog.EnvNATSPassword: b.Password,
-		catalog.EnvAuthKey: AuthKey,
+		catalog.EnvTokenKeys: TokenKeysPEM(), catalog.EnvTokenSigningKey: SigningKeyPEM(),
 	}
 }
 
