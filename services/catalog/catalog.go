@@ -120,8 +120,10 @@ type Service struct {
 	Workloads []Workload
 	// Port is the HTTP container port.
 	Port int32
-	// Upstreams are the services this one calls over REST. Each becomes an
-	// env var <UPSTREAM>_URL (see EnvURL).
+	// Upstreams are the services this one calls. The gateway forwards the
+	// public API to them over REST with mutual TLS, each at <UPSTREAM>_URL
+	// (see EnvURL); every other service calls their internal gRPC API (see
+	// InternalMethods), each at <UPSTREAM>_GRPC (see EnvGRPC).
 	Upstreams []string
 	// Publishes are the NATS subjects of the events it produces; the bus
 	// refuses any other.

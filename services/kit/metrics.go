@@ -19,9 +19,6 @@ type Metrics struct {
 	EventsOut      *prometheus.CounterVec   // subject, result
 	EventsIn       *prometheus.CounterVec   // consumer, subject, result
 	ConsumerErrors *prometheus.CounterVec   // consumer
-	ClientRequests *prometheus.CounterVec   // upstream, outcome
-	ClientRetries  *prometheus.CounterVec   // upstream
-	ClientDuration *prometheus.HistogramVec // upstream
 	BreakerState   *prometheus.GaugeVec     // upstream; 0 closed, 1 half-open, 2 open
 }
 
@@ -48,22 +45,12 @@ func NewMetrics(service string) *Metrics {
 		ConsumerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_consumer_errors_total", Help: "Errors raised by event handlers.", ConstLabels: lbl,
 		}, []string{"consumer"}),
-		ClientRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_client_requests_total", Help: "Outgoing calls to upstreams, by outcome (status code, error, breaker_open).", ConstLabels: lbl,
-		}, []string{"upstream", "outcome"}),
-		ClientRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_client_retries_total", Help: "Retried outgoing calls.", ConstLabels: lbl,
-		}, []string{"upstream"}),
-		ClientDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "switchboard_client_request_duration_seconds", Help: "Outgoing call latency, all attempts included.", ConstLabels: lbl,
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"upstream"}),
 		BreakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchboard_breaker_state", Help: "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.", ConstLabels: lbl,
 		}, []string{"upstream"}),
 	}
 	for _, c := range []prometheus.Collector{m.HTTPRequests, m.HTTPDuration, m.EventsOut, m.EventsIn, m.ConsumerErrors,
-		m.ClientRequests, m.ClientRetries, m.ClientDuration, m.BreakerState,
+		m.BreakerState,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

@@ -36,8 +36,8 @@ func newRig(t *testing.T, extra map[string]string) *rig {
 	b := kittest.StartNATS(t, "")
 	base := streamtest.Merge(b.Env(), map[string]string{"BCRYPT_COST": "4", "SEED_DEMO": "false"})
 	acc := kittest.Serve(t, account.Definition, base)
-	cont := kittest.Serve(t, content.Definition, streamtest.Merge(base, map[string]string{"ACCOUNT_URL": acc.URL}))
-	env := streamtest.Merge(base, map[string]string{"ACCOUNT_URL": acc.URL, "CONTENT_URL": cont.URL}, extra)
+	cont := kittest.Serve(t, content.Definition, streamtest.Merge(base, map[string]string{"ACCOUNT_GRPC": acc.GRPCAddr}))
+	env := streamtest.Merge(base, map[string]string{"ACCOUNT_GRPC": acc.GRPCAddr, "CONTENT_GRPC": cont.GRPCAddr}, extra)
 	play := kittest.Serve(t, playback.Definition, env)
 	r := &rig{t: t, broker: b, env: env, accounts: streamtest.Client{T: t, Base: acc.URL}, play: streamtest.Client{T: t, Base: play.URL}}
 	videos := streamtest.Client{T: t, Base: cont.URL}
