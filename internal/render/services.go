@@ -23,6 +23,11 @@ func servicesImage(p *v1alpha1.Platform, opts Options) string {
 	return opts.ServicesImage
 }
 
+// PortNameOps names every service's ops port (catalog.OpsPort): /healthz,
+// /readyz and /metrics, apart from the API on PortNameHTTP. Probes and
+// scrapers use it; the gateway asks the upstreams' readiness on it.
+const PortNameOps = "ops"
+
 // serviceEnv wires a service to the broker, its upstreams and the token
 // keys its catalog row asks for. Credentials and private keys come only
 // through secretKeyRef.
