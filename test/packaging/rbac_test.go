@@ -1,9 +1,11 @@
 package packaging
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -214,6 +216,71 @@ func TestOperatorRunsWithNamespaceScopedRBAC(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestKustomizeNamespacedOverlay: config/namespaced binds the generated
+// ClusterRole in namespace demo only, keeps the cluster-scoped rules (and
+// only those) in a ClusterRole of their own, equal to the generated ones,
+// passes --watch-namespaces=demo, and the API server accepts it.
+func TestKustomizeNamespacedOverlay(t *testing.T) {
+	out := kustomizeBuild(t, "namespaced")
+	out = bytes.ReplaceAll(out, []byte("controller:latest"), []byte("ghcr.io/switchboard-dev/switchboard:test"))
+	objs := decode(t, out)
+
+	generated := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(readFile(t, "config", "rbac", "role.yaml"), generated); err != nil {
+		t.Fatal(err)
+	}
+	var clusterScoped []rbacv1.PolicyRule
+	for _, r := range generated.Rules {
+		if slices.Contains(r.Resources, "customresourcedefinitions") {
+			clusterScoped = append(clusterScoped, r)
+		}
+	}
+	const sa = "switchboard-controller-manager"
+	bound := map[string]string{} // ClusterRole → where it is bound ("" = cluster-wide)
+	for _, u := range find(objs, "ClusterRoleBinding") {
+		b := toTyped[rbacv1.ClusterRoleBinding](t, u)
+		bound[b.RoleRef.Name] += "cluster-wide "
+	}
+	for _, u := range find(objs, "RoleBinding") {
+		b := toTyped[rbacv1.RoleBinding](t, u)
+		if b.RoleRef.Kind == "ClusterRole" {
+			bound[b.RoleRef.Name] += b.Namespace + " "
+			if len(b.Subjects) != 1 || b.Subjects[0].Name != sa || b.Subjects[0].Namespace != "switchboard-system" {
+				t.Errorf("RoleBinding %s/%s binds %+v", b.Namespace, b.Name, b.Subjects)
+			}
+		}
+	}
+	if want := map[string]string{"switchboard-manager-role": "demo ", "switchboard-manager-crd-reader": "cluster-wide "}; !maps.Equal(bound, want) {
+		t.Errorf("ClusterRoles bound %v, want %v", bound, want)
+	}
+	for _, u := range find(objs, "ClusterRole") {
+		cr := toTyped[rbacv1.ClusterRole](t, u)
+		switch cr.Name {
+		case "switchboard-manager-role":
+			if !sameRules(cr.Rules, generated.Rules) {
+				t.Errorf("%s differs from config/rbac/role.yaml", cr.Name)
+			}
+		case "switchboard-manager-crd-reader":
+			if !sameRules(cr.Rules, clusterScoped) {
+				t.Errorf("%s grants %+v; config/rbac/role.yaml's cluster-scoped rules are %+v", cr.Name, cr.Rules, clusterScoped)
+			}
+		}
+	}
+	if c := container(t, find(objs, "Deployment")[0]); !contains(c["args"], "--watch-namespaces=demo") {
+		t.Errorf("operator args %v lack --watch-namespaces=demo", c["args"])
+	}
+
+	newNamespace(t, "demo")
+	for _, u := range objs {
+		if u.GetKind() == "Namespace" {
+			labels := u.GetLabels()
+			labels["pod-security.kubernetes.io/warn"] = "restricted"
+			u.SetLabels(labels)
+		}
+	}
+	apply(t, k8s, objs, "", persist)
 }
 
 // reconcileToReady waits for the operator to create every child of p,
