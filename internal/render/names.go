@@ -69,8 +69,9 @@ const (
 	PortNameHTTP = "http"
 )
 
-// PortNameGRPC names every service's internal gRPC port (9090), which
-// admits only the service's catalog callers.
+// PortNameGRPC names the internal gRPC port (catalog.GRPCPort) of the
+// services that serve gRPC, on their containers and their Services (same
+// number on both).
 const PortNameGRPC = "grpc"
 
 // Labels returns the labels of every object (and pod) of component in p.
