@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -79,6 +81,11 @@ func TestChartRBACIsLeastPrivilege(t *testing.T) {
 		}
 		if c := container(t, find(objs, "Deployment")[0]); !contains(c["args"], "--watch-namespaces=shop,stream") {
 			t.Errorf("operator args %v lack --watch-namespaces=shop,stream", c["args"])
+		}
+		cmd := exec.Command(helmBin, "template", "lp", filepath.Join(root, "charts", "switchboard"), "--namespace", operatorNamespace,
+			"--set", "watchNamespaces={shop}", "--set", "platform.create=true")
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "is not in watchNamespaces") {
+			t.Errorf("a chart Platform outside watchNamespaces: err %v, output %s", err, out)
 		}
 	})
 }
