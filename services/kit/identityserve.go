@@ -99,6 +99,9 @@ func newServiceGRPC(svc Service, row catalog.Service, ident *Identity, m *Metric
 	}
 	sort.Strings(served)
 	want := slices.Sorted(slices.Values(row.GRPC))
+	if len(served) == 0 {
+		return nil, fmt.Errorf("%s's catalog row names gRPC services %v, but it registers none", row.Name, row.GRPC)
+	}
 	if !slices.Equal(served, want) {
 		return nil, fmt.Errorf("%s serves gRPC %s, but its catalog row names %s", row.Name, strings.Join(served, ", "), strings.Join(want, ", "))
 	}
