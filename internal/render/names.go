@@ -39,8 +39,9 @@ const (
 const (
 	// AnnotationConfigHash is a hash of the broker's nats.conf.
 	AnnotationConfigHash = "platform.switchboard.dev/config-hash"
-	// AnnotationAuthHash is a hash of the credentials the pods read from the
-	// <p>-auth Secret: env vars are read once, so new credentials need new pods.
+	// AnnotationAuthHash is a hash of the broker credentials the pods read
+	// (a service's own user; the broker's route credentials from <p>-auth):
+	// env vars are read once, so new credentials need new pods.
 	AnnotationAuthHash = "platform.switchboard.dev/auth-hash"
 )
 
@@ -70,6 +71,11 @@ const (
 	ServicePort  = 80
 	PortNameHTTP = "http"
 )
+
+// PortNameGRPC names the internal gRPC port (catalog.GRPCPort) of the
+// services that serve gRPC, on their containers and their Services (same
+// number on both).
+const PortNameGRPC = "grpc"
 
 // Labels returns the labels of every object (and pod) of component in p.
 func Labels(p *v1alpha1.Platform, component string) map[string]string {

@@ -23,9 +23,10 @@ func servicesImage(p *v1alpha1.Platform, opts Options) string {
 	return opts.ServicesImage
 }
 
-// serviceEnv wires a service to the broker, its upstreams and the token
-// keys its catalog row asks for. Credentials and private keys come only
-// through secretKeyRef.
+// serviceEnv wires a service to its identity, the broker (with its own
+// user, if it uses the broker at all), its upstreams and the token keys
+// its catalog row asks for. Credentials and private keys come only through
+// secretKeyRef or the mounted tls Secret.
 //
 // The gateway routes only to enabled services: a disabled service is an
 // expected 404 there. Any other service gets every catalog upstream, enabled
@@ -35,10 +36,9 @@ func servicesImage(p *v1alpha1.Platform, opts Options) string {
 func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) []corev1.EnvVar {
 	env := []corev1.EnvVar{
 		{Name: catalog.EnvHTTPAddr, Value: ":" + itoa(svc.Port)},
-		{Name: catalog.EnvNATSURL, Value: BrokerURL(p)},
-		secretEnv(p, catalog.EnvNATSUser, SecretKeyNATSUser),
-		secretEnv(p, catalog.EnvNATSPassword, SecretKeyNATSPassword),
 	}
+	env = append(env, identityEnv(svc.Service)...)
+	env = append(env, brokerEnvOf(p, svc.Service)...)
 	env = append(env, tokenEnv(p, svc.Service)...)
 	for _, up := range svc.Upstreams {
 		if svc.Name == catalog.Gateway && !enabled[up] {
@@ -51,7 +51,13 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 
 func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys tokenKeySet, enabled map[string]bool) *appsv1.Deployment {
 	annotations := tokenAnnotations(svc.Service, keys, opts.Admin)
-	annotations[AnnotationAuthHash] = opts.Credentials.hash()
+	if svc.UsesBroker() {
+		annotations[AnnotationAuthHash] = opts.BrokerUsers[svc.Name].hash()
+	}
+	ports := []corev1.ContainerPort{{Name: PortNameHTTP, ContainerPort: svc.Port, Protocol: corev1.ProtocolTCP}}
+	if svc.ServesGRPC() {
+		ports = append(ports, corev1.ContainerPort{Name: PortNameGRPC, ContainerPort: catalog.GRPCPort, Protocol: corev1.ProtocolTCP})
+	}
 	return &appsv1.Deployment{
 		TypeMeta:   typeMeta("apps/v1", "Deployment"),
 		ObjectMeta: objectMeta(p, ObjectName(p, svc.Name), svc.Name),
@@ -77,7 +83,7 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 						Image:   servicesImage(p, opts),
 						Command: []string{"/switchboard"},
 						Args:    []string{"serve", svc.Name},
-						Ports:   []corev1.ContainerPort{{Name: PortNameHTTP, ContainerPort: svc.Port, Protocol: corev1.ProtocolTCP}},
+						Ports:   ports,
 						Env:     serviceEnv(p, svc, enabled),
 						// Readiness checks only the service's own
 						// dependencies, so one failing service never
@@ -89,7 +95,7 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 						LivenessProbe:   httpProbe("/healthz", PortNameHTTP, 10, 3, 3),
 						ReadinessProbe:  httpProbe("/readyz", PortNameHTTP, 5, 3, 3),
 						Resources:       svc.Resources,
-						VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+						VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}, tlsVolumeMount()},
 						SecurityContext: containerSecurityContext(),
 					}},
 					Volumes: []corev1.Volume{{
@@ -97,7 +103,7 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 						VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 							SizeLimit: ptr.To(resource.MustParse("64Mi")),
 						}},
-					}},
+					}, tlsPodVolume(p, svc.Name)},
 				},
 			},
 		},
@@ -117,13 +123,19 @@ func serviceService(p *v1alpha1.Platform, svc ServicePlan) *corev1.Service {
 			port.NodePort = *np
 		}
 	}
+	ports := []corev1.ServicePort{port}
+	if svc.ServesGRPC() {
+		ports = append(ports, corev1.ServicePort{
+			Name: PortNameGRPC, Port: catalog.GRPCPort, TargetPort: intstr.FromString(PortNameGRPC), Protocol: corev1.ProtocolTCP,
+		})
+	}
 	return &corev1.Service{
 		TypeMeta:   typeMeta("v1", "Service"),
 		ObjectMeta: objectMeta(p, ObjectName(p, svc.Name), svc.Name),
 		Spec: corev1.ServiceSpec{
 			Type:     typ,
 			Selector: SelectorLabels(p, svc.Name),
-			Ports:    []corev1.ServicePort{port},
+			Ports:    ports,
 		},
 	}
 }
