@@ -1199,6 +1199,31 @@ func TestErrors(t *testing.T) {
 		{"a token lifetime past the revocation memory", platform("shop", testgen.WithTokenTTL(25*time.Hour)), nil, "spec.auth.tokenTTL: 25h0m0s is not between 1m and 24h0m0s"},
 		{"a hand-made password the broker cannot parse", platform("shop"), func(o *Options) { o.Credentials.NATSPassword = "12345-67890-abcdef" }, "nats-password must be"},
 		{"a short user", platform("shop"), func(o *Options) { o.Credentials.NATSUser = "admin" }, "nats-user must be"},
+		{"no broker user for order", platform("shop"), func(o *Options) {
+			o.BrokerUsers = maps.Clone(o.BrokerUsers)
+			delete(o.BrokerUsers, "order")
+		}, "the broker user of order is missing"},
+		{"a broker user named after another service", platform("shop"), func(o *Options) {
+			o.BrokerUsers = maps.Clone(o.BrokerUsers)
+			o.BrokerUsers["order"] = testBrokerUsers["payment"]
+		}, `Secret shop-order-nats, key nats-user: "payment", want the service's name "order"`},
+		{"a hand-made broker password the broker cannot parse", platform("shop"), func(o *Options) {
+			o.BrokerUsers = maps.Clone(o.BrokerUsers)
+			o.BrokerUsers["order"] = BrokerUser{User: "order", Password: "0rder", PasswordHash: testBrokerUsers["order"].PasswordHash}
+		}, "Secret shop-order-nats, key nats-password must be at least 16"},
+		{"a broker password hash that is no bcrypt hash", platform("shop"), func(o *Options) {
+			o.BrokerUsers = maps.Clone(o.BrokerUsers)
+			o.BrokerUsers["order"] = BrokerUser{User: "order", Password: testBrokerUsers["order"].Password, PasswordHash: "sha256:abc"}
+		}, "Secret shop-order-nats, key nats-password-hash is not a bcrypt hash"},
+		{"no CA", platform("shop"), func(o *Options) { o.Identity.CAKey = nil }, "the CA of shop-ca is missing"},
+		{"no certificate for payment", platform("shop"), func(o *Options) {
+			o.Identity = testIdentity()
+			delete(o.Identity.Leaves, "payment")
+		}, "the certificate of payment is missing"},
+		{"a trust domain in capitals", platform("shop", testgen.WithIdentity("Example.COM", 0, 0)), nil, `spec.identity.trustDomain, metadata.namespace or metadata.name cannot name a service: spiffe id: trust domain "Example.COM"`},
+		{"a certificate lifetime under an hour", platform("shop", testgen.WithIdentity("", 30*time.Minute, 10*time.Minute)), nil, "spec.identity.certificateLifetime: 30m0s is not between 1h and 8760h"},
+		{"renewal as long as the lifetime", platform("shop", testgen.WithIdentity("", 24*time.Hour, 24*time.Hour)), nil, "spec.identity.renewBefore: 24h0m0s must be shorter than certificateLifetime 24h0m0s"},
+		{"renewal minutes before expiry", platform("shop", testgen.WithIdentity("", 0, time.Minute)), nil, "spec.identity.renewBefore: 1m0s is less than 5m"},
 		{"no workloads", platform("shop", testgen.WithWorkloads()), nil, "spec.workloads is empty"},
 		{"an unknown workload", platform("shop", testgen.WithWorkloads("banking")), nil, `unknown workload "banking"`},
 		{"an unknown service key", platform("shop", testgen.WithService("ledger", testgen.Replicas(2))), nil, `"ledger" is not a service`},
