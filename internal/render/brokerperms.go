@@ -27,6 +27,7 @@ const (
 	jsConsumerMake  = jsAPI + "CONSUMER.CREATE."
 	jsConsumerInfo  = jsAPI + "CONSUMER.INFO."
 	jsConsumerNext  = jsAPI + "CONSUMER.MSG.NEXT."
+	jsConsumerDrop  = jsAPI + "CONSUMER.DELETE."
 	jsDirectGet     = jsAPI + "DIRECT.GET."
 	jsAck           = "$JS.ACK."
 	jsFlowControl   = "$JS.FC."
@@ -46,8 +47,12 @@ const (
 //     its name (the durable names are the service's own), its info,
 //     pulling its messages and acknowledging them;
 //   - for every bucket it writes or reads: its KV_ stream's create, update
-//     and info calls, direct gets of its keys, ordered consumers filtered
-//     to its keys (watches, key listings) and their flow control;
+//     and info calls, direct gets of its keys, and the ordered consumers
+//     of watches and key listings: creating them filtered to its keys,
+//     their flow control, and deleting them when the watch stops (nats.go
+//     waits for that answer, seconds, if it is refused). Their names are
+//     random and no service may list a stream's consumers, so one cannot
+//     name another's watch to delete it;
 //   - for every bucket it writes: publishing to its keys ($KV.<bucket>.>),
 //     which puts, creates, updates and deletes entries. A bucket it only
 //     reads gets no publish permission at all;
@@ -95,7 +100,7 @@ func PermissionsFor(svc catalog.Service) (BrokerPermissions, error) {
 		stream, keys := kvStreamPrefix+b, kvSubjectPrefix+b+".>"
 		add(jsStreamCreate+stream, jsStreamUpdate+stream, jsStreamInfo+stream,
 			jsDirectGet+stream+"."+keys,
-			jsConsumerMake+stream+".*", jsConsumerMake+stream+".*."+keys,
+			jsConsumerMake+stream+".*", jsConsumerMake+stream+".*."+keys, jsConsumerDrop+stream+".*",
 			jsFlowControl+stream+".>")
 	}
 	for _, b := range svc.Buckets {

@@ -15,6 +15,7 @@ func kvRead(b string) []string {
 		"$JS.API.STREAM.CREATE.KV_" + b, "$JS.API.STREAM.UPDATE.KV_" + b, "$JS.API.STREAM.INFO.KV_" + b,
 		"$JS.API.DIRECT.GET.KV_" + b + ".$KV." + b + ".>",
 		"$JS.API.CONSUMER.CREATE.KV_" + b + ".*", "$JS.API.CONSUMER.CREATE.KV_" + b + ".*.$KV." + b + ".>",
+		"$JS.API.CONSUMER.DELETE.KV_" + b + ".*",
 		"$JS.FC.KV_" + b + ".>",
 	}
 }
@@ -105,9 +106,11 @@ func TestPermissionsFor(t *testing.T) {
 }
 
 // What no service may ever be allowed, whatever its row: a wildcard that
-// reaches past its own names, and the JetStream calls that destroy.
+// reaches past its own names, and the JetStream calls that destroy or
+// list. Deleting a consumer is allowed on KV streams only, for the watches'
+// own ordered consumers.
 func TestPermissionsNeverReachFurther(t *testing.T) {
-	forbidden := []string{".DELETE.", ".PURGE.", "STREAM.NAMES", "STREAM.LIST", "CONSUMER.LIST", "CONSUMER.NAMES", "MSG.DELETE", "SNAPSHOT", "RESTORE",
+	forbidden := []string{"STREAM.DELETE.", ".PURGE.", "STREAM.NAMES", "STREAM.LIST", "CONSUMER.LIST", "CONSUMER.NAMES", "MSG.DELETE", "SNAPSHOT", "RESTORE",
 		"$JS.API.META", "$JS.API.SERVER", "$JS.API.ACCOUNT", "$SYS", "_INBOX."}
 	for _, s := range catalog.All() {
 		t.Run(s.Name, func(t *testing.T) {
@@ -128,7 +131,7 @@ func TestPermissionsNeverReachFurther(t *testing.T) {
 						// its own inbox
 					case tok == ">" && i < 2, tok == "*" && i < 4:
 						t.Errorf("%s: wildcard at token %d reaches past the service's own names", subj, i+1)
-					case tok == "*" && !strings.HasPrefix(subj, jsConsumerMake+kvStreamPrefix):
+					case tok == "*" && !strings.HasPrefix(subj, jsConsumerMake+kvStreamPrefix) && !strings.HasPrefix(subj, jsConsumerDrop+kvStreamPrefix):
 						t.Errorf("%s: only KV consumer names may be any name", subj)
 					}
 				}
