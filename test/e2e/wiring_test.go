@@ -88,6 +88,14 @@ func newPlatform(t *testing.T, name, ns string, w v1alpha1.Workload) *rendered {
 		t.Fatal(err)
 	}
 	p := testgen.Platform(name, testgen.WithNamespace(ns), testgen.WithWorkloads(w), testgen.WithImage("example.test/switchboard:e2e"))
+	users, _, err := (&render.BrokerUserKeeper{}).Keep(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity, _, err := render.KeepIdentity(p, render.Identity{}, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	keys, err := render.KeepTokenKeys(p, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +104,7 @@ func newPlatform(t *testing.T, name, ns string, w v1alpha1.Workload) *rendered {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := render.Platform(p, render.Options{Credentials: creds, TokenKeys: keys, Admin: admin})
+	objs, err := render.Platform(p, render.Options{Credentials: creds, BrokerUsers: users, Identity: identity, TokenKeys: keys, Admin: admin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,8 +459,9 @@ func secretValue(t *testing.T, r *rendered, ref *corev1.SecretKeySelector, who s
 }
 
 // startBroker runs nats-server in-process with the rendered nats.conf and
-// the credentials the StatefulSet's env carries, on loopback. It returns
-// the client URL and the monitor's host:port.
+// the credentials the StatefulSet's env carries, on loopback: every
+// service then connects as its own user, with the permissions its catalog
+// row gives it. It returns the client URL and the monitor's host:port.
 func startBroker(t *testing.T, r *rendered) (string, string) {
 	t.Helper()
 	cm, ok := r.configMaps[render.BrokerConfigName(r.pf)]
@@ -463,25 +472,18 @@ func startBroker(t *testing.T, r *rendered) (string, string) {
 	if err := os.WriteFile(conf, []byte(cm.Data["nats.conf"]), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var user, password string
 	for _, e := range containerNamed(t, r.statefulSet, "nats").Env {
 		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-			v := secretValue(t, r, e.ValueFrom.SecretKeyRef, r.statefulSet.Name)
-			t.Setenv(e.Name, v) // nats.conf reads them as $NATS_USER, $NATS_PASSWORD
-			switch e.Name {
-			case "NATS_USER":
-				user = v
-			case "NATS_PASSWORD":
-				password = v
-			}
+			// nats.conf reads the route credentials as $NATS_USER, $NATS_PASSWORD.
+			t.Setenv(e.Name, secretValue(t, r, e.ValueFrom.SecretKeyRef, r.statefulSet.Name))
 		}
 	}
 	opts, err := server.ProcessConfigFile(conf)
 	if err != nil {
 		t.Fatalf("the rendered nats.conf does not parse: %v", err)
 	}
-	if opts.Username == "" || opts.Username != user || opts.Password != password {
-		t.Fatal("the rendered nats.conf does not require the credentials of the auth Secret")
+	if opts.Username != "" || opts.NoAuthUser != "" || len(opts.Users) == 0 {
+		t.Fatal("the rendered nats.conf does not require a user of its own for each service")
 	}
 	// Only where it listens and stores changes; auth and JetStream are as rendered.
 	opts.Host, opts.Port, opts.HTTPHost, opts.HTTPPort = "127.0.0.1", -1, "127.0.0.1", -1
@@ -535,8 +537,13 @@ func freePort(t *testing.T) int {
 	return port
 }
 
-// stop ends a process as the kubelet would: SIGTERM, then SIGKILL after a grace period.
+// stop ends a process as the kubelet would: SIGTERM, then SIGKILL after a
+// grace period. A service the broker refused something (its user's
+// permissions lack what its catalog row needs) fails the test.
 func stop(t *testing.T, p *process) {
+	if b, err := os.ReadFile(p.log); err == nil && bytes.Contains(b, []byte("Permissions Violation")) {
+		t.Errorf("the broker refused %s something it needs:\n%s", p.name, grep(b, "Permissions Violation"))
+	}
 	if t.Failed() {
 		if b, err := os.ReadFile(p.log); err == nil {
 			t.Logf("log of %s:\n%s", p.name, tail(b, 40))
@@ -554,6 +561,17 @@ func stop(t *testing.T, p *process) {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
+}
+
+// grep returns the lines of b that contain s.
+func grep(b []byte, s string) string {
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func tail(b []byte, n int) string {
