@@ -337,13 +337,17 @@ func TestNetworkPolicyRules(t *testing.T) {
 	objs := mustRender(t, platform("shop"))
 	platformPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{LabelInstance: "shop", LabelManagedBy: FieldManager}}}}
 	brokerPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(platform("shop"), "broker")}}}
+	gatewayPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(platform("shop"), "gateway")}}}
 	tests := []struct {
 		name   string
 		policy string
 		want   []networkingv1.NetworkPolicyIngressRule
 	}{
-		{"internal services accept only the platform's pods, on http", "shop-services",
-			[]networkingv1.NetworkPolicyIngressRule{{From: platformPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("http")}}}},
+		{"internal services accept only the platform's pods, on http, and the gateway on ops", "shop-services",
+			[]networkingv1.NetworkPolicyIngressRule{
+				{From: platformPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("http")}},
+				{From: gatewayPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("ops")}},
+			}},
 		{"the gateway accepts anyone, on http only", "shop-gateway",
 			[]networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{tcpPort("http")}}}},
 		{"the broker accepts clients from the platform and routes from itself", "shop-nats",
@@ -374,7 +378,7 @@ func TestNetworkPolicyRules(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"http", "client", "cluster", "monitor", "metrics"} {
+	for _, name := range []string{"http", "ops", "client", "cluster", "monitor", "metrics"} {
 		if !ports[name] {
 			t.Errorf("no container port named %q", name)
 		}
@@ -498,10 +502,11 @@ func TestServiceEnv(t *testing.T) {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}}}
 	}
-	// identity is what every service gets first: its API's address and its
-	// certificate's directory, then gRPC's address if it serves gRPC.
+	// identity is what every service gets first: its API's and ops port's
+	// addresses and its certificate's directory, then gRPC's address if it
+	// serves gRPC.
 	identity := func(grpc bool) []corev1.EnvVar {
-		env := []corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "TLS_DIR", Value: "/var/run/switchboard/tls"}}
+		env := []corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "TLS_DIR", Value: "/var/run/switchboard/tls"}}
 		if grpc {
 			env = append(env, corev1.EnvVar{Name: "GRPC_ADDR", Value: ":9090"})
 		}
@@ -558,6 +563,23 @@ func TestServiceEnv(t *testing.T) {
 			want:     slices.Concat(identity(false), broker("tv", "media", "analytics"), tokenKeys("tv")),
 		},
 		{
+			name:     "the gateway gets each enabled upstream's API and ops URL, and the proxies it trusts",
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("notification", testgen.Disabled()), testgen.WithTrustedProxies("10.0.0.0/8", "fd00::/8")),
+			service:  "gateway",
+			want: slices.Concat(identity(false), tokenKeys("shop"),
+				[]corev1.EnvVar{
+					{Name: "USER_URL", Value: "http://shop-user.demo.svc.cluster.local"},
+					{Name: "USER_OPS_URL", Value: "http://shop-user.demo.svc.cluster.local:8081"},
+					{Name: "PRODUCT_URL", Value: "http://shop-product.demo.svc.cluster.local"},
+					{Name: "PRODUCT_OPS_URL", Value: "http://shop-product.demo.svc.cluster.local:8081"},
+					{Name: "ORDER_URL", Value: "http://shop-order.demo.svc.cluster.local"},
+					{Name: "ORDER_OPS_URL", Value: "http://shop-order.demo.svc.cluster.local:8081"},
+					{Name: "PAYMENT_URL", Value: "http://shop-payment.demo.svc.cluster.local"},
+					{Name: "PAYMENT_OPS_URL", Value: "http://shop-payment.demo.svc.cluster.local:8081"},
+					{Name: "TRUSTED_PROXY_CIDRS", Value: "10.0.0.0/8,fd00::/8"},
+				}),
+		},
+		{
 			name:     "an issuer also gets the signing key spec.auth names, the token lifetime and the first admin",
 			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithSigningKey("v2", "v1", "v2"), testgen.WithTokenTTL(30*time.Minute)),
 			service:  "account",
@@ -576,10 +598,15 @@ func TestServiceEnv(t *testing.T) {
 			want: slices.Concat(identity(false), tokenKeys("tv"),
 				[]corev1.EnvVar{
 					{Name: "ACCOUNT_URL", Value: "http://tv-account.demo.svc.cluster.local"},
+					{Name: "ACCOUNT_OPS_URL", Value: "http://tv-account.demo.svc.cluster.local:8081"},
 					{Name: "CONTENT_URL", Value: "http://tv-content.demo.svc.cluster.local"},
+					{Name: "CONTENT_OPS_URL", Value: "http://tv-content.demo.svc.cluster.local:8081"},
 					{Name: "PLAYBACK_URL", Value: "http://tv-playback.demo.svc.cluster.local"},
+					{Name: "PLAYBACK_OPS_URL", Value: "http://tv-playback.demo.svc.cluster.local:8081"},
 					{Name: "ANALYTICS_URL", Value: "http://tv-analytics.demo.svc.cluster.local"},
+					{Name: "ANALYTICS_OPS_URL", Value: "http://tv-analytics.demo.svc.cluster.local:8081"},
 					{Name: "RECOMMENDATION_URL", Value: "http://tv-recommendation.demo.svc.cluster.local"},
+					{Name: "RECOMMENDATION_OPS_URL", Value: "http://tv-recommendation.demo.svc.cluster.local:8081"},
 				}),
 		},
 	}
@@ -599,7 +626,7 @@ func TestGatewayRoutesOnlyEnabledServices(t *testing.T) {
 	upstreamURLs := func(c corev1.Container) []string {
 		var out []string
 		for _, n := range envNames(c) {
-			if strings.HasSuffix(n, "_URL") && n != "NATS_URL" {
+			if strings.HasSuffix(n, "_URL") && !strings.HasSuffix(n, "_OPS_URL") && n != "NATS_URL" {
 				out = append(out, n)
 			}
 		}
@@ -651,7 +678,7 @@ func TestDeploymentShape(t *testing.T) {
 				t.Errorf("command %q args %q", c.Command, c.Args)
 			}
 			cat, _ := catalog.Lookup(svc)
-			want := []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}}
+			want := []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}, {Name: "ops", ContainerPort: 8081, Protocol: corev1.ProtocolTCP}}
 			if cat.ServesGRPC() {
 				want = append(want, corev1.ContainerPort{Name: "grpc", ContainerPort: 9090, Protocol: corev1.ProtocolTCP})
 			}
@@ -660,7 +687,7 @@ func TestDeploymentShape(t *testing.T) {
 			}
 			for name, pr := range map[string]*corev1.Probe{"/healthz startup": c.StartupProbe, "/healthz liveness": c.LivenessProbe, "/readyz readiness": c.ReadinessProbe} {
 				path := strings.Fields(name)[0]
-				if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != path || pr.HTTPGet.Port.String() != "http" {
+				if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != path || pr.HTTPGet.Port.String() != "ops" {
 					t.Errorf("%s probe: %+v", name, pr)
 				}
 			}
@@ -922,12 +949,24 @@ func TestServiceObjects(t *testing.T) {
 			if s.Spec.Type != tt.wantType {
 				t.Errorf("type %q, want %q", s.Spec.Type, tt.wantType)
 			}
-			if len(s.Spec.Ports) != 1 {
-				t.Fatalf("ports %+v", s.Spec.Ports)
+			// The gateway's Service is exposed: it carries the API only.
+			// The others carry the ops port too, for the gateway's
+			// readiness checks.
+			want := 2
+			if tt.service == "gateway" {
+				want = 1
+			}
+			if len(s.Spec.Ports) != want {
+				t.Fatalf("ports %+v, want %d", s.Spec.Ports, want)
 			}
 			port := s.Spec.Ports[0]
 			if port.Name != "http" || port.Port != 80 || port.TargetPort.String() != "http" || port.NodePort != tt.wantNode {
 				t.Errorf("port %+v", port)
+			}
+			if want == 2 {
+				if ops := s.Spec.Ports[1]; ops.Name != "ops" || ops.Port != 8081 || ops.TargetPort.String() != "ops" || ops.NodePort != 0 {
+					t.Errorf("ops port %+v", ops)
+				}
 			}
 		})
 	}
@@ -1245,6 +1284,8 @@ func TestErrors(t *testing.T) {
 			return p
 		}())), nil, "metricsFrom[0]: an ipBlock may not come with"},
 		{"too many metricsFrom peers", platform("shop", testgen.WithMetricsFrom(slices.Repeat([]networkingv1.NetworkPolicyPeer{namespacePeer("monitoring")}, 9)...)), nil, "9 peers, at most 8"},
+		{"a trusted proxy that is no CIDR", platform("shop", testgen.WithTrustedProxies("10.0.0.0/8", "10.1.2.3")), nil, `trustedProxyCIDRs[1]: "10.1.2.3" is not a network address`},
+		{"a trusted proxy CIDR with host bits", platform("shop", testgen.WithTrustedProxies("10.1.2.3/8")), nil, `trustedProxyCIDRs[0]: "10.1.2.3/8"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
