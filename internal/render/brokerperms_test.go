@@ -139,3 +139,13 @@ func TestPermissionsNeverReachFurther(t *testing.T) {
 		})
 	}
 }
+
+// The NetworkPolicies let a service reach the broker exactly when it has a
+// broker user.
+func TestBrokerUsersAndBrokerEgressAgree(t *testing.T) {
+	for _, s := range catalog.All() {
+		if usesBroker(s) != s.UsesBroker() {
+			t.Errorf("%s: broker egress %v, broker user %v", s.Name, usesBroker(s), s.UsesBroker())
+		}
+	}
+}

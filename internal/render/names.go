@@ -30,8 +30,6 @@ const (
 	ComponentBroker = "broker"
 	// ComponentAuth labels the <p>-auth Secret.
 	ComponentAuth = "auth"
-	// ComponentServices labels the NetworkPolicy that guards the internal services.
-	ComponentServices = "services"
 )
 
 // Pod template annotations that roll pods when something they read at start
