@@ -108,9 +108,10 @@ func authSecret(p *v1alpha1.Platform, c Credentials) *corev1.Secret {
 //
 // Each service that uses the broker has a user of its own, allowed exactly
 // what PermissionsFor derives from its catalog row; the gateway has none.
-// If no enabled service uses the broker, the route credentials alone are
-// accepted, for no subject at all: a server without users would accept
-// anyone.
+// The route credentials are also the broker's administrative user, with
+// no limits: for people, through a port-forward (switchboard dlq, the nats
+// CLI). No pod but the broker's reads them, and reading their Secret takes
+// what reading any service's Secret takes.
 //
 // The server name is passed as --name $(POD_NAME) rather than written here
 // as server_name: $POD_NAME, because nats-server parses a substituted value
@@ -142,7 +143,6 @@ func natsConfig(p *v1alpha1.Platform, plans []ServicePlan, users BrokerUsers) (s
 	b.WriteString("authorization {\n")
 	b.WriteString("  # One user per service, allowed what its catalog row says and nothing else.\n")
 	b.WriteString("  users: [\n")
-	n := 0
 	for _, s := range plans {
 		if !s.UsesBroker() {
 			continue
@@ -151,12 +151,10 @@ func natsConfig(p *v1alpha1.Platform, plans []ServicePlan, users BrokerUsers) (s
 		if err != nil {
 			return "", err
 		}
-		writeBrokerUser(&b, fmt.Sprintf("%q", users[s.Name].User), fmt.Sprintf("%q", users[s.Name].PasswordHash), perms)
-		n++
+		writeBrokerUser(&b, users[s.Name], perms)
 	}
-	if n == 0 {
-		writeBrokerUser(&b, "$"+envNATSUser, "$"+envNATSPassword, BrokerPermissions{})
-	}
+	b.WriteString("    # The administrative user, for people (switchboard dlq, the nats CLI): the route credentials.\n")
+	fmt.Fprintf(&b, "    {user: $%s, password: $%s}\n", envNATSUser, envNATSPassword)
 	b.WriteString("  ]\n")
 	b.WriteString("}\n")
 
@@ -177,12 +175,13 @@ func natsConfig(p *v1alpha1.Platform, plans []ServicePlan, users BrokerUsers) (s
 	return b.String(), nil
 }
 
-// writeBrokerUser writes one entry of the users list. Empty permissions
-// allow nothing: an empty allow list would allow everything, so they deny ">".
-func writeBrokerUser(b *strings.Builder, user, password string, perms BrokerPermissions) {
+// writeBrokerUser writes a service's entry of the users list. Empty
+// permissions allow nothing: an empty allow list would allow everything,
+// so they deny ">".
+func writeBrokerUser(b *strings.Builder, u BrokerUser, perms BrokerPermissions) {
 	b.WriteString("    {\n")
-	fmt.Fprintf(b, "      user: %s\n", user)
-	fmt.Fprintf(b, "      password: %s\n", password)
+	fmt.Fprintf(b, "      user: %q\n", u.User)
+	fmt.Fprintf(b, "      password: %q\n", u.PasswordHash)
 	b.WriteString("      permissions: {\n")
 	for _, dir := range []struct {
 		name     string

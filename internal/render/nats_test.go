@@ -157,6 +157,14 @@ func TestBrokerConfigParsesAsNATSServerReadsIt(t *testing.T) {
 				}
 				var users []string
 				for _, u := range o.Users {
+					if u.Username == tt.creds.NATSUser {
+						// The administrative user: the route credentials, unlimited.
+						if u.Password != tt.creds.NATSPassword || u.Permissions != nil {
+							t.Errorf("the administrative user: password %q, permissions %+v", u.Password, u.Permissions)
+						}
+						users = append(users, "admin")
+						continue
+					}
 					users = append(users, u.Username)
 					want, err := PermissionsFor(catalogService(t, u.Username))
 					if err != nil {
@@ -172,8 +180,8 @@ func TestBrokerConfigParsesAsNATSServerReadsIt(t *testing.T) {
 						t.Errorf("user %s: permissions %+v, want %+v", u.Username, u.Permissions, want)
 					}
 				}
-				if want := []string{"user", "product", "order", "payment", "notification", "account", "content", "playback", "analytics", "recommendation"}; !slices.Equal(users, want) {
-					t.Errorf("users %v, want %v (every service but the gateway)", users, want)
+				if want := []string{"user", "product", "order", "payment", "notification", "account", "content", "playback", "analytics", "recommendation", "admin"}; !slices.Equal(users, want) {
+					t.Errorf("users %v, want %v (every service but the gateway, and the administrative user)", users, want)
 				}
 				if !o.JetStream || o.StoreDir != brokerStoreDir {
 					t.Errorf("jetstream %v in %q", o.JetStream, o.StoreDir)
@@ -216,9 +224,9 @@ func TestBrokerConfigParsesAsNATSServerReadsIt(t *testing.T) {
 }
 
 // The broker is never open: started from the rendered config, it refuses a
-// client without credentials, with a wrong password, with another
-// service's password or with the route credentials, and serves JetStream
-// to a service with its own.
+// client without credentials, with a wrong password or with another
+// service's password, and serves JetStream to a service with its own and
+// to the administrative user.
 func TestBrokerRequiresCredentials(t *testing.T) {
 	p := platform("shop")
 	objs := mustRender(t, p)
@@ -230,12 +238,12 @@ func TestBrokerRequiresCredentials(t *testing.T) {
 
 	order := BrokerUserFromSecret(find[*corev1.Secret](t, objs, BrokerUserSecretName(p, "order")))
 	for name, opts := range map[string][]nats.Option{
-		"no credentials":           nil,
-		"a wrong password":         {nats.UserInfo(order.User, "wrong")},
-		"another service's":        {nats.UserInfo(order.User, testBrokerUsers["payment"].Password)},
-		"the bcrypt hash itself":   {nats.UserInfo(order.User, order.PasswordHash)},
-		"the route credentials":    {nats.UserInfo(testCredentials.NATSUser, testCredentials.NATSPassword)},
-		"the gateway, as anything": {nats.UserInfo(catalog.Gateway, "")},
+		"no credentials":                   nil,
+		"a wrong password":                 {nats.UserInfo(order.User, "wrong")},
+		"another service's":                {nats.UserInfo(order.User, testBrokerUsers["payment"].Password)},
+		"the bcrypt hash itself":           {nats.UserInfo(order.User, order.PasswordHash)},
+		"the route user, another password": {nats.UserInfo(testCredentials.NATSUser, testBrokerUsers["order"].Password)},
+		"the gateway, as anything":         {nats.UserInfo(catalog.Gateway, "")},
 	} {
 		if nc, err := nats.Connect(s.ClientURL(), opts...); err == nil {
 			nc.Close()
@@ -244,6 +252,11 @@ func TestBrokerRequiresCredentials(t *testing.T) {
 			t.Errorf("unexpected error with %s: %v", name, err)
 		}
 	}
+	admin, err := nats.Connect(s.ClientURL(), nats.UserInfo(testCredentials.NATSUser, testCredentials.NATSPassword))
+	if err != nil {
+		t.Fatalf("the administrative user is refused: %v", err)
+	}
+	admin.Close()
 	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(order.User, order.Password), nats.CustomInboxPrefix(catalog.InboxPrefix("order")))
 	if err != nil {
 		t.Fatalf("order's own credentials are refused: %v", err)

@@ -980,17 +980,18 @@ func TestBroker(t *testing.T) {
 		{
 			name: "one replica: file store on a 1Gi claim, no cluster", platform: platform("shop"),
 			replicas: 1, wantClaim: "1Gi",
-			wantConfig:   []string{"max_file_store: 1073741824", `store_dir: "/data/jetstream"`, "users: [", `user: "order"`, `password: "` + testBrokerUsers["order"].PasswordHash + `"`},
-			unwantConfig: []string{"cluster", "routes", "max_memory_store", "$NATS_USER", "$NATS_PASSWORD", `user: "gateway"`, testBrokerUsers["order"].Password + `"`},
+			wantConfig: []string{"max_file_store: 1073741824", `store_dir: "/data/jetstream"`, "users: [", `user: "order"`, `password: "` + testBrokerUsers["order"].PasswordHash + `"`,
+				"{user: $NATS_USER, password: $NATS_PASSWORD}"},
+			unwantConfig: []string{"cluster", "routes", "max_memory_store", `user: "gateway"`, testBrokerUsers["order"].Password + `"`},
 		},
 		{
-			name: "a platform with no service on the broker admits the route credentials alone, to nothing",
+			name: "a platform with no service on the broker admits the administrative user alone",
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("user", testgen.Disabled()),
 				testgen.WithService("product", testgen.Disabled()), testgen.WithService("order", testgen.Disabled()),
 				testgen.WithService("payment", testgen.Disabled()), testgen.WithService("notification", testgen.Disabled())),
 			replicas: 1, wantClaim: "1Gi",
-			wantConfig:   []string{"user: $NATS_USER", "password: $NATS_PASSWORD", `publish: {deny: [">"]}`, `subscribe: {deny: [">"]}`},
-			unwantConfig: []string{"allow: ["},
+			wantConfig:   []string{"users: [\n    # The administrative user", "{user: $NATS_USER, password: $NATS_PASSWORD}\n  ]"},
+			unwantConfig: []string{"allow: [", `user: "`},
 		},
 		{
 			name: "three replicas: a cluster routed through the headless Service", platform: platform("shop", testgen.WithBrokerReplicas(3), testgen.WithStorage(v1alpha1.StorageFile, "10Gi", "fast")),

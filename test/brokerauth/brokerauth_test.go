@@ -298,6 +298,15 @@ func startBroker(t *testing.T, r rendered) (string, *server.Options) {
 	return ns.ClientURL(), opts
 }
 
+func routeCredentials(t *testing.T, r rendered) render.Credentials {
+	t.Helper()
+	c, ok := render.CredentialsFromSecret(find[*corev1.Secret](t, r, render.AuthSecretName(r.p)))
+	if !ok {
+		t.Fatalf("%s is incomplete", render.AuthSecretName(r.p))
+	}
+	return c
+}
+
 // credentials are what a service's Deployment hands its container.
 func credentials(t *testing.T, r rendered, svc string) (user, password string) {
 	t.Helper()
@@ -398,8 +407,26 @@ func TestEveryServiceCanDoExactlyItsCatalogRow(t *testing.T) {
 			}
 			delete(users, s.Name)
 		}
+		// What is left is the administrative user: the broker's route
+		// credentials, which no service's pod may read.
+		admin := routeCredentials(t, r)
+		if u := users[admin.NATSUser]; u == nil || u.Permissions != nil {
+			t.Errorf("the administrative user %+v, want the route credentials' user without limits", u)
+		}
+		delete(users, admin.NATSUser)
 		for name := range users {
 			t.Errorf("user %s is no service of the catalog", name)
+		}
+		for _, o := range r.objs {
+			d, ok := o.(*appsv1.Deployment)
+			if !ok {
+				continue
+			}
+			for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == render.AuthSecretName(r.p) {
+					t.Errorf("%s reads the administrative user's %s", d.Name, e.Name)
+				}
+			}
 		}
 	})
 
