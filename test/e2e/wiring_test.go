@@ -157,12 +157,12 @@ func newPlatform(t *testing.T, name, ns string, w v1alpha1.Workload) *rendered {
 type process struct {
 	name string
 	dep  *appsv1.Deployment
-	// port and opsPort are the loopback ports standing in for the
-	// container ports "http" and "ops".
-	port, opsPort int
-	cmd           *exec.Cmd
-	log           string
-	done          chan struct{}
+	// port, opsPort and grpcPort are the loopback ports standing in for
+	// the container ports "http", "ops" and "grpc" (0 when it has none).
+	port, opsPort, grpcPort int
+	cmd                     *exec.Cmd
+	log                     string
+	done                    chan struct{}
 }
 
 // loopbackPort is the loopback port standing in for a container port name.
@@ -173,6 +173,10 @@ func (p *process) loopbackPort(t *testing.T, name string) int {
 		return p.port
 	case render.PortNameOps:
 		return p.opsPort
+	case render.PortNameGRPC:
+		if p.grpcPort != 0 {
+			return p.grpcPort
+		}
 	}
 	t.Fatalf("%s: no loopback port for container port %q", p.name, name)
 	return 0
@@ -187,6 +191,9 @@ func runPlatform(t *testing.T, bin string, r *rendered) (string, string) {
 	procs := map[string]*process{} // by Deployment name
 	for _, d := range r.deployments {
 		procs[d.Name] = &process{name: d.Name, dep: d, port: freePort(t), opsPort: freePort(t), done: make(chan struct{})}
+		if containerPort(t, d, render.PortNameGRPC) != 0 {
+			procs[d.Name].grpcPort = freePort(t)
+		}
 	}
 	// In-cluster host:port → loopback host:port, through the Services, as
 	// cluster DNS and kube-proxy would route it.
@@ -439,8 +446,8 @@ func resolveEnv(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Conta
 			v = cm.Data[ref.Key]
 		case e.ValueFrom != nil:
 			t.Fatalf("%s: env %s uses a source this test cannot resolve: %+v", d.Name, e.Name, e.ValueFrom)
-		case e.Name == catalog.EnvHTTPAddr || e.Name == catalog.EnvOpsAddr:
-			name := map[string]string{catalog.EnvHTTPAddr: render.PortNameHTTP, catalog.EnvOpsAddr: render.PortNameOps}[e.Name]
+		case e.Name == catalog.EnvHTTPAddr || e.Name == catalog.EnvOpsAddr || e.Name == catalog.EnvGRPCAddr:
+			name := map[string]string{catalog.EnvHTTPAddr: render.PortNameHTTP, catalog.EnvOpsAddr: render.PortNameOps, catalog.EnvGRPCAddr: render.PortNameGRPC}[e.Name]
 			_, port, err := net.SplitHostPort(v)
 			if err != nil {
 				t.Fatalf("%s: %s=%q: %v", d.Name, e.Name, v, err)
@@ -451,10 +458,46 @@ func resolveEnv(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Conta
 			v = fmt.Sprintf("127.0.0.1:%d", p.loopbackPort(t, name))
 		case strings.Contains(v, ".svc."+render.ClusterDomain):
 			v = routeURL(t, d.Name, e.Name, v, routes)
+		case e.Name == catalog.EnvTLSDir:
+			v = mountSecret(t, r, d, c, v)
 		}
 		env = append(env, e.Name+"="+v)
 	}
 	return env
+}
+
+// mountSecret does the kubelet's part for the Secret volume c mounts at
+// path: it writes the rendered Secret's keys as files into a directory of
+// its own, with the volume's mode, and returns that directory.
+func mountSecret(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Container, path string) string {
+	t.Helper()
+	for _, m := range c.VolumeMounts {
+		if m.MountPath != path {
+			continue
+		}
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name != m.Name || v.Secret == nil {
+				continue
+			}
+			s, ok := r.secrets[v.Secret.SecretName]
+			if !ok {
+				t.Fatalf("%s mounts Secret %s, which is not rendered", d.Name, v.Secret.SecretName)
+			}
+			dir := t.TempDir()
+			mode := os.FileMode(0o644)
+			if v.Secret.DefaultMode != nil {
+				mode = os.FileMode(*v.Secret.DefaultMode)
+			}
+			for k, b := range s.Data {
+				if err := os.WriteFile(filepath.Join(dir, k), b, mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return dir
+		}
+	}
+	t.Fatalf("%s: %s names %s, where no Secret volume is mounted", d.Name, catalog.EnvTLSDir, path)
+	return ""
 }
 
 // routeURL rewrites the host of an in-cluster URL to where its Service routes.
