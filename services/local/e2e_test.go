@@ -313,8 +313,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 
 	t.Run("order.confirmed delivered twice gives one notification and one points credit", func(t *testing.T) {
 		a := api{t: t, base: a.base, token: a.token}
-		env := p.Env("order")
-		nc, err := nats.Connect(p.NATSURL, nats.UserInfo(env[catalog.EnvNATSUser], env[catalog.EnvNATSPassword]))
+		nc, err := nats.Connect(p.NATSURL, nats.UserInfo(p.BrokerUser, p.BrokerPassword))
 		if err != nil {
 			t.Fatal(err)
 		}

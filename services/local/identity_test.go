@@ -6,9 +6,12 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -187,4 +190,50 @@ func startAll(t *testing.T) *local.Platform {
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	return p
+}
+
+// The embedded broker has the users the operator renders: each service
+// logs in as its own, allowed its catalog row, and the gateway has none.
+// Notification's user may not publish payment.completed; the
+// administrative user may.
+func TestLocalBrokerUsersAreTheRenderedOnes(t *testing.T) {
+	p := startAll(t)
+	if env := p.Env(catalog.Gateway); env[catalog.EnvNATSUser] != "" || env[catalog.EnvNATSURL] != "" {
+		t.Errorf("the gateway was given the broker: %v", env)
+	}
+	env := p.Env("notification")
+	if env[catalog.EnvNATSUser] != "notification" {
+		t.Fatalf("notification's broker user is %q", env[catalog.EnvNATSUser])
+	}
+	violations := make(chan error, 4)
+	nc, err := nats.Connect(p.NATSURL, nats.UserInfo(env[catalog.EnvNATSUser], env[catalog.EnvNATSPassword]),
+		nats.CustomInboxPrefix(catalog.InboxPrefix("notification")),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := nc.Publish(catalog.PaymentCompleted, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-violations:
+		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			t.Fatalf("publishing payment.completed as notification: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the broker let notification publish payment.completed")
+	}
+	admin, err := nats.Connect(p.NATSURL, nats.UserInfo(p.BrokerUser, p.BrokerPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	js, _ := jetstream.New(admin)
+	if _, err := js.Stream(context.Background(), "PAYMENTS"); err != nil {
+		t.Fatalf("the administrative user reading a stream: %v", err)
+	}
 }

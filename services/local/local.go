@@ -1,8 +1,9 @@
 // Package local runs a whole platform in one process: an embedded NATS
-// server with JetStream that requires credentials, like the real broker, and
-// every service of the chosen workloads on its own loopback ports, each
-// configured through the same env-var loader as `switchboard serve`.
-// `switchboard dev`, the end-to-end tests and the benchmarks use it.
+// server with JetStream and, like the real broker, one user per service
+// with the permissions the operator renders for it, and every service of
+// the chosen workloads on its own loopback ports, each configured through
+// the same env-var loader as `switchboard serve`. `switchboard dev`, the
+// end-to-end tests and the benchmarks use it.
 //
 // It runs the secured paths the operator wires on a cluster: a CA made in
 // memory at start issues every service its certificate (SPIFFE ID
@@ -29,6 +30,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/switchboard-dev/switchboard/internal/pki"
+	"github.com/switchboard-dev/switchboard/internal/render"
 	"github.com/switchboard-dev/switchboard/internal/tokenkeys"
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
@@ -55,9 +57,14 @@ type Options struct {
 
 // Platform is a running local platform.
 type Platform struct {
-	Broker     *server.Server
-	NATSURL    string
-	GatewayURL string
+	Broker  *server.Server
+	NATSURL string
+	// BrokerUser and BrokerPassword are the broker's administrative user,
+	// allowed everything, for tests and tools; every service logs in as a
+	// user of its own, allowed what its catalog row says (Env shows its
+	// credentials).
+	BrokerUser, BrokerPassword string
+	GatewayURL                 string
 	// URLs maps each service to its API's base URL (https but for the
 	// gateway's), OpsURLs to its ops port's (/healthz, /readyz, /metrics;
 	// the gateway's /health/detail), GRPCAddrs each service that serves
@@ -204,10 +211,15 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		return nil, err
 	}
 
-	user, pass := "dev-"+random(4), random(16)
+	users, creds, err := brokerUsers(defs)
+	if err != nil {
+		return nil, err
+	}
+	p.BrokerUser, p.BrokerPassword = "dev-admin", random(16)
+	users = append(users, &server.User{Username: p.BrokerUser, Password: p.BrokerPassword})
 	p.Broker, err = server.NewServer(&server.Options{
 		ServerName: "switchboard-dev", Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
-		Username: user, Password: pass, NoSigs: true, NoLog: true,
+		Users: users, NoSigs: true, NoLog: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
@@ -275,9 +287,9 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 
 	for _, name := range p.order {
 		svc, _ := catalog.Lookup(name)
-		env := map[string]string{
-			catalog.EnvHTTPAddr: p.addrs[name], catalog.EnvOpsAddr: p.opsAddr[name],
-			catalog.EnvNATSURL: p.NATSURL, catalog.EnvNATSUser: user, catalog.EnvNATSPassword: pass,
+		env := map[string]string{catalog.EnvHTTPAddr: p.addrs[name], catalog.EnvOpsAddr: p.opsAddr[name]}
+		if c, ok := creds[name]; ok {
+			env[catalog.EnvNATSURL], env[catalog.EnvNATSUser], env[catalog.EnvNATSPassword] = p.NATSURL, c[0], c[1]
 		}
 		if a, ok := p.grpcAddr[name]; ok {
 			env[catalog.EnvGRPCAddr] = a
@@ -322,6 +334,31 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// brokerUsers are the broker's users as the operator renders them: one per
+// service that uses the broker, allowed exactly what its catalog row says
+// (render.PermissionsFor); the gateway gets none. creds holds each one's
+// user name and password.
+func brokerUsers(defs []kit.Definition) (users []*server.User, creds map[string][2]string, err error) {
+	creds = map[string][2]string{}
+	for _, d := range defs {
+		row, ok := catalog.Lookup(d.Name)
+		if !ok || !row.UsesBroker() {
+			continue
+		}
+		perms, err := render.PermissionsFor(row)
+		if err != nil {
+			return nil, nil, err
+		}
+		pass := random(16)
+		users = append(users, &server.User{Username: d.Name, Password: pass, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: perms.Publish},
+			Subscribe: &server.SubjectPermission{Allow: perms.Subscribe},
+		}})
+		creds[d.Name] = [2]string{d.Name, pass}
+	}
+	return users, creds, nil
 }
 
 // dialable turns a wildcard listen address into one a client can dial.
