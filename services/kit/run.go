@@ -69,15 +69,19 @@ type RunOptions struct {
 	// Listener, if set, is served instead of listening on HTTP_ADDR.
 	Listener net.Listener
 	Log      *slog.Logger
-	// ShutdownGrace bounds draining in-flight requests; default 15s.
+	// ShutdownGrace bounds each step of a stop: handling the messages
+	// consumers already received, then finishing in-flight requests;
+	// default catalog.DefaultShutdownGrace. The drain before them is
+	// Config.ShutdownDrain.
 	ShutdownGrace time.Duration
 	// OnReady is called once the service is built and serving.
 	OnReady func(addr string)
 }
 
-// Run serves def until ctx ends, then drains. /healthz answers from the
-// first moment; /readyz only once NATS, streams and buckets are reachable and
-// the service is built. Other routes answer 503 until then.
+// Run serves def until ctx ends, then stops in order (see shutdown).
+// /healthz answers from the first moment; /readyz only once NATS, streams
+// and buckets are reachable and the service is built. Other routes answer
+// 503 until then.
 func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	log := o.Log
 	if log == nil {
@@ -85,7 +89,7 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	}
 	log = log.With("service", def.Name)
 	if o.ShutdownGrace == 0 {
-		o.ShutdownGrace = 15 * time.Second
+		o.ShutdownGrace = catalog.DefaultShutdownGrace
 	}
 	m := NewMetrics(def.Name)
 
@@ -127,13 +131,18 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	srv := &http.Server{
 		Handler:           root,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Streaming answers extend both as they flush (see recorder.Flush).
+		ReadTimeout:  cfg.ReadTimeout,
+		WriteTimeout: cfg.WriteTimeout,
+		IdleTimeout:  120 * time.Second,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
-	runCtx, cancelRun := context.WithCancel(ctx)
+	// The service's context outlives ctx: shutdown cancels it only once
+	// consumers and requests are done with it.
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRun()
 	svcErr := make(chan error, 1)
 	go func() {
@@ -161,26 +170,31 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	}()
 
 	var err error
+	svcDone := false
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
 	case err = <-svcErr:
+		svcDone = true
 		if err == nil && ctx.Err() == nil {
 			err = errors.New("service stopped unexpectedly")
 		}
 	}
-	// Stop taking new work: readiness fails, then in-flight requests drain.
-	stopped.Store(true)
-	sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownGrace)
-	defer cancel()
-	if serr := srv.Shutdown(sctx); serr != nil {
-		log.Warn("shutdown", "err", serr)
-		_ = srv.Close()
-	}
-	cancelRun()
-	if b := bus.Load(); b != nil {
-		b.Close()
-	}
+	shutdown(log, stopping{
+		notReady: func() { stopped.Store(true) },
+		drain:    cfg.ShutdownDrain,
+		wasReady: built.Load(),
+		grace:    o.ShutdownGrace,
+		bus:      bus.Load,
+		servers:  []*http.Server{srv},
+		cancel:   cancelRun,
+		svcDone: func() <-chan error {
+			if svcDone {
+				return nil
+			}
+			return svcErr
+		}(),
+	})
 	if errors.Is(err, context.Canceled) || errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

@@ -63,6 +63,9 @@ func Middleware(log *slog.Logger, m *Metrics, mux *http.ServeMux) http.Handler {
 		r = r.WithContext(ctx)
 		w.Header().Set(HeaderRequestID, id)
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
+			rec.readTimeout, rec.writeTimeout = srv.ReadTimeout, srv.WriteTimeout
+		}
 
 		defer func() {
 			if p := recover(); p != nil {
@@ -110,6 +113,8 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+	// The server's timeouts, which a streaming answer extends.
+	readTimeout, writeTimeout time.Duration
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -127,8 +132,21 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // Flush lets streaming handlers (SSE, the gateway's proxy) push bytes out.
+// Each flush also moves the connection's deadlines a full timeout ahead:
+// the server's read and write timeouts bound an ordinary request, but an
+// answer that keeps flushing (server-sent events, a proxied stream) lives
+// as long as it keeps sending. Without this the write deadline would cut
+// the stream, and the read deadline would cancel its context.
 func (r *recorder) Flush() {
 	r.wrote = true
+	rc := http.NewResponseController(r.ResponseWriter)
+	now := time.Now()
+	if r.writeTimeout > 0 {
+		_ = rc.SetWriteDeadline(now.Add(r.writeTimeout))
+	}
+	if r.readTimeout > 0 {
+		_ = rc.SetReadDeadline(now.Add(r.readTimeout))
+	}
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

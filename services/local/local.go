@@ -188,6 +188,9 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		svc, _ := catalog.Lookup(name)
 		env := map[string]string{
 			catalog.EnvHTTPAddr: p.addrs[name], catalog.EnvNATSURL: p.NATSURL, catalog.EnvNATSUser: user, catalog.EnvNATSPassword: pass,
+			// No load balancer to leave: stop without a drain unless
+			// Env asks for one.
+			catalog.EnvShutdownDrain: "0s",
 		}
 		// As the operator wires them: public keys to every verifier, the
 		// signing key and the first admin to the issuers alone.

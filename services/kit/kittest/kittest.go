@@ -86,15 +86,17 @@ func (r *Running) Stop() error {
 	return r.err
 }
 
-// Serve runs def on a loopback port with env (HTTP_ADDR is filled in) and
-// waits until /readyz answers 200. The service stops at the end of the test.
+// Serve runs def on a loopback port with env (HTTP_ADDR is filled in, and
+// SHUTDOWN_DRAIN is 0s unless env sets it) and waits until /readyz answers
+// 200. The service stops at the end of the test.
 func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := map[string]string{catalog.EnvHTTPAddr: ln.Addr().String()}
+	// No drain by default: a test's service has no load balancer to leave.
+	e := map[string]string{catalog.EnvHTTPAddr: ln.Addr().String(), catalog.EnvShutdownDrain: "0s"}
 	for k, v := range env {
 		e[k] = v
 	}
