@@ -79,7 +79,8 @@ const (
 	EnvHTTPWriteTimeout = "HTTP_WRITE_TIMEOUT"
 	// EnvHeartbeatMinInterval is the least time between two heartbeats of
 	// one playback session (a duration, default
-	// DefaultHeartbeatMinInterval); one sooner is answered 429.
+	// DefaultHeartbeatMinInterval; 0s turns the limit off); one sooner is
+	// answered 429.
 	EnvHeartbeatMinInterval = "HEARTBEAT_MIN_INTERVAL"
 )
 
