@@ -80,6 +80,13 @@ func brokerSize(p *v1alpha1.Platform) resource.Quantity {
 	return defaultBrokerSize.DeepCopy()
 }
 
+// brokerStoreBytes is JetStream's store limit on each broker server, in
+// bytes: what every stream's and bucket's byte limit is a share of.
+func brokerStoreBytes(p *v1alpha1.Platform) int64 {
+	size := brokerSize(p)
+	return size.Value()
+}
+
 func brokerMetricsEnabled(p *v1alpha1.Platform) bool {
 	return ptr.Deref(p.Spec.Broker.Metrics.Enabled, true)
 }
@@ -121,13 +128,13 @@ func natsConfig(p *v1alpha1.Platform) string {
 	b.WriteString("\n")
 	b.WriteString("jetstream {\n")
 	fmt.Fprintf(&b, "  store_dir: %q\n", brokerStoreDir)
-	size := brokerSize(p)
+	size := brokerStoreBytes(p)
 	if memoryStorage(p) {
-		fmt.Fprintf(&b, "  max_memory_store: %d\n", size.Value())
+		fmt.Fprintf(&b, "  max_memory_store: %d\n", size)
 		// No volume to fill: file streams (and the clustered meta log)
 		// go to an emptyDir, limited only by the node.
 	} else {
-		fmt.Fprintf(&b, "  max_file_store: %d\n", size.Value())
+		fmt.Fprintf(&b, "  max_file_store: %d\n", size)
 	}
 	b.WriteString("}\n\n")
 	b.WriteString("authorization {\n")

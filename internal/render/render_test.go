@@ -462,6 +462,11 @@ func TestServiceEnv(t *testing.T) {
 				LocalObjectReference: corev1.LocalObjectReference{Name: p + "-token-keys"}, Key: "keys.pem"}}},
 		}
 	}
+	// The same for every service of a platform.
+	lifecycle := func(replicas, bytes string) []corev1.EnvVar {
+		return []corev1.EnvVar{{Name: "BROKER_REPLICAS", Value: replicas}, {Name: "BROKER_STORE_BYTES", Value: bytes}, {Name: "SHUTDOWN_DRAIN", Value: "5s"}}
+	}
+	oneGi := lifecycle("1", "1073741824")
 	fromSecret := func(name, secret, key string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}}}
@@ -482,7 +487,8 @@ func TestServiceEnv(t *testing.T) {
 				[]corev1.EnvVar{
 					{Name: "PRODUCT_URL", Value: "http://shop-product.demo.svc.cluster.local"},
 					{Name: "PAYMENT_URL", Value: "http://shop-payment.demo.svc.cluster.local"},
-				}),
+				},
+				oneGi),
 		},
 		{
 			name:     "order keeps the URL of a disabled product, to fail loudly",
@@ -494,7 +500,8 @@ func TestServiceEnv(t *testing.T) {
 				[]corev1.EnvVar{
 					{Name: "PRODUCT_URL", Value: "http://shop-product.demo.svc.cluster.local"},
 					{Name: "PAYMENT_URL", Value: "http://shop-payment.demo.svc.cluster.local"},
-				}),
+				},
+				oneGi),
 		},
 		{
 			name:     "a service without upstreams gets only the broker",
@@ -502,7 +509,8 @@ func TestServiceEnv(t *testing.T) {
 			service:  "analytics",
 			want: slices.Concat(
 				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://tv-nats.media.svc.cluster.local:4222"}},
-				auth("tv")),
+				auth("tv"),
+				oneGi),
 		},
 		{
 			name:     "an issuer also gets the signing key spec.auth names, the token lifetime and the first admin",
@@ -516,7 +524,8 @@ func TestServiceEnv(t *testing.T) {
 					{Name: "TOKEN_TTL", Value: "30m0s"},
 					fromSecret("ADMIN_EMAIL", "tv-admin", "email"),
 					fromSecret("ADMIN_PASSWORD", "tv-admin", "password"),
-				}),
+				},
+				oneGi),
 		},
 		{
 			name:     "the gateway verifies tokens but signs none",
@@ -531,7 +540,17 @@ func TestServiceEnv(t *testing.T) {
 					{Name: "PLAYBACK_URL", Value: "http://tv-playback.demo.svc.cluster.local"},
 					{Name: "ANALYTICS_URL", Value: "http://tv-analytics.demo.svc.cluster.local"},
 					{Name: "RECOMMENDATION_URL", Value: "http://tv-recommendation.demo.svc.cluster.local"},
-				}),
+				},
+				oneGi),
+		},
+		{
+			name:     "a three-server broker with 10Gi: replicas and store for every service",
+			platform: platform("big", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithBrokerReplicas(3), testgen.WithStorage(v1alpha1.StorageFile, "10Gi", "")),
+			service:  "product",
+			want: slices.Concat(
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://big-nats.demo.svc.cluster.local:4222"}},
+				auth("big"),
+				lifecycle("3", "10737418240")),
 		},
 	}
 	for _, tt := range tests {
@@ -1201,6 +1220,40 @@ func TestBrokerResources(t *testing.T) {
 			sts := find[*appsv1.StatefulSet](t, mustRender(t, platform("shop", tc.opts...)), "shop-nats")
 			if got := sts.Spec.Template.Spec.Containers[0].Resources; !equality.Semantic.DeepEqual(got, tc.want) {
 				t.Errorf("broker resources %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A stopping service pod sleeps in preStop while its endpoints go, then
+// drains as long again on SIGTERM and stops in order; the grace period
+// covers all of it, so the kubelet never kills it midway.
+func TestServicePodsStopGracefully(t *testing.T) {
+	p := platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming))
+	for _, o := range mustRender(t, p) {
+		d, ok := o.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		t.Run(d.Name, func(t *testing.T) {
+			spec := d.Spec.Template.Spec
+			c := spec.Containers[0]
+			if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
+				t.Fatalf("no preStop sleep: %+v", c.Lifecycle)
+			}
+			sleep := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+			var drain string
+			for _, e := range c.Env {
+				if e.Name == "SHUTDOWN_DRAIN" {
+					drain = e.Value
+				}
+			}
+			if d, err := time.ParseDuration(drain); err != nil || d != sleep || sleep <= 0 {
+				t.Errorf("preStop sleeps %s but SHUTDOWN_DRAIN is %q", sleep, drain)
+			}
+			grace := time.Duration(ptr.Deref(spec.TerminationGracePeriodSeconds, 30)) * time.Second
+			if need := 2*sleep + 2*catalog.DefaultShutdownGrace; grace <= need {
+				t.Errorf("terminationGracePeriodSeconds %s does not cover the preStop sleep, the drain, the consumers' and the requests' grace (%s)", grace, need)
 			}
 		})
 	}

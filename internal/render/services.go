@@ -1,6 +1,8 @@
 package render
 
 import (
+	"strconv"
+
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -46,7 +48,19 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 		}
 		env = append(env, corev1.EnvVar{Name: catalog.EnvURL(up), Value: ServiceURL(p, up)})
 	}
-	return env
+	return append(env, lifecycleEnv(p)...)
+}
+
+// lifecycleEnv is the same for every service: streams and buckets follow
+// the broker (their replicas and byte limits derive from its replicas and
+// store, so every service asks JetStream for the same config), and the
+// drain matches the preStop sleep.
+func lifecycleEnv(p *v1alpha1.Platform) []corev1.EnvVar {
+	return []corev1.EnvVar{
+		{Name: catalog.EnvBrokerReplicas, Value: itoa(BrokerReplicas(p))},
+		{Name: catalog.EnvBrokerStoreBytes, Value: strconv.FormatInt(brokerStoreBytes(p), 10)},
+		{Name: catalog.EnvShutdownDrain, Value: catalog.DefaultShutdownDrain.String()},
+	}
 }
 
 func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys tokenKeySet, enabled map[string]bool) *appsv1.Deployment {
@@ -72,6 +86,9 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 					AutomountServiceAccountToken: ptr.To(false),
 					EnableServiceLinks:           ptr.To(false),
 					SecurityContext:              podSecurityContext(serviceUID),
+					// Room for the preStop sleep and the service's own
+					// ordered stop (catalog.TerminationGracePeriod).
+					TerminationGracePeriodSeconds: ptr.To(int64(catalog.TerminationGracePeriod(catalog.DefaultShutdownDrain).Seconds())),
 					Containers: []corev1.Container{{
 						Name:    svc.Name,
 						Image:   servicesImage(p, opts),
@@ -91,6 +108,12 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 						Resources:       svc.Resources,
 						VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
 						SecurityContext: containerSecurityContext(),
+						// Endpoints are removed while this sleeps, so no
+						// caller picks the pod once SIGTERM arrives; the
+						// service then drains SHUTDOWN_DRAIN more itself.
+						Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+							Sleep: &corev1.SleepAction{Seconds: int64(catalog.DefaultShutdownDrain.Seconds())},
+						}},
 					}},
 					Volumes: []corev1.Volume{{
 						Name: "tmp",
