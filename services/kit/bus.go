@@ -247,7 +247,7 @@ func (b *Bus) settle(owed map[string]func(context.Context) error) {
 			b.log.Info("config updated", "what", what, "replicas", catalog.StreamReplicas(b.limits.BrokerReplicas))
 			delete(owed, what)
 		}
-		wait = min(2*wait, 15*time.Second)
+		wait = min(2*wait, 5*time.Second)
 	}
 }
 
