@@ -48,6 +48,10 @@ const (
 // defaultBrokerSize is the JetStream volume and limit when spec.broker.jetstream.size is unset.
 var defaultBrokerSize = resource.MustParse("1Gi")
 
+// minBrokerSize is the least spec.broker.jetstream.size, as the CRD's CEL
+// rule says: below it the smallest shares of the store hold next to nothing.
+var minBrokerSize = resource.MustParse("64Mi")
+
 // BrokerReplicas is the size of p's broker StatefulSet: spec.broker.replicas,
 // or 1 when unset (a Platform read from a file has no API server defaults).
 func BrokerReplicas(p *v1alpha1.Platform) int32 {

@@ -1116,6 +1116,7 @@ func TestErrors(t *testing.T) {
 		})), nil, "targetCPUUtilizationPercentage: 0 is not a percentage"},
 		{"an even broker", platform("shop", testgen.WithBrokerReplicas(2)), nil, "spec.broker.replicas: 2"},
 		{"a zero JetStream size", platform("shop", testgen.WithStorage(v1alpha1.StorageFile, "0", "")), nil, "size: 0 is not positive"},
+		{"a JetStream store too small to share", platform("shop", testgen.WithStorage(v1alpha1.StorageFile, "16Mi", "")), nil, "size: 16Mi is less than 64Mi"},
 		{"no image anywhere", platform("shop"), func(o *Options) { o.ServicesImage = "" }, "no services image"},
 		{"a name too long for its StatefulSet's revision label", platform(strings.Repeat("a", 48)), nil, "at most 47 characters"},
 		{"a name with dots", platform("shop.example"), nil, "must be a DNS label"},
