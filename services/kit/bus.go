@@ -42,6 +42,7 @@ type Bus struct {
 	readyAt   time.Time
 	readyErr  error
 	consumers []jetstream.ConsumeContext
+	tracked   []tracked
 	stopping  bool
 	// abandoned is set when consumers did not drain in time: messages still
 	// buffered are left for redelivery rather than handled with a
@@ -326,6 +327,32 @@ func (b *Bus) check(ctx context.Context) error {
 	return nil
 }
 
+// tracked is a consumer a service reads its own way (see Track).
+type tracked struct {
+	stop func()
+	done chan struct{}
+}
+
+// Track registers a consumer the service reads its own way (Messages,
+// Fetch) so that StopConsuming stops it with the others: stop must make it
+// stop pulling (a MessagesContext's Drain, say), and the service calls the
+// returned done once it has handled what it had received, before its
+// context is cancelled.
+func (b *Bus) Track(stop func()) (done func()) {
+	t := tracked{stop: stop, done: make(chan struct{})}
+	b.mu.Lock()
+	stopping := b.stopping
+	if !stopping {
+		b.tracked = append(b.tracked, t)
+	}
+	b.mu.Unlock()
+	if stopping {
+		stop()
+	}
+	var once sync.Once
+	return func() { once.Do(func() { close(t.done) }) }
+}
+
 // StopConsuming stops every consumer from pulling and waits until the
 // messages already received are handled, or ctx ends. Handlers keep the
 // context they run in meanwhile: cancel it only after this returns, so no
@@ -334,14 +361,18 @@ func (b *Bus) check(ctx context.Context) error {
 // redelivery.
 func (b *Bus) StopConsuming(ctx context.Context) {
 	b.mu.Lock()
-	cs := b.consumers
-	b.consumers = nil
+	cs, ts := b.consumers, b.tracked
+	b.consumers, b.tracked = nil, nil
 	b.stopping = true
 	b.mu.Unlock()
-	closed := make([]<-chan struct{}, len(cs))
-	for i, c := range cs {
-		closed[i] = c.Closed()
+	var closed []<-chan struct{}
+	for _, c := range cs {
+		closed = append(closed, c.Closed())
 		c.Drain()
+	}
+	for _, t := range ts {
+		t.stop()
+		closed = append(closed, t.done)
 	}
 	for _, ch := range closed {
 		select {
@@ -529,7 +560,7 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, msg jetstream.Msg) 
 			err = errors.New("the event has no id")
 		}
 		b.metrics.ConsumerErrors.WithLabelValues(spec.Durable).Inc()
-		b.deadLetter(ctx, spec, msg, ReasonMalformed, fmt.Errorf("malformed event: %w", err))
+		b.DeadLetter(ctx, spec.Durable, msg, ReasonMalformed, fmt.Errorf("malformed event: %w", err))
 		return
 	}
 	hctx, cancel := context.WithTimeout(ctx, spec.AckWait)
@@ -544,13 +575,13 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, msg jetstream.Msg) 
 		_ = msg.Ack()
 	case errors.Is(err, ErrPermanent):
 		b.metrics.ConsumerErrors.WithLabelValues(spec.Durable).Inc()
-		b.deadLetter(ctx, spec, msg, ReasonPermanent, err)
+		b.DeadLetter(ctx, spec.Durable, msg, ReasonPermanent, err)
 	default:
 		b.metrics.ConsumerErrors.WithLabelValues(spec.Durable).Inc()
 		delay := time.Second
 		if md, merr := msg.Metadata(); merr == nil {
 			if int(md.NumDelivered) >= spec.MaxDeliver {
-				b.deadLetter(ctx, spec, msg, ReasonExhausted, err)
+				b.DeadLetter(ctx, spec.Durable, msg, ReasonExhausted, err)
 				return
 			}
 			delay = min(time.Duration(md.NumDelivered)*time.Second, 15*time.Second)

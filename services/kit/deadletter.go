@@ -46,10 +46,17 @@ const (
 // maxErrorHeader bounds the error text kept in a dead letter.
 const maxErrorHeader = 1024
 
-// deadLetter publishes msg to the consumer's dead-letter subject, then
-// terminates it. If the dead letter cannot be stored the message is kept
-// and comes back later: nothing is dropped.
-func (b *Bus) deadLetter(ctx context.Context, spec ConsumerSpec, msg jetstream.Msg, reason string, cause error) {
+// DeadLetter publishes msg, received by the service's consumer durable, to
+// its dead-letter subject, then terminates it. If the dead letter cannot be
+// stored the message is kept and comes back later: nothing is dropped.
+// Consume does this itself; a service that reads a consumer its own way
+// calls it for a message it gives up on.
+func (b *Bus) DeadLetter(ctx context.Context, durable string, msg jetstream.Msg, reason string, cause error) {
+	if _, ok := b.svc.Consumer(durable); !ok {
+		b.log.Error("kit: dead letter for a consumer not in the catalog row; keeping the message", "consumer", durable, "service", b.svc.Name)
+		_ = msg.NakWithDelay(15 * time.Second)
+		return
+	}
 	h := nats.Header{}
 	for k, vs := range msg.Headers() {
 		if !strings.HasPrefix(k, "Nats-") {
@@ -62,35 +69,35 @@ func (b *Bus) deadLetter(ctx context.Context, spec ConsumerSpec, msg jetstream.M
 	}
 	h.Set(HeaderDLQSubject, msg.Subject())
 	h.Set(HeaderDLQService, b.svc.Name)
-	h.Set(HeaderDLQConsumer, spec.Durable)
+	h.Set(HeaderDLQConsumer, durable)
 	h.Set(HeaderDLQReason, reason)
 	h.Set(HeaderDLQError, headerText(cause.Error()))
 	h.Set(HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
 	// Its own id makes a dead letter published twice (the term lost, the
 	// message redelivered) one entry, while two consumers dead-lettering
 	// the same event make two.
-	dlqID := "dlq:" + spec.Durable + ":" + msg.Subject()
+	dlqID := "dlq:" + durable + ":" + msg.Subject()
 	if md, err := msg.Metadata(); err == nil {
 		h.Set(HeaderDLQStream, md.Stream)
 		h.Set(HeaderDLQSequence, strconv.FormatUint(md.Sequence.Stream, 10))
 		h.Set(HeaderDLQDeliveries, strconv.FormatUint(md.NumDelivered, 10))
-		dlqID = "dlq:" + spec.Durable + ":" + md.Stream + ":" + strconv.FormatUint(md.Sequence.Stream, 10)
+		dlqID = "dlq:" + durable + ":" + md.Stream + ":" + strconv.FormatUint(md.Sequence.Stream, 10)
 	}
-	dl := &nats.Msg{Subject: catalog.DeadLetterSubject(b.svc.Name, spec.Durable), Header: h, Data: msg.Data()}
+	dl := &nats.Msg{Subject: catalog.DeadLetterSubject(b.svc.Name, durable), Header: h, Data: msg.Data()}
 	// A stopping service still dead-letters what it holds.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if _, err := b.JS.PublishMsg(pctx, dl, jetstream.WithMsgID(dlqID)); err != nil {
-		b.log.Error("dead letter not stored; keeping the message", "consumer", spec.Durable, "subject", msg.Subject(),
+		b.log.Error("dead letter not stored; keeping the message", "consumer", durable, "subject", msg.Subject(),
 			"reason", reason, "cause", cause, "err", err)
-		b.metrics.EventsIn.WithLabelValues(spec.Durable, msg.Subject(), "retry").Inc()
+		b.metrics.EventsIn.WithLabelValues(durable, msg.Subject(), "retry").Inc()
 		_ = msg.NakWithDelay(15 * time.Second)
 		return
 	}
-	b.log.Error("event dead-lettered", "consumer", spec.Durable, "subject", msg.Subject(), "msgId", origID,
+	b.log.Error("event dead-lettered", "consumer", durable, "subject", msg.Subject(), "msgId", origID,
 		"reason", reason, "err", cause)
-	b.metrics.EventsIn.WithLabelValues(spec.Durable, msg.Subject(), "dead_letter").Inc()
-	b.metrics.DeadLetters.WithLabelValues(spec.Durable, msg.Subject(), reason).Inc()
+	b.metrics.EventsIn.WithLabelValues(durable, msg.Subject(), "dead_letter").Inc()
+	b.metrics.DeadLetters.WithLabelValues(durable, msg.Subject(), reason).Inc()
 	_ = msg.TermWithReason(reason)
 }
 

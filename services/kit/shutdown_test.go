@@ -284,3 +284,27 @@ func TestContentionIsRetryable(t *testing.T) {
 			w.Code, w.Body, w.Header().Get("Retry-After"), kit.CodeContention)
 	}
 }
+
+// A consumer a service reads its own way is stopped with the others, and
+// StopConsuming waits until it has handled what it held.
+func TestStopConsumingWaitsForTrackedConsumers(t *testing.T) {
+	bus := kittest.Bus(t, "analytics")
+	stopped := make(chan struct{})
+	done := bus.Track(func() { close(stopped) })
+	finished := make(chan struct{})
+	go func() {
+		bus.StopConsuming(context.Background())
+		close(finished)
+	}()
+	<-stopped
+	select {
+	case <-finished:
+		t.Fatal("StopConsuming returned before the tracked consumer said it was done")
+	case <-time.After(100 * time.Millisecond):
+	}
+	done()
+	<-finished
+	late := make(chan struct{})
+	bus.Track(func() { close(late) })
+	<-late // tracked after the stop: stopped at once
+}
