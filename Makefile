@@ -93,7 +93,7 @@ api-markers: ## Regenerate the markers of api/v1alpha1 that come from the catalo
 	go run ./hack/docgen -markers
 
 .PHONY: api-docs
-api-docs: manifests ## Regenerate docs/api.md (from the CRD), the tables of docs/architecture.md and the API's markers (from the catalog).
+api-docs: manifests ## Regenerate docs/api.md (from the CRD), the tables of docs/architecture.md, docs/public-api.md and the API's markers (from the catalog).
 	go run ./hack/docgen
 
 .PHONY: bench

@@ -157,7 +157,8 @@ type JetStreamSpec struct {
 	StorageClassName *string `json:"storageClassName,omitempty"`
 }
 
-// GatewaySpec configures the API gateway's Service.
+// GatewaySpec configures the API gateway: its Service, and the proxies whose
+// forwarded client addresses it believes.
 // +kubebuilder:validation:XValidation:rule="!has(self.nodePort) || self.serviceType != 'ClusterIP'",message="gateway.nodePort needs serviceType NodePort or LoadBalancer"
 type GatewaySpec struct {
 	// ServiceType of the gateway's Service.
@@ -172,6 +173,20 @@ type GatewaySpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	NodePort *int32 `json:"nodePort,omitempty"`
+
+	// TrustedProxyCIDRs are the networks of the proxies in front of the
+	// gateway (a load balancer, an ingress controller) whose
+	// X-Forwarded-For it believes when it keys rate limits by client
+	// address: the client is then the right-most forwarded address outside
+	// these networks. Empty: the connection's peer is the client. List only
+	// proxies you run, since a caller inside a listed network can claim any
+	// address.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c) && cidr(c) == cidr(c).masked())",message="gateway.trustedProxyCIDRs must be network addresses in CIDR notation, like 10.0.0.0/8"
+	TrustedProxyCIDRs []string `json:"trustedProxyCIDRs,omitempty"`
 }
 
 // AuthSpec configures user tokens. They are EdDSA (Ed25519) JWTs signed by
@@ -226,11 +241,9 @@ type NetworkPolicySpec struct {
 	Enabled *bool `json:"enabled,omitempty"`
 
 	// MetricsFrom are the peers allowed to scrape metrics, such as
-	// Prometheus' namespace: they are admitted to the internal services'
-	// port http, where /metrics is served, and to the broker's port
-	// metrics. Port http also serves each service's API, so these peers
-	// can call the internal services directly, as the gateway does. The
-	// gateway already admits anyone. Ignored when enabled is false.
+	// Prometheus' namespace: they are admitted to every service's port ops,
+	// where /metrics is served apart from the API, and to the broker's port
+	// metrics, never to a service's API. Ignored when enabled is false.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=8

@@ -123,7 +123,8 @@ func TestMetricsFromRules(t *testing.T) {
 		}
 		return out
 	}
-	baseServices := []networkingv1.NetworkPolicyIngressRule{{From: platformPeer, Ports: ports("http")}}
+	gatewayPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(platform("shop"), "gateway")}}}
+	baseServices := []networkingv1.NetworkPolicyIngressRule{{From: platformPeer, Ports: ports("http")}, {From: gatewayPeer, Ports: ports("ops")}}
 	baseGateway := []networkingv1.NetworkPolicyIngressRule{{Ports: ports("http")}}
 	baseBroker := []networkingv1.NetworkPolicyIngressRule{
 		{From: platformPeer, Ports: ports("client", "monitor")},
@@ -145,24 +146,24 @@ func TestMetricsFromRules(t *testing.T) {
 			services: baseServices, gw: baseGateway, broker: baseBroker,
 		},
 		{
-			name:     "a namespace is admitted to the services' http and the broker's metrics port",
+			name:     "a namespace is admitted to every service's ops port and the broker's metrics port, never to an API",
 			platform: platform("shop", testgen.WithMetricsFrom(monitoring)),
-			services: with(baseServices, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("http")}),
-			gw:       baseGateway,
+			services: with(baseServices, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("ops")}),
+			gw:       with(baseGateway, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("ops")}),
 			broker:   with(baseBroker, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("metrics")}),
 		},
 		{
 			name:     "several peers go into one rule per policy, in order",
 			platform: platform("shop", testgen.WithMetricsFrom(prometheus, office)),
-			services: with(baseServices, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{prometheus, office}, Ports: ports("http")}),
-			gw:       baseGateway,
+			services: with(baseServices, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{prometheus, office}, Ports: ports("ops")}),
+			gw:       with(baseGateway, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{prometheus, office}, Ports: ports("ops")}),
 			broker:   with(baseBroker, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{prometheus, office}, Ports: ports("metrics")}),
 		},
 		{
 			name:     "without the broker's sidecar there is no metrics port to admit",
 			platform: platform("shop", testgen.WithMetricsFrom(monitoring), testgen.WithBrokerMetrics(false)),
-			services: with(baseServices, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("http")}),
-			gw:       baseGateway,
+			services: with(baseServices, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("ops")}),
+			gw:       with(baseGateway, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("ops")}),
 			broker:   baseBroker,
 		},
 		{
@@ -191,7 +192,7 @@ func TestMetricsFromRules(t *testing.T) {
 				}
 			}
 			// Every named port a rule admits exists on a selected container.
-			for _, name := range []string{"shop-services", "shop-nats"} {
+			for _, name := range []string{"shop-services", "shop-gateway", "shop-nats"} {
 				np := find[*networkingv1.NetworkPolicy](t, objs, name)
 				for _, rule := range np.Spec.Ingress {
 					for _, port := range rule.Ports {
@@ -227,7 +228,7 @@ func declared(t *testing.T, objs []client.Object, np *networkingv1.NetworkPolicy
 	return false
 }
 
-// metricsFrom changes the two policies it names and nothing else, and the
+// metricsFrom changes the policies it names and nothing else, and the
 // rendered peers share no memory with the Platform.
 func TestMetricsFromChangesNothingElse(t *testing.T) {
 	p := platform("shop", testgen.WithMetricsFrom(prometheusPeer("monitoring")))
@@ -238,7 +239,7 @@ func TestMetricsFromChangesNothingElse(t *testing.T) {
 	}
 	for i := range with {
 		switch ref(with[i]) {
-		case "NetworkPolicy/shop-services", "NetworkPolicy/shop-nats":
+		case "NetworkPolicy/shop-services", "NetworkPolicy/shop-gateway", "NetworkPolicy/shop-nats":
 			continue
 		}
 		if !equality.Semantic.DeepEqual(with[i], without[i]) {
@@ -246,11 +247,11 @@ func TestMetricsFromChangesNothingElse(t *testing.T) {
 		}
 	}
 	np := find[*networkingv1.NetworkPolicy](t, with, "shop-services")
-	np.Spec.Ingress[1].From[0].PodSelector.MatchLabels["app.kubernetes.io/name"] = "changed"
+	np.Spec.Ingress[2].From[0].PodSelector.MatchLabels["app.kubernetes.io/name"] = "changed"
 	if got := p.Spec.NetworkPolicy.MetricsFrom[0].PodSelector.MatchLabels["app.kubernetes.io/name"]; got != "prometheus" {
 		t.Errorf("editing a rendered rule edited the Platform: %q", got)
 	}
-	if reflect.DeepEqual(np.Spec.Ingress[1].From[0], find[*networkingv1.NetworkPolicy](t, with, "shop-nats").Spec.Ingress[2].From[0]) {
+	if reflect.DeepEqual(np.Spec.Ingress[2].From[0], find[*networkingv1.NetworkPolicy](t, with, "shop-nats").Spec.Ingress[2].From[0]) {
 		t.Error("the services' and the broker's rules share their peers")
 	}
 }

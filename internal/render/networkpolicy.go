@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/services/catalog"
 )
 
 // InternalNetworkPolicyName is the NetworkPolicy that admits only the
@@ -44,16 +45,16 @@ func networkPolicy(p *v1alpha1.Platform, name, component string, pods metav1.Lab
 }
 
 // networkPolicies admits, on the named ports only: the platform's pods to
-// its internal services; anyone to its public services (the gateway); the
-// platform's pods to the broker's client and monitor ports, and the broker
-// alone to its cluster port. Egress stays open: services reach only DNS,
-// the broker and each other, and a default-deny egress would also break
-// any sidecar a user adds.
+// its internal services' APIs (port http), and the gateway to their ops
+// ports, where it asks their readiness; anyone to its public services'
+// APIs (the gateway); the platform's pods to the broker's client and
+// monitor ports, and the broker alone to its cluster port. Egress stays
+// open: services reach only DNS, the broker and each other, and a
+// default-deny egress would also break any sidecar a user adds.
 //
-// spec.networkPolicy.metricsFrom adds one rule to the internal services'
-// policy (port http, which serves /metrics beside the API) and, when the
-// broker runs its metrics sidecar, one to the broker's (port metrics). The
-// public services need none: they admit anyone already. While a KEDA
+// spec.networkPolicy.metricsFrom adds one rule to each services' policy,
+// on port ops (/metrics, never the API) and, when the broker runs its
+// metrics sidecar, one to the broker's (port metrics). While a KEDA
 // ScaledObject scales a service, spec.networkPolicy.kedaFrom (or KEDA's
 // usual namespace and labels) may reach the broker's monitor port; so may
 // the operator's pods, which read it for status, when the operator says
@@ -70,12 +71,18 @@ func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan, opts Options) []
 	}
 
 	scrapers := p.Spec.NetworkPolicy.MetricsFrom
-	internal := []networkingv1.NetworkPolicyIngressRule{{
-		From:  []networkingv1.NetworkPolicyPeer{{PodSelector: platformPods(p)}},
-		Ports: []networkingv1.NetworkPolicyPort{tcpPort(PortNameHTTP)},
-	}}
+	internal := []networkingv1.NetworkPolicyIngressRule{
+		{
+			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: platformPods(p)}},
+			Ports: []networkingv1.NetworkPolicyPort{tcpPort(PortNameHTTP)},
+		},
+		{
+			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(p, catalog.Gateway)}}},
+			Ports: []networkingv1.NetworkPolicyPort{tcpPort(PortNameOps)},
+		},
+	}
 	if len(scrapers) > 0 {
-		internal = append(internal, metricsRule(scrapers, PortNameHTTP))
+		internal = append(internal, metricsRule(scrapers, PortNameOps))
 	}
 	nps := []*networkingv1.NetworkPolicy{networkPolicy(p, InternalNetworkPolicyName(p), ComponentServices,
 		metav1.LabelSelector{
@@ -87,11 +94,13 @@ func networkPolicies(p *v1alpha1.Platform, plans []ServicePlan, opts Options) []
 		internal...,
 	)}
 	for _, s := range public {
+		// No From: any source, in or outside the cluster.
+		rules := []networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{tcpPort(PortNameHTTP)}}}
+		if len(scrapers) > 0 {
+			rules = append(rules, metricsRule(scrapers, PortNameOps))
+		}
 		nps = append(nps, networkPolicy(p, ObjectName(p, s.Name), s.Name,
-			metav1.LabelSelector{MatchLabels: SelectorLabels(p, s.Name)},
-			// No From: any source, in or outside the cluster.
-			networkingv1.NetworkPolicyIngressRule{Ports: []networkingv1.NetworkPolicyPort{tcpPort(PortNameHTTP)}},
-		))
+			metav1.LabelSelector{MatchLabels: SelectorLabels(p, s.Name)}, rules...))
 	}
 	broker := []networkingv1.NetworkPolicyIngressRule{
 		{

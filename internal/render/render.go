@@ -3,6 +3,7 @@ package render
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -144,6 +145,11 @@ func validate(p *v1alpha1.Platform, opts Options) (tokenKeySet, error) {
 	errs = append(errs, validatePeers("metricsFrom", p.Spec.NetworkPolicy.MetricsFrom)...)
 	errs = append(errs, validatePeers("kedaFrom", p.Spec.NetworkPolicy.KEDAFrom)...)
 	errs = append(errs, validateLag(p)...)
+	for i, c := range p.Spec.Gateway.TrustedProxyCIDRs {
+		if pf, err := netip.ParsePrefix(c); err != nil || pf != pf.Masked() || pf.Addr().Is4In6() {
+			errs = append(errs, fmt.Errorf("spec.gateway.trustedProxyCIDRs[%d]: %q is not a network address in CIDR notation, like 10.0.0.0/8", i, c))
+		}
+	}
 	if p.Spec.Image == "" && opts.ServicesImage == "" {
 		errs = append(errs, errors.New("no services image: set spec.image or the operator's --services-image"))
 	}

@@ -327,13 +327,17 @@ func TestNetworkPolicyRules(t *testing.T) {
 	objs := mustRender(t, platform("shop"))
 	platformPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{LabelInstance: "shop", LabelManagedBy: FieldManager}}}}
 	brokerPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(platform("shop"), "broker")}}}
+	gatewayPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(platform("shop"), "gateway")}}}
 	tests := []struct {
 		name   string
 		policy string
 		want   []networkingv1.NetworkPolicyIngressRule
 	}{
-		{"internal services accept only the platform's pods, on http", "shop-services",
-			[]networkingv1.NetworkPolicyIngressRule{{From: platformPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("http")}}}},
+		{"internal services accept only the platform's pods, on http, and the gateway on ops", "shop-services",
+			[]networkingv1.NetworkPolicyIngressRule{
+				{From: platformPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("http")}},
+				{From: gatewayPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("ops")}},
+			}},
 		{"the gateway accepts anyone, on http only", "shop-gateway",
 			[]networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{tcpPort("http")}}}},
 		{"the broker accepts clients from the platform and routes from itself", "shop-nats",
@@ -364,7 +368,7 @@ func TestNetworkPolicyRules(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"http", "client", "cluster", "monitor", "metrics"} {
+	for _, name := range []string{"http", "ops", "client", "cluster", "monitor", "metrics"} {
 		if !ports[name] {
 			t.Errorf("no container port named %q", name)
 		}
@@ -482,7 +486,7 @@ func TestServiceEnv(t *testing.T) {
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce)),
 			service:  "order",
 			want: slices.Concat(
-				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://shop-nats.demo.svc.cluster.local:4222"}},
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://shop-nats.demo.svc.cluster.local:4222"}},
 				auth("shop"),
 				[]corev1.EnvVar{
 					{Name: "PRODUCT_URL", Value: "http://shop-product.demo.svc.cluster.local"},
@@ -495,7 +499,7 @@ func TestServiceEnv(t *testing.T) {
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("product", testgen.Disabled())),
 			service:  "order",
 			want: slices.Concat(
-				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://shop-nats.demo.svc.cluster.local:4222"}},
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://shop-nats.demo.svc.cluster.local:4222"}},
 				auth("shop"),
 				[]corev1.EnvVar{
 					{Name: "PRODUCT_URL", Value: "http://shop-product.demo.svc.cluster.local"},
@@ -508,8 +512,28 @@ func TestServiceEnv(t *testing.T) {
 			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithNamespace("media")),
 			service:  "analytics",
 			want: slices.Concat(
-				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://tv-nats.media.svc.cluster.local:4222"}},
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://tv-nats.media.svc.cluster.local:4222"}},
 				auth("tv"),
+				oneGi),
+		},
+		{
+			name:     "the gateway gets each enabled upstream's API and ops URL, and the proxies it trusts",
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("notification", testgen.Disabled()), testgen.WithTrustedProxies("10.0.0.0/8", "fd00::/8")),
+			service:  "gateway",
+			want: slices.Concat(
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://shop-nats.demo.svc.cluster.local:4222"}},
+				auth("shop"),
+				[]corev1.EnvVar{
+					{Name: "USER_URL", Value: "http://shop-user.demo.svc.cluster.local"},
+					{Name: "USER_OPS_URL", Value: "http://shop-user.demo.svc.cluster.local:8081"},
+					{Name: "PRODUCT_URL", Value: "http://shop-product.demo.svc.cluster.local"},
+					{Name: "PRODUCT_OPS_URL", Value: "http://shop-product.demo.svc.cluster.local:8081"},
+					{Name: "ORDER_URL", Value: "http://shop-order.demo.svc.cluster.local"},
+					{Name: "ORDER_OPS_URL", Value: "http://shop-order.demo.svc.cluster.local:8081"},
+					{Name: "PAYMENT_URL", Value: "http://shop-payment.demo.svc.cluster.local"},
+					{Name: "PAYMENT_OPS_URL", Value: "http://shop-payment.demo.svc.cluster.local:8081"},
+					{Name: "TRUSTED_PROXY_CIDRS", Value: "10.0.0.0/8,fd00::/8"},
+				},
 				oneGi),
 		},
 		{
@@ -517,7 +541,7 @@ func TestServiceEnv(t *testing.T) {
 			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithSigningKey("v2", "v1", "v2"), testgen.WithTokenTTL(30*time.Minute)),
 			service:  "account",
 			want: slices.Concat(
-				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://tv-nats.demo.svc.cluster.local:4222"}},
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://tv-nats.demo.svc.cluster.local:4222"}},
 				auth("tv"),
 				[]corev1.EnvVar{
 					fromSecret("TOKEN_SIGNING_KEY", "tv-token-signing", "v2"),
@@ -532,14 +556,19 @@ func TestServiceEnv(t *testing.T) {
 			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming)),
 			service:  "gateway",
 			want: slices.Concat(
-				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://tv-nats.demo.svc.cluster.local:4222"}},
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://tv-nats.demo.svc.cluster.local:4222"}},
 				auth("tv"),
 				[]corev1.EnvVar{
 					{Name: "ACCOUNT_URL", Value: "http://tv-account.demo.svc.cluster.local"},
+					{Name: "ACCOUNT_OPS_URL", Value: "http://tv-account.demo.svc.cluster.local:8081"},
 					{Name: "CONTENT_URL", Value: "http://tv-content.demo.svc.cluster.local"},
+					{Name: "CONTENT_OPS_URL", Value: "http://tv-content.demo.svc.cluster.local:8081"},
 					{Name: "PLAYBACK_URL", Value: "http://tv-playback.demo.svc.cluster.local"},
+					{Name: "PLAYBACK_OPS_URL", Value: "http://tv-playback.demo.svc.cluster.local:8081"},
 					{Name: "ANALYTICS_URL", Value: "http://tv-analytics.demo.svc.cluster.local"},
+					{Name: "ANALYTICS_OPS_URL", Value: "http://tv-analytics.demo.svc.cluster.local:8081"},
 					{Name: "RECOMMENDATION_URL", Value: "http://tv-recommendation.demo.svc.cluster.local"},
+					{Name: "RECOMMENDATION_OPS_URL", Value: "http://tv-recommendation.demo.svc.cluster.local:8081"},
 				},
 				oneGi),
 		},
@@ -548,7 +577,7 @@ func TestServiceEnv(t *testing.T) {
 			platform: platform("big", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithBrokerReplicas(3), testgen.WithStorage(v1alpha1.StorageFile, "10Gi", "")),
 			service:  "product",
 			want: slices.Concat(
-				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "NATS_URL", Value: "nats://big-nats.demo.svc.cluster.local:4222"}},
+				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://big-nats.demo.svc.cluster.local:4222"}},
 				auth("big"),
 				lifecycle("3", "10737418240")),
 		},
@@ -569,7 +598,7 @@ func TestGatewayRoutesOnlyEnabledServices(t *testing.T) {
 	upstreamURLs := func(c corev1.Container) []string {
 		var out []string
 		for _, n := range envNames(c) {
-			if strings.HasSuffix(n, "_URL") && n != "NATS_URL" {
+			if strings.HasSuffix(n, "_URL") && !strings.HasSuffix(n, "_OPS_URL") && n != "NATS_URL" {
 				out = append(out, n)
 			}
 		}
@@ -620,12 +649,12 @@ func TestDeploymentShape(t *testing.T) {
 			if !reflect.DeepEqual(c.Command, []string{"/switchboard"}) || !reflect.DeepEqual(c.Args, []string{"serve", svc}) {
 				t.Errorf("command %q args %q", c.Command, c.Args)
 			}
-			if want := []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}}; !reflect.DeepEqual(c.Ports, want) {
+			if want := []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}, {Name: "ops", ContainerPort: 8081, Protocol: corev1.ProtocolTCP}}; !reflect.DeepEqual(c.Ports, want) {
 				t.Errorf("ports %+v", c.Ports)
 			}
 			for name, pr := range map[string]*corev1.Probe{"/healthz startup": c.StartupProbe, "/healthz liveness": c.LivenessProbe, "/readyz readiness": c.ReadinessProbe} {
 				path := strings.Fields(name)[0]
-				if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != path || pr.HTTPGet.Port.String() != "http" {
+				if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != path || pr.HTTPGet.Port.String() != "ops" {
 					t.Errorf("%s probe: %+v", name, pr)
 				}
 			}
@@ -870,12 +899,24 @@ func TestServiceObjects(t *testing.T) {
 			if s.Spec.Type != tt.wantType {
 				t.Errorf("type %q, want %q", s.Spec.Type, tt.wantType)
 			}
-			if len(s.Spec.Ports) != 1 {
-				t.Fatalf("ports %+v", s.Spec.Ports)
+			// The gateway's Service is exposed: it carries the API only.
+			// The others carry the ops port too, for the gateway's
+			// readiness checks.
+			want := 2
+			if tt.service == "gateway" {
+				want = 1
+			}
+			if len(s.Spec.Ports) != want {
+				t.Fatalf("ports %+v, want %d", s.Spec.Ports, want)
 			}
 			port := s.Spec.Ports[0]
 			if port.Name != "http" || port.Port != 80 || port.TargetPort.String() != "http" || port.NodePort != tt.wantNode {
 				t.Errorf("port %+v", port)
+			}
+			if want == 2 {
+				if ops := s.Spec.Ports[1]; ops.Name != "ops" || ops.Port != 8081 || ops.TargetPort.String() != "ops" || ops.NodePort != 0 {
+					t.Errorf("ops port %+v", ops)
+				}
 			}
 		})
 	}
@@ -1127,6 +1168,8 @@ func TestErrors(t *testing.T) {
 			return p
 		}())), nil, "metricsFrom[0]: an ipBlock may not come with"},
 		{"too many metricsFrom peers", platform("shop", testgen.WithMetricsFrom(slices.Repeat([]networkingv1.NetworkPolicyPeer{namespacePeer("monitoring")}, 9)...)), nil, "9 peers, at most 8"},
+		{"a trusted proxy that is no CIDR", platform("shop", testgen.WithTrustedProxies("10.0.0.0/8", "10.1.2.3")), nil, `trustedProxyCIDRs[1]: "10.1.2.3" is not a network address`},
+		{"a trusted proxy CIDR with host bits", platform("shop", testgen.WithTrustedProxies("10.1.2.3/8")), nil, `trustedProxyCIDRs[0]: "10.1.2.3/8"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

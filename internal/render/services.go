@@ -2,6 +2,7 @@ package render
 
 import (
 	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -25,28 +26,49 @@ func servicesImage(p *v1alpha1.Platform, opts Options) string {
 	return opts.ServicesImage
 }
 
+// PortNameOps names every service's ops port (catalog.OpsPort): /healthz,
+// /readyz and /metrics, apart from the API on PortNameHTTP. Probes and
+// scrapers use it; the gateway asks the upstreams' readiness on it.
+const PortNameOps = "ops"
+
+// ServiceOpsURL is the in-cluster base URL of a service's ops port. Only
+// internal services' Services carry the port: the gateway's would expose it
+// wherever the gateway is exposed.
+func ServiceOpsURL(p *v1alpha1.Platform, service string) string {
+	return ServiceURL(p, service) + ":" + itoa(catalog.OpsPort)
+}
+
 // serviceEnv wires a service to the broker, its upstreams and the token
 // keys its catalog row asks for. Credentials and private keys come only
 // through secretKeyRef.
 //
 // The gateway routes only to enabled services: a disabled service is an
-// expected 404 there. Any other service gets every catalog upstream, enabled
-// or not: order without product cannot work, and a URL that does not resolve
-// makes that fail loudly in its calls and logs, rather than quietly
-// skipping a step of the saga.
+// expected 404 there. It gets each one's ops URL too, for its readiness,
+// and the proxies whose X-Forwarded-For it may believe. Any other service
+// gets every catalog upstream, enabled or not: order without product cannot
+// work, and a URL that does not resolve makes that fail loudly in its calls
+// and logs, rather than quietly skipping a step of the saga.
 func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) []corev1.EnvVar {
 	env := []corev1.EnvVar{
 		{Name: catalog.EnvHTTPAddr, Value: ":" + itoa(svc.Port)},
+		{Name: catalog.EnvOpsAddr, Value: ":" + itoa(catalog.OpsPort)},
 		{Name: catalog.EnvNATSURL, Value: BrokerURL(p)},
 		secretEnv(p, catalog.EnvNATSUser, SecretKeyNATSUser),
 		secretEnv(p, catalog.EnvNATSPassword, SecretKeyNATSPassword),
 	}
 	env = append(env, tokenEnv(p, svc.Service)...)
+	gateway := svc.Name == catalog.Gateway
 	for _, up := range svc.Upstreams {
-		if svc.Name == catalog.Gateway && !enabled[up] {
+		if gateway && !enabled[up] {
 			continue
 		}
 		env = append(env, corev1.EnvVar{Name: catalog.EnvURL(up), Value: ServiceURL(p, up)})
+		if gateway {
+			env = append(env, corev1.EnvVar{Name: catalog.EnvOpsURL(up), Value: ServiceOpsURL(p, up)})
+		}
+	}
+	if cidrs := p.Spec.Gateway.TrustedProxyCIDRs; gateway && len(cidrs) > 0 {
+		env = append(env, corev1.EnvVar{Name: catalog.EnvTrustedProxyCIDRs, Value: strings.Join(cidrs, ",")})
 	}
 	return append(env, lifecycleEnv(p)...)
 }
@@ -94,17 +116,20 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 						Image:   servicesImage(p, opts),
 						Command: []string{"/switchboard"},
 						Args:    []string{"serve", svc.Name},
-						Ports:   []corev1.ContainerPort{{Name: PortNameHTTP, ContainerPort: svc.Port, Protocol: corev1.ProtocolTCP}},
-						Env:     serviceEnv(p, svc, enabled),
+						Ports: []corev1.ContainerPort{
+							{Name: PortNameHTTP, ContainerPort: svc.Port, Protocol: corev1.ProtocolTCP},
+							{Name: PortNameOps, ContainerPort: catalog.OpsPort, Protocol: corev1.ProtocolTCP},
+						},
+						Env: serviceEnv(p, svc, enabled),
 						// Readiness checks only the service's own
 						// dependencies, so one failing service never
 						// takes its callers out of their Services.
 						// 3 s timeouts: on the one-node cluster, 13 pods
 						// starting on two busy cores missed 1 s readiness
 						// answers though nothing was wrong.
-						StartupProbe:    httpProbe("/healthz", PortNameHTTP, 2, 3, 30),
-						LivenessProbe:   httpProbe("/healthz", PortNameHTTP, 10, 3, 3),
-						ReadinessProbe:  httpProbe("/readyz", PortNameHTTP, 5, 3, 3),
+						StartupProbe:    httpProbe("/healthz", PortNameOps, 2, 3, 30),
+						LivenessProbe:   httpProbe("/healthz", PortNameOps, 10, 3, 3),
+						ReadinessProbe:  httpProbe("/readyz", PortNameOps, 5, 3, 3),
 						Resources:       svc.Resources,
 						VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
 						SecurityContext: containerSecurityContext(),
@@ -131,6 +156,7 @@ func serviceService(p *v1alpha1.Platform, svc ServicePlan) *corev1.Service {
 	port := corev1.ServicePort{
 		Name: PortNameHTTP, Port: ServicePort, TargetPort: intstr.FromString(PortNameHTTP), Protocol: corev1.ProtocolTCP,
 	}
+
 	typ := corev1.ServiceTypeClusterIP
 	if svc.Name == catalog.Gateway {
 		if t := p.Spec.Gateway.ServiceType; t != "" {
@@ -140,13 +166,19 @@ func serviceService(p *v1alpha1.Platform, svc ServicePlan) *corev1.Service {
 			port.NodePort = *np
 		}
 	}
+	ports := []corev1.ServicePort{port}
+	if !svc.Public {
+		ports = append(ports, corev1.ServicePort{
+			Name: PortNameOps, Port: catalog.OpsPort, TargetPort: intstr.FromString(PortNameOps), Protocol: corev1.ProtocolTCP,
+		})
+	}
 	return &corev1.Service{
 		TypeMeta:   typeMeta("v1", "Service"),
 		ObjectMeta: objectMeta(p, ObjectName(p, svc.Name), svc.Name),
 		Spec: corev1.ServiceSpec{
 			Type:     typ,
 			Selector: SelectorLabels(p, svc.Name),
-			Ports:    []corev1.ServicePort{port},
+			Ports:    ports,
 		},
 	}
 }

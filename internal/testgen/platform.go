@@ -102,6 +102,12 @@ func WithGateway(t corev1.ServiceType, nodePort int32) PlatformOption {
 	}
 }
 
+// WithTrustedProxies sets the networks whose X-Forwarded-For the gateway
+// believes.
+func WithTrustedProxies(cidrs ...string) PlatformOption {
+	return func(p *v1alpha1.Platform) { p.Spec.Gateway.TrustedProxyCIDRs = cidrs }
+}
+
 func WithNetworkPolicy(enabled bool) PlatformOption {
 	return func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.Enabled = ptr.To(enabled) }
 }

@@ -20,6 +20,7 @@ import (
 type rig struct {
 	events   *streamtest.Events
 	replicas []streamtest.Client
+	ops      []streamtest.Client // each replica's ops port: /metrics
 }
 
 // newRig runs n analytics replicas sharing one broker.
@@ -31,6 +32,7 @@ func newRig(t *testing.T, n int, extra map[string]string) *rig {
 	for range n {
 		rep := kittest.Serve(t, analytics.Definition, env)
 		r.replicas = append(r.replicas, streamtest.Client{T: t, Base: rep.URL})
+		r.ops = append(r.ops, streamtest.Client{T: t, Base: rep.OpsURL})
 	}
 	r.events = streamtest.ConnectEvents(t, b)
 	return r
@@ -151,7 +153,7 @@ func TestReplicasAgreeOnLiveViewersAndWatchTime(t *testing.T) {
 			t.Fatalf("%s: %s", q.query, raw)
 		}
 	}
-	_, metrics := r.replicas[1].Do("GET", "/metrics", nil, nil)
+	_, metrics := r.ops[1].Do("GET", "/metrics", nil, nil)
 	if !strings.Contains(string(metrics), `switchboard_analytics_live_viewers{video="v1"} 2`) ||
 		!strings.Contains(string(metrics), "switchboard_analytics_live_viewers_total 3") {
 		t.Fatalf("viewer gauges missing from /metrics")

@@ -507,6 +507,19 @@ var services = []Service{
 // All returns every service, gateway first. The slice is a copy.
 func All() []Service { return slices.Clone(services) }
 
+// Callers are the services that list name among their Upstreams, in table
+// order: the only services that may call it. The gateway, which forwards
+// the public API, is a caller of every service it routes to.
+func Callers(name string) []string {
+	var out []string
+	for _, s := range services {
+		if slices.Contains(s.Upstreams, name) {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
 // Lookup returns the named service.
 func Lookup(name string) (Service, bool) {
 	for _, s := range services {

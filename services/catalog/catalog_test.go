@@ -219,3 +219,21 @@ func TestStreamReplicasFollowTheBroker(t *testing.T) {
 		}
 	}
 }
+
+func TestCallersAreTheReverseOfUpstreams(t *testing.T) {
+	for _, tt := range []struct {
+		service string
+		want    []string
+	}{
+		{"payment", []string{catalog.Gateway, "order"}},
+		{"product", []string{catalog.Gateway, "order"}},
+		{"account", []string{catalog.Gateway, "content", "playback"}},
+		{"content", []string{catalog.Gateway, "playback"}},
+		{"order", []string{catalog.Gateway}},
+		{catalog.Gateway, nil},
+	} {
+		if got := catalog.Callers(tt.service); !slices.Equal(got, tt.want) {
+			t.Errorf("Callers(%s) = %v, want %v", tt.service, got, tt.want)
+		}
+	}
+}

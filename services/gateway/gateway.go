@@ -1,20 +1,24 @@
-// Package gateway is the platform's front door: it routes
-// /api/<service>/<path> to <SERVICE>_URL/<path>, verifies bearer tokens
-// except on the public routes, limits each client's rate, guards every
-// upstream with a circuit breaker and timeouts, and streams responses
-// through without buffering them.
+// Package gateway is the platform's front door. It routes exactly the
+// public API the catalog declares (catalog.Routes), each route to its
+// service, and answers anything else 404 unknown_route. On every route it
+// enforces the route's audience (public: no token; customer: a valid token;
+// admin: a token with the admin role, else 403), limits each caller's rate
+// (by user when a valid token comes with the call, by client address
+// otherwise), guards every upstream with a circuit breaker and timeouts,
+// and streams responses through without buffering them.
 package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -22,55 +26,62 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
 
+	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
-// Route is a method and a gateway path.
-type Route struct{ Method, Path string }
-
-// PublicRoutes are let through without a token. Add a service's sign-up and
-// login here.
-var PublicRoutes = []Route{
-	{http.MethodPost, "/api/user/users"},
-	{http.MethodPost, "/api/user/login"},
-	{http.MethodPost, "/api/account/accounts"},
-	{http.MethodPost, "/api/account/login"},
-}
-
 // Error codes.
 const (
-	CodeUnknownService = "unknown_service"
-	CodeUpstreamDown   = "upstream_unavailable"
-	CodeUpstreamSlow   = "upstream_timeout"
+	CodeUnknownRoute = "unknown_route"
+	CodeUpstreamDown = "upstream_unavailable"
+	CodeUpstreamSlow = "upstream_timeout"
 )
+
+// Upstream is where a service is reached: its API, and its ops port, where
+// the gateway asks for its readiness.
+type Upstream struct {
+	API, Ops *url.URL
+}
 
 // Options tune the gateway; zero values take the defaults.
 type Options struct {
 	Timeout         time.Duration // response-header timeout per upstream call; default 15s
 	BreakerFailures uint32        // consecutive failures that open a breaker; default 5
 	BreakerOpenFor  time.Duration // default 10s
-	RPS             float64       // per-client sustained rate; default 100
-	Burst           int           // per-client burst; default 200
-	Transport       *http.Transport
+	RPS             float64       // per-caller sustained rate; default 100
+	Burst           int           // per-caller burst; default 200
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	Transport      *http.Transport
 }
 
 type upstream struct {
 	name  string
 	base  *url.URL
+	ops   *url.URL
 	proxy *httputil.ReverseProxy
 	cb    *gobreaker.TwoStepCircuitBreaker[struct{}]
 }
 
-// Gateway is the routing and policy logic, an http.Handler for /api/.
+// Gateway is the routing and policy logic. Register puts its routes on a
+// mux.
 type Gateway struct {
 	upstreams map[string]*upstream
 	tokens    kit.Verifier
 	limiter   *Limiter
+	clients   clientAddr
 	health    *http.Client
+	// routes are the routes it serves: the catalog's, less those of
+	// services it has no upstream for.
+	routes  []catalog.Route
+	openAPI []byte
+	// own are the handlers of the gateway's own routes, by pattern.
+	own map[string]http.HandlerFunc
 }
 
-// New builds a gateway for the given upstreams.
-func NewGateway(upstreams map[string]*url.URL, tokens kit.Verifier, m *kit.Metrics, o Options) (*Gateway, error) {
+// NewGateway builds a gateway for the given upstreams, by service name. A
+// service without one (disabled on this platform) has no routes here.
+func NewGateway(upstreams map[string]Upstream, tokens kit.Verifier, m *kit.Metrics, o Options) (*Gateway, error) {
 	if tokens == nil || m == nil {
 		return nil, errors.New("gateway: needs a token verifier and metrics")
 	}
@@ -96,9 +107,17 @@ func NewGateway(upstreams map[string]*url.URL, tokens kit.Verifier, m *kit.Metri
 		tr.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	}
 	g := &Gateway{upstreams: map[string]*upstream{}, tokens: tokens, limiter: NewLimiter(rate.Limit(o.RPS), o.Burst),
-		health: &http.Client{Transport: tr, Timeout: 2 * time.Second}}
-	for name, base := range upstreams {
-		up := &upstream{name: name, base: base,
+		clients: clientAddr{trusted: o.TrustedProxies},
+		health:  &http.Client{Transport: tr, Timeout: 2 * time.Second}}
+	gw, _ := catalog.Lookup(catalog.Gateway)
+	for name, u := range upstreams {
+		if !slices.Contains(gw.Upstreams, name) {
+			return nil, fmt.Errorf("gateway: %q is not an upstream of the gateway in the catalog", name)
+		}
+		if u.API == nil || u.Ops == nil {
+			return nil, fmt.Errorf("gateway: %s needs both its API and its ops URL", name)
+		}
+		up := &upstream{name: name, base: u.API, ops: u.Ops,
 			cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](kit.BreakerSettings(name, o.BreakerFailures, o.BreakerOpenFor, m))}
 		m.BreakerState.WithLabelValues(name).Set(0)
 		up.proxy = &httputil.ReverseProxy{
@@ -112,7 +131,101 @@ func NewGateway(upstreams map[string]*url.URL, tokens kit.Verifier, m *kit.Metri
 		}
 		g.upstreams[name] = up
 	}
+	g.own = map[string]http.HandlerFunc{
+		"GET /health":           g.serveHealth,
+		"GET /api/openapi.json": g.serveOpenAPI,
+	}
+	for _, rt := range catalog.Routes() {
+		if rt.Own() && g.own[rt.Pattern()] == nil {
+			return nil, fmt.Errorf("gateway: the catalog declares %s, which the gateway does not serve", rt.Pattern())
+		}
+		if _, ok := g.upstreams[rt.Service]; ok || rt.Own() {
+			g.routes = append(g.routes, rt)
+		}
+	}
+	doc, err := json.Marshal(OpenAPI(g.routes))
+	if err != nil {
+		return nil, err
+	}
+	g.openAPI = doc
 	return g, nil
+}
+
+// Register puts one handler per route of the table on mux, each enforcing
+// its route's audience, and answers every other request, known paths with
+// an undeclared method included, 404 unknown_route. A route of a service
+// this gateway has no upstream for is unknown too: on a platform without
+// that workload the route does not exist, and a 503 would invite retries
+// that can never succeed.
+func (g *Gateway) Register(mux *http.ServeMux) {
+	for _, rt := range g.routes {
+		var h http.Handler = g.own[rt.Pattern()]
+		if !rt.Own() {
+			h = g.upstreams[rt.Service]
+		}
+		mux.Handle(rt.Pattern(), g.guard(rt, h))
+	}
+	mux.HandleFunc("/", unknownRoute)
+}
+
+func unknownRoute(w http.ResponseWriter, r *http.Request) {
+	kit.WriteError(w, r, kit.Errorf(http.StatusNotFound, CodeUnknownRoute, "no route %s %s", r.Method, r.URL.Path))
+}
+
+// guard lets a call through to h when its route's audience admits the
+// caller and the caller's rate allows it.
+func (g *Gateway) guard(rt catalog.Route, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A GET pattern also matches HEAD, which the table does not declare.
+		if r.Method != rt.Method {
+			unknownRoute(w, r)
+			return
+		}
+		claims, authErr := g.authenticate(r)
+		client := g.clients.of(r)
+		r = r.WithContext(context.WithValue(r.Context(), clientKey{}, client))
+		key := "addr:" + limitKey(client)
+		if claims != nil {
+			key = "user:" + claims.Subject
+		}
+		if !g.limiter.Allow(key) {
+			w.Header().Set("Retry-After", "1")
+			kit.WriteError(w, r, kit.Errorf(http.StatusTooManyRequests, kit.CodeRateLimited, "rate limit exceeded; slow down"))
+			return
+		}
+		if err := admit(rt.Audience, claims, authErr); err != nil {
+			kit.WriteError(w, r, err)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// authenticate verifies the call's bearer token, if it carries one.
+func (g *Gateway) authenticate(r *http.Request) (*kit.Claims, error) {
+	if _, ok := kit.BearerToken(r); !ok {
+		return nil, kit.Unauthenticated("missing bearer token")
+	}
+	return kit.Authenticate(g.tokens, r)
+}
+
+// admit decides whether an audience admits a caller: a public route admits
+// anyone, even with a bad token (the token is then ignored); the others need
+// a valid one, and an admin route the admin role.
+func admit(a catalog.Audience, c *kit.Claims, authErr error) error {
+	switch {
+	case a == catalog.Public:
+		return nil
+	case c == nil:
+		return authErr
+	case a == catalog.Customer:
+		return nil
+	case a == catalog.Admin && c.IsAdmin():
+		return nil
+	case a == catalog.Admin:
+		return kit.Forbidden("this route is for platform staff")
+	}
+	return kit.Forbidden("route audience %q admits nobody", a)
 }
 
 type breakerDone struct{}
@@ -125,17 +238,41 @@ type reporter struct {
 
 func (r *reporter) report(err error) { r.once.Do(func() { r.done(err) }) }
 
+// ServeHTTP forwards a routed call to the upstream through its breaker.
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	done, err := u.cb.Allow()
+	if err != nil {
+		kit.WriteError(w, r, kit.Errorf(http.StatusServiceUnavailable, CodeUpstreamDown, "%s is unavailable (circuit open)", u.name))
+		return
+	}
+	rep := &reporter{done: done}
+	defer rep.report(nil)
+	u.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), breakerDone{}, rep)))
+}
+
+// rewrite sends /api/<service><path> to <base><path>. The path keeps its
+// escaping: "/api/content/videos/x%2Faccess" reaches content as the one
+// segment "x%2Faccess" of /videos/{id}, never as /videos/x/access.
 func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
-	rest := pr.In.PathValue("path")
+	prefix := "/api/" + u.name
+	base := strings.TrimSuffix(u.base.Path, "/")
 	pr.Out.URL.Scheme, pr.Out.URL.Host = u.base.Scheme, u.base.Host
-	pr.Out.URL.Path = strings.TrimSuffix(u.base.Path, "/") + "/" + rest
-	pr.Out.URL.RawPath = ""
+	pr.Out.URL.Path = base + strings.TrimPrefix(pr.In.URL.Path, prefix)
+	pr.Out.URL.RawPath = base + strings.TrimPrefix(pr.In.URL.EscapedPath(), prefix)
 	pr.Out.Host = u.base.Host
 	pr.SetXForwarded()
+	// One hop: the client's address as the gateway resolved it, through
+	// the trusted proxies only.
+	if client, ok := pr.In.Context().Value(clientKey{}).(string); ok {
+		pr.Out.Header.Set("X-Forwarded-For", client)
+	}
 	pr.Out.Header.Set(kit.HeaderRequestID, kit.RequestID(pr.In.Context()))
 }
 
 func (u *upstream) modifyResponse(resp *http.Response) error {
+	// The gateway's middleware has set the request id already, the same
+	// one the upstream echoes: keep one.
+	resp.Header.Del(kit.HeaderRequestID)
 	if r, ok := resp.Request.Context().Value(breakerDone{}).(*reporter); ok {
 		// The upstream answered: only a gateway-level failure counts. A 503
 		// from order because payment is down must not open order's breaker.
@@ -164,140 +301,5 @@ func (u *upstream) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 		kit.WriteError(w, r, kit.Errorf(http.StatusGatewayTimeout, CodeUpstreamSlow, "%s did not answer in time", u.name))
 	default:
 		kit.WriteError(w, r, kit.Errorf(http.StatusServiceUnavailable, CodeUpstreamDown, "%s is unavailable", u.name))
-	}
-}
-
-func isPublic(method, path string) bool {
-	return slices.Contains(PublicRoutes, Route{method, path})
-}
-
-// ServeHTTP handles /api/{service}/{path...}.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("service")
-	up, ok := g.upstreams[name]
-	if !ok {
-		kit.WriteError(w, r, kit.Errorf(http.StatusNotFound, CodeUnknownService, "no service %q behind this gateway", name))
-		return
-	}
-	client := clientIP(r)
-	if !isPublic(r.Method, r.URL.Path) {
-		c, err := kit.Authenticate(g.tokens, r)
-		if err != nil {
-			kit.WriteError(w, r, err)
-			return
-		}
-		client = "sub:" + c.Subject
-	}
-	if !g.limiter.Allow(client) {
-		w.Header().Set("Retry-After", "1")
-		kit.WriteError(w, r, kit.Errorf(http.StatusTooManyRequests, kit.CodeRateLimited, "rate limit exceeded; slow down"))
-		return
-	}
-	done, err := up.cb.Allow()
-	if err != nil {
-		kit.WriteError(w, r, kit.Errorf(http.StatusServiceUnavailable, CodeUpstreamDown, "%s is unavailable (circuit open)", name))
-		return
-	}
-	rep := &reporter{done: done}
-	defer rep.report(nil)
-	up.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), breakerDone{}, rep)))
-}
-
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// UpstreamHealth is one upstream's line in GET /health.
-type UpstreamHealth struct {
-	Ready  bool   `json:"ready"`
-	Status int    `json:"status,omitempty"`
-	Error  string `json:"error,omitempty"`
-}
-
-// Health is the answer of GET /health.
-type Health struct {
-	Status   string                    `json:"status"`
-	Services map[string]UpstreamHealth `json:"services"`
-}
-
-// Health asks every upstream's /readyz concurrently.
-func (g *Gateway) Health(ctx context.Context) Health {
-	h := Health{Status: "ok", Services: map[string]UpstreamHealth{}}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	names := make([]string, 0, len(g.upstreams))
-	for n := range g.upstreams {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		up := g.upstreams[n]
-		wg.Go(func() {
-			uh := UpstreamHealth{}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, up.base.JoinPath("readyz").String(), nil)
-			resp, err := g.health.Do(req)
-			if err != nil {
-				uh.Error = err.Error()
-			} else {
-				resp.Body.Close()
-				uh.Status, uh.Ready = resp.StatusCode, resp.StatusCode == http.StatusOK
-			}
-			mu.Lock()
-			h.Services[n] = uh
-			if !uh.Ready {
-				h.Status = "degraded"
-			}
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	return h
-}
-
-// Limiter is a token bucket per client key.
-type Limiter struct {
-	r     rate.Limit
-	burst int
-	mu    sync.Mutex
-	m     map[string]*limiterEntry
-}
-
-type limiterEntry struct {
-	lim  *rate.Limiter
-	seen time.Time
-}
-
-// NewLimiter allows r requests per second per client, with burst.
-func NewLimiter(r rate.Limit, burst int) *Limiter {
-	return &Limiter{r: r, burst: burst, m: map[string]*limiterEntry{}}
-}
-
-// Allow takes one token from key's bucket.
-func (l *Limiter) Allow(key string) bool {
-	now := time.Now()
-	l.mu.Lock()
-	e, ok := l.m[key]
-	if !ok {
-		e = &limiterEntry{lim: rate.NewLimiter(l.r, l.burst)}
-		l.m[key] = e
-	}
-	e.seen = now
-	l.mu.Unlock()
-	return e.lim.AllowN(now, 1)
-}
-
-// Forget drops buckets idle for longer than idle, bounding memory.
-func (l *Limiter) Forget(idle time.Duration) {
-	cut := time.Now().Add(-idle)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for k, e := range l.m {
-		if e.seen.Before(cut) {
-			delete(l.m, k)
-		}
 	}
 }

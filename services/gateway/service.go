@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -14,8 +17,9 @@ var Definition = kit.Definition{Name: "gateway", Needs: kit.Needs{Auth: true}, N
 type service struct{ g *Gateway }
 
 // New builds the gateway from its config: the upstreams whose URL is set,
-// and the optional GATEWAY_TIMEOUT, BREAKER_FAILURES, BREAKER_OPEN_FOR,
-// RATE_LIMIT_RPS and RATE_LIMIT_BURST.
+// each with its <UPSTREAM>_OPS_URL, TRUSTED_PROXY_CIDRS, and the optional
+// GATEWAY_TIMEOUT, BREAKER_FAILURES, BREAKER_OPEN_FOR, RATE_LIMIT_RPS and
+// RATE_LIMIT_BURST.
 func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	c := d.Config
 	var o Options
@@ -39,16 +43,36 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if o.Burst, err = c.Int("RATE_LIMIT_BURST", 2*rps); err != nil {
 		return nil, err
 	}
-	g, err := NewGateway(c.Upstreams, d.Tokens, d.Metrics, o)
+	if o.TrustedProxies, err = ParseCIDRs(c.String(catalog.EnvTrustedProxyCIDRs)); err != nil {
+		return nil, fmt.Errorf("%s=%q: want comma-separated CIDRs like 10.0.0.0/8: %v", catalog.EnvTrustedProxyCIDRs, c.String(catalog.EnvTrustedProxyCIDRs), err)
+	}
+	ups := map[string]Upstream{}
+	for name, api := range c.Upstreams {
+		env := catalog.EnvOpsURL(name)
+		v := c.String(env)
+		if v == "" {
+			return nil, fmt.Errorf("%s is required with %s", env, catalog.EnvURL(name))
+		}
+		ops, err := url.Parse(v)
+		if err != nil || (ops.Scheme != "http" && ops.Scheme != "https") || ops.Host == "" {
+			return nil, fmt.Errorf("%s=%q: want an absolute http(s) URL", env, v)
+		}
+		ups[name] = Upstream{API: api, Ops: ops}
+	}
+	g, err := NewGateway(ups, d.Tokens, d.Metrics, o)
 	if err != nil {
 		return nil, err
 	}
 	return &service{g: g}, nil
 }
 
-func (s *service) Routes(mux *http.ServeMux) {
-	mux.Handle("/api/{service}/{path...}", s.g)
-	mux.HandleFunc("GET /health", s.health)
+// Routes serves the route table, and nothing else.
+func (s *service) Routes(mux *http.ServeMux) { s.g.Register(mux) }
+
+// OpsRoutes serves the health detail on the ops port, which nothing
+// routes publicly.
+func (s *service) OpsRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /health/detail", s.g.serveHealthDetail)
 }
 
 // Run forgets idle rate-limit buckets until ctx ends.

@@ -29,6 +29,9 @@ var OSEnv Getenv = os.Getenv
 type Config struct {
 	Service  catalog.Service
 	HTTPAddr string
+	// OpsAddr serves /healthz, /readyz, /metrics and the service's ops
+	// routes, never its API.
+	OpsAddr string
 	// NATS is empty for services with no streams and no buckets (the gateway).
 	NATSURL, NATSUser, NATSPassword string
 	// BrokerReplicas is the broker's server count (BROKER_REPLICAS, default
@@ -81,17 +84,14 @@ func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
 	}
 	c := Config{Service: svc, Env: env, Upstreams: map[string]*url.URL{}}
 
-	c.HTTPAddr = strings.TrimSpace(env(catalog.EnvHTTPAddr))
-	if c.HTTPAddr == "" {
-		c.HTTPAddr = fmt.Sprintf(":%d", catalog.HTTPPort)
+	var err error
+	if c.HTTPAddr, err = listenAddr(env, catalog.EnvHTTPAddr, catalog.HTTPPort); err != nil {
+		return Config{}, err
 	}
-	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		return Config{}, fmt.Errorf("%s=%q is not host:port: %v", catalog.EnvHTTPAddr, c.HTTPAddr, err)
-	} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return Config{}, fmt.Errorf("%s=%q has a bad port", catalog.EnvHTTPAddr, c.HTTPAddr)
+	if c.OpsAddr, err = listenAddr(env, catalog.EnvOpsAddr, catalog.OpsPort); err != nil {
+		return Config{}, err
 	}
 
-	var err error
 	if c.ShutdownDrain, err = c.NonNegativeDuration(catalog.EnvShutdownDrain, catalog.DefaultShutdownDrain); err != nil {
 		return Config{}, err
 	}
@@ -158,6 +158,20 @@ func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
 		c.Upstreams[up] = u
 	}
 	return c, nil
+}
+
+// listenAddr reads a host:port to listen on, ":<port>" when unset.
+func listenAddr(env Getenv, name string, port int) (string, error) {
+	addr := strings.TrimSpace(env(name))
+	if addr == "" {
+		return fmt.Sprintf(":%d", port), nil
+	}
+	if _, p, err := net.SplitHostPort(addr); err != nil {
+		return "", fmt.Errorf("%s=%q is not host:port: %v", name, addr, err)
+	} else if _, err := strconv.ParseUint(p, 10, 16); err != nil {
+		return "", fmt.Errorf("%s=%q has a bad port", name, addr)
+	}
+	return addr, nil
 }
 
 func loadTokenKeys(env Getenv) (*KeySet, error) {

@@ -1,5 +1,5 @@
 // Package kit is what every Switchboard microservice shares: configuration
-// from env vars, an HTTP server with /healthz, /readyz and /metrics, JSON
+// from env vars, an API server and an ops server (/healthz, /readyz, /metrics), JSON
 // and error helpers, middleware (request id, slog access log, Prometheus
 // metrics, 1 MiB body limit, JSON 404/405), EdDSA user tokens (a Signer
 // for the issuing services, a KeySet and the shared Revocations for every
@@ -10,7 +10,7 @@
 //
 // A service is a Definition: a name from the catalog, what it needs, and a
 // Constructor. The binary looks definitions up in services/registry and
-// hands them to Run, which serves /healthz at once, connects to NATS,
+// hands them to Run, which serves the ops port's /healthz at once, connects to NATS,
 // creates the service's streams and buckets, builds the service, then
 // reports ready on /readyz. On context cancellation it fails readiness,
 // drains in-flight requests and stops consumers.

@@ -52,6 +52,13 @@ type Service interface {
 	Run(ctx context.Context) error
 }
 
+// OpsRouter is a Service with routes for operators on the ops port, beside
+// /healthz, /readyz and /metrics: detail that nothing routes publicly, such
+// as the gateway's per-upstream health.
+type OpsRouter interface {
+	OpsRoutes(mux *http.ServeMux)
+}
+
 // Constructor builds a service from its dependencies. It must refuse
 // missing dependencies rather than fail later.
 type Constructor func(ctx context.Context, d Deps) (Service, error)
@@ -66,9 +73,11 @@ type Definition struct {
 
 // RunOptions tune Run for tests and dev mode.
 type RunOptions struct {
-	// Listener, if set, is served instead of listening on HTTP_ADDR.
-	Listener net.Listener
-	Log      *slog.Logger
+	// Listener, if set, is served instead of listening on HTTP_ADDR, and
+	// OpsListener instead of listening on OPS_ADDR. Run closes both.
+	Listener    net.Listener
+	OpsListener net.Listener
+	Log         *slog.Logger
 	// ShutdownGrace bounds each step of a stop: handling the messages
 	// consumers already received, then finishing in-flight requests;
 	// default catalog.DefaultShutdownGrace. The drain before them is
@@ -78,10 +87,12 @@ type RunOptions struct {
 	OnReady func(addr string)
 }
 
-// Run serves def until ctx ends, then stops in order (see shutdown).
-// /healthz answers from the first moment; /readyz only once NATS, streams
-// and buckets are reachable and the service is built. Other routes answer
-// 503 until then.
+// Run serves def until ctx ends, then stops in order (see shutdown). The
+// API listener serves the service's routes only; the ops listener serves
+// /healthz, /readyz and /metrics, and the service's OpsRoutes. /healthz
+// answers from the first moment; /readyz only once NATS, streams and
+// buckets are reachable and the service is built. Other routes answer 503
+// until then.
 func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	log := o.Log
 	if log == nil {
@@ -93,16 +104,14 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	}
 	m := NewMetrics(def.Name)
 
-	ln := o.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			return fmt.Errorf("%s: %w", catalog.EnvHTTPAddr, err)
-		}
+	ln, opsLn, err := listen(cfg, o)
+	if err != nil {
+		return err
 	}
 
 	var (
 		app     atomic.Pointer[http.Handler]
+		opsApp  atomic.Pointer[http.Handler]
 		bus     atomic.Pointer[Bus]
 		revoked atomic.Pointer[Revocations]
 		stopped atomic.Bool
@@ -112,12 +121,13 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		WriteError(w, r, Unavailable("%s is starting", def.Name))
 	}))
 	app.Store(&starting)
+	opsApp.Store(&starting)
 
-	root := http.NewServeMux()
-	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	ops := http.NewServeMux()
+	ops.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	root.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	ops.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		err := ready(r.Context(), stopped.Load(), built.Load(), bus.Load(), NeedsNATS(cfg.Service), revoked.Load())
 		if err != nil {
 			WriteError(w, r, Unavailable("not ready: %v", err))
@@ -125,20 +135,26 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		}
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	root.Handle("GET /metrics", m.Handler())
-	root.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*app.Load()).ServeHTTP(w, r) }))
+	ops.Handle("GET /metrics", m.Handler())
+	ops.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*opsApp.Load()).ServeHTTP(w, r) }))
 
-	srv := &http.Server{
-		Handler:           root,
-		ReadHeaderTimeout: 10 * time.Second,
-		// Streaming answers extend both as they flush (see recorder.Flush).
-		ReadTimeout:  cfg.ReadTimeout,
-		WriteTimeout: cfg.WriteTimeout,
-		IdleTimeout:  120 * time.Second,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			// Streaming answers extend both as they flush (see
+			// recorder.Flush).
+			ReadTimeout:  cfg.ReadTimeout,
+			WriteTimeout: cfg.WriteTimeout,
+			IdleTimeout:  120 * time.Second,
+			ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
 	}
-	serveErr := make(chan error, 1)
+	srv := newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*app.Load()).ServeHTTP(w, r) }))
+	opsSrv := newServer(ops)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- opsSrv.Serve(opsLn) }()
 
 	// The service's context outlives ctx: shutdown cancels it only once
 	// consumers and requests are done with it.
@@ -157,19 +173,22 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		if d.Revocations != nil {
 			revoked.Store(d.Revocations)
 		}
-		mux := http.NewServeMux()
+		mux, opsMux := http.NewServeMux(), http.NewServeMux()
 		svc.Routes(mux)
-		h := Middleware(log, m, mux)
+		if or, ok := svc.(OpsRouter); ok {
+			or.OpsRoutes(opsMux)
+		}
+		h, oh := Middleware(log, m, mux), Middleware(log, m, opsMux)
 		app.Store(&h)
+		opsApp.Store(&oh)
 		built.Store(true)
-		log.Info("serving", "addr", ln.Addr().String())
+		log.Info("serving", "addr", ln.Addr().String(), "ops", opsLn.Addr().String())
 		if o.OnReady != nil {
 			o.OnReady(ln.Addr().String())
 		}
 		svcErr <- svc.Run(runCtx)
 	}()
 
-	var err error
 	svcDone := false
 	select {
 	case <-ctx.Done():
@@ -186,8 +205,10 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		wasReady: built.Load(),
 		grace:    o.ShutdownGrace,
 		bus:      bus.Load,
-		servers:  []*http.Server{srv},
-		cancel:   cancelRun,
+		// The ops port closes last, so probes see readiness fail until
+		// the API has finished.
+		servers: []*http.Server{srv, opsSrv},
+		cancel:  cancelRun,
 		svcDone: func() <-chan error {
 			if svcDone {
 				return nil
@@ -199,6 +220,30 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		err = nil
 	}
 	return err
+}
+
+// listen takes the listeners of o, or opens HTTP_ADDR and OPS_ADDR.
+func listen(cfg Config, o RunOptions) (api, ops net.Listener, err error) {
+	api, ops = o.Listener, o.OpsListener
+	if api == nil {
+		if api, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			err = fmt.Errorf("%s: %w", catalog.EnvHTTPAddr, err)
+		}
+	}
+	if err == nil && ops == nil {
+		if ops, err = net.Listen("tcp", cfg.OpsAddr); err != nil {
+			err = fmt.Errorf("%s: %w", catalog.EnvOpsAddr, err)
+		}
+	}
+	if err != nil {
+		for _, ln := range []net.Listener{api, ops} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+		return nil, nil, err
+	}
+	return api, ops, nil
 }
 
 func build(ctx context.Context, def Definition, cfg Config, log *slog.Logger, m *Metrics) (Service, Deps, error) {

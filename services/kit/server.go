@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -92,10 +94,22 @@ func Middleware(log *slog.Logger, m *Metrics, mux *http.ServeMux) http.Handler {
 		}()
 
 		if r.ContentLength > MaxBodyBytes {
+			// Refused before reading a byte of it.
+			refuseBody(rec)
 			WriteError(rec, r, Errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body exceeds %d bytes", MaxBodyBytes))
+			drain(rec, r, r.Body, false)
 			return
 		}
-		r.Body = http.MaxBytesReader(rec, r.Body, MaxBodyBytes)
+		if r.Body != nil && r.Body != http.NoBody {
+			rec.body = &limitedBody{src: r.Body, left: MaxBodyBytes}
+			orig := r.Body
+			r.Body = rec.body
+			defer func() {
+				if rec.body.over.Load() {
+					drain(rec, r, orig, true)
+				}
+			}()
+		}
 
 		if _, pattern := mux.Handler(r); pattern == "" {
 			// ServeMux answers unmatched paths and methods in plain text;
@@ -107,12 +121,81 @@ func Middleware(log *slog.Logger, m *Metrics, mux *http.ServeMux) http.Handler {
 	})
 }
 
+// MaxDrainBytes bounds how much of an oversize body is read and thrown away
+// after its 413. Clients that send their whole body before reading the
+// answer (most do) would otherwise meet a connection closed with their
+// bytes unread, which the kernel turns into a reset: they would see the
+// reset, never the 413.
+const MaxDrainBytes = 8 << 20
+
+// drainTimeout bounds the time a drain may take.
+const drainTimeout = 10 * time.Second
+
+// refuseBody readies the connection for a 413 that leaves the body unread:
+// full duplex, so that the server does not try to consume the body before
+// the answer goes out, and Connection: close, since what is left of the
+// body will not be parsed as a next request.
+func refuseBody(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	w.Header().Set("Connection", "close")
+}
+
+// drain sends the answer written so far, then reads and discards up to
+// MaxDrainBytes of what is left of body, so that the client finishes
+// sending and reads the answer. A client that awaits "100 Continue" and has
+// not been told to go on sends nothing more: there is nothing to drain.
+func drain(w http.ResponseWriter, r *http.Request, body io.Reader, started bool) {
+	if !started && r.Header.Get("Expect") != "" {
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	_ = rc.SetReadDeadline(time.Now().Add(drainTimeout))
+	_, _ = io.CopyN(io.Discard, body, MaxDrainBytes)
+}
+
+// limitedBody is a request body capped at MaxBodyBytes: reading past the cap
+// fails with *http.MaxBytesError, and from then on the response is readied
+// for the 413 (see recorder.WriteHeader) and the rest drained after the
+// handler. Unlike http.MaxBytesReader, Close leaves the connection's body
+// open: the server closes it after the handler, and the drain needs it
+// until then. The reverse proxy reads it from its transport's goroutine,
+// hence the atomic flag.
+type limitedBody struct {
+	src  io.ReadCloser
+	left int64
+	over atomic.Bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, &http.MaxBytesError{Limit: MaxBodyBytes}
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.src.Read(p)
+	if int64(n) <= b.left {
+		b.left -= int64(n)
+		return n, err
+	}
+	n, b.left = int(b.left), -1
+	b.over.Store(true)
+	return n, &http.MaxBytesError{Limit: MaxBodyBytes}
+}
+
+func (b *limitedBody) Close() error { return nil }
+
 // recorder remembers the status for metrics and logs. Unwrap keeps
 // http.ResponseController (flush, deadlines) working for streaming handlers.
 type recorder struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+	body   *limitedBody
 	// The server's timeouts, which a streaming answer extends.
 	readTimeout, writeTimeout time.Duration
 }
@@ -120,6 +203,9 @@ type recorder struct {
 func (r *recorder) WriteHeader(code int) {
 	if !r.wrote {
 		r.status, r.wrote = code, true
+		if r.body != nil && r.body.over.Load() {
+			refuseBody(r.ResponseWriter)
+		}
 	}
 	r.ResponseWriter.WriteHeader(code)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -37,7 +36,8 @@ type stopping struct {
 //  3. consumers stop pulling, and the messages they already hold are
 //     handled, their handlers' context still alive: no delivery is spent
 //     on a handler failing because the service is stopping;
-//  4. the HTTP servers close their listeners and finish in-flight requests;
+//  4. the HTTP servers, in order, close their listeners and finish
+//     in-flight requests;
 //  5. only then is the service's context cancelled, and Service.Run
 //     awaited;
 //  6. the broker connection drains, flushing what was published.
@@ -58,16 +58,12 @@ func shutdown(log *slog.Logger, s stopping) {
 		cancel()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.grace)
-	var wg sync.WaitGroup
 	for _, srv := range s.servers {
-		wg.Go(func() {
-			if err := srv.Shutdown(ctx); err != nil {
-				log.Warn("requests still in flight after the grace period", "err", err)
-				_ = srv.Close()
-			}
-		})
+		if err := srv.Shutdown(ctx); err != nil {
+			log.Warn("requests still in flight after the grace period", "err", err)
+			_ = srv.Close()
+		}
 	}
-	wg.Wait()
 	cancel()
 	s.cancel()
 	if s.svcDone != nil {

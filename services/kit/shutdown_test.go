@@ -39,12 +39,12 @@ func (s testService) Run(ctx context.Context) error {
 	return nil
 }
 
-// started is a service run by start: its URL, the cancel that plays
-// SIGTERM, and Run's return.
+// started is a service run by start: its API and ops URLs, the cancel
+// that plays SIGTERM, and Run's return.
 type started struct {
-	URL    string
-	cancel context.CancelFunc
-	done   chan error
+	URL, OpsURL string
+	cancel      context.CancelFunc
+	done        chan error
 }
 
 // start runs a service named name (its catalog row applies) built by
@@ -55,7 +55,11 @@ func start(t *testing.T, name string, env map[string]string, newSvc func(d kit.D
 	if err != nil {
 		t.Fatal(err)
 	}
-	env = with(env, catalog.EnvHTTPAddr, ln.Addr().String())
+	ops, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env = with(with(env, catalog.EnvHTTPAddr, ln.Addr().String()), catalog.EnvOpsAddr, ops.Addr().String())
 	if _, ok := env[catalog.EnvShutdownDrain]; !ok {
 		env[catalog.EnvShutdownDrain] = "0s"
 	}
@@ -65,15 +69,15 @@ func start(t *testing.T, name string, env map[string]string, newSvc func(d kit.D
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &started{URL: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	s := &started{URL: "http://" + ln.Addr().String(), OpsURL: "http://" + ops.Addr().String(), cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		s.done <- kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, Log: quiet, ShutdownGrace: 5 * time.Second})
+		s.done <- kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, OpsListener: ops, Log: quiet, ShutdownGrace: 5 * time.Second})
 	}()
 	t.Cleanup(func() {
 		cancel()
 		<-s.done
 	})
-	if err := kittest.WaitReady(context.Background(), s.URL, 20*time.Second); err != nil {
+	if err := kittest.WaitReady(context.Background(), s.OpsURL, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -115,6 +119,9 @@ func TestShutdownDrainsBeforeClosing(t *testing.T) {
 				<-release
 				kit.WriteJSON(w, http.StatusOK, map[string]string{"status": "done"})
 			})
+			mux.HandleFunc("GET /fast", func(w http.ResponseWriter, r *http.Request) {
+				kit.WriteJSON(w, http.StatusOK, map[string]string{"status": "done"})
+			})
 		}}
 	})
 
@@ -136,12 +143,22 @@ func TestShutdownDrainsBeforeClosing(t *testing.T) {
 	<-entered
 	s.cancel() // SIGTERM
 
-	status, err := probeUntilNotReady(t, s.URL)
+	status, err := probeUntilNotReady(t, s.OpsURL)
 	if err != nil {
 		t.Fatalf("a readiness probe on a new connection during the drain could not connect: %v", err)
 	}
 	if status != http.StatusServiceUnavailable {
 		t.Fatalf("readiness during the drain answered %d, want 503", status)
+	}
+	// The API takes new connections too: callers that chose this instance
+	// before it left the load balancer are served.
+	resp, err := fresh.Get(s.URL + "/fast")
+	if err != nil {
+		t.Fatalf("a new API connection during the drain: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a request on a new connection during the drain answered %d", resp.StatusCode)
 	}
 	close(release)
 	if a := <-inflight; a.err != nil || a.status != http.StatusOK {
@@ -194,7 +211,7 @@ func TestShutdownSpendsNoDeliveries(t *testing.T) {
 	})
 	<-first // e0 is in its handler and the rest are buffered
 	s.cancel()
-	if _, err := probeUntilNotReady(t, s.URL); err != nil {
+	if _, err := probeUntilNotReady(t, s.OpsURL); err != nil {
 		t.Logf("readiness probe: %v", err)
 	}
 	close(release)

@@ -59,8 +59,9 @@ type Platform struct {
 	Broker     *server.Server
 	NATSURL    string
 	GatewayURL string
-	// URLs maps each service to its base URL.
-	URLs map[string]string
+	// URLs maps each service to its API's base URL, OpsURLs to its ops
+	// port's (/healthz, /readyz, /metrics; the gateway's /health/detail).
+	URLs, OpsURLs map[string]string
 	// TokenKeys verifies the tokens the platform issues; Signer signs them
 	// as user and account do, for tests and benchmarks that need a token
 	// no login gave them.
@@ -74,6 +75,7 @@ type Platform struct {
 	defs    map[string]kit.Definition
 	order   []string
 	addrs   map[string]string
+	opsAddr map[string]string
 	envs    map[string]map[string]string
 	mu      sync.Mutex
 	running map[string]*proc
@@ -120,8 +122,8 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p = &Platform{opts: o, defs: map[string]kit.Definition{}, addrs: map[string]string{}, envs: map[string]map[string]string{},
-		running: map[string]*proc{}, URLs: map[string]string{}}
+	p = &Platform{opts: o, defs: map[string]kit.Definition{}, addrs: map[string]string{}, opsAddr: map[string]string{},
+		envs: map[string]map[string]string{}, running: map[string]*proc{}, URLs: map[string]string{}, OpsURLs: map[string]string{}}
 	// Every error return sets p to nil before this runs: close the platform
 	// being built, not the named result.
 	building := p
@@ -174,9 +176,12 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 	p.NATSURL = p.Broker.ClientURL()
 
 	// Bind every listener first, so each service's env can name the others.
-	lns := map[string]net.Listener{}
+	lns, opsLns := map[string]net.Listener{}, map[string]net.Listener{}
 	defer func() {
 		for _, ln := range lns {
+			ln.Close()
+		}
+		for _, ln := range opsLns {
 			ln.Close()
 		}
 	}()
@@ -190,17 +195,24 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 			return nil, fmt.Errorf("%s: listen %s: %w", d.Name, addr, err)
 		}
 		lns[d.Name] = ln
+		// Ops ports are on loopback only, as they are never routed publicly.
+		ops, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("%s: listen for ops: %w", d.Name, err)
+		}
+		opsLns[d.Name] = ops
 		p.defs[d.Name] = d
 		p.order = append(p.order, d.Name)
-		p.addrs[d.Name] = ln.Addr().String()
-		p.URLs[d.Name] = "http://" + dialable(ln.Addr())
+		p.addrs[d.Name], p.opsAddr[d.Name] = ln.Addr().String(), ops.Addr().String()
+		p.URLs[d.Name], p.OpsURLs[d.Name] = "http://"+dialable(ln.Addr()), "http://"+ops.Addr().String()
 	}
 	p.GatewayURL = p.URLs[catalog.Gateway]
 
 	for _, name := range p.order {
 		svc, _ := catalog.Lookup(name)
 		env := map[string]string{
-			catalog.EnvHTTPAddr: p.addrs[name], catalog.EnvNATSURL: p.NATSURL, catalog.EnvNATSUser: user, catalog.EnvNATSPassword: pass,
+			catalog.EnvHTTPAddr: p.addrs[name], catalog.EnvOpsAddr: p.opsAddr[name],
+			catalog.EnvNATSURL: p.NATSURL, catalog.EnvNATSUser: user, catalog.EnvNATSPassword: pass,
 			// No load balancer to leave: stop without a drain unless
 			// Env asks for one.
 			catalog.EnvShutdownDrain:    "0s",
@@ -218,6 +230,9 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		for _, up := range svc.Upstreams {
 			if u, ok := p.URLs[up]; ok {
 				env[catalog.EnvURL(up)] = u
+				if name == catalog.Gateway {
+					env[catalog.EnvOpsURL(up)] = p.OpsURLs[up]
+				}
 			}
 		}
 		for k, v := range o.Env {
@@ -229,9 +244,10 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		p.envs[name] = env
 	}
 	for _, name := range p.order {
-		ln := lns[name]
+		ln, ops := lns[name], opsLns[name]
 		delete(lns, name)
-		if err := p.start(name, ln); err != nil {
+		delete(opsLns, name)
+		if err := p.start(name, ln, ops); err != nil {
 			return nil, err
 		}
 	}
@@ -256,35 +272,45 @@ func (p *Platform) Services() []string { return append([]string(nil), p.order...
 // Env returns the environment a service was started with.
 func (p *Platform) Env(name string) map[string]string { return p.envs[name] }
 
-func (p *Platform) start(name string, ln net.Listener) error {
+// start runs a service on ln and ops, or, on a restart (nil listeners), on
+// the addresses it had, so the others still reach it.
+func (p *Platform) start(name string, ln, ops net.Listener) error {
 	cfg, err := kit.LoadConfig(name, p.defs[name].Needs, kit.MapEnv(p.envs[name]))
+	if err == nil && ln == nil {
+		ln, err = relisten(p.addrs[name])
+	}
+	if err == nil && ops == nil {
+		ops, err = relisten(p.opsAddr[name])
+	}
 	if err != nil {
-		if ln != nil {
-			ln.Close()
+		for _, l := range []net.Listener{ln, ops} {
+			if l != nil {
+				l.Close()
+			}
 		}
 		return fmt.Errorf("%s: %w", name, err)
-	}
-	if ln == nil {
-		// A restart: take the same address back so the others still reach it.
-		for i := 0; ; i++ {
-			if ln, err = net.Listen("tcp", p.addrs[name]); err == nil {
-				break
-			}
-			if i == 50 {
-				return fmt.Errorf("%s: listen %s: %w", name, p.addrs[name], err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr := &proc{cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		pr.done <- kit.Run(ctx, p.defs[name], cfg, kit.RunOptions{Listener: ln, Log: p.opts.Log, ShutdownGrace: p.opts.ShutdownGrace})
+		pr.done <- kit.Run(ctx, p.defs[name], cfg, kit.RunOptions{Listener: ln, OpsListener: ops, Log: p.opts.Log, ShutdownGrace: p.opts.ShutdownGrace})
 	}()
 	p.mu.Lock()
 	p.running[name] = pr
 	p.mu.Unlock()
 	return nil
+}
+
+// relisten takes an address back after a stop, retrying while the old
+// listener lets go of it.
+func relisten(addr string) (net.Listener, error) {
+	for i := 0; ; i++ {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil || i == 50 {
+			return ln, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Stop stops one service, as a crash or a scale-down would.
@@ -303,10 +329,10 @@ func (p *Platform) Stop(name string) error {
 // Restart starts a stopped service again on its address and waits until it
 // is ready.
 func (p *Platform) Restart(ctx context.Context, name string) error {
-	if err := p.start(name, nil); err != nil {
+	if err := p.start(name, nil, nil); err != nil {
 		return err
 	}
-	return waitReady(ctx, p.URLs[name], 30*time.Second)
+	return waitReady(ctx, p.OpsURLs[name], 30*time.Second)
 }
 
 // WaitReady polls every service's /readyz until all answer 200.
@@ -315,7 +341,7 @@ func (p *Platform) WaitReady(ctx context.Context, within time.Duration) error {
 		p.mu.Lock()
 		pr := p.running[name]
 		p.mu.Unlock()
-		if err := waitReady(ctx, p.URLs[name], within); err != nil {
+		if err := waitReady(ctx, p.OpsURLs[name], within); err != nil {
 			select {
 			case rerr := <-pr.done:
 				return fmt.Errorf("%s stopped: %v", name, rerr)

@@ -53,9 +53,10 @@ func TestRenderedCommercePlatformRuns(t *testing.T) {
 	}
 	bin := buildSwitchboard(t)
 	pf := newPlatform(t, "shop", "e2e", v1alpha1.WorkloadCommerce)
-	gateway := runPlatform(t, bin, pf)
+	gateway, ops := runPlatform(t, bin, pf)
 	driveOrder(t, gateway)
 	driveAdmin(t, gateway, pf, "/api/user/login")
+	checkPorts(t, gateway, ops, 5)
 }
 
 // TestRenderedStreamingPlatformRuns starts the streaming workload once its
@@ -66,9 +67,32 @@ func TestRenderedStreamingPlatformRuns(t *testing.T) {
 	}
 	bin := buildSwitchboard(t)
 	pf := newPlatform(t, "tv", "e2e", v1alpha1.WorkloadStreaming)
-	gateway := runPlatform(t, bin, pf)
+	gateway, ops := runPlatform(t, bin, pf)
 	get(t, gateway+"/health", 200)
 	driveAdmin(t, gateway, pf, "/api/account/login")
+	checkPorts(t, gateway, ops, 5)
+}
+
+// checkPorts: the gateway's API port serves the API and no probe; its ops
+// port asks every upstream's readiness through the rendered ops URLs and
+// Services, and finds them all ready.
+func checkPorts(t *testing.T, gateway, ops string, upstreams int) {
+	t.Helper()
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/health/detail"} {
+		get(t, gateway+path, 404)
+	}
+	res, err := httpClient.Get(ops + "/health/detail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var d struct {
+		Status   string
+		Services map[string]struct{ Ready bool }
+	}
+	if err := json.NewDecoder(res.Body).Decode(&d); err != nil || res.StatusCode != 200 || d.Status != "ok" || len(d.Services) != upstreams {
+		t.Fatalf("the gateway's /health/detail: %d %+v %v, want %d upstreams ready", res.StatusCode, d, err, upstreams)
+	}
 }
 
 // rendered is one render of a Platform, indexed.
@@ -125,22 +149,36 @@ func newPlatform(t *testing.T, name, ns string, w v1alpha1.Workload) *rendered {
 type process struct {
 	name string
 	dep  *appsv1.Deployment
-	// port is the loopback port standing in for the container port "http".
-	port int
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
+	// port and opsPort are the loopback ports standing in for the
+	// container ports "http" and "ops".
+	port, opsPort int
+	cmd           *exec.Cmd
+	log           string
+	done          chan struct{}
+}
+
+// loopbackPort is the loopback port standing in for a container port name.
+func (p *process) loopbackPort(t *testing.T, name string) int {
+	t.Helper()
+	switch name {
+	case render.PortNameHTTP:
+		return p.port
+	case render.PortNameOps:
+		return p.opsPort
+	}
+	t.Fatalf("%s: no loopback port for container port %q", p.name, name)
+	return 0
 }
 
 // runPlatform starts the broker and every Deployment's container, waits for
-// their probes, and returns the gateway's base URL.
-func runPlatform(t *testing.T, bin string, r *rendered) string {
+// their probes, and returns the gateway's API and ops base URLs.
+func runPlatform(t *testing.T, bin string, r *rendered) (string, string) {
 	t.Helper()
 	natsURL, monitorAddr := startBroker(t, r)
 
 	procs := map[string]*process{} // by Deployment name
 	for _, d := range r.deployments {
-		procs[d.Name] = &process{name: d.Name, dep: d, port: freePort(t), done: make(chan struct{})}
+		procs[d.Name] = &process{name: d.Name, dep: d, port: freePort(t), opsPort: freePort(t), done: make(chan struct{})}
 	}
 	// In-cluster host:port → loopback host:port, through the Services, as
 	// cluster DNS and kube-proxy would route it.
@@ -162,7 +200,7 @@ func runPlatform(t *testing.T, bin string, r *rendered) string {
 			if containerPort(t, p.dep, sp.TargetPort.String()) == 0 {
 				t.Fatalf("Service %s targets port %q, which container %s does not declare", s.Name, sp.TargetPort.String(), p.name)
 			}
-			routes[fmt.Sprintf("%s.%s.svc.%s:%d", s.Name, s.Namespace, render.ClusterDomain, sp.Port)] = fmt.Sprintf("127.0.0.1:%d", p.port)
+			routes[fmt.Sprintf("%s.%s.svc.%s:%d", s.Name, s.Namespace, render.ClusterDomain, sp.Port)] = fmt.Sprintf("127.0.0.1:%d", p.loopbackPort(t, sp.TargetPort.String()))
 		}
 	}
 
@@ -204,7 +242,7 @@ func runPlatform(t *testing.T, bin string, r *rendered) string {
 			if port == 0 {
 				t.Fatalf("%s: %s probe on port %q, which the container does not declare", d.Name, pr.kind, h.Port.String())
 			}
-			u := fmt.Sprintf("%s://127.0.0.1:%d%s", strings.ToLower(string(h.Scheme)), p.port, h.Path)
+			u := fmt.Sprintf("%s://127.0.0.1:%d%s", strings.ToLower(string(h.Scheme)), p.loopbackPort(t, h.Port.String()), h.Path)
 			waitFor(t, p, 60*time.Second, fmt.Sprintf("%s probe %s", pr.kind, h.Path), func() error {
 				return status(u, 200)
 			})
@@ -224,7 +262,7 @@ func runPlatform(t *testing.T, bin string, r *rendered) string {
 	if conns := sample(t, metrics, "switchboard_nats_connections"); conns < 1 {
 		t.Errorf("the broker's metrics sidecar reports %v connections with every service ready", conns)
 	}
-	return fmt.Sprintf("http://127.0.0.1:%d", gw.port)
+	return fmt.Sprintf("http://127.0.0.1:%d", gw.port), fmt.Sprintf("http://127.0.0.1:%d", gw.opsPort)
 }
 
 // runBrokerMetrics runs the broker pod's metrics sidecar with its command
@@ -374,8 +412,8 @@ func backing(t *testing.T, r *rendered, s *corev1.Service, procs map[string]*pro
 }
 
 // resolveEnv turns a container's env into the process env: secretKeyRef
-// and configMapKeyRef read from the rendered objects, in-cluster URLs routed to loopback,
-// HTTP_ADDR bound to the process's loopback port.
+// and configMapKeyRef read from the rendered objects, in-cluster URLs routed
+// to loopback, HTTP_ADDR and OPS_ADDR bound to the process's loopback ports.
 func resolveEnv(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Container, p *process, routes map[string]string) []string {
 	t.Helper()
 	var env []string
@@ -393,15 +431,16 @@ func resolveEnv(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Conta
 			v = cm.Data[ref.Key]
 		case e.ValueFrom != nil:
 			t.Fatalf("%s: env %s uses a source this test cannot resolve: %+v", d.Name, e.Name, e.ValueFrom)
-		case e.Name == "HTTP_ADDR":
+		case e.Name == catalog.EnvHTTPAddr || e.Name == catalog.EnvOpsAddr:
+			name := map[string]string{catalog.EnvHTTPAddr: render.PortNameHTTP, catalog.EnvOpsAddr: render.PortNameOps}[e.Name]
 			_, port, err := net.SplitHostPort(v)
 			if err != nil {
-				t.Fatalf("%s: HTTP_ADDR=%q: %v", d.Name, v, err)
+				t.Fatalf("%s: %s=%q: %v", d.Name, e.Name, v, err)
 			}
-			if n, _ := strconv.Atoi(port); int32(n) != containerPort(t, d, render.PortNameHTTP) {
-				t.Fatalf("%s: HTTP_ADDR=%q, but container port %q is %d", d.Name, v, render.PortNameHTTP, containerPort(t, d, render.PortNameHTTP))
+			if n, _ := strconv.Atoi(port); int32(n) != containerPort(t, d, name) {
+				t.Fatalf("%s: %s=%q, but container port %q is %d", d.Name, e.Name, v, name, containerPort(t, d, name))
 			}
-			v = fmt.Sprintf("127.0.0.1:%d", p.port)
+			v = fmt.Sprintf("127.0.0.1:%d", p.loopbackPort(t, name))
 		case strings.Contains(v, ".svc."+render.ClusterDomain):
 			v = routeURL(t, d.Name, e.Name, v, routes)
 		}

@@ -98,7 +98,7 @@ func TestHelmTemplateIsAccepted(t *testing.T) {
 			t.Errorf("kinds %v, want a ServiceMonitor and two PodMonitors (services, broker)", k)
 		}
 		// Each PodMonitor scrapes a port its pods declare: the services'
-		// http, the broker sidecar's metrics (internal/render).
+		// ops, the broker sidecar's metrics (internal/render).
 		ports := map[string]string{}
 		for _, pm := range find(objs, "PodMonitor") {
 			eps, _, _ := unstructured.NestedSlice(pm.Object, "spec", "podMetricsEndpoints")
@@ -107,7 +107,7 @@ func TestHelmTemplateIsAccepted(t *testing.T) {
 				ports[component] += ep.(map[string]any)["port"].(string)
 			}
 		}
-		if want := map[string]string{"": render.PortNameHTTP, render.ComponentBroker: render.PortNameMetrics}; !maps.Equal(ports, want) {
+		if want := map[string]string{"": render.PortNameOps, render.ComponentBroker: render.PortNameMetrics}; !maps.Equal(ports, want) {
 			t.Errorf("PodMonitor ports by selected component %v, want %v", ports, want)
 		}
 	})

@@ -72,10 +72,12 @@ func (b *Broker) Env() map[string]string {
 
 // Running is a service started by Serve.
 type Running struct {
-	URL  string
-	stop context.CancelFunc
-	done chan struct{} // closed when the service has returned
-	err  error         // what it returned; read after done
+	// URL is the API's base URL; OpsURL serves /healthz, /readyz and
+	// /metrics.
+	URL, OpsURL string
+	stop        context.CancelFunc
+	done        chan struct{} // closed when the service has returned
+	err         error         // what it returned; read after done
 }
 
 // Stop ends the service and waits for it. It may be called any number of
@@ -86,17 +88,21 @@ func (r *Running) Stop() error {
 	return r.err
 }
 
-// Serve runs def on a loopback port with env (HTTP_ADDR is filled in, and
-// SHUTDOWN_DRAIN is 0s unless env sets it) and waits until /readyz answers
-// 200. The service stops at the end of the test.
+// Serve runs def on loopback ports with env (HTTP_ADDR and OPS_ADDR are
+// filled in, and SHUTDOWN_DRAIN is 0s unless env sets it) and waits until
+// /readyz answers 200. The service stops at the end of the test.
 func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ops, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	// No drain by default: a test's service has no load balancer to leave.
-	e := map[string]string{catalog.EnvHTTPAddr: ln.Addr().String(), catalog.EnvShutdownDrain: "0s"}
+	e := map[string]string{catalog.EnvHTTPAddr: ln.Addr().String(), catalog.EnvOpsAddr: ops.Addr().String(), catalog.EnvShutdownDrain: "0s"}
 	for k, v := range env {
 		e[k] = v
 	}
@@ -105,23 +111,24 @@ func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Running{URL: "http://" + ln.Addr().String(), stop: cancel, done: make(chan struct{})}
+	r := &Running{URL: "http://" + ln.Addr().String(), OpsURL: "http://" + ops.Addr().String(), stop: cancel, done: make(chan struct{})}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	go func() {
-		r.err = kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, Log: log, ShutdownGrace: 2 * time.Second})
+		r.err = kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, OpsListener: ops, Log: log, ShutdownGrace: 2 * time.Second})
 		close(r.done)
 	}()
 	t.Cleanup(func() { _ = r.Stop() })
-	if err := WaitReady(ctx, r.URL, 20*time.Second); err != nil {
+	if err := WaitReady(ctx, r.OpsURL, 20*time.Second); err != nil {
 		t.Fatalf("%s: %v (run: %v)", def.Name, err, r.Stop())
 	}
 	return r
 }
 
-// WaitReady polls url/readyz until it answers 200 or the deadline passes.
+// WaitReady polls /readyz on an ops base URL until it answers 200 or the
+// deadline passes.
 func WaitReady(ctx context.Context, url string, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()

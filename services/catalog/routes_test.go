@@ -1,0 +1,129 @@
+package catalog_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+)
+
+func TestRoutesAreWellFormed(t *testing.T) {
+	gw, _ := catalog.Lookup(catalog.Gateway)
+	ids := map[string]string{}
+	for _, r := range catalog.Routes() {
+		t.Run(r.Pattern(), func(t *testing.T) {
+			if !slices.Contains([]string{"GET", "POST", "PUT", "PATCH", "DELETE"}, r.Method) {
+				t.Errorf("method %q", r.Method)
+			}
+			if !slices.Contains(catalog.Audiences, r.Audience) {
+				t.Errorf("audience %q", r.Audience)
+			}
+			if r.Summary == "" || r.Status < 200 || r.Status > 299 {
+				t.Errorf("summary %q, status %d: both are needed", r.Summary, r.Status)
+			}
+			if r.Body && r.Method == http.MethodGet {
+				t.Error("a GET with a body")
+			}
+			if !r.Own() {
+				if !slices.Contains(gw.Upstreams, r.Service) {
+					t.Errorf("service %q is not an upstream of the gateway", r.Service)
+				}
+				if !strings.HasPrefix(r.Path, "/api/"+r.Service+"/") {
+					t.Errorf("path does not start with /api/%s/", r.Service)
+				}
+				if !strings.HasPrefix(r.ServicePath(), "/") || r.Prefix()+r.ServicePath() != r.Path {
+					t.Errorf("service path %q, prefix %q", r.ServicePath(), r.Prefix())
+				}
+			} else if r.ServicePath() != r.Path {
+				t.Errorf("the gateway's own route has service path %q", r.ServicePath())
+			}
+			if other, ok := ids[r.OperationID()]; ok {
+				t.Errorf("operation id %s is also %s's", r.OperationID(), other)
+			}
+			ids[r.OperationID()] = r.Pattern()
+			if got, ok := catalog.LookupRoute(r.Method, r.Path); !ok || got.Pattern() != r.Pattern() {
+				t.Errorf("LookupRoute = %v, %v", got.Pattern(), ok)
+			}
+		})
+	}
+	// ServeMux panics on two patterns that match the same requests.
+	mux := http.NewServeMux()
+	for _, r := range catalog.Routes() {
+		mux.HandleFunc(r.Pattern(), func(http.ResponseWriter, *http.Request) {})
+	}
+}
+
+func TestRouteHelpers(t *testing.T) {
+	r, ok := catalog.LookupRoute("GET", "/api/recommendation/related/{contentId}")
+	if !ok {
+		t.Fatal("no related route")
+	}
+	if r.ServicePath() != "/related/{contentId}" || !slices.Equal(r.PathParams(), []string{"contentId"}) ||
+		r.OperationID() != "getRecommendationRelatedByContentId" || r.Pattern() != "GET /api/recommendation/related/{contentId}" {
+		t.Errorf("%s: service path %q, params %v, id %q", r.Pattern(), r.ServicePath(), r.PathParams(), r.OperationID())
+	}
+	if _, ok := catalog.LookupRoute("POST", "/api/product/stock/{id}/reservations"); ok {
+		t.Error("an internal operation is a route")
+	}
+	total := 0
+	for _, a := range catalog.Audiences {
+		for _, r := range catalog.RoutesFor(a) {
+			if r.Audience != a {
+				t.Errorf("RoutesFor(%s) has %s, of %s", a, r.Pattern(), r.Audience)
+			}
+			total++
+		}
+	}
+	if total != len(catalog.Routes()) {
+		t.Errorf("the audiences hold %d routes of %d", total, len(catalog.Routes()))
+	}
+	for _, r := range catalog.RoutesOf("payment") {
+		if r.Service != "payment" {
+			t.Errorf("RoutesOf(payment) has %s", r.Pattern())
+		}
+	}
+	if n := len(catalog.RoutesOf(catalog.Gateway)); n != 2 {
+		t.Errorf("the gateway has %d routes of its own, want /health and /api/openapi.json", n)
+	}
+}
+
+// No internal operation matches a public route: the gateway, which routes
+// only the table, can never reach one.
+func TestInternalRoutesAreNotPublic(t *testing.T) {
+	mux := http.NewServeMux()
+	for _, r := range catalog.Routes() {
+		mux.HandleFunc(r.Pattern(), func(http.ResponseWriter, *http.Request) {})
+	}
+	for _, op := range catalog.InternalRoutes() {
+		t.Run(op.Method+" "+op.Service+op.Path, func(t *testing.T) {
+			svc, ok := catalog.Lookup(op.Service)
+			if !ok {
+				t.Fatalf("unknown service %q", op.Service)
+			}
+			for _, c := range op.Callers {
+				caller, _ := catalog.Lookup(c)
+				if !slices.Contains(caller.Upstreams, svc.Name) {
+					t.Errorf("caller %s does not list %s as an upstream", c, svc.Name)
+				}
+			}
+			req := httptest.NewRequest(op.Method, "/api/"+op.Service+concrete(op.Path), nil)
+			if _, pattern := mux.Handler(req); pattern != "" {
+				t.Errorf("%s %s matches the public route %q", req.Method, req.URL.Path, pattern)
+			}
+		})
+	}
+}
+
+// concrete fills a pattern path's wildcards with sample values.
+func concrete(path string) string {
+	segs := strings.Split(path, "/")
+	for i, s := range segs {
+		if strings.HasPrefix(s, "{") {
+			segs[i] = "x" + strings.Trim(s, "{}.")
+		}
+	}
+	return strings.Join(segs, "/")
+}
