@@ -152,6 +152,9 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	}
 	srv := newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*app.Load()).ServeHTTP(w, r) }))
 	opsSrv := newServer(ops)
+	for _, s := range []*http.Server{srv, opsSrv} {
+		endStreamsOnShutdown(s)
+	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
 	go func() { serveErr <- opsSrv.Serve(opsLn) }()

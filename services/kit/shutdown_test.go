@@ -325,3 +325,42 @@ func TestStopConsumingWaitsForTrackedConsumers(t *testing.T) {
 	bus.Track(func() { close(late) })
 	<-late // tracked after the stop: stopped at once
 }
+
+// A stream (server-sent events) ends when the service stops, instead of
+// holding the stop for the whole grace period; requests that do not stream
+// are still left to finish.
+func TestStreamsEndOnShutdown(t *testing.T) {
+	opened := make(chan struct{})
+	s := start(t, "notification", kittest.StartNATS(t, "").Env(), func(kit.Deps) kit.Service {
+		return testService{routes: func(mux *http.ServeMux) {
+			mux.HandleFunc("GET /stream", func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				fmt.Fprint(w, "data: hello\n\n")
+				_ = http.NewResponseController(w).Flush()
+				close(opened)
+				<-r.Context().Done()
+			})
+		}}
+	})
+	resp, err := fresh.Get(s.URL + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-opened
+	s.cancel()
+	// The server ends the stream properly; had it waited for the grace
+	// period to run out, it would have cut the connection instead.
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatalf("the stream did not end cleanly: %v", err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		s.done <- nil
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run was still stopping 30s after SIGTERM")
+	}
+}
