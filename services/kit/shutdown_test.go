@@ -237,8 +237,8 @@ func TestShutdownSpendsNoDeliveries(t *testing.T) {
 // Streaming answers outlive the server's write timeout as long as they
 // keep flushing; an ordinary answer that takes longer is cut.
 func TestServerTimeoutsSpareStreams(t *testing.T) {
-	env := with(with(kittest.StartNATS(t, "").Env(), catalog.EnvHTTPWriteTimeout, "300ms"), catalog.EnvHTTPReadTimeout, "300ms")
-	const events = 12
+	env := with(with(kittest.StartNATS(t, "").Env(), catalog.EnvHTTPWriteTimeout, "1s"), catalog.EnvHTTPReadTimeout, "1s")
+	const events = 25
 	s := start(t, "notification", env, func(kit.Deps) kit.Service {
 		return testService{routes: func(mux *http.ServeMux) {
 			mux.HandleFunc("GET /stream", func(w http.ResponseWriter, r *http.Request) {
@@ -259,7 +259,7 @@ func TestServerTimeoutsSpareStreams(t *testing.T) {
 				}
 			})
 			mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
-				time.Sleep(time.Second)
+				time.Sleep(2500 * time.Millisecond)
 				kit.WriteJSON(w, http.StatusOK, map[string]string{"status": "late"})
 			})
 		}}
@@ -277,7 +277,7 @@ func TestServerTimeoutsSpareStreams(t *testing.T) {
 	}
 	resp.Body.Close()
 	if got != events {
-		t.Fatalf("the stream delivered %d of %d events over %s with a 300ms write timeout (%v)", got, events, events*100*time.Millisecond, sc.Err())
+		t.Fatalf("the stream delivered %d of %d events over %s with a 1s write timeout (%v)", got, events, events*100*time.Millisecond, sc.Err())
 	}
 
 	resp, err = fresh.Get(s.URL + "/slow")
