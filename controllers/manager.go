@@ -53,3 +53,20 @@ func CacheOptions(scheme *runtime.Scheme) (cache.Options, error) {
 		DefaultTransform:     cache.TransformStripManagedFields(),
 	}, nil
 }
+
+// WatchNamespaces limits o to namespaces: the operator then caches, and
+// reconciles, Platforms and their children only there, and needs
+// permissions only there (the chart's watchNamespaces renders a Role per
+// namespace). Cluster-scoped kinds are unaffected: the optional kinds' CRD
+// is still watched by name, cluster-wide. No namespaces leaves o
+// cluster-wide.
+func WatchNamespaces(o cache.Options, namespaces []string) cache.Options {
+	if len(namespaces) == 0 {
+		return o
+	}
+	o.DefaultNamespaces = make(map[string]cache.Config, len(namespaces))
+	for _, ns := range namespaces {
+		o.DefaultNamespaces[ns] = cache.Config{}
+	}
+	return o
+}

@@ -42,7 +42,7 @@ func TestBrokerMetricsAndMetricsFromReachTheCluster(t *testing.T) {
 		t.Errorf("broker containers %v, want nats and its metrics sidecar", names)
 	}
 
-	for name, port := range map[string]string{"obs-services": "ops", "obs-gateway": "ops", "obs-nats": "metrics"} {
+	for name, port := range map[string]string{"obs-order": "ops", "obs-gateway": "ops", "obs-nats": "metrics"} {
 		np := &networkingv1.NetworkPolicy{}
 		mustGet(t, ns, name, np)
 		rule := np.Spec.Ingress[len(np.Spec.Ingress)-1]

@@ -233,9 +233,11 @@ type AuthSpec struct {
 
 // NetworkPolicySpec turns the platform's NetworkPolicies on or off.
 type NetworkPolicySpec struct {
-	// Enabled renders NetworkPolicies: pods accept traffic only from the
-	// platform's own pods (and metricsFrom), except the gateway, which
-	// accepts it from anywhere.
+	// Enabled renders NetworkPolicies, one per service and one for the
+	// broker: each port admits only the callers the service catalog lists
+	// (and metricsFrom on the metrics ports), except the gateway's public
+	// port, which admits anyone; egress is closed but for DNS, the broker,
+	// the catalog's upstreams and the e-mail relay (smtpEgress).
 	// +optional
 	// +kubebuilder:default=true
 	Enabled *bool `json:"enabled,omitempty"`
@@ -262,6 +264,44 @@ type NetworkPolicySpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(p, has(p.ipBlock) || has(p.podSelector) || has(p.namespaceSelector))",message="each kedaFrom peer needs an ipBlock, a podSelector or a namespaceSelector",reason=FieldValueRequired
 	// +kubebuilder:validation:XValidation:rule="self.all(p, !has(p.ipBlock) || !(has(p.podSelector) || has(p.namespaceSelector)))",message="a kedaFrom peer with an ipBlock may not also have a podSelector or namespaceSelector",reason=FieldValueForbidden
 	KEDAFrom []networkingv1.NetworkPolicyPeer `json:"kedaFrom,omitempty"`
+
+	// DNSEgress is where the platform's pods resolve names. Unset: pods
+	// labelled k8s-app=kube-dns in namespace kube-system (CoreDNS as most
+	// distributions install it), on UDP and TCP port 53. Set it where the
+	// cluster's DNS answers elsewhere, such as NodeLocal DNSCache (to:
+	// [{ipBlock: {cidr: 169.254.20.10/32}}]) or OpenShift's (namespace
+	// openshift-dns, port 5353). Ignored when enabled is false.
+	// +optional
+	DNSEgress *EgressSpec `json:"dnsEgress,omitempty"`
+
+	// SMTPEgress is the e-mail relay the notification service sends
+	// through (the host of its SMTP_ADDR): the only destination outside the
+	// platform a service may reach. Unset: notification's egress admits no
+	// relay. Ignored when enabled is false.
+	// +optional
+	SMTPEgress *EgressSpec `json:"smtpEgress,omitempty"`
+}
+
+// EgressSpec admits the platform's pods to destinations outside the
+// platform, on the ports listed only.
+type EgressSpec struct {
+	// To are the destinations: an ipBlock for addresses outside the
+	// cluster, or a namespaceSelector (and podSelector) for pods inside it.
+	// Empty: any destination, on the ports listed.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:XValidation:rule="self.all(p, has(p.ipBlock) || has(p.podSelector) || has(p.namespaceSelector))",message="each egress peer needs an ipBlock, a podSelector or a namespaceSelector",reason=FieldValueRequired
+	// +kubebuilder:validation:XValidation:rule="self.all(p, !has(p.ipBlock) || !(has(p.podSelector) || has(p.namespaceSelector)))",message="an egress peer with an ipBlock may not also have a podSelector or namespaceSelector",reason=FieldValueForbidden
+	To []networkingv1.NetworkPolicyPeer `json:"to,omitempty"`
+
+	// Ports the destinations listen on, each with its port (a number, or a
+	// name for pods) and protocol (TCP unless set).
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:XValidation:rule="self.all(p, has(p.port))",message="each egress port needs a port: an empty one would open every port",reason=FieldValueRequired
+	Ports []networkingv1.NetworkPolicyPort `json:"ports"`
 }
 
 // ServiceDefaults apply to every service.

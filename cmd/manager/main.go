@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -36,8 +38,8 @@ const defaultImageRepo = "ghcr.io/switchboard-dev/switchboard"
 
 func main() {
 	var (
-		metricsAddr, probeAddr, servicesImage, brokerImage, operatorNamespace string
-		leaderElect                                                           bool
+		metricsAddr, probeAddr, servicesImage, brokerImage, operatorNamespace, watchNamespaces string
+		leaderElect                                                                            bool
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -46,13 +48,20 @@ func main() {
 	flag.StringVar(&brokerImage, "default-broker-image", render.DefaultBrokerImage, "Image of the NATS broker when a Platform sets no spec.broker.image (default: the official image of the nats-server version Switchboard embeds).")
 	flag.StringVar(&operatorNamespace, "operator-namespace", inClusterNamespace(),
 		"Namespace the operator's pods run in: each broker's NetworkPolicy admits them to its monitor (port 8222), which the operator reads for status. Default: $POD_NAMESPACE, else the service account's namespace; empty adds no rule.")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
+		"Comma-separated namespaces whose Platforms the operator reconciles; it then needs permissions only there (the chart's watchNamespaces). Empty: every namespace.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
-	if err := run(metricsAddr, probeAddr, servicesImage, brokerImage, operatorNamespace, leaderElect); err != nil {
+	namespaces, err := parseNamespaces(watchNamespaces)
+	if err != nil {
+		log.Error(err, "invalid --watch-namespaces")
+		os.Exit(2)
+	}
+	if err := run(metricsAddr, probeAddr, servicesImage, brokerImage, operatorNamespace, namespaces, leaderElect); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
@@ -66,7 +75,7 @@ func newScheme() *runtime.Scheme {
 	return s
 }
 
-func run(metricsAddr, probeAddr, servicesImage, brokerImage, operatorNamespace string, leaderElect bool) error {
+func run(metricsAddr, probeAddr, servicesImage, brokerImage, operatorNamespace string, watchNamespaces []string, leaderElect bool) error {
 	log := ctrl.Log.WithName("setup")
 	scheme := newScheme()
 
@@ -74,6 +83,7 @@ func run(metricsAddr, probeAddr, servicesImage, brokerImage, operatorNamespace s
 	if err != nil {
 		return fmt.Errorf("cache options: %w", err)
 	}
+	cacheOpts = controllers.WatchNamespaces(cacheOpts, watchNamespaces)
 	cfg := ctrl.GetConfigOrDie()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
@@ -126,7 +136,7 @@ func run(metricsAddr, probeAddr, servicesImage, brokerImage, operatorNamespace s
 		return err
 	}
 
-	log.Info("starting manager", "version", version, "servicesImage", servicesImage, "brokerImage", brokerImage, "operatorNamespace", operatorNamespace)
+	log.Info("starting manager", "version", version, "servicesImage", servicesImage, "brokerImage", brokerImage, "operatorNamespace", operatorNamespace, "watchNamespaces", watchNamespacesForLog(watchNamespaces))
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 
@@ -173,4 +183,31 @@ func inClusterNamespace() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// parseNamespaces reads --watch-namespaces: names separated by commas,
+// blanks around them ignored, each a valid namespace name, none twice.
+func parseNamespaces(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		ns := strings.TrimSpace(f)
+		if ns == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+		if slices.Contains(out, ns) {
+			return nil, fmt.Errorf("%q is listed twice", ns)
+		}
+		out = append(out, ns)
+	}
+	return out, nil
+}
+
+func watchNamespacesForLog(namespaces []string) string {
+	if len(namespaces) == 0 {
+		return "all"
+	}
+	return strings.Join(namespaces, ",")
 }

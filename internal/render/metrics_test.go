@@ -3,6 +3,7 @@ package render
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -10,10 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/internal/testgen"
@@ -109,62 +107,44 @@ func TestBrokerMetricsChangeNothingElse(t *testing.T) {
 	}
 }
 
+// metricsFrom adds one rule, last, to each service's policy (port ops) and
+// to the broker's (port metrics, while its sidecar runs), with the peers as
+// given and in order. TestNetworkPoliciesAdmitExactlyTheCatalog shows what
+// those rules admit, and that nothing else does.
 func TestMetricsFromRules(t *testing.T) {
 	monitoring := namespacePeer("monitoring")
 	prometheus := prometheusPeer("monitoring")
 	office := cidrPeer("10.20.0.0/16")
-
-	platformPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: platformPods(platform("shop"))}}
-	brokerPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(platform("shop"), "broker")}}}
-	ports := func(names ...string) []networkingv1.NetworkPolicyPort {
-		var out []networkingv1.NetworkPolicyPort
-		for _, n := range names {
-			out = append(out, tcpPort(n))
-		}
-		return out
-	}
-	gatewayPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(platform("shop"), "gateway")}}}
-	baseServices := []networkingv1.NetworkPolicyIngressRule{{From: platformPeer, Ports: ports("http")}, {From: gatewayPeer, Ports: ports("ops")}}
-	baseGateway := []networkingv1.NetworkPolicyIngressRule{{Ports: ports("http")}}
-	baseBroker := []networkingv1.NetworkPolicyIngressRule{
-		{From: platformPeer, Ports: ports("client", "monitor")},
-		{From: brokerPeer, Ports: ports("cluster")},
-	}
-	with := func(base []networkingv1.NetworkPolicyIngressRule, extra ...networkingv1.NetworkPolicyIngressRule) []networkingv1.NetworkPolicyIngressRule {
-		return append(append([]networkingv1.NetworkPolicyIngressRule{}, base...), extra...)
+	rule := func(port string, peers ...networkingv1.NetworkPolicyPeer) *networkingv1.NetworkPolicyIngressRule {
+		return &networkingv1.NetworkPolicyIngressRule{From: peers, Ports: tcpPorts(port)}
 	}
 
 	tests := []struct {
-		name                 string
-		platform             *v1alpha1.Platform
-		services, gw, broker []networkingv1.NetworkPolicyIngressRule
-		wantNoPolicies       bool
+		name     string
+		platform *v1alpha1.Platform
+		// The last rule of every service's policy and of the broker's; nil
+		// for none naming the scrapers.
+		services, broker *networkingv1.NetworkPolicyIngressRule
+		wantNoPolicies   bool
 	}{
 		{
-			name:     "without metricsFrom the policies admit only the platform",
+			name:     "without metricsFrom no rule names a scraper",
 			platform: platform("shop"),
-			services: baseServices, gw: baseGateway, broker: baseBroker,
 		},
 		{
-			name:     "a namespace is admitted to every service's ops port and the broker's metrics port, never to an API",
+			name:     "a namespace is admitted to the services' ops and the broker's metrics port",
 			platform: platform("shop", testgen.WithMetricsFrom(monitoring)),
-			services: with(baseServices, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("ops")}),
-			gw:       with(baseGateway, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("ops")}),
-			broker:   with(baseBroker, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("metrics")}),
+			services: rule(PortNameOps, monitoring), broker: rule(PortNameMetrics, monitoring),
 		},
 		{
 			name:     "several peers go into one rule per policy, in order",
 			platform: platform("shop", testgen.WithMetricsFrom(prometheus, office)),
-			services: with(baseServices, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{prometheus, office}, Ports: ports("ops")}),
-			gw:       with(baseGateway, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{prometheus, office}, Ports: ports("ops")}),
-			broker:   with(baseBroker, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{prometheus, office}, Ports: ports("metrics")}),
+			services: rule(PortNameOps, prometheus, office), broker: rule(PortNameMetrics, prometheus, office),
 		},
 		{
 			name:     "without the broker's sidecar there is no metrics port to admit",
 			platform: platform("shop", testgen.WithMetricsFrom(monitoring), testgen.WithBrokerMetrics(false)),
-			services: with(baseServices, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("ops")}),
-			gw:       with(baseGateway, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{monitoring}, Ports: ports("ops")}),
-			broker:   baseBroker,
+			services: rule(PortNameOps, monitoring),
 		},
 		{
 			name:           "with policies off metricsFrom renders nothing",
@@ -175,60 +155,45 @@ func TestMetricsFromRules(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			objs := mustRender(t, tt.platform)
-			if tt.wantNoPolicies {
-				for _, o := range objs {
-					if _, ok := o.(*networkingv1.NetworkPolicy); ok {
-						t.Errorf("%s rendered with policies off", ref(o))
+			policies := 0
+			for _, o := range objs {
+				np, ok := o.(*networkingv1.NetworkPolicy)
+				if !ok {
+					continue
+				}
+				policies++
+				want := tt.services
+				if np.Name == BrokerName(tt.platform) {
+					want = tt.broker
+				}
+				rules := np.Spec.Ingress
+				if want != nil {
+					last := rules[len(rules)-1]
+					if !equality.Semantic.DeepEqual(&last, want) {
+						got, _ := json.Marshal(last)
+						w, _ := json.Marshal(want)
+						t.Errorf("%s: last ingress rule\n got %s\nwant %s", np.Name, got, w)
 					}
+					rules = rules[:len(rules)-1]
 				}
-				return
-			}
-			for name, want := range map[string][]networkingv1.NetworkPolicyIngressRule{"shop-services": tt.services, "shop-gateway": tt.gw, "shop-nats": tt.broker} {
-				np := find[*networkingv1.NetworkPolicy](t, objs, name)
-				if !equality.Semantic.DeepEqual(np.Spec.Ingress, want) {
-					got, _ := json.Marshal(np.Spec.Ingress)
-					w, _ := json.Marshal(want)
-					t.Errorf("%s ingress\n got %s\nwant %s", name, got, w)
-				}
-			}
-			// Every named port a rule admits exists on a selected container.
-			for _, name := range []string{"shop-services", "shop-gateway", "shop-nats"} {
-				np := find[*networkingv1.NetworkPolicy](t, objs, name)
-				for _, rule := range np.Spec.Ingress {
-					for _, port := range rule.Ports {
-						if !declared(t, objs, np, port.Port.String()) {
-							t.Errorf("%s admits port %q, which no pod it selects declares", name, port.Port.String())
+				for _, r := range rules {
+					for _, peer := range r.From {
+						if slices.ContainsFunc(tt.platform.Spec.NetworkPolicy.MetricsFrom, func(m networkingv1.NetworkPolicyPeer) bool {
+							return equality.Semantic.DeepEqual(peer, m)
+						}) {
+							t.Errorf("%s admits the scraper %+v on %v", np.Name, peer, r.Ports)
 						}
 					}
 				}
+			}
+			if tt.wantNoPolicies != (policies == 0) {
+				t.Errorf("%d NetworkPolicies rendered", policies)
 			}
 		})
 	}
 }
 
-// declared reports whether some pod np selects declares a container port name.
-func declared(t *testing.T, objs []client.Object, np *networkingv1.NetworkPolicy, name string) bool {
-	t.Helper()
-	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tpl := range podTemplates(objs) {
-		if !sel.Matches(labels.Set(tpl.Labels)) {
-			continue
-		}
-		for _, c := range tpl.Spec.Containers {
-			for _, p := range c.Ports {
-				if p.Name == name {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
-// metricsFrom changes the policies it names and nothing else, and the
+// metricsFrom changes the NetworkPolicies and nothing else, and the
 // rendered peers share no memory with the Platform.
 func TestMetricsFromChangesNothingElse(t *testing.T) {
 	p := platform("shop", testgen.WithMetricsFrom(prometheusPeer("monitoring")))
@@ -238,20 +203,25 @@ func TestMetricsFromChangesNothingElse(t *testing.T) {
 		t.Fatalf("objects differ:\n%s", d)
 	}
 	for i := range with {
-		switch ref(with[i]) {
-		case "NetworkPolicy/shop-services", "NetworkPolicy/shop-gateway", "NetworkPolicy/shop-nats":
+		if _, ok := with[i].(*networkingv1.NetworkPolicy); ok {
 			continue
 		}
 		if !equality.Semantic.DeepEqual(with[i], without[i]) {
 			t.Errorf("%s changed with metricsFrom", ref(with[i]))
 		}
 	}
-	np := find[*networkingv1.NetworkPolicy](t, with, "shop-services")
-	np.Spec.Ingress[2].From[0].PodSelector.MatchLabels["app.kubernetes.io/name"] = "changed"
+	lastPeer := func(name string) *networkingv1.NetworkPolicyPeer {
+		rules := find[*networkingv1.NetworkPolicy](t, with, name).Spec.Ingress
+		return &rules[len(rules)-1].From[0]
+	}
+	order := lastPeer("shop-order")
+	order.PodSelector.MatchLabels["app.kubernetes.io/name"] = "changed"
 	if got := p.Spec.NetworkPolicy.MetricsFrom[0].PodSelector.MatchLabels["app.kubernetes.io/name"]; got != "prometheus" {
 		t.Errorf("editing a rendered rule edited the Platform: %q", got)
 	}
-	if reflect.DeepEqual(np.Spec.Ingress[2].From[0], find[*networkingv1.NetworkPolicy](t, with, "shop-nats").Spec.Ingress[2].From[0]) {
-		t.Error("the services' and the broker's rules share their peers")
+	for _, other := range []string{"shop-product", "shop-nats"} {
+		if reflect.DeepEqual(order, lastPeer(other)) {
+			t.Errorf("shop-order's and %s's rules share their peers", other)
+		}
 	}
 }

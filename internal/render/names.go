@@ -30,8 +30,6 @@ const (
 	ComponentBroker = "broker"
 	// ComponentAuth labels the <p>-auth Secret.
 	ComponentAuth = "auth"
-	// ComponentServices labels the NetworkPolicy that guards the internal services.
-	ComponentServices = "services"
 )
 
 // Pod template annotations that roll pods when something they read at start
@@ -70,6 +68,11 @@ const (
 	ServicePort  = 80
 	PortNameHTTP = "http"
 )
+
+// PortNameGRPC names the internal gRPC port (catalog.GRPCPort) of the
+// services that serve gRPC, on their containers and their Services (same
+// number on both).
+const PortNameGRPC = "grpc"
 
 // Labels returns the labels of every object (and pod) of component in p.
 func Labels(p *v1alpha1.Platform, component string) map[string]string {

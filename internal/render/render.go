@@ -144,6 +144,8 @@ func validate(p *v1alpha1.Platform, opts Options) (tokenKeySet, error) {
 	}
 	errs = append(errs, validatePeers("metricsFrom", p.Spec.NetworkPolicy.MetricsFrom)...)
 	errs = append(errs, validatePeers("kedaFrom", p.Spec.NetworkPolicy.KEDAFrom)...)
+	errs = append(errs, validateEgress("dnsEgress", p.Spec.NetworkPolicy.DNSEgress)...)
+	errs = append(errs, validateEgress("smtpEgress", p.Spec.NetworkPolicy.SMTPEgress)...)
 	errs = append(errs, validateLag(p)...)
 	for i, c := range p.Spec.Gateway.TrustedProxyCIDRs {
 		if pf, err := netip.ParsePrefix(c); err != nil || pf != pf.Masked() || pf.Addr().Is4In6() {
@@ -193,6 +195,28 @@ func validatePeers(field string, peers []networkingv1.NetworkPolicyPeer) []error
 	}
 	if n := len(peers); n > maxPeers {
 		errs = append(errs, fmt.Errorf("spec.networkPolicy.%s: %d peers, at most %d", field, n, maxPeers))
+	}
+	return errs
+}
+
+// validateEgress refuses what the CRD refuses in an EgressSpec of
+// spec.networkPolicy: peers as in metricsFrom, and ports, each with a port,
+// since a rule without ports (or a port without one) opens every port.
+func validateEgress(field string, e *v1alpha1.EgressSpec) []error {
+	if e == nil {
+		return nil
+	}
+	errs := validatePeers(field+".to", e.To)
+	switch n := len(e.Ports); {
+	case n == 0:
+		errs = append(errs, fmt.Errorf("spec.networkPolicy.%s.ports: list at least one port", field))
+	case n > maxPeers:
+		errs = append(errs, fmt.Errorf("spec.networkPolicy.%s.ports: %d ports, at most %d", field, n, maxPeers))
+	}
+	for i, port := range e.Ports {
+		if port.Port == nil {
+			errs = append(errs, fmt.Errorf("spec.networkPolicy.%s.ports[%d]: needs a port: an empty one would open every port", field, i))
+		}
 	}
 	return errs
 }
@@ -255,7 +279,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// maxPeers is the CRD's maxItems of spec.networkPolicy.metricsFrom and kedaFrom.
+// maxPeers is the CRD's maxItems of spec.networkPolicy.metricsFrom and
+// kedaFrom, and of the peers and ports of dnsEgress and smtpEgress.
 const maxPeers = 8
 
 // longestChildSuffix is the longest "-<suffix>" a child name adds to the Platform's.
@@ -275,18 +300,6 @@ func longestChildSuffix() string {
 		}
 	}
 	return longest
-}
-
-// publicServiceNames are the catalog services that accept traffic from
-// outside the platform.
-func publicServiceNames() []string {
-	var names []string
-	for _, s := range catalog.All() {
-		if s.Public {
-			names = append(names, s.Name)
-		}
-	}
-	return names
 }
 
 func typeMeta(apiVersion, kind string) metav1.TypeMeta {

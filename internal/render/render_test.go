@@ -40,12 +40,23 @@ func brokerRefs(p string, pdb bool) []string {
 	return out
 }
 
-func policyRefs(p string, gateway bool) []string {
-	out := []string{"NetworkPolicy/" + p + "-services"}
-	if gateway {
-		out = append(out, "NetworkPolicy/"+p+"-gateway")
+// policyRefs lists the NetworkPolicies: one per service, then the broker's.
+func policyRefs(p string, services ...string) []string {
+	var out []string
+	for _, s := range services {
+		out = append(out, "NetworkPolicy/"+p+"-"+s)
 	}
 	return append(out, "NetworkPolicy/"+p+"-nats")
+}
+
+var (
+	commerceServices  = []string{"user", "product", "order", "payment", "notification"}
+	streamingServices = []string{"account", "content", "playback", "analytics", "recommendation"}
+)
+
+// withGateway puts the gateway first, as the catalog does.
+func withGateway(services ...[]string) []string {
+	return slices.Concat(append([][]string{{"gateway"}}, services...)...)
 }
 
 // svcRefs lists a service's objects; extra kinds follow Deployment and Service.
@@ -77,30 +88,30 @@ func TestPlatformObjects(t *testing.T) {
 		want     []string
 	}{
 		{
-			name:     "commerce alone renders the broker, three policies, the gateway and five services",
+			name:     "commerce alone renders the broker, a policy per pod, the gateway and five services",
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce)),
-			want:     concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
+			want:     concat(brokerRefs("shop", false), policyRefs("shop", withGateway(commerceServices)...), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
 		},
 		{
 			name:     "streaming alone autoscales playback and analytics",
 			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming)),
-			want:     concat(brokerRefs("tv", false), policyRefs("tv", true), svcRefs("tv", "gateway", kindPDB), streaming("tv")),
+			want:     concat(brokerRefs("tv", false), policyRefs("tv", withGateway(streamingServices)...), svcRefs("tv", "gateway", kindPDB), streaming("tv")),
 		},
 		{
 			name:     "both workloads share one gateway, in catalog order",
 			platform: platform("shop"),
-			want:     concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB), commerce("shop"), streaming("shop")),
+			want:     concat(brokerRefs("shop", false), policyRefs("shop", withGateway(commerceServices, streamingServices)...), svcRefs("shop", "gateway", kindPDB), commerce("shop"), streaming("shop")),
 		},
 		{
 			name:     "a disabled service renders nothing of its own",
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithService("recommendation", testgen.Disabled()), testgen.WithService("analytics", testgen.Disabled())),
-			want: concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB),
+			want: concat(brokerRefs("shop", false), policyRefs("shop", "gateway", "account", "content", "playback"), svcRefs("shop", "gateway", kindPDB),
 				svcRefs("shop", "account"), svcRefs("shop", "content"), svcRefs("shop", "playback", kindHPA, kindPDB)),
 		},
 		{
-			name:     "a disabled gateway loses its public NetworkPolicy too",
+			name:     "a disabled gateway loses its NetworkPolicy too",
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("gateway", testgen.Disabled())),
-			want:     concat(brokerRefs("shop", false), policyRefs("shop", false), commerce("shop")),
+			want:     concat(brokerRefs("shop", false), policyRefs("shop", commerceServices...), commerce("shop")),
 		},
 		{
 			name:     "NetworkPolicies switched off renders none",
@@ -110,12 +121,12 @@ func TestPlatformObjects(t *testing.T) {
 		{
 			name:     "NetworkPolicies enabled explicitly are the same as by default",
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithNetworkPolicy(true)),
-			want:     concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
+			want:     concat(brokerRefs("shop", false), policyRefs("shop", withGateway(commerceServices)...), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
 		},
 		{
 			name:     "three broker replicas add the broker PDB",
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithBrokerReplicas(3)),
-			want:     concat(brokerRefs("shop", true), policyRefs("shop", true), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
+			want:     concat(brokerRefs("shop", true), policyRefs("shop", withGateway(commerceServices)...), svcRefs("shop", "gateway", kindPDB), commerce("shop")),
 		},
 		{
 			name: "replica and autoscaling overrides move HPAs and PDBs",
@@ -125,7 +136,7 @@ func TestPlatformObjects(t *testing.T) {
 				testgen.WithService("content", testgen.Autoscaling(0, 0, 0)),
 				testgen.WithService("playback", testgen.Replicas(1)),
 				testgen.WithService("analytics", testgen.Autoscaling(1, 1, 0))),
-			want: concat(brokerRefs("shop", false), policyRefs("shop", true), svcRefs("shop", "gateway"),
+			want: concat(brokerRefs("shop", false), policyRefs("shop", withGateway(streamingServices)...), svcRefs("shop", "gateway"),
 				svcRefs("shop", "account", kindPDB), svcRefs("shop", "content", kindHPA, kindPDB), svcRefs("shop", "playback"),
 				svcRefs("shop", "analytics", kindHPA), svcRefs("shop", "recommendation")),
 		},
@@ -141,7 +152,10 @@ func TestPlatformObjects(t *testing.T) {
 
 func TestFullPlatformObjectCount(t *testing.T) {
 	objs := mustRender(t, fullPlatform())
-	if got, want := len(objs), 38; got != want {
+	// Before issue 11: 38, with three policies (the internal services, the
+	// gateway, the broker); now one per service (ten, recommendation being
+	// off) and the broker's: eight more.
+	if got, want := len(objs), 46; got != want {
 		t.Errorf("full platform renders %d objects, want %d:\n%s", got, want, strings.Join(refs(objs), "\n"))
 	}
 }
@@ -219,7 +233,7 @@ func TestComponentLabels(t *testing.T) {
 		"Service/shop-nats-headless":            "broker",
 		"StatefulSet/shop-nats":                 "broker",
 		"PodDisruptionBudget/shop-nats":         "broker",
-		"NetworkPolicy/shop-services":           "services",
+		"NetworkPolicy/shop-order":              "order",
 		"NetworkPolicy/shop-gateway":            "gateway",
 		"NetworkPolicy/shop-nats":               "broker",
 		"Deployment/shop-order":                 "order",
@@ -292,25 +306,23 @@ func TestSelectorsMatchTheirPods(t *testing.T) {
 				want = one("StatefulSet/" + BrokerName(p))
 			}
 		case *networkingv1.NetworkPolicy:
-			sel = &o.Spec.PodSelector
-			switch o.Name {
-			case "shop-services":
-				for r := range podTemplates(objs) {
-					if r != "Deployment/shop-gateway" && r != "StatefulSet/shop-nats" {
-						want = append(want, r)
-					}
-				}
-				slices.Sort(want)
-			case "shop-gateway":
-				want = one("Deployment/shop-gateway")
-			case "shop-nats":
-				want = one("StatefulSet/shop-nats")
+			sel, want = &o.Spec.PodSelector, one("Deployment/"+o.Name)
+			if o.Name == BrokerName(p) {
+				want = one("StatefulSet/" + o.Name)
 			}
-			// Every From peer selects pods of this platform only.
+			// Every peer of the platform's own pods (a podSelector
+			// alone) selects some of them, and none of another platform.
+			var peers []networkingv1.NetworkPolicyPeer
 			for _, rule := range o.Spec.Ingress {
-				for _, from := range rule.From {
-					if got := selected(from.PodSelector); len(got) == 0 {
-						t.Errorf("%s: a From peer selects no pod", ref(o))
+				peers = append(peers, rule.From...)
+			}
+			for _, rule := range o.Spec.Egress {
+				peers = append(peers, rule.To...)
+			}
+			for _, peer := range peers {
+				if peer.PodSelector != nil && peer.NamespaceSelector == nil && peer.IPBlock == nil {
+					if got := selected(peer.PodSelector); len(got) == 0 {
+						t.Errorf("%s: a peer selects no pod", ref(o))
 					}
 				}
 			}
@@ -323,55 +335,39 @@ func TestSelectorsMatchTheirPods(t *testing.T) {
 	}
 }
 
-func TestNetworkPolicyRules(t *testing.T) {
-	objs := mustRender(t, platform("shop"))
-	platformPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{LabelInstance: "shop", LabelManagedBy: FieldManager}}}}
-	brokerPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(platform("shop"), "broker")}}}
-	gatewayPeer := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(platform("shop"), "gateway")}}}
-	tests := []struct {
-		name   string
-		policy string
-		want   []networkingv1.NetworkPolicyIngressRule
-	}{
-		{"internal services accept only the platform's pods, on http, and the gateway on ops", "shop-services",
-			[]networkingv1.NetworkPolicyIngressRule{
-				{From: platformPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("http")}},
-				{From: gatewayPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("ops")}},
-			}},
-		{"the gateway accepts anyone, on http only", "shop-gateway",
-			[]networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{tcpPort("http")}}}},
-		{"the broker accepts clients from the platform and routes from itself", "shop-nats",
-			[]networkingv1.NetworkPolicyIngressRule{
-				{From: platformPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("client"), tcpPort("monitor")}},
-				{From: brokerPeer, Ports: []networkingv1.NetworkPolicyPort{tcpPort("cluster")}},
-			}},
+// Order's policy, as `kubectl describe` shows it: the gateway on its API
+// and ops, no gRPC caller (nobody calls order); out to DNS, the broker and
+// its two upstreams' gRPC.
+func TestOrderNetworkPolicy(t *testing.T) {
+	p := platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce))
+	np := find[*networkingv1.NetworkPolicy](t, mustRender(t, p), "shop-order")
+	pods := func(component string) []networkingv1.NetworkPolicyPeer {
+		return []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(p, component)}}}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			np := find[*networkingv1.NetworkPolicy](t, objs, tt.policy)
-			if !reflect.DeepEqual(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
-				t.Errorf("policy types %v", np.Spec.PolicyTypes)
-			}
-			if !equality.Semantic.DeepEqual(np.Spec.Ingress, tt.want) {
-				got, _ := json.Marshal(np.Spec.Ingress)
-				want, _ := json.Marshal(tt.want)
-				t.Errorf("ingress\n got %s\nwant %s", got, want)
-			}
-		})
+	want := networkingv1.NetworkPolicySpec{
+		PodSelector: metav1.LabelSelector{MatchLabels: SelectorLabels(p, "order")},
+		PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+		Ingress: []networkingv1.NetworkPolicyIngressRule{
+			{From: pods("gateway"), Ports: tcpPorts("http", "ops")},
+		},
+		Egress: []networkingv1.NetworkPolicyEgressRule{
+			dnsEgress(p),
+			{To: pods("broker"), Ports: tcpPorts("client")},
+			{To: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{
+				MatchLabels:      map[string]string{LabelName: AppName, LabelInstance: "shop"},
+				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: LabelComponent, Operator: metav1.LabelSelectorOpIn, Values: []string{"product", "payment"}}},
+			}}}, Ports: tcpPorts("grpc")},
+		},
 	}
-	// Named ports in the rules exist on the selected containers.
-	ports := map[string]bool{}
-	for _, tpl := range podTemplates(objs) {
-		for _, c := range tpl.Spec.Containers {
-			for _, p := range c.Ports {
-				ports[p.Name] = true
-			}
-		}
+	if !equality.Semantic.DeepEqual(np.Spec, want) {
+		got, _ := json.MarshalIndent(np.Spec, "", "  ")
+		w, _ := json.MarshalIndent(want, "", "  ")
+		t.Errorf("shop-order\n got %s\nwant %s", got, w)
 	}
-	for _, name := range []string{"http", "ops", "client", "cluster", "monitor", "metrics"} {
-		if !ports[name] {
-			t.Errorf("no container port named %q", name)
-		}
+	dns := dnsEgress(p)
+	if peers := dns.To; len(peers) != 1 || peers[0].NamespaceSelector.MatchLabels[corev1.LabelMetadataName] != "kube-system" ||
+		peers[0].PodSelector.MatchLabels["k8s-app"] != "kube-dns" || len(dns.Ports) != 2 {
+		t.Errorf("default DNS egress %+v, want kube-dns in kube-system on UDP and TCP 53", dns)
 	}
 }
 
@@ -1168,6 +1164,9 @@ func TestErrors(t *testing.T) {
 			return p
 		}())), nil, "metricsFrom[0]: an ipBlock may not come with"},
 		{"too many metricsFrom peers", platform("shop", testgen.WithMetricsFrom(slices.Repeat([]networkingv1.NetworkPolicyPeer{namespacePeer("monitoring")}, 9)...)), nil, "9 peers, at most 8"},
+		{"an e-mail relay without ports", platform("shop", testgen.WithSMTPEgress([]networkingv1.NetworkPolicyPeer{cidrPeer("198.51.100.25/32")})), nil, "smtpEgress.ports: list at least one port"},
+		{"an e-mail relay port without a number", platform("shop", testgen.WithSMTPEgress(nil, networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolTCP)})), nil, "smtpEgress.ports[0]: needs a port"},
+		{"an empty DNS peer", platform("shop", testgen.WithDNSEgress([]networkingv1.NetworkPolicyPeer{{}}, numericPort(53, corev1.ProtocolUDP))), nil, "dnsEgress.to[0]: needs an ipBlock"},
 		{"a trusted proxy that is no CIDR", platform("shop", testgen.WithTrustedProxies("10.0.0.0/8", "10.1.2.3")), nil, `trustedProxyCIDRs[1]: "10.1.2.3" is not a network address`},
 		{"a trusted proxy CIDR with host bits", platform("shop", testgen.WithTrustedProxies("10.1.2.3/8")), nil, `trustedProxyCIDRs[0]: "10.1.2.3/8"`},
 	}

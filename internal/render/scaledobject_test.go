@@ -296,7 +296,7 @@ func TestTheOperatorReachesTheBrokerMonitor(t *testing.T) {
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: "switchboard-system"}},
 			PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{LabelName: "switchboard", LabelComponent: "operator"}},
 		}},
-		Ports: []networkingv1.NetworkPolicyPort{tcpPort("monitor")},
+		Ports: tcpPorts("monitor"),
 	}
 	if !slices.ContainsFunc(np.Spec.Ingress, func(r networkingv1.NetworkPolicyIngressRule) bool { return reflect.DeepEqual(r, want) }) {
 		t.Errorf("no rule %+v in %+v", want, np.Spec.Ingress)

@@ -120,6 +120,20 @@ func WithKEDAFrom(peers ...networkingv1.NetworkPolicyPeer) PlatformOption {
 	return func(p *v1alpha1.Platform) { p.Spec.NetworkPolicy.KEDAFrom = peers }
 }
 
+// WithSMTPEgress opens notification's egress to the e-mail relay at peers on ports.
+func WithSMTPEgress(peers []networkingv1.NetworkPolicyPeer, ports ...networkingv1.NetworkPolicyPort) PlatformOption {
+	return func(p *v1alpha1.Platform) {
+		p.Spec.NetworkPolicy.SMTPEgress = &v1alpha1.EgressSpec{To: peers, Ports: ports}
+	}
+}
+
+// WithDNSEgress replaces the default DNS egress (kube-dns) with peers on ports.
+func WithDNSEgress(peers []networkingv1.NetworkPolicyPeer, ports ...networkingv1.NetworkPolicyPort) PlatformOption {
+	return func(p *v1alpha1.Platform) {
+		p.Spec.NetworkPolicy.DNSEgress = &v1alpha1.EgressSpec{To: peers, Ports: ports}
+	}
+}
+
 func WithDefaultResources(r corev1.ResourceRequirements) PlatformOption {
 	return func(p *v1alpha1.Platform) { p.Spec.Defaults.Resources = &r }
 }

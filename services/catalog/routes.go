@@ -212,7 +212,10 @@ var routes = []Route{
 		Summary: "A/B experiment results per variant."},
 	{Method: http.MethodGet, Path: "/api/recommendation/recommendations", Service: "recommendation", Audience: Customer, Status: http.StatusOK,
 		Summary: "The caller's own recommendations, with their A/B variant.",
-		Query:   []Param{{Name: "limit", Description: "How many titles to list."}}},
+		Query: []Param{
+			{Name: "accountId", Description: "The caller's own account id; any other answers 404. Defaults to the caller."},
+			{Name: "limit", Description: "How many titles to list."},
+		}},
 	{Method: http.MethodGet, Path: "/api/recommendation/related/{contentId}", Service: "recommendation", Audience: Public, Status: http.StatusOK,
 		Summary: "Titles related to one title.",
 		Query:   []Param{{Name: "limit", Description: "How many titles to list."}}},

@@ -122,14 +122,7 @@ func TestHelmTemplateIsAccepted(t *testing.T) {
 // TestKustomizeConfigIsAccepted renders config/default (what `make deploy`
 // applies) and applies it.
 func TestKustomizeConfigIsAccepted(t *testing.T) {
-	var out []byte
-	if bin, err := tool("KUSTOMIZE", "kustomize", filepath.Join(root, "bin", "kustomize")); err == nil {
-		out = run(t, nil, bin, "build", filepath.Join(root, "config", "default"))
-	} else if kubectl, kerr := exec.LookPath("kubectl"); kerr == nil {
-		out = run(t, nil, kubectl, "kustomize", filepath.Join(root, "config", "default"))
-	} else {
-		t.Skipf("neither kustomize nor kubectl found (%v); `make test` builds kustomize into ./bin", err)
-	}
+	out := kustomizeBuild(t, "default")
 	objs := decode(t, out)
 	if k := kinds(objs); k["Namespace"] != 1 || k["Deployment"] != 1 || k["ClusterRole"] != 1 || k["CustomResourceDefinition"] != 1 {
 		t.Fatalf("kustomize output kinds %v", k)
@@ -146,6 +139,20 @@ func TestKustomizeConfigIsAccepted(t *testing.T) {
 		}
 	}
 	apply(t, k8s, objs, "", persist)
+}
+
+// kustomizeBuild renders config/<dir> with kustomize (or kubectl
+// kustomize), or skips the test when neither is there.
+func kustomizeBuild(t *testing.T, dir string) []byte {
+	t.Helper()
+	if bin, err := tool("KUSTOMIZE", "kustomize", filepath.Join(root, "bin", "kustomize")); err == nil {
+		return run(t, nil, bin, "build", filepath.Join(root, "config", dir))
+	} else if kubectl, kerr := exec.LookPath("kubectl"); kerr == nil {
+		return run(t, nil, kubectl, "kustomize", filepath.Join(root, "config", dir))
+	} else {
+		t.Skipf("neither kustomize nor kubectl found (%v); `make test` builds kustomize into ./bin", err)
+	}
+	return nil
 }
 
 // TestRenderOutputIsAccepted: `switchboard render -f config/samples/platform.yaml`

@@ -53,9 +53,49 @@ operator's +kubebuilder:rbac markers), so the chart and kustomize grant the
 same permissions.
 */}}
 {{- define "switchboard.rulesFrom" -}}
+{{- toYaml (include "switchboard.rules" . | fromYaml).rules }}
+{{- end }}
+
+{{/*
+The rules of a file in files/rbac/ as {"rules": [...]}, all of them, or with
+scope "namespaced" or "cluster" only the rules on namespaced or on
+cluster-scoped resources. In namespace mode (watchNamespaces) the first go
+into a Role per namespace and the second into a small ClusterRole, both from
+the one file controller-gen writes, so they cannot drift from the markers.
+*/}}
+{{- define "switchboard.rules" -}}
 {{- $role := .root.Files.Get .file | fromYaml }}
 {{- if not $role.rules }}
 {{- fail (printf "%s holds no rules; run `make chart-sync`" .file) }}
 {{- end }}
-{{- toYaml $role.rules }}
+{{- $scope := default "all" .scope }}
+{{- $rules := list }}
+{{- range $role.rules }}
+{{- $cluster := eq (include "switchboard.clusterScopedRule" .) "true" }}
+{{- if or (eq $scope "all") (and (eq $scope "cluster") $cluster) (and (eq $scope "namespaced") (not $cluster)) }}
+{{- $rules = append $rules . }}
+{{- end }}
+{{- end }}
+{{- toYaml (dict "rules" $rules) }}
+{{- end }}
+
+{{/*
+"true" when a rule names only cluster-scoped resources. The operator reads
+one cluster-scoped kind: CustomResourceDefinitions (its optional kinds',
+by name). A marker granting another must add it here; a rule that mixes
+both scopes fails the render, since it fits neither a Role nor the small
+ClusterRole.
+*/}}
+{{- define "switchboard.clusterScopedRule" -}}
+{{- $clusterScoped := list "customresourcedefinitions" }}
+{{- $n := 0 }}
+{{- range .resources }}
+{{- if has . $clusterScoped }}
+{{- $n = add1 $n }}
+{{- end }}
+{{- end }}
+{{- if and (gt $n 0) (lt $n (len .resources)) }}
+{{- fail (printf "an RBAC rule mixes cluster-scoped and namespaced resources: %v" .resources) }}
+{{- end }}
+{{- eq $n (len .resources) }}
 {{- end }}
