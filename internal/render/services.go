@@ -38,9 +38,10 @@ func ServiceOpsURL(p *v1alpha1.Platform, service string) string {
 	return ServiceURL(p, service) + ":" + itoa(catalog.OpsPort)
 }
 
-// serviceEnv wires a service to the broker, its upstreams and the token
-// keys its catalog row asks for. Credentials and private keys come only
-// through secretKeyRef.
+// serviceEnv wires a service to its identity, the broker (with its own
+// user, if it uses the broker at all), its upstreams and the token keys
+// its catalog row asks for. Credentials and private keys come only through
+// secretKeyRef or the mounted tls Secret.
 //
 // The gateway routes only to enabled services: a disabled service is an
 // expected 404 there. It gets each one's ops URL too, for its readiness,
@@ -52,10 +53,9 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 	env := []corev1.EnvVar{
 		{Name: catalog.EnvHTTPAddr, Value: ":" + itoa(svc.Port)},
 		{Name: catalog.EnvOpsAddr, Value: ":" + itoa(catalog.OpsPort)},
-		{Name: catalog.EnvNATSURL, Value: BrokerURL(p)},
-		secretEnv(p, catalog.EnvNATSUser, SecretKeyNATSUser),
-		secretEnv(p, catalog.EnvNATSPassword, SecretKeyNATSPassword),
 	}
+	env = append(env, identityEnv(svc.Service)...)
+	env = append(env, brokerEnvOf(p, svc.Service)...)
 	env = append(env, tokenEnv(p, svc.Service)...)
 	gateway := svc.Name == catalog.Gateway
 	for _, up := range svc.Upstreams {
@@ -70,24 +70,35 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 	if cidrs := p.Spec.Gateway.TrustedProxyCIDRs; gateway && len(cidrs) > 0 {
 		env = append(env, corev1.EnvVar{Name: catalog.EnvTrustedProxyCIDRs, Value: strings.Join(cidrs, ",")})
 	}
-	return append(env, lifecycleEnv(p)...)
+	return append(env, lifecycleEnv(p, svc.Service)...)
 }
 
-// lifecycleEnv is the same for every service: streams and buckets follow
-// the broker (their replicas and byte limits derive from its replicas and
-// store, so every service asks JetStream for the same config), and the
-// drain matches the preStop sleep.
-func lifecycleEnv(p *v1alpha1.Platform) []corev1.EnvVar {
-	return []corev1.EnvVar{
-		{Name: catalog.EnvBrokerReplicas, Value: itoa(BrokerReplicas(p))},
-		{Name: catalog.EnvBrokerStoreBytes, Value: strconv.FormatInt(brokerStoreBytes(p), 10)},
-		{Name: catalog.EnvShutdownDrain, Value: catalog.DefaultShutdownDrain.String()},
+// lifecycleEnv: streams and buckets follow the broker (their replicas and
+// byte limits derive from its replicas and store, so every service that
+// talks to the broker asks JetStream for the same config), and every
+// service's drain matches its preStop sleep.
+func lifecycleEnv(p *v1alpha1.Platform, svc catalog.Service) []corev1.EnvVar {
+	var env []corev1.EnvVar
+	if svc.UsesBroker() {
+		env = append(env,
+			corev1.EnvVar{Name: catalog.EnvBrokerReplicas, Value: itoa(BrokerReplicas(p))},
+			corev1.EnvVar{Name: catalog.EnvBrokerStoreBytes, Value: strconv.FormatInt(brokerStoreBytes(p), 10)})
 	}
+	return append(env, corev1.EnvVar{Name: catalog.EnvShutdownDrain, Value: catalog.DefaultShutdownDrain.String()})
 }
 
 func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys tokenKeySet, enabled map[string]bool) *appsv1.Deployment {
 	annotations := tokenAnnotations(svc.Service, keys, opts.Admin)
-	annotations[AnnotationAuthHash] = opts.Credentials.hash()
+	if svc.UsesBroker() {
+		annotations[AnnotationAuthHash] = opts.BrokerUsers[svc.Name].hash()
+	}
+	ports := []corev1.ContainerPort{
+		{Name: PortNameHTTP, ContainerPort: svc.Port, Protocol: corev1.ProtocolTCP},
+		{Name: PortNameOps, ContainerPort: catalog.OpsPort, Protocol: corev1.ProtocolTCP},
+	}
+	if svc.ServesGRPC() {
+		ports = append(ports, corev1.ContainerPort{Name: PortNameGRPC, ContainerPort: catalog.GRPCPort, Protocol: corev1.ProtocolTCP})
+	}
 	return &appsv1.Deployment{
 		TypeMeta:   typeMeta("apps/v1", "Deployment"),
 		ObjectMeta: objectMeta(p, ObjectName(p, svc.Name), svc.Name),
@@ -116,11 +127,8 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 						Image:   servicesImage(p, opts),
 						Command: []string{"/switchboard"},
 						Args:    []string{"serve", svc.Name},
-						Ports: []corev1.ContainerPort{
-							{Name: PortNameHTTP, ContainerPort: svc.Port, Protocol: corev1.ProtocolTCP},
-							{Name: PortNameOps, ContainerPort: catalog.OpsPort, Protocol: corev1.ProtocolTCP},
-						},
-						Env: serviceEnv(p, svc, enabled),
+						Ports:   ports,
+						Env:     serviceEnv(p, svc, enabled),
 						// Readiness checks only the service's own
 						// dependencies, so one failing service never
 						// takes its callers out of their Services.
@@ -131,7 +139,7 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 						LivenessProbe:   httpProbe("/healthz", PortNameOps, 10, 3, 3),
 						ReadinessProbe:  httpProbe("/readyz", PortNameOps, 5, 3, 3),
 						Resources:       svc.Resources,
-						VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+						VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}, tlsVolumeMount()},
 						SecurityContext: containerSecurityContext(),
 						// Endpoints are removed while this sleeps, so no
 						// caller picks the pod once SIGTERM arrives; the
@@ -145,7 +153,7 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 						VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 							SizeLimit: ptr.To(resource.MustParse("64Mi")),
 						}},
-					}},
+					}, tlsPodVolume(p, svc.Name)},
 				},
 			},
 		},
@@ -170,6 +178,11 @@ func serviceService(p *v1alpha1.Platform, svc ServicePlan) *corev1.Service {
 	if !svc.Public {
 		ports = append(ports, corev1.ServicePort{
 			Name: PortNameOps, Port: catalog.OpsPort, TargetPort: intstr.FromString(PortNameOps), Protocol: corev1.ProtocolTCP,
+		})
+	}
+	if svc.ServesGRPC() {
+		ports = append(ports, corev1.ServicePort{
+			Name: PortNameGRPC, Port: catalog.GRPCPort, TargetPort: intstr.FromString(PortNameGRPC), Protocol: corev1.ProtocolTCP,
 		})
 	}
 	return &corev1.Service{
