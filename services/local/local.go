@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -53,7 +54,15 @@ type Options struct {
 	ServiceEnv map[string]map[string]string
 	// ShutdownGrace bounds each service's drain; default 5s.
 	ShutdownGrace time.Duration
+	// StoreBytes is the broker's JetStream store, of which every stream
+	// and bucket gets its catalog share (BROKER_STORE_BYTES), as the
+	// operator sizes them from spec.broker.jetstream.size; default
+	// DefaultStoreBytes.
+	StoreBytes int64
 }
+
+// DefaultStoreBytes is a local broker's store: the Platform's default.
+const DefaultStoreBytes = 1 << 30
 
 // Platform is a running local platform.
 type Platform struct {
@@ -164,6 +173,9 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 	if o.ShutdownGrace == 0 {
 		o.ShutdownGrace = 5 * time.Second
 	}
+	if o.StoreBytes == 0 {
+		o.StoreBytes = DefaultStoreBytes
+	}
 	if len(o.Workloads) == 0 {
 		o.Workloads = registry.Available()
 	}
@@ -219,6 +231,7 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 	users = append(users, &server.User{Username: p.BrokerUser, Password: p.BrokerPassword})
 	p.Broker, err = server.NewServer(&server.Options{
 		ServerName: "switchboard-dev", Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
+		JetStreamMaxStore: o.StoreBytes, JetStreamMaxMemory: 64 << 20,
 		Users: users, NoSigs: true, NoLog: true,
 	})
 	if err != nil {
@@ -287,9 +300,15 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 
 	for _, name := range p.order {
 		svc, _ := catalog.Lookup(name)
-		env := map[string]string{catalog.EnvHTTPAddr: p.addrs[name], catalog.EnvOpsAddr: p.opsAddr[name]}
+		env := map[string]string{
+			catalog.EnvHTTPAddr: p.addrs[name], catalog.EnvOpsAddr: p.opsAddr[name],
+			// No load balancer to leave: stop without a drain unless
+			// Env asks for one.
+			catalog.EnvShutdownDrain: "0s",
+		}
 		if c, ok := creds[name]; ok {
 			env[catalog.EnvNATSURL], env[catalog.EnvNATSUser], env[catalog.EnvNATSPassword] = p.NATSURL, c[0], c[1]
+			env[catalog.EnvBrokerStoreBytes] = strconv.FormatInt(o.StoreBytes, 10)
 		}
 		if a, ok := p.grpcAddr[name]; ok {
 			env[catalog.EnvGRPCAddr] = a

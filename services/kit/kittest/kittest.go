@@ -95,11 +95,12 @@ func (r *Running) Stop() error {
 }
 
 // Serve runs def on loopback ports with env (HTTP_ADDR, OPS_ADDR and, for
-// a service that serves gRPC, GRPC_ADDR are filled in) and waits until
-// /readyz answers 200. Unless env sets TLS_DIR, the service's identity is
-// issued in memory by Platform, as on a Platform: its API port then admits
-// the gateway's certificate only (Running.HTTP has one) and its gRPC port
-// the callers the catalog lists. The service stops at the end of the test.
+// a service that serves gRPC, GRPC_ADDR are filled in, and SHUTDOWN_DRAIN
+// is 0s unless env sets it) and waits until /readyz answers 200. Unless env
+// sets TLS_DIR, the service's identity is issued in memory by Platform, as
+// on a Platform: its API port then admits the gateway's certificate only
+// (Running.HTTP has one) and its gRPC port the callers the catalog lists.
+// The service stops at the end of the test.
 func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
 	t.Helper()
 	listen := func() net.Listener {
@@ -110,7 +111,8 @@ func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
 		return ln
 	}
 	ln, ops := listen(), listen()
-	e := map[string]string{catalog.EnvHTTPAddr: ln.Addr().String(), catalog.EnvOpsAddr: ops.Addr().String()}
+	// No drain by default: a test's service has no load balancer to leave.
+	e := map[string]string{catalog.EnvHTTPAddr: ln.Addr().String(), catalog.EnvOpsAddr: ops.Addr().String(), catalog.EnvShutdownDrain: "0s"}
 	var grpcLn net.Listener
 	if row, ok := catalog.Lookup(def.Name); ok && row.ServesGRPC() {
 		grpcLn = listen()
