@@ -224,3 +224,32 @@ func TestRunServesTheRowsGRPC(t *testing.T) {
 		})
 	}
 }
+
+// On a stop, the gRPC health service answers NOT_SERVING with readiness,
+// while calls are still served for the drain; then the server stops.
+func TestGRPCDrainsWithTheService(t *testing.T) {
+	env := kittest.StartNATS(t, "").Env()
+	// Long enough for the call below to land inside it on a loaded machine.
+	env[catalog.EnvShutdownDrain] = "4s"
+	r := kittest.Serve(t, kit.Definition{Name: "account", New: func(context.Context, kit.Deps) (kit.Service, error) {
+		return &accountsAPI{register: true}, nil
+	}}, env)
+	ctx := context.Background()
+	asContent := kittest.Platform(t).GRPCClient(t, "content", "account", r.GRPCAddr)
+	health, accounts := healthpb.NewHealthClient(asContent), accountv1.NewAccountsClient(asContent)
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.Stop() }()
+	kittest.Eventually(t, 5*time.Second, "health to answer NOT_SERVING", func() bool {
+		h, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "switchboard.account.v1.Accounts"})
+		return err == nil && h.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING
+	})
+	if _, err := accounts.GetAccount(ctx, &accountv1.GetAccountRequest{AccountId: "a1"}); err != nil {
+		t.Fatalf("a call during the drain: %v", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if _, err := accounts.GetAccount(ctx, &accountv1.GetAccountRequest{AccountId: "a1"}); err == nil {
+		t.Fatal("a call after the stop was served")
+	}
+}
