@@ -210,7 +210,10 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		}
 		gs, err := newServiceGRPC(svc, cfg.Service, ident, m, log)
 		if err != nil {
-			svcErr <- err
+			if d.Bus != nil {
+				d.Bus.Close()
+			}
+			svcErr <- fmt.Errorf("%s: %w", def.Name, err)
 			return
 		}
 		if d.Bus != nil {
