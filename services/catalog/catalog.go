@@ -593,8 +593,9 @@ func Names(ss []Service) []string {
 // ValidWorkload reports whether w names a known workload.
 func ValidWorkload(w Workload) bool { return slices.Contains(Workloads, w) }
 
-// EnvURL is the env var that carries an upstream's base URL: "product" →
-// "PRODUCT_URL".
+// EnvURL is the env var that carries the base URL of an upstream's REST
+// API, which only the gateway calls: "product" → "PRODUCT_URL". Other
+// services reach their upstreams at EnvGRPC.
 func EnvURL(upstream string) string {
 	return strings.ToUpper(strings.ReplaceAll(upstream, "-", "_")) + "_URL"
 }
