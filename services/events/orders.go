@@ -58,6 +58,9 @@ type OrderOutcome struct {
 	Error     *kit.Error `json:"error"`
 	ID        string     `json:"id"`
 	Items     []Item     `json:"items"`
+	// Money says, on order.cancelled, whether the customer's money was
+	// taken and given back ("returned") or never taken ("none").
+	Money     string     `json:"money,omitempty"`
 	PaymentID string     `json:"paymentId"`
 	Status    string     `json:"status"`
 	Total     int64      `json:"total"`
