@@ -1,23 +1,49 @@
-// Package order is the saga orchestrator: it persists an order as pending,
-// reserves each item (product), charges (payment), commits the reservations
-// and marks the order confirmed, compensating on a decline or missing stock.
+// Package order is the saga orchestrator: it places an order, reserves its
+// items (product), charges it (payment), commits the reservations and
+// confirms it, cancelling (release, refund) when it cannot go on, and
+// refunds a confirmed order when staff ask.
 //
-// Crash safety comes from three rules. Every step is idempotent, keyed by
-// the order id, so a saga can always be driven again from the start. A
-// decision to cancel is persisted before compensating, with the work still
-// owed listed in the record, so compensation is resumed, never forgotten.
-// And the instance driving a saga holds a lease in the order record (taken
-// by compare-and-set); pending sagas whose lease expired are resumed by a
-// sweep that runs at start-up and periodically, so two replicas never drive
-// one order at once.
+// The saga is a state machine whose whole truth is one table, Transitions:
 //
-// Staff refund a confirmed order (POST /orders/{id}/refund, admin only) the
-// same way: the decision, refunded with the refund and restock owed, is
-// persisted first, then paid, and the sweep resumes what a crash
-// interrupted. An order ends confirmed, cancelled or refunded:
+//	from     on            to       status     event written with it
+//	-        place         reserve  pending    order.created
+//	reserve  ok            charge
+//	reserve  refused       release  cancelled
+//	charge   ok            commit
+//	charge   refused       release  cancelled
+//	commit   ok            confirm  confirmed  order.confirmed
+//	commit   refused       release  cancelled
+//	confirm  ok            done
+//	release  ok            refund
+//	refund   ok            cancel              order.cancelled
+//	cancel   ok            done
+//	done     staff refund  repay    refunded
+//	repay    ok            restock
+//	restock  ok            close               order.refunded
+//	close    ok            done
 //
-//	pending ──► confirmed ──► refunded   (staff; money back, goods restocked or not)
-//	   └──────► cancelled                (decline, no stock, failure; reservations released)
+// A step that cannot end now (an upstream down, the instance stopping)
+// has no outcome: the order stays at that step and is resumed there.
+//
+// Four rules make it safe against crashes, pauses and races:
+//   - The record holds the step to run next, and every step is idempotent
+//     per order id, so whoever resumes runs the step again from its start.
+//   - Every transition is one compare-and-set on the order's record that
+//     carries the driver's fencing token, its lease owner and generation.
+//     A claim raises the generation; the lease is renewed while a step
+//     runs, and a driver that lost it stops before its next side effect.
+//   - Entering charge records that the charge is sent. Any cancellation
+//     after that voids the order at payment (refund if completed, and a
+//     marker that refuses a charge arriving later), asked until payment
+//     answers, and order.cancelled says whether money was taken and
+//     returned.
+//   - Events are written to the record's outbox by the transition that
+//     raises them and published after it is stored, with their id as
+//     Nats-Msg-Id; the next transition drops what went out, and a resume
+//     publishes what a crash left.
+//
+// Sagas whose lease expired are resumed by a sweep that runs at start-up
+// and periodically.
 package order
 
 import (
