@@ -34,15 +34,16 @@ type driver struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	until     atomic.Int64 // the lease's end as last stored, in unix nanoseconds
+	rev       uint64       // the record's revision as this driver last wrote it
 	published map[string]bool
 	wg        sync.WaitGroup
 }
 
 // start begins driving rec, whose lease this instance holds, and renews the
 // lease every third of its length while the driver runs.
-func (s *Orders) start(ctx context.Context, k string, rec record) *driver {
+func (s *Orders) start(ctx context.Context, k string, rec record, rev uint64) *driver {
 	dctx, cancel := context.WithCancel(ctx)
-	d := &driver{s: s, k: k, tok: token{rec.LeaseOwner, rec.LeaseGen}, ctx: dctx, cancel: cancel, published: map[string]bool{}}
+	d := &driver{s: s, k: k, tok: token{rec.LeaseOwner, rec.LeaseGen}, ctx: dctx, cancel: cancel, rev: rev, published: map[string]bool{}}
 	d.until.Store(rec.LeaseUntil.UnixNano())
 	d.wg.Add(1)
 	go d.keep()
@@ -106,11 +107,13 @@ func (d *driver) live() bool {
 // advance applies a row of the saga to the record in one compare-and-set
 // that carries the fencing token: what the step learned (apply), the next
 // step, the new status, the row's event into the outbox (events already
-// published leave it), and the lease renewed, or released at the end.
-func (d *driver) advance(row Transition, apply func(*record)) (record, error) {
+// published leave it), and the lease renewed, or released at the end. The
+// write goes at the revision the driver last wrote (cur), without reading
+// the record again unless a renewal came between.
+func (d *driver) advance(cur record, row Transition, apply func(*record)) (record, error) {
 	now := d.s.now().UTC()
 	var ev outboxEvent
-	out, err := d.s.store.Update(d.ctx, d.k, func(r *record) error {
+	out, rev, err := d.s.store.UpdateAt(d.ctx, d.k, cur, d.rev, func(r *record) error {
 		if !d.tok.holds(r) {
 			return errFenced
 		}
@@ -151,6 +154,7 @@ func (d *driver) advance(row Transition, apply func(*record)) (record, error) {
 	if err != nil {
 		return record{}, err
 	}
+	d.rev = rev
 	d.until.Store(out.LeaseUntil.UnixNano())
 	return out, nil
 }

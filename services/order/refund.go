@@ -51,7 +51,7 @@ func (s *Orders) Refund(ctx context.Context, staff *kit.Claims, id string, req R
 	reason := strings.TrimSpace(req.Reason)
 	var decided bool
 	row, _ := next(StepDone, OnStaffRefund)
-	rec, err := s.store.Update(ctx, k, func(r *record) error {
+	rec, rev, err := s.store.UpdateAt(ctx, k, record{}, 0, func(r *record) error {
 		decided = false
 		switch {
 		case r.Status == Refunded:
@@ -76,12 +76,12 @@ func (s *Orders) Refund(ctx context.Context, staff *kit.Claims, id string, req R
 	if !decided && !rec.done() {
 		// Refunded before and not finished: finish it, unless another
 		// instance holds it.
-		if claimed, err := s.claim(ctx, k); err == nil {
-			rec, decided = claimed, true
+		if claimed, claimedAt, err := s.claim(ctx, k); err == nil {
+			rec, rev, decided = claimed, claimedAt, true
 		}
 	}
 	if decided {
-		rec = s.run(ctx, k, rec)
+		rec = s.run(ctx, k, rec, rev)
 	}
 	if !rec.done() {
 		return rec.Order, http.StatusAccepted, nil

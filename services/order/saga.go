@@ -52,7 +52,8 @@ func (s *Orders) Place(ctx context.Context, c *kit.Claims, idemKey string, req P
 	id := IDFor(c.Subject, idemKey)
 	k := key(c.Subject, id)
 	rec := newRecord(id, c, req, s.owner, s.now().UTC(), s.lease)
-	if _, err := s.store.Create(ctx, k, rec); errors.Is(err, kit.ErrExists) {
+	rev, err := s.store.Create(ctx, k, rec)
+	if errors.Is(err, kit.ErrExists) {
 		// A retry, or the key reused for another order (orders from before
 		// the hash have none, and pass).
 		if cur, _, gerr := s.store.Get(ctx, k); gerr != nil {
@@ -61,8 +62,8 @@ func (s *Orders) Place(ctx context.Context, c *kit.Claims, idemKey string, req P
 			return events.Order{}, 0, ErrKeyReused
 		}
 		// A retry: report the order as it stands, driving it if nobody is.
-		if r, err := s.claim(ctx, k); err == nil {
-			rec = r
+		if r, claimedAt, err := s.claim(ctx, k); err == nil {
+			rec, rev = r, claimedAt
 		} else if errors.Is(err, errLeased) || errors.Is(err, kit.ErrNoChange) {
 			cur, _, gerr := s.store.Get(ctx, k)
 			if gerr != nil {
@@ -76,7 +77,7 @@ func (s *Orders) Place(ctx context.Context, c *kit.Claims, idemKey string, req P
 	} else if err != nil {
 		return events.Order{}, 0, err
 	}
-	final := s.run(ctx, k, rec)
+	final := s.run(ctx, k, rec, rev)
 	status, err := Outcome(&final)
 	return final.Order, status, err
 }
@@ -85,10 +86,10 @@ func (s *Orders) Place(ctx context.Context, c *kit.Claims, idemKey string, req P
 // is this instance's), raising its generation: a driver still holding the
 // old token is fenced off. A saga with nothing left to do answers
 // kit.ErrNoChange, with its record.
-func (s *Orders) claim(ctx context.Context, k string) (record, error) {
+func (s *Orders) claim(ctx context.Context, k string) (record, uint64, error) {
 	now := s.now().UTC()
 	var finished bool
-	rec, err := s.store.Update(ctx, k, func(r *record) error {
+	rec, rev, err := s.store.UpdateAt(ctx, k, record{}, 0, func(r *record) error {
 		finished = r.done()
 		if finished {
 			return kit.ErrNoChange
@@ -104,15 +105,15 @@ func (s *Orders) claim(ctx context.Context, k string) (record, error) {
 	if err == nil && finished {
 		// Update hides ErrNoChange; without it a finished order would be
 		// driven again.
-		return rec, kit.ErrNoChange
+		return rec, rev, kit.ErrNoChange
 	}
-	return rec, err
+	return rec, rev, err
 }
 
 // run drives a leased record through the saga, once per instance at a
 // time, until it is done or cannot go on now: each turn publishes the
 // outbox, runs the record's step and applies the row its outcome selects.
-func (s *Orders) run(ctx context.Context, k string, rec record) record {
+func (s *Orders) run(ctx context.Context, k string, rec record, rev uint64) record {
 	s.mu.Lock()
 	if s.inflight[k] {
 		s.mu.Unlock()
@@ -125,7 +126,7 @@ func (s *Orders) run(ctx context.Context, k string, rec record) record {
 		delete(s.inflight, k)
 		s.mu.Unlock()
 	}()
-	d := s.start(ctx, k, rec)
+	d := s.start(ctx, k, rec, rev)
 	defer d.stop()
 	log := kit.Logger(ctx).With("order", rec.ID)
 	for rec.step() != StepDone {
@@ -145,7 +146,7 @@ func (s *Orders) run(ctx context.Context, k string, rec record) record {
 			log.Error("the saga has no transition", "step", rec.step(), "on", on)
 			return rec
 		}
-		out, err := d.advance(row, apply)
+		out, err := d.advance(rec, row, apply)
 		if err != nil {
 			if !errors.Is(err, errFenced) || d.ctx.Err() == nil {
 				log.Warn("transition not stored; will resume", "from", row.From, "to", row.To, "err", err)
@@ -421,7 +422,7 @@ func (s *Orders) Sweep(ctx context.Context) (resumed int, err error) {
 		if skip {
 			continue
 		}
-		rec, err := s.claim(ctx, k)
+		rec, rev, err := s.claim(ctx, k)
 		switch {
 		case errors.Is(err, kit.ErrNoChange):
 			if rec.Status != Confirmed {
@@ -438,7 +439,7 @@ func (s *Orders) Sweep(ctx context.Context) (resumed int, err error) {
 		}
 		resumed++
 		kit.Logger(ctx).Info("resuming saga", "order", rec.ID, "status", rec.Status, "owed", rec.Owed)
-		s.run(ctx, k, rec)
+		s.run(ctx, k, rec, rev)
 	}
 	return resumed, nil
 }
