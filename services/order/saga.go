@@ -87,6 +87,14 @@ func (s *Orders) Place(ctx context.Context, c *kit.Claims, idemKey string, req P
 // old token is fenced off. A saga with nothing left to do answers
 // kit.ErrNoChange, with its record.
 func (s *Orders) claim(ctx context.Context, k string) (record, uint64, error) {
+	s.mu.Lock()
+	driving := s.inflight[k]
+	s.mu.Unlock()
+	if driving {
+		// This instance drives it right now (a retried POST came in):
+		// taking the lease again would fence that driver off.
+		return record{}, 0, errLeased
+	}
 	now := s.now().UTC()
 	var finished bool
 	rec, rev, err := s.store.UpdateAt(ctx, k, record{}, 0, func(r *record) error {

@@ -319,3 +319,22 @@ func FuzzPlaceRequest(f *testing.F) {
 		}
 	})
 }
+
+// A POST retried while this instance still drives the order answers it as
+// it stands (202) and leaves the driver alone: claiming the lease again
+// would fence the driver off and stall the order until a sweep.
+func TestARetryDuringTheDriveLeavesTheDriverItsLease(t *testing.T) {
+	st, _ := kit.NewStore[record](kittest.Bus(t, "order").Bucket("orders"))
+	pay := &fakePayments{status: PaymentCompleted}
+	stock := &slowStock{fakeStock: products()}
+	s, _ := NewOrders(st, stock, pay, &kittest.Published{}, "test", time.Minute)
+	var retried int
+	stock.during = func() { _, retried, _ = s.Place(context.Background(), claims, "k1", req) }
+	o, status, err := s.Place(context.Background(), claims, "k1", req)
+	if retried != http.StatusAccepted {
+		t.Errorf("the retry answered %d, want 202 while the order is driven", retried)
+	}
+	if err != nil || status != http.StatusCreated || o.Status != Confirmed || pay.called("charge") != 1 {
+		t.Fatalf("the first POST: %d %s %v, %d charges", status, o.Status, err, pay.called("charge"))
+	}
+}
