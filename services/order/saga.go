@@ -52,11 +52,28 @@ func (s *Orders) Place(ctx context.Context, c *kit.Claims, idemKey string, req P
 	id := IDFor(c.Subject, idemKey)
 	k := key(c.Subject, id)
 	rec := newRecord(id, c, req, s.owner, s.now().UTC(), s.lease)
-	rev, err := s.store.Create(ctx, k, rec)
-	if errors.Is(err, kit.ErrExists) {
+	// Marked as driven before it exists, so that no sweep of this
+	// instance claims it between its creation and its first step.
+	mine := s.begin(k)
+	var rev uint64
+	var err error = errLeased // a concurrent retry of this very order drives it
+	if mine {
+		rev, err = s.store.Create(ctx, k, rec)
+		if err == nil {
+			defer s.end(k)
+			final := s.drive(ctx, k, rec, rev)
+			status, err := Outcome(&final)
+			return final.Order, status, err
+		}
+		s.end(k)
+	}
+	if errors.Is(err, kit.ErrExists) || errors.Is(err, errLeased) {
 		// A retry, or the key reused for another order (orders from before
 		// the hash have none, and pass).
-		if cur, _, gerr := s.store.Get(ctx, k); gerr != nil {
+		if cur, _, gerr := s.store.Get(ctx, k); errors.Is(gerr, kit.ErrNotFound) && !mine {
+			// The first of two identical requests is creating it.
+			return rec.Order, http.StatusAccepted, nil
+		} else if gerr != nil {
 			return events.Order{}, 0, gerr
 		} else if cur.RequestHash != "" && cur.RequestHash != rec.RequestHash {
 			return events.Order{}, 0, ErrKeyReused
@@ -74,7 +91,7 @@ func (s *Orders) Place(ctx context.Context, c *kit.Claims, idemKey string, req P
 		} else {
 			return events.Order{}, 0, err
 		}
-	} else if err != nil {
+	} else {
 		return events.Order{}, 0, err
 	}
 	final := s.run(ctx, k, rec, rev)
@@ -122,18 +139,33 @@ func (s *Orders) claim(ctx context.Context, k string) (record, uint64, error) {
 // time, until it is done or cannot go on now: each turn publishes the
 // outbox, runs the record's step and applies the row its outcome selects.
 func (s *Orders) run(ctx context.Context, k string, rec record, rev uint64) record {
-	s.mu.Lock()
-	if s.inflight[k] {
-		s.mu.Unlock()
+	if !s.begin(k) {
 		return rec
 	}
+	defer s.end(k)
+	return s.drive(ctx, k, rec, rev)
+}
+
+// begin marks k as driven by this instance, false if it already is; end
+// clears the mark.
+func (s *Orders) begin(k string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight[k] {
+		return false
+	}
 	s.inflight[k] = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.inflight, k)
-		s.mu.Unlock()
-	}()
+	return true
+}
+
+func (s *Orders) end(k string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.inflight, k)
+}
+
+// drive is run's loop, for a caller that marked k (begin).
+func (s *Orders) drive(ctx context.Context, k string, rec record, rev uint64) record {
 	d := s.start(ctx, k, rec, rev)
 	defer d.stop()
 	log := kit.Logger(ctx).With("order", rec.ID)
