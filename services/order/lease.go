@@ -92,12 +92,19 @@ func (d *driver) renew() {
 
 // live reports whether the driver may make its next side effect: the
 // instance is not stopping, and its lease, as last stored, has a tenth of
-// its length left at least (room for the call to start).
+// its length left at least (room for the call to start). A lease running
+// out (renewals late under load, or the instance paused) is renewed here
+// first, by the same fenced compare-and-set: if another instance claimed
+// it meanwhile, that fails and the driver stops.
 func (d *driver) live() bool {
+	low := func() bool { return d.s.now().Add(d.s.lease / 10).After(time.Unix(0, d.until.Load())) }
+	if d.ctx.Err() == nil && low() {
+		d.renew()
+	}
 	if d.ctx.Err() != nil {
 		return false
 	}
-	if d.s.now().Add(d.s.lease / 10).After(time.Unix(0, d.until.Load())) {
+	if low() {
 		d.cancel()
 		return false
 	}

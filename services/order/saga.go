@@ -267,8 +267,9 @@ func (d *driver) reserve(rec record) (string, func(*record)) {
 			e := *kit.AsError(err)
 			e.Field = fmt.Sprintf("items[%d].quantity", i)
 			return refuse(http.StatusConflict, &e)
-		case errors.Is(err, ErrAmbiguous) || errors.Is(err, ErrNotSent):
-			// A reserve that may have happened is released with the rest.
+		case errors.Is(err, ErrAmbiguous) || errors.Is(err, ErrNotSent) || kit.AsError(err).Code == kit.CodeContention:
+			// A reserve that may have happened is released with the rest;
+			// one that met contention was not, and may be placed again.
 			return refuse(http.StatusServiceUnavailable, kit.AsError(err))
 		default:
 			return refuse(http.StatusConflict, kit.AsError(err))
