@@ -109,7 +109,9 @@ func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (
 		limits:  Limits{BrokerReplicas: cfg.BrokerReplicas, StoreBytes: cfg.BrokerStoreBytes},
 		running: cfg.BrokerServices,
 		owed:    map[string]func(context.Context) error{}, done: make(chan struct{})}
-	for {
+	// Services of a platform start together, and those waiting for an
+	// owner's streams look again soon, then less often.
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		err = b.ensure(ctx, cfg.Service)
 		if err == nil {
 			if len(b.owed) > 0 {
@@ -117,15 +119,23 @@ func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (
 			}
 			return b, nil
 		}
-		log.Warn("waiting for JetStream", "err", err, "lastNATSError", nc.LastError())
+		if errors.Is(err, errWaitingForOwners) {
+			log.Info("waiting for the owners of its streams and buckets", "err", err)
+		} else {
+			log.Warn("waiting for JetStream", "err", err, "lastNATSError", nc.LastError())
+		}
 		select {
 		case <-ctx.Done():
 			nc.Close()
 			return nil, fmt.Errorf("nats: %w (last error: %v)", ctx.Err(), err)
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		}
 	}
 }
+
+// errWaitingForOwners says that the streams and buckets the service owns
+// exist, and some it does not own do not yet.
+var errWaitingForOwners = errors.New("waiting for their owners to create")
 
 // ownsStream and ownsBucket say whether the service creates and updates
 // a stream or bucket, or only waits for it.
@@ -205,7 +215,7 @@ func (b *Bus) ensure(ctx context.Context, svc catalog.Service) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("waiting for their owners to create %s", strings.Join(missing, ", "))
+		return fmt.Errorf("%w %s", errWaitingForOwners, strings.Join(missing, ", "))
 	}
 	return nil
 }

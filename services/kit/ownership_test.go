@@ -49,7 +49,7 @@ func connectAs(t *testing.T, b *kittest.Broker, name string, running []string, l
 	env[catalog.EnvBrokerServices] = strings.Join(running, ",")
 	svc, _ := catalog.Lookup(name)
 	for _, up := range svc.Upstreams {
-		env[catalog.EnvURL(up)] = "http://" + up + ".invalid"
+		env[catalog.EnvGRPC(up)] = "dns:///" + up + ".invalid:9090"
 	}
 	cfg, err := kit.LoadConfig(name, kit.Needs{}, kit.MapEnv(env))
 	if err != nil {
