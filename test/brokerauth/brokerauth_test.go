@@ -16,6 +16,13 @@
 // where a widened permission — a literal turned into a wildcard, a "."
 // turned into ".>" — would let something through. TestRefusalsCatchEveryWidening
 // checks that claim for every rendered permission without a server.
+//
+// Two things subject permissions alone cannot see are pinned by who sends
+// what: only a stream's or bucket's owner may create or update it (owner),
+// and a durable is created with its one filter in the call's subject,
+// which the broker holds the request to (filter).
+// TestACompromisedPodCannotChangeWhatItDoesNotOwn tries both through the
+// JetStream API, as a compromised pod would.
 package brokerauth
 
 import (
