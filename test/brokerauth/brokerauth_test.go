@@ -768,6 +768,9 @@ func TestEveryServiceIsRefusedEverythingElse(t *testing.T) {
 	}
 
 	t.Run("nothing the refusals tried took effect", func(t *testing.T) {
+		// A context of its own: the probes before may take a while on a
+		// loaded machine.
+		ctx := ctxT(t)
 		for _, c := range conns {
 			for _, subj := range c.svc.Publishes {
 				st, _ := catalog.StreamFor(subj)
