@@ -147,9 +147,8 @@ func NewGateway(upstreams map[string]Upstream, tokens kit.Verifier, m *kit.Metri
 			// is flushed as its bytes arrive (ReverseProxy does so by
 			// itself); an answer of known length leaves in as few writes
 			// as the server's buffer allows. Flushing every answer at
-			// every write (FlushInterval -1) cost a timer goroutine and a
-			// second write per request, and 30 % of the gateway's
-			// throughput.
+			// every write (FlushInterval -1) cost a timer goroutine and
+			// one more write(2) per request.
 			BufferPool: copyBuffers,
 		}
 		g.upstreams[name] = up
