@@ -16,6 +16,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -185,9 +186,15 @@ func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }
 // newTransport is the pooled transport the upstreams' are copies of: many
 // idle connections per host, so a busy gateway never re-dials (and never
 // repeats a TLS handshake), short dials, and o.Timeout for the answer's
-// headers.
+// headers. It speaks HTTP/1.1 with keep-alive, what the services' API
+// ports serve (they offer no h2), without looking for an HTTP/2
+// connection first on every call, and passes bodies through as the
+// upstream encoded them (no gzip of its own asking, no decoding).
 func newTransport(timeout time.Duration) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ForceAttemptHTTP2 = false
+	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	t.DisableCompression = true
 	t.MaxIdleConns = 1024
 	t.MaxIdleConnsPerHost = 256
 	t.IdleConnTimeout = 90 * time.Second
@@ -205,6 +212,10 @@ func upstreamTransport(base *http.Transport, ident *kit.Identity, name string) *
 	t.TLSClientConfig = kit.ClientTLSConfig(ident, func(peer kit.SPIFFEID) error {
 		return kit.AuthorizeID(ident.ID().Sibling(name))(peer)
 	})
+	// A new connection (after an idle timeout, or past the pool) resumes
+	// a session instead of a full handshake; the upstream's identity is
+	// checked again all the same (VerifyConnection runs on resumption).
+	t.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(256)
 	return t
 }
 
