@@ -226,14 +226,15 @@ func createProducts(b *testing.B, p *local.Platform, n int) []string {
 }
 
 // runConcurrent runs b.N calls of fn spread over n workers and returns each
-// call's latency and the calls per second.
+// call's latency and the calls per second; it reports the process's CPU
+// time per call.
 func runConcurrent(b *testing.B, n int, fn func(worker int, i int64) error) ([]time.Duration, float64) {
 	var next atomic.Int64
 	lat := make([]time.Duration, b.N)
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	for w := range n {
 		wg.Go(func() {
 			for {
@@ -252,6 +253,8 @@ func runConcurrent(b *testing.B, n int, fn func(worker int, i int64) error) ([]t
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	// Client and servers alike: everything runs in this process.
+	reportCPU(b, processCPU()-cpu0)
 	b.StopTimer()
 	if e := failed.Load(); e != nil {
 		b.Fatal(*e)
