@@ -148,8 +148,10 @@ type wrkResult struct {
 	rps      float64
 	p50, p99 time.Duration
 	// goCPU and nginxCPU are the CPU time per request of this process
-	// (gateway, product, NATS) and of nginx's processes.
+	// (gateway, product, NATS) and of nginx's processes; goRW and nginxRW
+	// their read and write system calls per request.
 	goCPU, nginxCPU time.Duration
+	goRW, nginxRW   float64
 }
 
 // processCPU is the CPU time this process has used.
@@ -159,14 +161,41 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// nginxCPU is the CPU time nginx's master (pid) and its workers have used,
-// from /proc; 0 for no pid.
-func nginxCPU(pid int) time.Duration {
+// usage is CPU time and the count of read and write system calls
+// (read(2), write(2), recvfrom(2), sendto(2) and the like) from /proc.
+type usage struct {
+	cpu time.Duration
+	rw  int64
+}
+
+func (u usage) sub(v usage) usage { return usage{cpu: u.cpu - v.cpu, rw: u.rw - v.rw} }
+
+// ioCalls is the read and write system calls a process has made (syscr
+// and syscw of /proc/<pid>/io); pid "self" is this one.
+func ioCalls(pid string) int64 {
+	data, _ := os.ReadFile(filepath.Join("/proc", pid, "io"))
+	var n int64
+	for _, l := range strings.Split(string(data), "\n") {
+		k, v, _ := strings.Cut(l, ": ")
+		if k == "syscr" || k == "syscw" {
+			c, _ := strconv.ParseInt(v, 10, 64)
+			n += c
+		}
+	}
+	return n
+}
+
+// self is this process's usage: the gateway, product and NATS.
+func self() usage { return usage{cpu: processCPU(), rw: ioCalls("self")} }
+
+// nginxUsage is the usage of nginx's master (pid) and its workers, from
+// /proc; zero for no pid.
+func nginxUsage(pid int) usage {
 	if pid == 0 {
-		return 0
+		return usage{}
 	}
 	dirs, _ := os.ReadDir("/proc")
-	var ticks int64
+	var ticks, rw int64
 	for _, d := range dirs {
 		data, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
 		if err != nil {
@@ -188,9 +217,10 @@ func nginxCPU(pid int) time.Duration {
 		u, _ := strconv.ParseInt(f[11], 10, 64)
 		s, _ := strconv.ParseInt(f[12], 10, 64)
 		ticks += u + s
+		rw += ioCalls(d.Name())
 	}
 	// USER_HZ is 100 on Linux.
-	return time.Duration(ticks) * 10 * time.Millisecond
+	return usage{cpu: time.Duration(ticks) * 10 * time.Millisecond, rw: rw}
 }
 
 var wrkLatency = regexp.MustCompile(`^\s*(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
@@ -198,7 +228,7 @@ var wrkLatency = regexp.MustCompile(`^\s*(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
 // runWrk loads url with wrk at proxyConns connections for wrkDuration.
 // nginxPid, when not 0, is nginx's master, whose CPU is counted.
 func runWrk(url string, nginxPid int) (wrkResult, error) {
-	cpu0, ng0 := processCPU(), nginxCPU(nginxPid)
+	go0, ng0 := self(), nginxUsage(nginxPid)
 	out, err := exec.Command("wrk", "-t", "2", "-c", strconv.Itoa(proxyConns), "-d", wrkDuration.String(), "--latency", url).CombinedOutput()
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk: %v: %s", err, out)
@@ -227,8 +257,9 @@ func runWrk(url string, nginxPid int) (wrkResult, error) {
 		return wrkResult{}, fmt.Errorf("wrk: no figures in %s", out)
 	}
 	n := r.rps * wrkDuration.Seconds()
-	r.goCPU = time.Duration(float64(processCPU()-cpu0) / n)
-	r.nginxCPU = time.Duration(float64(nginxCPU(nginxPid)-ng0) / n)
+	g, ng := self().sub(go0), nginxUsage(nginxPid).sub(ng0)
+	r.goCPU, r.nginxCPU = time.Duration(float64(g.cpu)/n), time.Duration(float64(ng.cpu)/n)
+	r.goRW, r.nginxRW = float64(g.rw)/n, float64(ng.rw)/n
 	return r, nil
 }
 
@@ -326,8 +357,8 @@ func BenchmarkProxy(b *testing.B) {
 		b.ReportMetric(r.rps, l.name+"-wrk-req/s")
 		b.ReportMetric(us(r.p50), l.name+"-wrk-p50-µs")
 		b.Logf("%d connections  %-8s %7.0f req/s  p50 %7.0f µs  p99 %7.0f µs  (wrk, median of %d)", proxyConns, l.name, r.rps, us(r.p50), us(r.p99), wrkRounds)
-		b.Logf("CPU per request  %-8s %5.0f µs in this process (product, NATS%s), %5.0f µs in nginx", l.name, us(r.goCPU),
-			map[bool]string{true: ", the gateway"}[l.name == "gateway"], us(r.nginxCPU))
+		b.Logf("per request      %-8s this process (product, NATS%s): %4.0f µs CPU, %4.1f reads+writes; nginx: %4.0f µs CPU, %4.1f reads+writes", l.name,
+			map[bool]string{true: ", the gateway"}[l.name == "gateway"], us(r.goCPU), r.goRW, us(r.nginxCPU), r.nginxRW)
 	}
 	if n := results["nginx"]; len(n) > 0 {
 		gw, ng := median(results["gateway"]), median(n)
@@ -336,10 +367,13 @@ func BenchmarkProxy(b *testing.B) {
 		b.Logf("gateway / nginx throughput: %.2f×", ratio)
 		// The proxy's own CPU: nginx's processes, and for the gateway its
 		// leg's process CPU less the nginx leg's (product and NATS alone).
-		own := gw.goCPU - ng.goCPU
+		own, ownRW := gw.goCPU-ng.goCPU, gw.goRW-ng.goRW
 		b.ReportMetric(us(own), "gateway-cpu-µs/req")
 		b.ReportMetric(us(ng.nginxCPU), "nginx-cpu-µs/req")
-		b.Logf("the proxy's own CPU per request: gateway %.0f µs, nginx %.0f µs", us(own), us(ng.nginxCPU))
+		b.ReportMetric(ownRW, "gateway-rw/req")
+		b.ReportMetric(ng.nginxRW, "nginx-rw/req")
+		b.Logf("the proxy's own, per request: gateway %.0f µs CPU and %.1f reads+writes, nginx %.0f µs CPU and %.1f reads+writes",
+			us(own), ownRW, us(ng.nginxCPU), ng.nginxRW)
 	}
 }
 
