@@ -13,21 +13,49 @@ import (
 )
 
 // secrets are what a render needs that only the cluster remembers: the
-// broker's credentials, the token-signing keys and the first admin. Each
-// is generated once, stored in its Secret, and read back on every later
-// reconcile, so nothing is rotated by accident: a key that exists is kept,
-// and only a missing one is generated. The token keys follow spec.auth: a
-// name listed there gets a key, a name no longer listed loses its own.
+// broker cluster's route credentials, each service's broker user, the
+// token-signing keys and the first admin (the service identity has a phase
+// of its own, identity.go). Each is generated once, stored in its Secret,
+// and read back on every later reconcile, so nothing is rotated by
+// accident: a key that exists is kept, and only a missing one is
+// generated. The token keys follow spec.auth: a name listed there gets a
+// key, a name no longer listed loses its own; a broker user follows its
+// service: a disabled service's Secret is pruned.
 type secrets struct {
-	creds     render.Credentials
-	tokenKeys render.TokenKeys
-	admin     render.Admin
+	creds       render.Credentials
+	brokerUsers render.BrokerUsers
+	// brokerReport says which broker users were made this time.
+	brokerReport render.BrokerUsersReport
+	tokenKeys    render.TokenKeys
+	admin        render.Admin
 }
+
+// defaultBrokerUsers keeps the broker users of reconcilers that bring no
+// keeper of their own. It remembers checked hashes by a fingerprint of the
+// password and hash, so it may be shared.
+var defaultBrokerUsers = &render.BrokerUserKeeper{}
 
 func (r *PlatformReconciler) secrets(ctx context.Context, p *v1alpha1.Platform) (secrets, error) {
 	var out secrets
 	var err error
 	if out.creds, err = r.credentials(ctx, p); err != nil {
+		return secrets{}, err
+	}
+	have := render.BrokerUsers{}
+	for _, svc := range render.ServiceNames(p) {
+		s, err := r.readSecret(ctx, p, render.BrokerUserSecretName(p, svc))
+		if err != nil {
+			return secrets{}, err
+		}
+		if s != nil {
+			have[svc] = render.BrokerUserFromSecret(s)
+		}
+	}
+	keeper := r.BrokerUsers
+	if keeper == nil {
+		keeper = defaultBrokerUsers
+	}
+	if out.brokerUsers, out.brokerReport, err = keeper.Keep(p, have); err != nil {
 		return secrets{}, err
 	}
 	signing, err := r.readSecret(ctx, p, render.TokenSigningSecretName(p))
@@ -47,8 +75,8 @@ func (r *PlatformReconciler) secrets(ctx context.Context, p *v1alpha1.Platform) 
 	return out, nil
 }
 
-// credentials returns the broker's credentials from <p>-auth, generating
-// those missing.
+// credentials returns the broker's route credentials from <p>-auth,
+// generating those missing.
 func (r *PlatformReconciler) credentials(ctx context.Context, p *v1alpha1.Platform) (render.Credentials, error) {
 	secret, err := r.readSecret(ctx, p, render.AuthSecretName(p))
 	if err != nil {

@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,6 +17,11 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/render"
 	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
+
+// testBrokerUsers keeps the broker users of every reconciler of the suite
+// at bcrypt's least cost: the passwords are as random as in production,
+// and the suite creates many Platforms.
+var testBrokerUsers = &render.BrokerUserKeeper{Cost: bcrypt.MinCost}
 
 // loadSample reads a Platform from a YAML file under config/samples.
 func loadSample(t *testing.T, path, namespace string) *v1alpha1.Platform {
@@ -66,9 +73,19 @@ func desiredFor(t testing.TB, p *v1alpha1.Platform) []client.Object {
 	for _, name := range render.KeyNames(p) {
 		keys[name] = testgen.TokenKey(name)
 	}
+	users, _, err := testBrokerUsers.Keep(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity, _, err := render.KeepIdentity(p, render.Identity{}, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	objs, err := render.Platform(p, render.Options{
 		ServicesImage: testImage,
 		Credentials:   render.Credentials{NATSUser: "user-for-names-only", NATSPassword: "password-for-names-only"},
+		BrokerUsers:   users,
+		Identity:      identity,
 		TokenKeys:     keys,
 		Admin:         render.Admin{Email: "names@example.com", Password: "password-for-names-only"},
 	})

@@ -17,6 +17,8 @@ import (
 type reconcileState struct {
 	p       *v1alpha1.Platform
 	secrets secrets
+	// identity is the CA and the services' certificates to render.
+	identity render.Identity
 	// optional says which optional child kinds (KEDA's ScaledObject) the
 	// API server serves.
 	optional map[schema.GroupVersionKind]kindState
@@ -41,6 +43,7 @@ type phase struct {
 func (r *PlatformReconciler) phases() []phase {
 	return []phase{
 		{reason: reasonCredentialsFailed, run: r.readCredentials},
+		{reason: reasonIdentityFailed, action: "IssueCertificates", run: r.keepIdentity},
 		{reason: reasonDiscoveryFailed, run: r.discoverOptionalKinds},
 		{reason: reasonRenderFailed, action: "Render", final: true, run: r.renderDesired},
 		{reason: reasonHandoverFailed, action: "Handover", run: r.handOverScaling},
@@ -62,6 +65,8 @@ func (r *PlatformReconciler) renderDesired(_ context.Context, s *reconcileState)
 		KEDA:              s.served(render.ScaledObjectKind),
 		OperatorNamespace: r.OperatorNamespace,
 		Credentials:       s.secrets.creds,
+		BrokerUsers:       s.secrets.brokerUsers,
+		Identity:          s.identity,
 		TokenKeys:         s.secrets.tokenKeys,
 		Admin:             s.secrets.admin,
 	})
@@ -76,6 +81,7 @@ func (r *PlatformReconciler) applyDesired(ctx context.Context, s *reconcileState
 		return err
 	}
 	r.announce(ctx, s.p, reasonApplied, "Apply", "Applied", applied)
+	r.announceIdentity(s.p, s)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	"github.com/switchboard-dev/switchboard/internal/render"
 )
 
 // PlatformReconciler reconciles a Platform into its broker and services.
@@ -41,6 +43,13 @@ type PlatformReconciler struct {
 	// BrokerMonitor reads the broker servers' monitors for the JetStream
 	// cluster and storage in status; nil leaves them out.
 	BrokerMonitor BrokerMonitor
+	// Clock tells the time of certificate decisions; nil means time.Now.
+	// Tests move it to bring renewals forward.
+	Clock func() time.Time
+	// BrokerUsers keeps the services' broker users; nil uses one shared
+	// keeper with bcrypt's default cost. Tests may bring a cheaper one.
+	BrokerUsers *render.BrokerUserKeeper
+
 	// OperatorNamespace is where the operator's pods run: the broker's
 	// NetworkPolicy admits them to its monitor. Empty admits none (an
 	// operator outside the cluster needs no rule).
@@ -61,8 +70,8 @@ type PlatformReconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile follows one skeleton: get the Platform, run the phases in order
-// (credentials, render, apply, prune, observe), then write status once, in a
-// deferred step, from what they did and saw.
+// (credentials, identity, render, apply, prune, observe), then write status
+// once, in a deferred step, from what they did and saw.
 func (r *PlatformReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	p := &v1alpha1.Platform{}
 	if err := r.Get(ctx, req.NamespacedName, p); err != nil {

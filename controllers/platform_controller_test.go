@@ -63,9 +63,12 @@ func TestSampleCreatesEveryChildWithItsWiring(t *testing.T) {
 	}
 	for _, name := range []string{"NATS_USER", "NATS_PASSWORD"} {
 		ref := env[name].ValueFrom
-		if ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != "shop-auth" {
-			t.Errorf("order env %s must come from Secret shop-auth, got %+v", name, env[name])
+		if ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != "shop-order-nats" {
+			t.Errorf("order env %s must come from its own Secret shop-order-nats, got %+v", name, env[name])
 		}
+	}
+	if env["TLS_DIR"].Value != "/var/run/switchboard/tls" {
+		t.Errorf("order env TLS_DIR = %q", env["TLS_DIR"].Value)
 	}
 	if ref := env["TOKEN_KEYS"].ValueFrom; ref == nil || ref.ConfigMapKeyRef == nil || ref.ConfigMapKeyRef.Name != "shop-token-keys" {
 		t.Errorf("order env TOKEN_KEYS must come from ConfigMap shop-token-keys, got %+v", env["TOKEN_KEYS"])

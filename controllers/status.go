@@ -24,6 +24,9 @@ const (
 	ConditionServicesReady = "ServicesReady"
 	ConditionProgressing   = "Progressing"
 	ConditionDegraded      = "Degraded"
+	// ConditionCertificatesReady says every enabled service holds a
+	// certificate the operator keeps current (see identity.go).
+	ConditionCertificatesReady = "CertificatesReady"
 )
 
 // Condition reasons and Event reasons.
@@ -57,6 +60,9 @@ type reconcileOutcome struct {
 	observed  *observation
 	// lagScaling is what discovery found for queue-lag autoscaling.
 	lagScaling *lagScaling
+	// identity is what keeping the service certificates did; nil when
+	// that phase did not run to the end.
+	identity *render.IdentityReport
 	// requeueAfter asks for another reconcile after a successful one.
 	requeueAfter time.Duration
 	// failure is set when a step failed; it surfaces as Degraded.
@@ -102,6 +108,7 @@ func (r *PlatformReconciler) patchStatus(ctx context.Context, before, p *v1alpha
 	setReadyCondition(p)
 	setLagScalingCondition(p, o)
 	setBrokerStorageCondition(p, o)
+	setCertificatesReadyCondition(p, o)
 
 	if equality.Semantic.DeepEqual(before.Status, p.Status) {
 		return nil

@@ -119,6 +119,7 @@ func startManager(ctx context.Context) error {
 		Scheme:        scheme,
 		Recorder:      mgr.GetEventRecorder("switchboard-operator"),
 		ServicesImage: testImage,
+		BrokerUsers:   testBrokerUsers,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return err
@@ -209,6 +210,7 @@ func newDirectReconciler(t *testing.T) (*controllers.PlatformReconciler, *writeC
 		Scheme:        scheme,
 		Recorder:      counter,
 		ServicesImage: testImage,
+		BrokerUsers:   testBrokerUsers,
 	}, counter
 }
 

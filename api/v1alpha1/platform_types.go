@@ -69,6 +69,12 @@ type PlatformSpec struct {
 	// +kubebuilder:default={}
 	Auth AuthSpec `json:"auth,omitempty"`
 
+	// Identity configures the certificates that name each service to the
+	// others (mutual TLS between services).
+	// +optional
+	// +kubebuilder:default={}
+	Identity IdentitySpec `json:"identity,omitempty"`
+
 	// Defaults apply to every service unless its entry in services overrides them.
 	// +optional
 	Defaults ServiceDefaults `json:"defaults,omitempty"`
@@ -223,6 +229,43 @@ type AuthSpec struct {
 	// +kubebuilder:validation:items:MaxLength=32
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	VerificationKeys []string `json:"verificationKeys,omitempty"`
+}
+
+// IdentitySpec configures service identity. The operator keeps a CA per
+// Platform in the Secret <name>-ca (generated once, valid for ten years,
+// never replaced while it is readable and valid; replacing it is manual,
+// see docs/identity.md) and issues every enabled service its own
+// certificate in the Secret <name>-<service>-tls (tls.crt, tls.key, ca.crt),
+// mounted into its pods at /var/run/switchboard/tls. The certificate names
+// the service by its SPIFFE ID,
+// spiffe://<trustDomain>/ns/<namespace>/platform/<name>/service/<service>,
+// and is renewed renewBefore ahead of its expiry; pods load the renewed
+// files without a restart.
+// +kubebuilder:validation:XValidation:rule="!has(self.renewBefore) || duration(self.renewBefore) < duration(has(self.certificateLifetime) ? self.certificateLifetime : '720h')",message="identity.renewBefore must be shorter than identity.certificateLifetime (720h unless set), or every certificate would be renewed as soon as it is issued",fieldPath=".renewBefore",reason=FieldValueInvalid
+type IdentitySpec struct {
+	// TrustDomain is the authority of the services' SPIFFE IDs. Changing
+	// it issues every service a new certificate at once.
+	// +optional
+	// +kubebuilder:default="switchboard.local"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[a-z0-9._-]+$`
+	TrustDomain string `json:"trustDomain,omitempty"`
+
+	// CertificateLifetime is how long a service certificate is valid, from
+	// 1h to 8760h (a year). A shorter life bounds what a stolen key can do;
+	// shortening it re-issues longer-lived certificates at once.
+	// +optional
+	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="identity.certificateLifetime must be between 1h and 8760h"
+	CertificateLifetime *metav1.Duration `json:"certificateLifetime,omitempty"`
+
+	// RenewBefore is how long before its expiry a certificate is renewed:
+	// at least 5m, and shorter than certificateLifetime. Unset means a
+	// third of certificateLifetime (240h for the default 720h).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5m')",message="identity.renewBefore must be at least 5m, time for every pod to load a renewed certificate"
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 }
 
 // NetworkPolicySpec turns the platform's NetworkPolicies on or off.
@@ -393,8 +436,10 @@ type PlatformStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions: Ready, BrokerReady, ServicesReady, Progressing, Degraded,
-	// LagScaling (whether the services that scale on queue lag have KEDA)
-	// and BrokerStorage (JetStream's use of the broker's volume). A broker
+	// LagScaling (whether the services that scale on queue lag have KEDA),
+	// BrokerStorage (JetStream's use of the broker's volume) and
+	// CertificatesReady (every service holds a valid certificate; the
+	// message names the next renewal). A broker
 	// or service whose pod cannot start names the pod and why (its image
 	// cannot be pulled, its claim is pending, it crash-loops) in
 	// BrokerReady or ServicesReady.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -49,7 +50,7 @@ func renderCmd(_ context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&image, "image", defaultImageRepo+":"+version, "services image when a Platform sets no spec.image (the operator's --services-image)")
 	fs.StringVar(&brokerImage, "broker-image", render.DefaultBrokerImage, "broker image when a Platform sets no spec.broker.image (the operator's --default-broker-image)")
 	fs.BoolVar(&keda, "keda", false, "render a KEDA ScaledObject instead of an HPA for the services that scale on queue lag, as the operator does where KEDA is installed")
-	fs.StringVar(&credsFile, "credentials", "", "a YAML file of Secrets to take the generated secrets from, so repeated renders keep them: <platform>-auth, <platform>-token-signing and <platform>-admin (an earlier render's output will do); what it lacks is generated")
+	fs.StringVar(&credsFile, "credentials", "", "a YAML file of Secrets to take the generated secrets from, so repeated renders keep them: <platform>-auth, <platform>-token-signing, <platform>-admin, <platform>-ca and each service's <platform>-<service>-nats and <platform>-<service>-tls (an earlier render's output will do); what it lacks or what is due for renewal is generated")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -170,7 +171,21 @@ func keepSecrets(p *v1alpha1.Platform, kept map[string]*corev1.Secret) (render.O
 		c = fresh
 	}
 	o.Credentials = c
+	have := render.BrokerUsers{}
+	leaves := map[string]*corev1.Secret{}
+	for _, svc := range render.ServiceNames(p) {
+		if s, ok := kept[render.BrokerUserSecretName(p, svc)]; ok {
+			have[svc] = render.BrokerUserFromSecret(s)
+		}
+		leaves[svc] = kept[render.TLSSecretName(p, svc)]
+	}
 	var err error
+	if o.BrokerUsers, _, err = (&render.BrokerUserKeeper{}).Keep(p, have); err != nil {
+		return o, err
+	}
+	if o.Identity, _, err = render.KeepIdentity(p, render.IdentityFromSecrets(kept[render.CASecretName(p)], leaves), time.Now(), nil); err != nil {
+		return o, err
+	}
 	if o.TokenKeys, err = render.KeepTokenKeys(p, render.TokenKeysFromSecret(kept[render.TokenSigningSecretName(p)])); err != nil {
 		return o, err
 	}

@@ -100,9 +100,18 @@ func authSecret(p *v1alpha1.Platform, c Credentials) *corev1.Secret {
 	}
 }
 
-// natsConfig renders nats.conf. It never contains a credential: the server
-// substitutes $NATS_USER and $NATS_PASSWORD from its environment, which
-// the StatefulSet fills from the <p>-auth Secret.
+// natsConfig renders nats.conf. It holds no password: the services'
+// users carry bcrypt hashes (see BrokerUserKeeper), and the cluster's
+// route credentials are substituted by the server as $NATS_USER and
+// $NATS_PASSWORD from its environment, which the StatefulSet fills from
+// the <p>-auth Secret.
+//
+// Each service that uses the broker has a user of its own, allowed exactly
+// what PermissionsFor derives from its catalog row; the gateway has none.
+// The route credentials are also the broker's administrative user, with
+// no limits: for people, through a port-forward (switchboard dlq, the nats
+// CLI). No pod but the broker's reads them, and reading their Secret takes
+// what reading any service's Secret takes.
 //
 // The server name is passed as --name $(POD_NAME) rather than written here
 // as server_name: $POD_NAME, because nats-server parses a substituted value
@@ -112,10 +121,11 @@ func authSecret(p *v1alpha1.Platform, c Credentials) *corev1.Secret {
 // Routes need the credentials inside their URLs (a route sends only its
 // URL's user info), so each is an env var NATS_ROUTE_<i> that the kubelet
 // assembles from the secret-backed variables; see brokerEnv.
-func natsConfig(p *v1alpha1.Platform) string {
+func natsConfig(p *v1alpha1.Platform, plans []ServicePlan, users BrokerUsers) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# nats.conf of Platform %s/%s, rendered by %s; edits are overwritten.\n", p.Namespace, p.Name, FieldManager)
-	b.WriteString("# Credentials are read from the environment (Secret " + AuthSecretName(p) + "), never written here.\n")
+	b.WriteString("# Each service logs in as its own user; the bcrypt hashes below check the passwords of Secrets " + p.Name + "-<service>-nats.\n")
+	b.WriteString("# Server-to-server credentials are read from the environment (Secret " + AuthSecretName(p) + "), never written here.\n")
 	fmt.Fprintf(&b, "listen: \"0.0.0.0:%d\"\n", ClientPort)
 	fmt.Fprintf(&b, "http: \"0.0.0.0:%d\"\n", MonitorPort)
 	b.WriteString("\n")
@@ -131,7 +141,21 @@ func natsConfig(p *v1alpha1.Platform) string {
 	}
 	b.WriteString("}\n\n")
 	b.WriteString("authorization {\n")
-	fmt.Fprintf(&b, "  user: $%s\n  password: $%s\n", envNATSUser, envNATSPassword)
+	b.WriteString("  # One user per service, allowed what its catalog row says and nothing else.\n")
+	b.WriteString("  users: [\n")
+	for _, s := range plans {
+		if !s.UsesBroker() {
+			continue
+		}
+		perms, err := PermissionsFor(s.Service)
+		if err != nil {
+			return "", err
+		}
+		writeBrokerUser(&b, users[s.Name], perms)
+	}
+	b.WriteString("    # The administrative user, for people (switchboard dlq, the nats CLI): the route credentials.\n")
+	fmt.Fprintf(&b, "    {user: $%s, password: $%s}\n", envNATSUser, envNATSPassword)
+	b.WriteString("  ]\n")
 	b.WriteString("}\n")
 
 	if n := BrokerReplicas(p); n > 1 {
@@ -148,14 +172,40 @@ func natsConfig(p *v1alpha1.Platform) string {
 		b.WriteString("  ]\n")
 		b.WriteString("}\n")
 	}
-	return b.String()
+	return b.String(), nil
 }
 
-func brokerConfigMap(p *v1alpha1.Platform) *corev1.ConfigMap {
+// writeBrokerUser writes a service's entry of the users list. Empty
+// permissions allow nothing: an empty allow list would allow everything,
+// so they deny ">".
+func writeBrokerUser(b *strings.Builder, u BrokerUser, perms BrokerPermissions) {
+	b.WriteString("    {\n")
+	fmt.Fprintf(b, "      user: %q\n", u.User)
+	fmt.Fprintf(b, "      password: %q\n", u.PasswordHash)
+	b.WriteString("      permissions: {\n")
+	for _, dir := range []struct {
+		name     string
+		subjects []string
+	}{{"publish", perms.Publish}, {"subscribe", perms.Subscribe}} {
+		if len(dir.subjects) == 0 {
+			fmt.Fprintf(b, "        %s: {deny: [\">\"]}\n", dir.name)
+			continue
+		}
+		fmt.Fprintf(b, "        %s: {allow: [\n", dir.name)
+		for _, s := range dir.subjects {
+			fmt.Fprintf(b, "          %q\n", s)
+		}
+		b.WriteString("        ]}\n")
+	}
+	b.WriteString("      }\n")
+	b.WriteString("    }\n")
+}
+
+func brokerConfigMap(p *v1alpha1.Platform, config string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{
 		TypeMeta:   typeMeta("v1", "ConfigMap"),
 		ObjectMeta: objectMeta(p, BrokerConfigName(p), ComponentBroker),
-		Data:       map[string]string{brokerConfigKey: natsConfig(p)},
+		Data:       map[string]string{brokerConfigKey: config},
 	}
 }
 
@@ -252,9 +302,8 @@ func brokerMetricsSidecar(p *v1alpha1.Platform, opts Options) corev1.Container {
 	}
 }
 
-func brokerStatefulSet(p *v1alpha1.Platform, c Credentials, opts Options) *appsv1.StatefulSet {
+func brokerStatefulSet(p *v1alpha1.Platform, c Credentials, config string, opts Options) *appsv1.StatefulSet {
 	replicas := BrokerReplicas(p)
-	config := natsConfig(p)
 	configHash := sha256.Sum256([]byte(config))
 
 	ports := []corev1.ContainerPort{

@@ -17,7 +17,9 @@ const (
 	SecretKeyNATSPassword = "nats-password"
 )
 
-// Credentials are the broker's generated credentials, kept in <p>-auth.
+// Credentials are the broker cluster's route credentials, generated and
+// kept in <p>-auth: the broker servers authenticate each other with them.
+// No service holds them; each has a broker user of its own (BrokerUsers).
 // The token keys and the first admin have Secrets of their own (see
 // TokenKeys, Admin), so each is mounted only where it is needed.
 type Credentials struct {

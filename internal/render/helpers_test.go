@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/internal/testgen"
 	"github.com/switchboard-dev/switchboard/internal/tokenkeys"
+	"github.com/switchboard-dev/switchboard/services/catalog"
 )
 
 const testUID = types.UID("6f1c0a4e-0000-4000-8000-000000000001")
@@ -84,8 +85,36 @@ var testPublicPEM = func() string {
 	return s
 }()
 
+// testBrokerUsers are fixed broker users of every service that uses the
+// broker; the hashes are real bcrypt hashes (cost 4) of the passwords, made
+// once and written here because bcrypt salts at random.
+var testBrokerUsers = BrokerUsers{
+	"user":           {User: "user", Password: "testNATSPasswordOfUser", PasswordHash: "$2a$04$dgHnmeY8FoR5j2E/fyqmFewUDORUp9fXyuUrWUnoeysPrqiQTcsYO"},
+	"product":        {User: "product", Password: "testNATSPasswordOfProduct", PasswordHash: "$2a$04$am7i.tOKSfQQWQUw6SdYH.Sj068yKUAsK6y7YfWsSu4RyYcohoQMe"},
+	"order":          {User: "order", Password: "testNATSPasswordOfOrder", PasswordHash: "$2a$04$S6aWYTuL2nZcVoQhTSHb6uOtzM2n2N8b7tThX2Pwn246t1lKKukwi"},
+	"payment":        {User: "payment", Password: "testNATSPasswordOfPayment", PasswordHash: "$2a$04$PIe7RWjirIBEFEAN/zpT5uFG4aitYNEp8srEvRGdm7EGml.B7GTKi"},
+	"notification":   {User: "notification", Password: "testNATSPasswordOfNotification", PasswordHash: "$2a$04$z8djJpQryCkLPcDzuPm47u8DitwjetEjxBaRdItnK3jAqDfSevlAG"},
+	"account":        {User: "account", Password: "testNATSPasswordOfAccount", PasswordHash: "$2a$04$rNxuUMexP/3w0O1zp.pfceYq.shh2A/DyQgLeEYPkD3OfnGeb4W5."},
+	"content":        {User: "content", Password: "testNATSPasswordOfContent", PasswordHash: "$2a$04$RvT5.CeVL7bnleBgdoKly.yXdDCxw1lDNZ9W47OHw7GZdRjxQmjoC"},
+	"playback":       {User: "playback", Password: "testNATSPasswordOfPlayback", PasswordHash: "$2a$04$Wfkgy7vpOu9aV.wndRS3mO62RsdQapEofNk5HeSTOxQIf80g9d9Ty"},
+	"analytics":      {User: "analytics", Password: "testNATSPasswordOfAnalytics", PasswordHash: "$2a$04$mHIiL0op9tnN7setwe76I.vkinkgwBdorG7DqVhKs4B7KaaTZQnxa"},
+	"recommendation": {User: "recommendation", Password: "testNATSPasswordOfRecommendation", PasswordHash: "$2a$04$5qhhLzRaLAxUlMLCvvgmaO0J4nfTwhUvox1wE2USnrV1BdSTNm7ZO"},
+}
+
+// testIdentity stands in for the PKI material of every catalog service.
+// Render copies it into Secrets without reading it, so fixed text keeps
+// the golden files stable; KeepIdentity's tests use real certificates.
+func testIdentity() Identity {
+	id := Identity{CACert: []byte("test CA certificate\n"), CAKey: []byte("test CA key\n"), Leaves: map[string]Leaf{}}
+	for _, s := range catalog.All() {
+		id.Leaves[s.Name] = Leaf{Cert: []byte("test certificate of " + s.Name + "\n"), Key: []byte("test key of " + s.Name + "\n")}
+	}
+	return id
+}
+
 func testOptions() Options {
-	return Options{ServicesImage: "ghcr.io/switchboard-dev/switchboard:test", Credentials: testCredentials, TokenKeys: testTokenKeys(), Admin: testAdmin}
+	return Options{ServicesImage: "ghcr.io/switchboard-dev/switchboard:test", Credentials: testCredentials, TokenKeys: testTokenKeys(), Admin: testAdmin,
+		BrokerUsers: testBrokerUsers, Identity: testIdentity()}
 }
 
 func mustRender(t *testing.T, p *v1alpha1.Platform) []client.Object {

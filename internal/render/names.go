@@ -37,8 +37,9 @@ const (
 const (
 	// AnnotationConfigHash is a hash of the broker's nats.conf.
 	AnnotationConfigHash = "platform.switchboard.dev/config-hash"
-	// AnnotationAuthHash is a hash of the credentials the pods read from the
-	// <p>-auth Secret: env vars are read once, so new credentials need new pods.
+	// AnnotationAuthHash is a hash of the broker credentials the pods read
+	// (a service's own user; the broker's route credentials from <p>-auth):
+	// env vars are read once, so new credentials need new pods.
 	AnnotationAuthHash = "platform.switchboard.dev/auth-hash"
 )
 

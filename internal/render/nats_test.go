@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,17 @@ import (
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/internal/loopback"
 	"github.com/switchboard-dev/switchboard/internal/testgen"
+	"github.com/switchboard-dev/switchboard/services/catalog"
 )
+
+func catalogService(t *testing.T, name string) catalog.Service {
+	t.Helper()
+	s, ok := catalog.Lookup(name)
+	if !ok {
+		t.Fatalf("no catalog service %q", name)
+	}
+	return s
+}
 
 // These tests run the rendered broker config through the nats-server the
 // project embeds, the way a pod would: env vars resolved as the kubelet
@@ -141,8 +152,36 @@ func TestBrokerConfigParsesAsNATSServerReadsIt(t *testing.T) {
 				if o.Host != "0.0.0.0" || o.Port != ClientPort || o.HTTPPort != MonitorPort {
 					t.Errorf("listens on %s:%d, monitor %d", o.Host, o.Port, o.HTTPPort)
 				}
-				if o.Username != tt.creds.NATSUser || o.Password != tt.creds.NATSPassword {
-					t.Errorf("client auth %q/%q, want the Secret's credentials", o.Username, o.Password)
+				if o.Username != "" || o.Password != "" || o.NoAuthUser != "" {
+					t.Errorf("client auth %q/%q (no-auth user %q), want one user per service", o.Username, o.Password, o.NoAuthUser)
+				}
+				var users []string
+				for _, u := range o.Users {
+					if u.Username == tt.creds.NATSUser {
+						// The administrative user: the route credentials, unlimited.
+						if u.Password != tt.creds.NATSPassword || u.Permissions != nil {
+							t.Errorf("the administrative user: password %q, permissions %+v", u.Password, u.Permissions)
+						}
+						users = append(users, "admin")
+						continue
+					}
+					users = append(users, u.Username)
+					want, err := PermissionsFor(catalogService(t, u.Username))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if u.Password != testBrokerUsers[u.Username].PasswordHash {
+						t.Errorf("user %s: password %q, want its bcrypt hash", u.Username, u.Password)
+					}
+					if u.Permissions == nil || u.Permissions.Publish == nil || u.Permissions.Subscribe == nil ||
+						!slices.Equal(u.Permissions.Publish.Allow, want.Publish) || len(u.Permissions.Publish.Deny) != 0 ||
+						!slices.Equal(u.Permissions.Subscribe.Allow, want.Subscribe) || len(u.Permissions.Subscribe.Deny) != 0 ||
+						u.Permissions.Response != nil {
+						t.Errorf("user %s: permissions %+v, want %+v", u.Username, u.Permissions, want)
+					}
+				}
+				if want := []string{"user", "product", "order", "payment", "notification", "account", "content", "playback", "analytics", "recommendation", "admin"}; !slices.Equal(users, want) {
+					t.Errorf("users %v, want %v (every service but the gateway, and the administrative user)", users, want)
 				}
 				if !o.JetStream || o.StoreDir != brokerStoreDir {
 					t.Errorf("jetstream %v in %q", o.JetStream, o.StoreDir)
@@ -185,7 +224,9 @@ func TestBrokerConfigParsesAsNATSServerReadsIt(t *testing.T) {
 }
 
 // The broker is never open: started from the rendered config, it refuses a
-// client without the Secret's credentials and serves JetStream to one with them.
+// client without credentials, with a wrong password or with another
+// service's password, and serves JetStream to a service with its own and
+// to the administrative user.
 func TestBrokerRequiresCredentials(t *testing.T) {
 	p := platform("shop")
 	objs := mustRender(t, p)
@@ -195,19 +236,30 @@ func TestBrokerRequiresCredentials(t *testing.T) {
 	o.NoSigs = true
 	s := runServer(t, o)
 
-	if nc, err := nats.Connect(s.ClientURL()); err == nil {
-		nc.Close()
-		t.Fatal("connected without credentials")
-	} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
-		t.Fatalf("unexpected error without credentials: %v", err)
+	order := BrokerUserFromSecret(find[*corev1.Secret](t, objs, BrokerUserSecretName(p, "order")))
+	for name, opts := range map[string][]nats.Option{
+		"no credentials":                   nil,
+		"a wrong password":                 {nats.UserInfo(order.User, "wrong")},
+		"another service's":                {nats.UserInfo(order.User, testBrokerUsers["payment"].Password)},
+		"the bcrypt hash itself":           {nats.UserInfo(order.User, order.PasswordHash)},
+		"the route user, another password": {nats.UserInfo(testCredentials.NATSUser, testBrokerUsers["order"].Password)},
+		"the gateway, as anything":         {nats.UserInfo(catalog.Gateway, "")},
+	} {
+		if nc, err := nats.Connect(s.ClientURL(), opts...); err == nil {
+			nc.Close()
+			t.Errorf("connected with %s", name)
+		} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			t.Errorf("unexpected error with %s: %v", name, err)
+		}
 	}
-	if nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(testCredentials.NATSUser, "wrong")); err == nil {
-		nc.Close()
-		t.Fatal("connected with a wrong password")
-	}
-	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(testCredentials.NATSUser, testCredentials.NATSPassword))
+	admin, err := nats.Connect(s.ClientURL(), nats.UserInfo(testCredentials.NATSUser, testCredentials.NATSPassword))
 	if err != nil {
-		t.Fatalf("the Secret's credentials are refused: %v", err)
+		t.Fatalf("the administrative user is refused: %v", err)
+	}
+	admin.Close()
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(order.User, order.Password), nats.CustomInboxPrefix(catalog.InboxPrefix("order")))
+	if err != nil {
+		t.Fatalf("order's own credentials are refused: %v", err)
 	}
 	defer nc.Close()
 	js, err := nc.JetStream()
@@ -265,7 +317,8 @@ func TestBrokerClusterForms(t *testing.T) {
 		servers = append(servers, runServer(t, o))
 	}
 
-	nc, err := nats.Connect(servers[0].ClientURL(), nats.UserInfo(testCredentials.NATSUser, testCredentials.NATSPassword))
+	order := testBrokerUsers["order"]
+	nc, err := nats.Connect(servers[0].ClientURL(), nats.UserInfo(order.User, order.Password), nats.CustomInboxPrefix(catalog.InboxPrefix("order")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +329,7 @@ func TestBrokerClusterForms(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, err := js.AddStream(&nats.StreamConfig{Name: "PROBE", Subjects: []string{"probe.>"}, Replicas: 3})
+		_, err := js.AddStream(&nats.StreamConfig{Name: "ORDERS", Subjects: []string{"order.>"}, Replicas: 3})
 		if err == nil {
 			break
 		}

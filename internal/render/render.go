@@ -37,9 +37,16 @@ type Options struct {
 	// NetworkPolicy admits the operator's pods there (OperatorPodLabels) to
 	// its monitor, which the operator reads for status. Empty adds no rule.
 	OperatorNamespace string
-	// Credentials fill the <p>-auth Secret. Render never generates them: the
-	// caller reads them back from the Secret or makes them with NewCredentials.
+	// Credentials fill the <p>-auth Secret: the broker cluster's route
+	// credentials. Render never generates them: the caller reads them back
+	// from the Secret or makes them with NewCredentials.
 	Credentials Credentials
+	// BrokerUsers fill each service's <p>-<service>-nats Secret and the
+	// users of nats.conf; the caller keeps them with a BrokerUserKeeper.
+	BrokerUsers BrokerUsers
+	// Identity fills <p>-ca and each service's <p>-<service>-tls; the
+	// caller keeps it with KeepIdentity.
+	Identity Identity
 	// TokenKeys fill <p>-token-signing and <p>-token-keys, one per name of
 	// KeyNames; Admin fills <p>-admin. The caller keeps them with
 	// KeepTokenKeys and KeepAdmin.
@@ -48,10 +55,11 @@ type Options struct {
 }
 
 // Platform returns every object p needs, in a fixed order: the auth
-// Secret, the token-signing Secret, the token-keys ConfigMap and the admin
-// Secret, the broker's ConfigMap, Services, StatefulSet and PDB, the
-// NetworkPolicies, then per service in catalog order its Deployment,
-// Service, HPA (or KEDA ScaledObject) and PDB. It fails only on input no render can satisfy.
+// Secret, the token-signing Secret, the token-keys ConfigMap, the admin
+// Secret and the CA Secret, the broker's ConfigMap, Services, StatefulSet
+// and PDB, the NetworkPolicies, then per service in catalog order its tls
+// and nats Secrets, Deployment, Service, HPA (or KEDA ScaledObject) and
+// PDB. It fails only on input no render can satisfy.
 //
 // Every object has its TypeMeta, p's namespace, the standard labels and,
 // when p has a UID (it came from the API server), a controller reference to
@@ -69,15 +77,21 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 		enabled[s.Name] = true
 	}
 
+	config, err := natsConfig(p, plans, opts.BrokerUsers)
+	if err != nil {
+		return nil, fmt.Errorf("platform %s/%s: %w", p.Namespace, p.Name, err)
+	}
+
 	objs := []client.Object{
 		authSecret(p, opts.Credentials),
 		tokenSigningSecret(p, opts.TokenKeys),
 		tokenKeysConfigMap(p, keys),
 		adminSecret(p, opts.Admin),
-		brokerConfigMap(p),
+		caSecret(p, opts.Identity),
+		brokerConfigMap(p, config),
 		brokerHeadlessService(p),
 		brokerClientService(p),
-		brokerStatefulSet(p, opts.Credentials, opts),
+		brokerStatefulSet(p, opts.Credentials, config, opts),
 	}
 	if BrokerReplicas(p) > 1 {
 		objs = append(objs, brokerPDB(p))
@@ -88,6 +102,11 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 		}
 	}
 	for _, s := range plans {
+		// A pod starts only once the Secrets it mounts and reads exist.
+		objs = append(objs, tlsSecret(p, s.Name, opts.Identity))
+		if s.UsesBroker() {
+			objs = append(objs, brokerUserSecret(p, s.Name, opts.BrokerUsers[s.Name]))
+		}
 		objs = append(objs, serviceDeployment(p, s, opts, keys, enabled), serviceService(p, s))
 		switch {
 		case s.KEDA:
@@ -155,6 +174,16 @@ func validate(p *v1alpha1.Platform, opts Options) (tokenKeySet, error) {
 	}
 	if err := opts.Credentials.validate(); err != nil {
 		errs = append(errs, err)
+	}
+	errs = append(errs, validateIdentitySpec(p)...)
+	if len(p.Spec.Workloads) > 0 {
+		plans := EnabledServices(p)
+		if err := opts.BrokerUsers.validate(p, plans); err != nil {
+			errs = append(errs, err)
+		}
+		if err := opts.Identity.validate(p); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	errs = append(errs, validateAuth(p)...)
 	keys, err := opts.TokenKeys.keySet(p)
@@ -236,6 +265,25 @@ func validateAuth(p *v1alpha1.Platform) []error {
 	}
 	if len(a.VerificationKeys) > 0 && !slices.Contains(a.VerificationKeys, SigningKeyName(p)) {
 		errs = append(errs, fmt.Errorf("spec.auth.signingKey: %q must be one of spec.auth.verificationKeys", SigningKeyName(p)))
+	}
+	return errs
+}
+
+// validateIdentitySpec mirrors the CRD's rules on spec.identity.
+func validateIdentitySpec(p *v1alpha1.Platform) []error {
+	var errs []error
+	if _, err := ServiceID(p, catalog.Gateway); err != nil {
+		errs = append(errs, fmt.Errorf("spec.identity.trustDomain, metadata.namespace or metadata.name cannot name a service: %w", err))
+	}
+	life, renew := CertificateLifetime(p), RenewBefore(p)
+	if life < time.Hour || life > 8760*time.Hour {
+		errs = append(errs, fmt.Errorf("spec.identity.certificateLifetime: %s is not between 1h and 8760h", life))
+	}
+	if renew < 5*time.Minute {
+		errs = append(errs, fmt.Errorf("spec.identity.renewBefore: %s is less than 5m", renew))
+	}
+	if renew >= life {
+		errs = append(errs, fmt.Errorf("spec.identity.renewBefore: %s must be shorter than certificateLifetime %s", renew, life))
 	}
 	return errs
 }

@@ -2,6 +2,7 @@ package render
 
 import (
 	"encoding/json"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -33,7 +34,7 @@ import (
 // brokerRefs lists the shared Secrets and token keys, then the broker.
 func brokerRefs(p string, pdb bool) []string {
 	out := []string{"Secret/" + p + "-auth", "Secret/" + p + "-token-signing", "ConfigMap/" + p + "-token-keys", "Secret/" + p + "-admin",
-		"ConfigMap/" + p + "-nats-config", "Service/" + p + "-nats-headless", "Service/" + p + "-nats", "StatefulSet/" + p + "-nats"}
+		"Secret/" + p + "-ca", "ConfigMap/" + p + "-nats-config", "Service/" + p + "-nats-headless", "Service/" + p + "-nats", "StatefulSet/" + p + "-nats"}
 	if pdb {
 		out = append(out, "PodDisruptionBudget/"+p+"-nats")
 	}
@@ -59,9 +60,15 @@ func withGateway(services ...[]string) []string {
 	return slices.Concat(append([][]string{{"gateway"}}, services...)...)
 }
 
-// svcRefs lists a service's objects; extra kinds follow Deployment and Service.
+// svcRefs lists a service's objects: its certificate's Secret, its broker
+// user's (every service but the gateway), Deployment and Service, then
+// extra kinds.
 func svcRefs(p, name string, extraKinds ...string) []string {
-	out := []string{"Deployment/" + p + "-" + name, "Service/" + p + "-" + name}
+	out := []string{"Secret/" + p + "-" + name + "-tls"}
+	if name != catalog.Gateway {
+		out = append(out, "Secret/"+p+"-"+name+"-nats")
+	}
+	out = append(out, "Deployment/"+p+"-"+name, "Service/"+p+"-"+name)
 	for _, k := range extraKinds {
 		out = append(out, k+"/"+p+"-"+name)
 	}
@@ -153,9 +160,10 @@ func TestPlatformObjects(t *testing.T) {
 func TestFullPlatformObjectCount(t *testing.T) {
 	objs := mustRender(t, fullPlatform())
 	// Before issue 11: 38, with three policies (the internal services, the
-	// gateway, the broker); now one per service (ten, recommendation being
-	// off) and the broker's: eight more.
-	if got, want := len(objs), 46; got != want {
+	// gateway, the broker); now one policy per service (ten, recommendation
+	// being off) and the broker's: eight more; the CA, ten certificates and
+	// nine broker users (not the gateway): twenty more.
+	if got, want := len(objs), 66; got != want {
 		t.Errorf("full platform renders %d objects, want %d:\n%s", got, want, strings.Join(refs(objs), "\n"))
 	}
 }
@@ -382,15 +390,23 @@ func pemBody(pemText string) string {
 // reach them only through secretKeyRef, and only the issuers reach the
 // signing key and the first admin.
 func TestSecretsOnlyInTheirSecrets(t *testing.T) {
-	secrets := []string{testCredentials.NATSUser, testCredentials.NATSPassword, testAdmin.Password}
+	secrets := []string{testCredentials.NATSUser, testCredentials.NATSPassword, testAdmin.Password, "test CA key"}
 	for _, k := range testTokenKeys() {
 		secrets = append(secrets, pemBody(k))
+	}
+	for _, u := range testBrokerUsers {
+		secrets = append(secrets, u.Password)
+	}
+	for _, l := range testIdentity().Leaves {
+		secrets = append(secrets, string(l.Key))
 	}
 	for name, p := range allPlatforms() {
 		t.Run(name, func(t *testing.T) {
 			objs := mustRender(t, p)
+			rendered := map[string]*corev1.Secret{}
 			for _, o := range objs {
-				if _, ok := o.(*corev1.Secret); ok {
+				if s, ok := o.(*corev1.Secret); ok {
+					rendered[s.Name] = s
 					continue
 				}
 				b, err := json.Marshal(o)
@@ -398,35 +414,43 @@ func TestSecretsOnlyInTheirSecrets(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, s := range secrets {
-					if strings.Contains(strings.ReplaceAll(string(b), `\n`, ""), s) {
+					if strings.Contains(strings.ReplaceAll(string(b), `\n`, ""), strings.TrimSpace(s)) {
 						t.Errorf("%s contains a secret", ref(o))
 					}
 				}
 			}
-			rendered := map[string]*corev1.Secret{}
-			for _, name := range []string{AuthSecretName(p), TokenSigningSecretName(p), AdminSecretName(p)} {
-				rendered[name] = find[*corev1.Secret](t, objs, name)
-			}
 			for owner, tpl := range podTemplates(objs) {
-				issuer := slices.Contains([]string{ObjectName(p, "user"), ObjectName(p, "account")}, strings.TrimPrefix(owner, "Deployment/"))
+				name := strings.TrimPrefix(owner, "Deployment/")
+				svc := strings.TrimPrefix(name, p.Name+"-")
+				issuer := slices.Contains([]string{ObjectName(p, "user"), ObjectName(p, "account")}, name)
+				broker := owner == "StatefulSet/"+BrokerName(p)
 				for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
 					for _, e := range c.Env {
 						for _, s := range secrets {
-							if strings.Contains(e.Value, s) {
+							if strings.Contains(e.Value, strings.TrimSpace(s)) {
 								t.Errorf("%s container %s: env %s holds a secret literally", owner, c.Name, e.Name)
 							}
 						}
-						if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-							r := e.ValueFrom.SecretKeyRef
-							sec, ok := rendered[r.Name]
-							switch {
-							case !ok:
-								t.Errorf("%s: env %s refers to Secret %q, which is not rendered", owner, e.Name, r.Name)
-							case r.Name != AuthSecretName(p) && !issuer:
-								t.Errorf("%s: env %s refers to Secret %q, which only user and account may read", owner, e.Name, r.Name)
-							case sec.Data[r.Key] == nil:
-								t.Errorf("%s: env %s refers to missing key %q of %s", owner, e.Name, r.Key, r.Name)
-							}
+						if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+							continue
+						}
+						r := e.ValueFrom.SecretKeyRef
+						sec, ok := rendered[r.Name]
+						switch {
+						case !ok:
+							t.Errorf("%s: env %s refers to Secret %q, which is not rendered", owner, e.Name, r.Name)
+						case broker && r.Name != AuthSecretName(p):
+							t.Errorf("%s: env %s refers to Secret %q; the broker reads %s only", owner, e.Name, r.Name, AuthSecretName(p))
+						case !broker && r.Name == AuthSecretName(p):
+							t.Errorf("%s: env %s refers to the route credentials of %s", owner, e.Name, r.Name)
+						case !broker && strings.HasSuffix(r.Name, "-nats") && r.Name != BrokerUserSecretName(p, svc):
+							t.Errorf("%s: env %s refers to another service's broker user %q", owner, e.Name, r.Name)
+						case slices.Contains([]string{TokenSigningSecretName(p), AdminSecretName(p)}, r.Name) && !issuer:
+							t.Errorf("%s: env %s refers to Secret %q, which only user and account may read", owner, e.Name, r.Name)
+						case r.Key == SecretKeyNATSPasswordHash:
+							t.Errorf("%s: env %s reads the bcrypt hash, which is the broker's", owner, e.Name)
+						case sec.Data[r.Key] == nil:
+							t.Errorf("%s: env %s refers to missing key %q of %s", owner, e.Name, r.Key, r.Name)
 						}
 					}
 					if c.Name == metricsContainer {
@@ -436,11 +460,25 @@ func TestSecretsOnlyInTheirSecrets(t *testing.T) {
 						}
 						continue
 					}
+					if broker || svc == catalog.Gateway {
+						continue
+					}
 					env := envMap(c)
-					for _, name := range []string{"NATS_USER", "NATS_PASSWORD"} {
-						if e, ok := env[name]; !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
-							t.Errorf("%s container %s: %s is not a secretKeyRef", owner, c.Name, name)
+					for _, v := range []string{"NATS_USER", "NATS_PASSWORD"} {
+						if e, ok := env[v]; !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != BrokerUserSecretName(p, svc) {
+							t.Errorf("%s container %s: %s is not a secretKeyRef to its own %s", owner, c.Name, v, BrokerUserSecretName(p, svc))
 						}
+					}
+				}
+				for _, v := range tpl.Spec.Volumes {
+					if v.Secret == nil {
+						continue
+					}
+					if broker || v.Secret.SecretName != TLSSecretName(p, svc) {
+						t.Errorf("%s mounts Secret %s; a service mounts its own %s only", owner, v.Secret.SecretName, TLSSecretName(p, svc))
+					}
+					if _, ok := rendered[v.Secret.SecretName]; !ok {
+						t.Errorf("%s mounts Secret %s, which is not rendered", owner, v.Secret.SecretName)
 					}
 				}
 			}
@@ -454,17 +492,31 @@ func TestSecretsOnlyInTheirSecrets(t *testing.T) {
 }
 
 func TestServiceEnv(t *testing.T) {
-	auth := func(p string) []corev1.EnvVar {
-		return []corev1.EnvVar{
-			secretEnv(platform(p), "NATS_USER", "nats-user"),
-			secretEnv(platform(p), "NATS_PASSWORD", "nats-password"),
-			{Name: "TOKEN_KEYS", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: p + "-token-keys"}, Key: "keys.pem"}}},
-		}
-	}
 	fromSecret := func(name, secret, key string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}}}
+	}
+	// identity is what every service gets first: its API's and ops port's
+	// addresses and its certificate's directory, then gRPC's address if it
+	// serves gRPC.
+	identity := func(grpc bool) []corev1.EnvVar {
+		env := []corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "TLS_DIR", Value: "/var/run/switchboard/tls"}}
+		if grpc {
+			env = append(env, corev1.EnvVar{Name: "GRPC_ADDR", Value: ":9090"})
+		}
+		return env
+	}
+	// broker is the broker's URL and the service's own user.
+	broker := func(p, ns, svc string) []corev1.EnvVar {
+		return []corev1.EnvVar{
+			{Name: "NATS_URL", Value: "nats://" + p + "-nats." + ns + ".svc.cluster.local:4222"},
+			fromSecret("NATS_USER", p+"-"+svc+"-nats", "nats-user"),
+			fromSecret("NATS_PASSWORD", p+"-"+svc+"-nats", "nats-password"),
+		}
+	}
+	tokenKeys := func(p string) []corev1.EnvVar {
+		return []corev1.EnvVar{{Name: "TOKEN_KEYS", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: p + "-token-keys"}, Key: "keys.pem"}}}}
 	}
 	tests := []struct {
 		name     string
@@ -473,12 +525,10 @@ func TestServiceEnv(t *testing.T) {
 		want     []corev1.EnvVar
 	}{
 		{
-			name:     "order gets the broker, its credentials and both upstreams",
+			name:     "order gets the broker as its own user and both upstreams",
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce)),
 			service:  "order",
-			want: slices.Concat(
-				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://shop-nats.demo.svc.cluster.local:4222"}},
-				auth("shop"),
+			want: slices.Concat(identity(false), broker("shop", "demo", "order"), tokenKeys("shop"),
 				[]corev1.EnvVar{
 					{Name: "PRODUCT_URL", Value: "http://shop-product.demo.svc.cluster.local"},
 					{Name: "PAYMENT_URL", Value: "http://shop-payment.demo.svc.cluster.local"},
@@ -488,29 +538,29 @@ func TestServiceEnv(t *testing.T) {
 			name:     "order keeps the URL of a disabled product, to fail loudly",
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("product", testgen.Disabled())),
 			service:  "order",
-			want: slices.Concat(
-				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://shop-nats.demo.svc.cluster.local:4222"}},
-				auth("shop"),
+			want: slices.Concat(identity(false), broker("shop", "demo", "order"), tokenKeys("shop"),
 				[]corev1.EnvVar{
 					{Name: "PRODUCT_URL", Value: "http://shop-product.demo.svc.cluster.local"},
 					{Name: "PAYMENT_URL", Value: "http://shop-payment.demo.svc.cluster.local"},
 				}),
 		},
 		{
+			name:     "payment serves gRPC and calls no one",
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce)),
+			service:  "payment",
+			want:     slices.Concat(identity(true), broker("shop", "demo", "payment"), tokenKeys("shop")),
+		},
+		{
 			name:     "a service without upstreams gets only the broker",
 			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithNamespace("media")),
 			service:  "analytics",
-			want: slices.Concat(
-				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://tv-nats.media.svc.cluster.local:4222"}},
-				auth("tv")),
+			want:     slices.Concat(identity(false), broker("tv", "media", "analytics"), tokenKeys("tv")),
 		},
 		{
 			name:     "the gateway gets each enabled upstream's API and ops URL, and the proxies it trusts",
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("notification", testgen.Disabled()), testgen.WithTrustedProxies("10.0.0.0/8", "fd00::/8")),
 			service:  "gateway",
-			want: slices.Concat(
-				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://shop-nats.demo.svc.cluster.local:4222"}},
-				auth("shop"),
+			want: slices.Concat(identity(false), tokenKeys("shop"),
 				[]corev1.EnvVar{
 					{Name: "USER_URL", Value: "http://shop-user.demo.svc.cluster.local"},
 					{Name: "USER_OPS_URL", Value: "http://shop-user.demo.svc.cluster.local:8081"},
@@ -527,9 +577,7 @@ func TestServiceEnv(t *testing.T) {
 			name:     "an issuer also gets the signing key spec.auth names, the token lifetime and the first admin",
 			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithSigningKey("v2", "v1", "v2"), testgen.WithTokenTTL(30*time.Minute)),
 			service:  "account",
-			want: slices.Concat(
-				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://tv-nats.demo.svc.cluster.local:4222"}},
-				auth("tv"),
+			want: slices.Concat(identity(true), broker("tv", "demo", "account"), tokenKeys("tv"),
 				[]corev1.EnvVar{
 					fromSecret("TOKEN_SIGNING_KEY", "tv-token-signing", "v2"),
 					{Name: "TOKEN_TTL", Value: "30m0s"},
@@ -538,12 +586,10 @@ func TestServiceEnv(t *testing.T) {
 				}),
 		},
 		{
-			name:     "the gateway verifies tokens but signs none",
+			name:     "the gateway verifies tokens, signs none and has no broker at all",
 			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming)),
 			service:  "gateway",
-			want: slices.Concat(
-				[]corev1.EnvVar{{Name: "HTTP_ADDR", Value: ":8080"}, {Name: "OPS_ADDR", Value: ":8081"}, {Name: "NATS_URL", Value: "nats://tv-nats.demo.svc.cluster.local:4222"}},
-				auth("tv"),
+			want: slices.Concat(identity(false), tokenKeys("tv"),
 				[]corev1.EnvVar{
 					{Name: "ACCOUNT_URL", Value: "http://tv-account.demo.svc.cluster.local"},
 					{Name: "ACCOUNT_OPS_URL", Value: "http://tv-account.demo.svc.cluster.local:8081"},
@@ -625,8 +671,13 @@ func TestDeploymentShape(t *testing.T) {
 			if !reflect.DeepEqual(c.Command, []string{"/switchboard"}) || !reflect.DeepEqual(c.Args, []string{"serve", svc}) {
 				t.Errorf("command %q args %q", c.Command, c.Args)
 			}
-			if want := []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}, {Name: "ops", ContainerPort: 8081, Protocol: corev1.ProtocolTCP}}; !reflect.DeepEqual(c.Ports, want) {
-				t.Errorf("ports %+v", c.Ports)
+			cat, _ := catalog.Lookup(svc)
+			want := []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}, {Name: "ops", ContainerPort: 8081, Protocol: corev1.ProtocolTCP}}
+			if cat.ServesGRPC() {
+				want = append(want, corev1.ContainerPort{Name: "grpc", ContainerPort: 9090, Protocol: corev1.ProtocolTCP})
+			}
+			if !reflect.DeepEqual(c.Ports, want) {
+				t.Errorf("ports %+v, want %+v", c.Ports, want)
 			}
 			for name, pr := range map[string]*corev1.Probe{"/healthz startup": c.StartupProbe, "/healthz liveness": c.LivenessProbe, "/readyz readiness": c.ReadinessProbe} {
 				path := strings.Fields(name)[0]
@@ -638,14 +689,31 @@ func TestDeploymentShape(t *testing.T) {
 			if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/tmp" }) {
 				t.Error("no writable /tmp")
 			}
+			wantMount := corev1.VolumeMount{Name: "tls", MountPath: "/var/run/switchboard/tls", ReadOnly: true}
+			wantVolume := corev1.Volume{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: "shop-" + svc + "-tls", DefaultMode: ptr.To[int32](0o440)}}}
+			if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return equality.Semantic.DeepEqual(m, wantMount) }) || !slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return equality.Semantic.DeepEqual(v, wantVolume) }) {
+				t.Errorf("its certificate is not mounted read-only at TLS_DIR: mounts %+v, volumes %+v", c.VolumeMounts, spec.Volumes)
+			}
 			if d.Spec.RevisionHistoryLimit == nil || *d.Spec.RevisionHistoryLimit > 5 {
 				t.Errorf("revisionHistoryLimit %v", d.Spec.RevisionHistoryLimit)
 			}
 			if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
 				t.Error("service account token mounted")
 			}
-			if d.Spec.Template.Annotations[AnnotationAuthHash] != testCredentials.hash() {
-				t.Errorf("auth hash annotation %q", d.Spec.Template.Annotations[AnnotationAuthHash])
+			// Its own broker user rolls it; the gateway has none. No
+			// annotation follows the certificate: a renewal rolls nothing.
+			got, ok := d.Spec.Template.Annotations[AnnotationAuthHash]
+			switch {
+			case svc == catalog.Gateway && ok:
+				t.Errorf("the gateway, which has no broker user, carries auth hash %q", got)
+			case svc != catalog.Gateway && got != testBrokerUsers[svc].hash():
+				t.Errorf("auth hash annotation %q, want the hash of its own broker user", got)
+			}
+			for k := range d.Spec.Template.Annotations {
+				if strings.Contains(k, "tls") || strings.Contains(k, "cert") {
+					t.Errorf("annotation %s would roll the pods on every renewal", k)
+				}
 			}
 		})
 	}
@@ -912,8 +980,18 @@ func TestBroker(t *testing.T) {
 		{
 			name: "one replica: file store on a 1Gi claim, no cluster", platform: platform("shop"),
 			replicas: 1, wantClaim: "1Gi",
-			wantConfig:   []string{"max_file_store: 1073741824", `store_dir: "/data/jetstream"`, "user: $NATS_USER", "password: $NATS_PASSWORD"},
-			unwantConfig: []string{"cluster", "routes", "max_memory_store"},
+			wantConfig: []string{"max_file_store: 1073741824", `store_dir: "/data/jetstream"`, "users: [", `user: "order"`, `password: "` + testBrokerUsers["order"].PasswordHash + `"`,
+				"{user: $NATS_USER, password: $NATS_PASSWORD}"},
+			unwantConfig: []string{"cluster", "routes", "max_memory_store", `user: "gateway"`, testBrokerUsers["order"].Password + `"`},
+		},
+		{
+			name: "a platform with no service on the broker admits the administrative user alone",
+			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("user", testgen.Disabled()),
+				testgen.WithService("product", testgen.Disabled()), testgen.WithService("order", testgen.Disabled()),
+				testgen.WithService("payment", testgen.Disabled()), testgen.WithService("notification", testgen.Disabled())),
+			replicas: 1, wantClaim: "1Gi",
+			wantConfig:   []string{"users: [\n    # The administrative user", "{user: $NATS_USER, password: $NATS_PASSWORD}\n  ]"},
+			unwantConfig: []string{"allow: [", `user: "`},
 		},
 		{
 			name: "three replicas: a cluster routed through the headless Service", platform: platform("shop", testgen.WithBrokerReplicas(3), testgen.WithStorage(v1alpha1.StorageFile, "10Gi", "fast")),
@@ -1066,16 +1144,49 @@ func TestPodTemplatesRollOnChange(t *testing.T) {
 	if tpl(base, "shop-nats")[AnnotationConfigHash] == tpl(bigger, "shop-nats")[AnnotationConfigHash] {
 		t.Error("a new nats.conf keeps the broker's config hash")
 	}
-	opts := testOptions()
-	opts.Credentials.NATSPassword = "anotherPasswordXXXXXXXXXX"
-	rotated, err := Platform(platform("shop"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for r, t0 := range podTemplates(base) {
-		if t1 := podTemplates(rotated)[r]; t0.Annotations[AnnotationAuthHash] == t1.Annotations[AnnotationAuthHash] {
-			t.Errorf("%s: new credentials keep the auth hash", r)
+	renderWith := func(change func(*Options)) map[string]*corev1.PodTemplateSpec {
+		opts := testOptions()
+		change(&opts)
+		objs, err := Platform(platform("shop"), opts)
+		if err != nil {
+			t.Fatal(err)
 		}
+		return podTemplates(objs)
+	}
+	tests := []struct {
+		name   string
+		change func(*Options)
+		// rolled are the pod templates whose annotations must change;
+		// every other one must stay as it was.
+		rolled []string
+	}{
+		{"new route credentials roll the broker alone", func(o *Options) { o.Credentials.NATSPassword = "anotherPasswordXXXXXXXXXX" },
+			[]string{"StatefulSet/shop-nats"}},
+		{"order's new broker password rolls order and, through its hash in nats.conf, the broker", func(o *Options) {
+			users := maps.Clone(o.BrokerUsers)
+			users["order"] = BrokerUser{User: "order", Password: testBrokerUsers["payment"].Password, PasswordHash: testBrokerUsers["payment"].PasswordHash}
+			o.BrokerUsers = users
+		}, []string{"StatefulSet/shop-nats", "Deployment/shop-order"}},
+		{"renewed certificates and a new CA roll nothing", func(o *Options) {
+			id := testIdentity()
+			id.CACert = []byte("another CA certificate\n")
+			id.Leaves["order"] = Leaf{Cert: []byte("renewed certificate\n"), Key: []byte("renewed key\n")}
+			o.Identity = id
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			after := renderWith(tt.change)
+			for r, t0 := range podTemplates(base) {
+				changed := !reflect.DeepEqual(t0.Annotations, after[r].Annotations)
+				if want := slices.Contains(tt.rolled, r); changed != want {
+					t.Errorf("%s: annotations changed %v, want %v (%v → %v)", r, changed, want, t0.Annotations, after[r].Annotations)
+				}
+				if !changed && !equality.Semantic.DeepEqual(t0, after[r]) {
+					t.Errorf("%s: the pod template changed without a new annotation", r)
+				}
+			}
+		})
 	}
 }
 
@@ -1122,6 +1233,31 @@ func TestErrors(t *testing.T) {
 		{"a token lifetime past the revocation memory", platform("shop", testgen.WithTokenTTL(25*time.Hour)), nil, "spec.auth.tokenTTL: 25h0m0s is not between 1m and 24h0m0s"},
 		{"a hand-made password the broker cannot parse", platform("shop"), func(o *Options) { o.Credentials.NATSPassword = "12345-67890-abcdef" }, "nats-password must be"},
 		{"a short user", platform("shop"), func(o *Options) { o.Credentials.NATSUser = "admin" }, "nats-user must be"},
+		{"no broker user for order", platform("shop"), func(o *Options) {
+			o.BrokerUsers = maps.Clone(o.BrokerUsers)
+			delete(o.BrokerUsers, "order")
+		}, "the broker user of order is missing"},
+		{"a broker user named after another service", platform("shop"), func(o *Options) {
+			o.BrokerUsers = maps.Clone(o.BrokerUsers)
+			o.BrokerUsers["order"] = testBrokerUsers["payment"]
+		}, `Secret shop-order-nats, key nats-user: "payment", want the service's name "order"`},
+		{"a hand-made broker password the broker cannot parse", platform("shop"), func(o *Options) {
+			o.BrokerUsers = maps.Clone(o.BrokerUsers)
+			o.BrokerUsers["order"] = BrokerUser{User: "order", Password: "0rder", PasswordHash: testBrokerUsers["order"].PasswordHash}
+		}, "Secret shop-order-nats, key nats-password must be at least 16"},
+		{"a broker password hash that is no bcrypt hash", platform("shop"), func(o *Options) {
+			o.BrokerUsers = maps.Clone(o.BrokerUsers)
+			o.BrokerUsers["order"] = BrokerUser{User: "order", Password: testBrokerUsers["order"].Password, PasswordHash: "sha256:abc"}
+		}, "Secret shop-order-nats, key nats-password-hash is not a bcrypt hash"},
+		{"no CA", platform("shop"), func(o *Options) { o.Identity.CAKey = nil }, "the CA of shop-ca is missing"},
+		{"no certificate for payment", platform("shop"), func(o *Options) {
+			o.Identity = testIdentity()
+			delete(o.Identity.Leaves, "payment")
+		}, "the certificate of payment is missing"},
+		{"a trust domain in capitals", platform("shop", testgen.WithIdentity("Example.COM", 0, 0)), nil, `spec.identity.trustDomain, metadata.namespace or metadata.name cannot name a service: spiffe id: trust domain "Example.COM"`},
+		{"a certificate lifetime under an hour", platform("shop", testgen.WithIdentity("", 30*time.Minute, 10*time.Minute)), nil, "spec.identity.certificateLifetime: 30m0s is not between 1h and 8760h"},
+		{"renewal as long as the lifetime", platform("shop", testgen.WithIdentity("", 24*time.Hour, 24*time.Hour)), nil, "spec.identity.renewBefore: 24h0m0s must be shorter than certificateLifetime 24h0m0s"},
+		{"renewal minutes before expiry", platform("shop", testgen.WithIdentity("", 0, time.Minute)), nil, "spec.identity.renewBefore: 1m0s is less than 5m"},
 		{"no workloads", platform("shop", testgen.WithWorkloads()), nil, "spec.workloads is empty"},
 		{"an unknown workload", platform("shop", testgen.WithWorkloads("banking")), nil, `unknown workload "banking"`},
 		{"an unknown service key", platform("shop", testgen.WithService("ledger", testgen.Replicas(2))), nil, `"ledger" is not a service`},

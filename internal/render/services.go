@@ -37,9 +37,10 @@ func ServiceOpsURL(p *v1alpha1.Platform, service string) string {
 	return ServiceURL(p, service) + ":" + itoa(catalog.OpsPort)
 }
 
-// serviceEnv wires a service to the broker, its upstreams and the token
-// keys its catalog row asks for. Credentials and private keys come only
-// through secretKeyRef.
+// serviceEnv wires a service to its identity, the broker (with its own
+// user, if it uses the broker at all), its upstreams and the token keys
+// its catalog row asks for. Credentials and private keys come only through
+// secretKeyRef or the mounted tls Secret.
 //
 // The gateway routes only to enabled services: a disabled service is an
 // expected 404 there. It gets each one's ops URL too, for its readiness,
@@ -51,10 +52,9 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 	env := []corev1.EnvVar{
 		{Name: catalog.EnvHTTPAddr, Value: ":" + itoa(svc.Port)},
 		{Name: catalog.EnvOpsAddr, Value: ":" + itoa(catalog.OpsPort)},
-		{Name: catalog.EnvNATSURL, Value: BrokerURL(p)},
-		secretEnv(p, catalog.EnvNATSUser, SecretKeyNATSUser),
-		secretEnv(p, catalog.EnvNATSPassword, SecretKeyNATSPassword),
 	}
+	env = append(env, identityEnv(svc.Service)...)
+	env = append(env, brokerEnvOf(p, svc.Service)...)
 	env = append(env, tokenEnv(p, svc.Service)...)
 	gateway := svc.Name == catalog.Gateway
 	for _, up := range svc.Upstreams {
@@ -74,7 +74,16 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 
 func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys tokenKeySet, enabled map[string]bool) *appsv1.Deployment {
 	annotations := tokenAnnotations(svc.Service, keys, opts.Admin)
-	annotations[AnnotationAuthHash] = opts.Credentials.hash()
+	if svc.UsesBroker() {
+		annotations[AnnotationAuthHash] = opts.BrokerUsers[svc.Name].hash()
+	}
+	ports := []corev1.ContainerPort{
+		{Name: PortNameHTTP, ContainerPort: svc.Port, Protocol: corev1.ProtocolTCP},
+		{Name: PortNameOps, ContainerPort: catalog.OpsPort, Protocol: corev1.ProtocolTCP},
+	}
+	if svc.ServesGRPC() {
+		ports = append(ports, corev1.ContainerPort{Name: PortNameGRPC, ContainerPort: catalog.GRPCPort, Protocol: corev1.ProtocolTCP})
+	}
 	return &appsv1.Deployment{
 		TypeMeta:   typeMeta("apps/v1", "Deployment"),
 		ObjectMeta: objectMeta(p, ObjectName(p, svc.Name), svc.Name),
@@ -100,11 +109,8 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 						Image:   servicesImage(p, opts),
 						Command: []string{"/switchboard"},
 						Args:    []string{"serve", svc.Name},
-						Ports: []corev1.ContainerPort{
-							{Name: PortNameHTTP, ContainerPort: svc.Port, Protocol: corev1.ProtocolTCP},
-							{Name: PortNameOps, ContainerPort: catalog.OpsPort, Protocol: corev1.ProtocolTCP},
-						},
-						Env: serviceEnv(p, svc, enabled),
+						Ports:   ports,
+						Env:     serviceEnv(p, svc, enabled),
 						// Readiness checks only the service's own
 						// dependencies, so one failing service never
 						// takes its callers out of their Services.
@@ -115,7 +121,7 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 						LivenessProbe:   httpProbe("/healthz", PortNameOps, 10, 3, 3),
 						ReadinessProbe:  httpProbe("/readyz", PortNameOps, 5, 3, 3),
 						Resources:       svc.Resources,
-						VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+						VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}, tlsVolumeMount()},
 						SecurityContext: containerSecurityContext(),
 					}},
 					Volumes: []corev1.Volume{{
@@ -123,7 +129,7 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 						VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 							SizeLimit: ptr.To(resource.MustParse("64Mi")),
 						}},
-					}},
+					}, tlsPodVolume(p, svc.Name)},
 				},
 			},
 		},
@@ -148,6 +154,11 @@ func serviceService(p *v1alpha1.Platform, svc ServicePlan) *corev1.Service {
 	if !svc.Public {
 		ports = append(ports, corev1.ServicePort{
 			Name: PortNameOps, Port: catalog.OpsPort, TargetPort: intstr.FromString(PortNameOps), Protocol: corev1.ProtocolTCP,
+		})
+	}
+	if svc.ServesGRPC() {
+		ports = append(ports, corev1.ServicePort{
+			Name: PortNameGRPC, Port: catalog.GRPCPort, TargetPort: intstr.FromString(PortNameGRPC), Protocol: corev1.ProtocolTCP,
 		})
 	}
 	return &corev1.Service{

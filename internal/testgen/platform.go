@@ -221,6 +221,21 @@ func WithTokenTTL(d time.Duration) PlatformOption {
 	return func(p *v1alpha1.Platform) { p.Spec.Auth.TokenTTL = &metav1.Duration{Duration: d} }
 }
 
+// WithIdentity sets spec.identity; an empty trust domain or a zero
+// duration stays unset.
+func WithIdentity(trustDomain string, lifetime, renewBefore time.Duration) PlatformOption {
+	return func(p *v1alpha1.Platform) {
+		id := &p.Spec.Identity
+		id.TrustDomain = trustDomain
+		if lifetime != 0 {
+			id.CertificateLifetime = &metav1.Duration{Duration: lifetime}
+		}
+		if renewBefore != 0 {
+			id.RenewBefore = &metav1.Duration{Duration: renewBefore}
+		}
+	}
+}
+
 // TokenKey is a PEM Ed25519 private key fixed by name, the same in every
 // run, so golden files and expected key ids stay put.
 func TokenKey(name string) string {

@@ -30,11 +30,26 @@ var Workloads = []Workload{Commerce, Streaming}
 // HTTPPort is the container port every service listens on (env HTTP_ADDR).
 const HTTPPort = 8080
 
+// GRPCPort is the container port of a service's internal gRPC API (env
+// GRPC_ADDR), served with mutual TLS to the services that call it (see
+// Callers) by every service whose row names GRPC services.
+const GRPCPort = 9090
+
 // Env vars every service reads (services/kit) and the operator renders
 // (internal/render). Upstream URLs follow EnvURL.
 const (
-	EnvHTTPAddr     = "HTTP_ADDR"
-	EnvNATSURL      = "NATS_URL"
+	EnvHTTPAddr = "HTTP_ADDR"
+	// EnvGRPCAddr is the listen address of the internal gRPC API, ":9090"
+	// by default; only services that serve gRPC read it.
+	EnvGRPCAddr = "GRPC_ADDR"
+	// EnvTLSDir names the directory holding the service's identity: its
+	// certificate and key (tls.crt, tls.key) and the Platform's CA bundle
+	// (ca.crt), as a kubernetes.io/tls Secret mounts them. The files are
+	// replaced in place when the operator renews the certificate.
+	EnvTLSDir  = "TLS_DIR"
+	EnvNATSURL = "NATS_URL"
+	// EnvNATSUser and EnvNATSPassword are the service's own broker user,
+	// whose permissions the operator derives from its row.
 	EnvNATSUser     = "NATS_USER"
 	EnvNATSPassword = "NATS_PASSWORD"
 
@@ -129,7 +144,25 @@ type Service struct {
 	LagScaling *LagScaling
 	// Public services accept traffic from outside the platform (NetworkPolicy, Service type).
 	Public bool
+	// GRPC names the gRPC services (full protobuf names, from proto/) it
+	// serves on GRPCPort to its Callers.
+	GRPC []string
 }
+
+// ServesGRPC reports whether s serves an internal gRPC API on GRPCPort.
+func (s Service) ServesGRPC() bool { return len(s.GRPC) > 0 }
+
+// UsesBroker reports whether s talks to NATS at all: it keeps state,
+// watches a bucket or exchanges events. Only those get a broker user.
+func (s Service) UsesBroker() bool {
+	return len(s.Buckets)+len(s.Reads)+len(s.Publishes)+len(s.Consumers) > 0
+}
+
+// InboxPrefix is the prefix of the reply subjects of service's broker
+// connection (nats.CustomInboxPrefix). Each service has its own, and its
+// broker user may subscribe below its own only, so no service reads the
+// replies (JetStream acks, API answers, consumed messages) of another.
+func InboxPrefix(service string) string { return "_INBOX_" + service }
 
 // Consumer is a durable JetStream consumer. The replicas of a service share
 // it, so each event is handled by one of them. Its subjects lie in one
@@ -273,6 +306,7 @@ var services = []Service{
 	{
 		Name:      "product",
 		Workloads: []Workload{Commerce},
+		GRPC:      []string{"switchboard.product.v1.Stock"},
 		Port:      HTTPPort,
 		Buckets:   []string{"products", "stock"},
 		Reads:     []string{TokenRevocations},
@@ -293,6 +327,7 @@ var services = []Service{
 	{
 		Name:      "payment",
 		Workloads: []Workload{Commerce},
+		GRPC:      []string{"switchboard.payment.v1.Payments"},
 		Port:      HTTPPort,
 		Publishes: []string{PaymentCompleted, PaymentFailed, PaymentRefunded},
 		Buckets:   []string{"payments"},
@@ -320,6 +355,7 @@ var services = []Service{
 	{
 		Name:      "account",
 		Workloads: []Workload{Streaming},
+		GRPC:      []string{"switchboard.account.v1.Accounts"},
 		Port:      HTTPPort,
 		Publishes: []string{AccountCreated, AccountPlanChanged},
 		Buckets:   []string{"accounts", "account-emails", "account-logins", TokenRevocations},
@@ -329,6 +365,7 @@ var services = []Service{
 	{
 		Name:      "content",
 		Workloads: []Workload{Streaming},
+		GRPC:      []string{"switchboard.content.v1.Library"},
 		Port:      HTTPPort,
 		Upstreams: []string{"account"},
 		Publishes: []string{ContentCreated, ContentEncodeRequested, ContentEncoded},

@@ -178,3 +178,51 @@ func TestCallersAreTheReverseOfUpstreams(t *testing.T) {
 		}
 	}
 }
+
+// Every call between services (not the gateway's forwarding of the public
+// API) is gRPC: a service another service calls must serve it.
+func TestEveryInternalUpstreamServesGRPC(t *testing.T) {
+	for _, s := range catalog.All() {
+		t.Run(s.Name, func(t *testing.T) {
+			var internal []string
+			for _, c := range catalog.Callers(s.Name) {
+				if c != catalog.Gateway {
+					internal = append(internal, c)
+				}
+			}
+			if len(internal) > 0 && !s.ServesGRPC() {
+				t.Errorf("%v call %s, which serves no gRPC", internal, s.Name)
+			}
+			if s.ServesGRPC() && len(internal) == 0 {
+				t.Errorf("%s serves gRPC %v, but no service calls it", s.Name, s.GRPC)
+			}
+		})
+	}
+}
+
+// Only the gateway keeps no state and exchanges no events, so it alone has
+// no broker user.
+func TestUsesBroker(t *testing.T) {
+	for _, s := range catalog.All() {
+		if got, want := s.UsesBroker(), s.Name != catalog.Gateway; got != want {
+			t.Errorf("%s: UsesBroker() = %v, want %v", s.Name, got, want)
+		}
+	}
+}
+
+// An inbox prefix is one subject token, distinct per service and apart
+// from nats.go's default "_INBOX", so a permission on "<prefix>.>" covers
+// one service's replies and nothing else.
+func TestInboxPrefixes(t *testing.T) {
+	seen := map[string]string{}
+	for _, s := range catalog.All() {
+		p := catalog.InboxPrefix(s.Name)
+		if p == "_INBOX" || strings.ContainsAny(p, ".*> \t") {
+			t.Errorf("%s: inbox prefix %q is not one token of its own", s.Name, p)
+		}
+		if other, ok := seen[p]; ok {
+			t.Errorf("%s and %s share inbox prefix %q", s.Name, other, p)
+		}
+		seen[p] = s.Name
+	}
+}

@@ -45,6 +45,9 @@ type Bus struct {
 func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (*Bus, error) {
 	opts := []nats.Option{
 		nats.Name("switchboard-" + cfg.Service.Name),
+		// Replies come back below the service's own prefix, the only
+		// inbox its broker user may subscribe to.
+		nats.CustomInboxPrefix(catalog.InboxPrefix(cfg.Service.Name)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),

@@ -112,6 +112,14 @@ func newPlatform(t *testing.T, name, ns string, w v1alpha1.Workload) *rendered {
 		t.Fatal(err)
 	}
 	p := testgen.Platform(name, testgen.WithNamespace(ns), testgen.WithWorkloads(w), testgen.WithImage("example.test/switchboard:e2e"))
+	users, _, err := (&render.BrokerUserKeeper{}).Keep(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity, _, err := render.KeepIdentity(p, render.Identity{}, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	keys, err := render.KeepTokenKeys(p, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +128,7 @@ func newPlatform(t *testing.T, name, ns string, w v1alpha1.Workload) *rendered {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := render.Platform(p, render.Options{Credentials: creds, TokenKeys: keys, Admin: admin})
+	objs, err := render.Platform(p, render.Options{Credentials: creds, BrokerUsers: users, Identity: identity, TokenKeys: keys, Admin: admin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,12 +157,12 @@ func newPlatform(t *testing.T, name, ns string, w v1alpha1.Workload) *rendered {
 type process struct {
 	name string
 	dep  *appsv1.Deployment
-	// port and opsPort are the loopback ports standing in for the
-	// container ports "http" and "ops".
-	port, opsPort int
-	cmd           *exec.Cmd
-	log           string
-	done          chan struct{}
+	// port, opsPort and grpcPort are the loopback ports standing in for
+	// the container ports "http", "ops" and "grpc" (0 when it has none).
+	port, opsPort, grpcPort int
+	cmd                     *exec.Cmd
+	log                     string
+	done                    chan struct{}
 }
 
 // loopbackPort is the loopback port standing in for a container port name.
@@ -165,6 +173,10 @@ func (p *process) loopbackPort(t *testing.T, name string) int {
 		return p.port
 	case render.PortNameOps:
 		return p.opsPort
+	case render.PortNameGRPC:
+		if p.grpcPort != 0 {
+			return p.grpcPort
+		}
 	}
 	t.Fatalf("%s: no loopback port for container port %q", p.name, name)
 	return 0
@@ -179,6 +191,9 @@ func runPlatform(t *testing.T, bin string, r *rendered) (string, string) {
 	procs := map[string]*process{} // by Deployment name
 	for _, d := range r.deployments {
 		procs[d.Name] = &process{name: d.Name, dep: d, port: freePort(t), opsPort: freePort(t), done: make(chan struct{})}
+		if containerPort(t, d, render.PortNameGRPC) != 0 {
+			procs[d.Name].grpcPort = freePort(t)
+		}
 	}
 	// In-cluster host:port → loopback host:port, through the Services, as
 	// cluster DNS and kube-proxy would route it.
@@ -431,8 +446,8 @@ func resolveEnv(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Conta
 			v = cm.Data[ref.Key]
 		case e.ValueFrom != nil:
 			t.Fatalf("%s: env %s uses a source this test cannot resolve: %+v", d.Name, e.Name, e.ValueFrom)
-		case e.Name == catalog.EnvHTTPAddr || e.Name == catalog.EnvOpsAddr:
-			name := map[string]string{catalog.EnvHTTPAddr: render.PortNameHTTP, catalog.EnvOpsAddr: render.PortNameOps}[e.Name]
+		case e.Name == catalog.EnvHTTPAddr || e.Name == catalog.EnvOpsAddr || e.Name == catalog.EnvGRPCAddr:
+			name := map[string]string{catalog.EnvHTTPAddr: render.PortNameHTTP, catalog.EnvOpsAddr: render.PortNameOps, catalog.EnvGRPCAddr: render.PortNameGRPC}[e.Name]
 			_, port, err := net.SplitHostPort(v)
 			if err != nil {
 				t.Fatalf("%s: %s=%q: %v", d.Name, e.Name, v, err)
@@ -443,10 +458,46 @@ func resolveEnv(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Conta
 			v = fmt.Sprintf("127.0.0.1:%d", p.loopbackPort(t, name))
 		case strings.Contains(v, ".svc."+render.ClusterDomain):
 			v = routeURL(t, d.Name, e.Name, v, routes)
+		case e.Name == catalog.EnvTLSDir:
+			v = mountSecret(t, r, d, c, v)
 		}
 		env = append(env, e.Name+"="+v)
 	}
 	return env
+}
+
+// mountSecret does the kubelet's part for the Secret volume c mounts at
+// path: it writes the rendered Secret's keys as files into a directory of
+// its own, with the volume's mode, and returns that directory.
+func mountSecret(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Container, path string) string {
+	t.Helper()
+	for _, m := range c.VolumeMounts {
+		if m.MountPath != path {
+			continue
+		}
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name != m.Name || v.Secret == nil {
+				continue
+			}
+			s, ok := r.secrets[v.Secret.SecretName]
+			if !ok {
+				t.Fatalf("%s mounts Secret %s, which is not rendered", d.Name, v.Secret.SecretName)
+			}
+			dir := t.TempDir()
+			mode := os.FileMode(0o644)
+			if v.Secret.DefaultMode != nil {
+				mode = os.FileMode(*v.Secret.DefaultMode)
+			}
+			for k, b := range s.Data {
+				if err := os.WriteFile(filepath.Join(dir, k), b, mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return dir
+		}
+	}
+	t.Fatalf("%s: %s names %s, where no Secret volume is mounted", d.Name, catalog.EnvTLSDir, path)
+	return ""
 }
 
 // routeURL rewrites the host of an in-cluster URL to where its Service routes.
@@ -490,8 +541,9 @@ func secretValue(t *testing.T, r *rendered, ref *corev1.SecretKeySelector, who s
 }
 
 // startBroker runs nats-server in-process with the rendered nats.conf and
-// the credentials the StatefulSet's env carries, on loopback. It returns
-// the client URL and the monitor's host:port.
+// the credentials the StatefulSet's env carries, on loopback: every
+// service then connects as its own user, with the permissions its catalog
+// row gives it. It returns the client URL and the monitor's host:port.
 func startBroker(t *testing.T, r *rendered) (string, string) {
 	t.Helper()
 	cm, ok := r.configMaps[render.BrokerConfigName(r.pf)]
@@ -502,25 +554,18 @@ func startBroker(t *testing.T, r *rendered) (string, string) {
 	if err := os.WriteFile(conf, []byte(cm.Data["nats.conf"]), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var user, password string
 	for _, e := range containerNamed(t, r.statefulSet, "nats").Env {
 		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-			v := secretValue(t, r, e.ValueFrom.SecretKeyRef, r.statefulSet.Name)
-			t.Setenv(e.Name, v) // nats.conf reads them as $NATS_USER, $NATS_PASSWORD
-			switch e.Name {
-			case "NATS_USER":
-				user = v
-			case "NATS_PASSWORD":
-				password = v
-			}
+			// nats.conf reads the route credentials as $NATS_USER, $NATS_PASSWORD.
+			t.Setenv(e.Name, secretValue(t, r, e.ValueFrom.SecretKeyRef, r.statefulSet.Name))
 		}
 	}
 	opts, err := server.ProcessConfigFile(conf)
 	if err != nil {
 		t.Fatalf("the rendered nats.conf does not parse: %v", err)
 	}
-	if opts.Username == "" || opts.Username != user || opts.Password != password {
-		t.Fatal("the rendered nats.conf does not require the credentials of the auth Secret")
+	if opts.Username != "" || opts.NoAuthUser != "" || len(opts.Users) == 0 {
+		t.Fatal("the rendered nats.conf does not require a user of its own for each service")
 	}
 	// Only where it listens and stores changes; auth and JetStream are as rendered.
 	opts.Host, opts.Port, opts.HTTPHost, opts.HTTPPort = "127.0.0.1", -1, "127.0.0.1", -1
@@ -574,8 +619,13 @@ func freePort(t *testing.T) int {
 	return port
 }
 
-// stop ends a process as the kubelet would: SIGTERM, then SIGKILL after a grace period.
+// stop ends a process as the kubelet would: SIGTERM, then SIGKILL after a
+// grace period. A service the broker refused something (its user's
+// permissions lack what its catalog row needs) fails the test.
 func stop(t *testing.T, p *process) {
+	if b, err := os.ReadFile(p.log); err == nil && bytes.Contains(b, []byte("Permissions Violation")) {
+		t.Errorf("the broker refused %s something it needs:\n%s", p.name, grep(b, "Permissions Violation"))
+	}
 	if t.Failed() {
 		if b, err := os.ReadFile(p.log); err == nil {
 			t.Logf("log of %s:\n%s", p.name, tail(b, 40))
@@ -593,6 +643,17 @@ func stop(t *testing.T, p *process) {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
+}
+
+// grep returns the lines of b that contain s.
+func grep(b []byte, s string) string {
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func tail(b []byte, n int) string {

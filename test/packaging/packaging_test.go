@@ -163,8 +163,11 @@ func TestRenderOutputIsAccepted(t *testing.T) {
 	sample := filepath.Join(root, "config", "samples", "platform.yaml")
 	out := run(t, nil, bin, "render", "-f", sample, "--namespace", ns)
 	objs := decode(t, out)
-	if k := kinds(objs); k["Deployment"] != 11 || k["StatefulSet"] != 1 || k["Secret"] != 3 {
-		t.Errorf("render kinds %v, want 11 Deployments, a StatefulSet and three Secrets (broker, token keys, admin)", k)
+	// Secrets: the broker's, the token keys, the admin and the CA, then a
+	// certificate per service (11) and a broker user per service but the
+	// gateway (10).
+	if k := kinds(objs); k["Deployment"] != 11 || k["StatefulSet"] != 1 || k["Secret"] != 25 {
+		t.Errorf("render kinds %v, want 11 Deployments, a StatefulSet and 25 Secrets (broker, token keys, admin, CA, 11 certificates, 10 broker users)", k)
 	}
 	apply(t, k8s, objs, ns, dryRun)
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -466,7 +467,15 @@ func expectedChildren(t *testing.T, p *v1alpha1.Platform) []client.Object {
 	for _, name := range render.KeyNames(p) {
 		keys[name] = testgen.TokenKey(name)
 	}
-	objs, err := render.Platform(p, render.Options{ServicesImage: servicesImage, Credentials: creds,
+	users, _, err := (&render.BrokerUserKeeper{Cost: bcrypt.MinCost}).Keep(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity, _, err := render.KeepIdentity(p, render.Identity{}, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := render.Platform(p, render.Options{ServicesImage: servicesImage, Credentials: creds, BrokerUsers: users, Identity: identity,
 		TokenKeys: keys, Admin: render.Admin{Email: "names@example.com", Password: "password-for-names-only"}})
 	if err != nil {
 		t.Fatal(err)

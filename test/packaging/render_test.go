@@ -56,15 +56,19 @@ func TestRenderPrintsWhatTheOperatorApplies(t *testing.T) {
 	}
 	applied := applies.take(t)
 
-	// Render with the secrets the operator generated.
+	// Render with the secrets the operator generated: every Secret of the
+	// Platform (broker, token keys, admin, CA, certificates, broker users).
 	var secretsYAML []byte
-	for _, name := range []string{render.AuthSecretName(p), render.TokenSigningSecretName(p), render.AdminSecretName(p)} {
-		secret := &unstructured.Unstructured{}
-		secret.SetAPIVersion("v1")
-		secret.SetKind("Secret")
-		if err := k8s.Get(testCtx, client.ObjectKey{Namespace: ns, Name: name}, secret); err != nil {
-			t.Fatal(err)
-		}
+	secrets := &unstructured.UnstructuredList{}
+	secrets.SetAPIVersion("v1")
+	secrets.SetKind("SecretList")
+	if err := k8s.List(testCtx, secrets, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: render.PlatformSelector(p)}); err != nil {
+		t.Fatal(err)
+	}
+	if len(secrets.Items) < 4 {
+		t.Fatalf("the operator wrote %d Secrets", len(secrets.Items))
+	}
+	for _, secret := range secrets.Items {
 		b, err := yaml.Marshal(secret.Object)
 		if err != nil {
 			t.Fatal(err)

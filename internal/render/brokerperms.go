@@ -1,0 +1,110 @@
+package render
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
+)
+
+// BrokerPermissions are what one broker user may publish and subscribe
+// to. Both are allow lists: nats-server refuses every other subject.
+type BrokerPermissions struct {
+	Publish, Subscribe []string
+}
+
+// JetStream's subjects, as nats.go (jetstream and the legacy API it uses
+// for KV watches) and nats-server spell them. Streams and consumers are
+// the last tokens of the API subjects; the ack and flow-control subjects
+// are the v1 forms, which the server sends unless its JetStream ack v2
+// feature flag is on (the rendered nats.conf never turns it on).
+const (
+	jsAPI           = "$JS.API."
+	jsAccountInfo   = jsAPI + "INFO"
+	jsStreamCreate  = jsAPI + "STREAM.CREATE."
+	jsStreamUpdate  = jsAPI + "STREAM.UPDATE."
+	jsStreamInfo    = jsAPI + "STREAM.INFO."
+	jsConsumerMake  = jsAPI + "CONSUMER.CREATE."
+	jsConsumerInfo  = jsAPI + "CONSUMER.INFO."
+	jsConsumerNext  = jsAPI + "CONSUMER.MSG.NEXT."
+	jsConsumerDrop  = jsAPI + "CONSUMER.DELETE."
+	jsDirectGet     = jsAPI + "DIRECT.GET."
+	jsAck           = "$JS.ACK."
+	jsFlowControl   = "$JS.FC."
+	kvStreamPrefix  = "KV_"
+	kvSubjectPrefix = "$KV."
+)
+
+// PermissionsFor derives a service's broker permissions from its catalog
+// row, and nothing else:
+//
+//   - $JS.API.INFO, which nats.go asks before it creates a bucket;
+//   - for every stream holding a subject it publishes or consumes: the
+//     stream's create, update and info calls (kit creates its streams,
+//     idempotently, at start), never delete or purge;
+//   - every subject it publishes, exactly;
+//   - for every durable consumer of its row: creating that consumer by
+//     its name (the durable names are the service's own), its info,
+//     pulling its messages and acknowledging them;
+//   - for every bucket it writes or reads: its KV_ stream's create, update
+//     and info calls, direct gets of its keys, and the ordered consumers
+//     of watches and key listings: creating them filtered to its keys,
+//     their flow control, and deleting them when the watch stops (nats.go
+//     waits for that answer, seconds, if it is refused). Their names are
+//     random and no service may list a stream's consumers, so one cannot
+//     name another's watch to delete it;
+//   - for every bucket it writes: publishing to its keys ($KV.<bucket>.>),
+//     which puts, creates, updates and deletes entries. A bucket it only
+//     reads gets no publish permission at all;
+//   - subscribing to its own reply inbox (catalog.InboxPrefix), and to
+//     nothing else: the answers of the JetStream API, publish acks and
+//     pulled messages all arrive there.
+//
+// The order follows the row, so the rendered nats.conf stays stable.
+func PermissionsFor(svc catalog.Service) (BrokerPermissions, error) {
+	var pub []string
+	add := func(subjects ...string) {
+		for _, s := range subjects {
+			if !slices.Contains(pub, s) {
+				pub = append(pub, s)
+			}
+		}
+	}
+	if !svc.UsesBroker() {
+		return BrokerPermissions{}, nil
+	}
+	add(jsAccountInfo)
+
+	for _, subj := range slices.Concat(svc.Publishes, svc.Consumes()) {
+		st, err := catalog.StreamFor(subj)
+		if err != nil {
+			return BrokerPermissions{}, fmt.Errorf("%s: %w", svc.Name, err)
+		}
+		add(jsStreamCreate+st.Name, jsStreamUpdate+st.Name, jsStreamInfo+st.Name)
+	}
+	add(svc.Publishes...)
+
+	for _, c := range svc.Consumers {
+		if len(c.Subjects) == 0 {
+			return BrokerPermissions{}, fmt.Errorf("%s: consumer %s reads no subject", svc.Name, c.Durable)
+		}
+		st, err := catalog.StreamFor(c.Subjects[0])
+		if err != nil {
+			return BrokerPermissions{}, fmt.Errorf("%s: %w", svc.Name, err)
+		}
+		on := st.Name + "." + c.Durable
+		add(jsConsumerMake+on, jsConsumerInfo+on, jsConsumerNext+on, jsAck+on+".>")
+	}
+
+	for _, b := range slices.Concat(svc.Buckets, svc.Reads) {
+		stream, keys := kvStreamPrefix+b, kvSubjectPrefix+b+".>"
+		add(jsStreamCreate+stream, jsStreamUpdate+stream, jsStreamInfo+stream,
+			jsDirectGet+stream+"."+keys,
+			jsConsumerMake+stream+".*", jsConsumerMake+stream+".*."+keys, jsConsumerDrop+stream+".*",
+			jsFlowControl+stream+".>")
+	}
+	for _, b := range svc.Buckets {
+		add(kvSubjectPrefix + b + ".>")
+	}
+	return BrokerPermissions{Publish: pub, Subscribe: []string{catalog.InboxPrefix(svc.Name) + ".>"}}, nil
+}
