@@ -75,6 +75,14 @@ func renderPlatform() (*rendered, error) {
 	if err != nil {
 		return nil, err
 	}
+	users, _, err := (&render.BrokerUserKeeper{}).Keep(p, nil)
+	if err != nil {
+		return nil, err
+	}
+	identity, _, err := render.KeepIdentity(p, render.Identity{}, time.Now(), nil)
+	if err != nil {
+		return nil, err
+	}
 	keys, err := render.KeepTokenKeys(p, nil)
 	if err != nil {
 		return nil, err
@@ -83,7 +91,7 @@ func renderPlatform() (*rendered, error) {
 	if err != nil {
 		return nil, err
 	}
-	objs, err := render.Platform(p, render.Options{Credentials: creds, TokenKeys: keys, Admin: admin})
+	objs, err := render.Platform(p, render.Options{Credentials: creds, BrokerUsers: users, Identity: identity, TokenKeys: keys, Admin: admin})
 	if err != nil {
 		return nil, err
 	}
