@@ -1,0 +1,87 @@
+// Package chaos runs one short seed of the chaos run (make chaos) in make
+// test: the commerce platform as separate processes, a few orders for
+// scarce stock, one fault of each kind, and every invariant checked once
+// the platform is quiet.
+package chaos
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/chaos"
+)
+
+// PendingInvariants are the invariants today's saga is known to break under
+// faults: issue 12's defects (a saga resumed after its charge cancels
+// without a refund and cannot release what it committed, leases that
+// expire while a drive goes on, events published before the state they
+// announce, notifications sent before they are recorded). The short seed
+// prints their violations but does not fail on them; every other
+// invariant must hold. The saga rebuild (issue 12 §1–4) empties this list,
+// and make chaos, which has no pending list, then passes too.
+var PendingInvariants = []string{
+	chaos.InvQuiescent,
+	chaos.InvFinal,
+	chaos.InvCancelledUnpaid,
+	chaos.InvSold,
+	chaos.InvReservations,
+	chaos.InvPoints,
+	chaos.InvNotified,
+	chaos.InvMailed,
+}
+
+// The short seed: few orders, one fault of each kind.
+const (
+	shortSeed   = 1
+	shortOrders = 150
+	shortFaults = 3 // the first three faults of a schedule are one of each kind
+)
+
+func TestShortChaosSeed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the chaos seed runs the whole commerce platform as processes; skipped with -short (make chaos runs the long seeds)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	repo, err := chaos.RepoRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bins, err := chaos.Build(ctx, repo, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := chaos.Run(ctx, chaos.Config{Seed: shortSeed, Orders: shortOrders, Faults: shortFaults, Workers: 4, Bins: bins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report strings.Builder
+	res.Print(&report, PendingInvariants)
+	t.Log("\n" + report.String())
+
+	// The run must have exercised what it checks.
+	if res.ByState["confirmed"] == 0 || res.ByState["cancelled"] == 0 {
+		t.Errorf("orders ended %v: the scarce stock should confirm some and cancel others", res.ByState)
+	}
+	for _, k := range chaos.FaultKinds {
+		if res.FaultsByKind[k] == 0 {
+			t.Errorf("no %s fault fired: %v", k, res.FaultsByKind)
+		}
+	}
+	for _, c := range res.Checks {
+		if c.Checked == 0 && c.NotCheckable == "" {
+			t.Errorf("invariant %s checked nothing", c.Name)
+		}
+	}
+	if failing := res.Failing(PendingInvariants); len(failing) > 0 {
+		t.Errorf("seed %d broke %v; reproduce with: make chaos SEED=%d ORDERS=%d FAULTS=%d", shortSeed, failing, shortSeed, shortOrders, shortFaults)
+	}
+	for _, name := range PendingInvariants {
+		if !slices.Contains(chaos.Invariants, name) {
+			t.Errorf("PendingInvariants names %q, which is no invariant", name)
+		}
+	}
+}
