@@ -66,8 +66,9 @@ func newPlan(rng *rand.Rand, orders int) plan {
 	ladder := append([]float64(nil), stockLadder...)
 	rng.Shuffle(len(ladder), func(i, j int) { ladder[i], ladder[j] = ladder[j], ladder[i] })
 	for i := range ladder {
-		// Prices from 25.00 to 125.00: every order earns points (one per 100.00).
-		p.Products = append(p.Products, product{Name: fmt.Sprintf("chaos product %d", i), Price: 2500 + 100*rng.Int64N(1001)})
+		// Prices from 100.00 to 200.00: every order earns points (one per
+		// 100.00), and every order stays far below the processor's limit.
+		p.Products = append(p.Products, product{Name: fmt.Sprintf("chaos product %d", i), Price: 10000 + 100*rng.Int64N(101)})
 	}
 	demand := make([]int64, len(p.Products))
 	for i := range orders {
