@@ -147,8 +147,14 @@ type JetStreamSpec struct {
 	Storage JetStreamStorage `json:"storage,omitempty"`
 
 	// Size of each broker replica's volume, and JetStream's storage limit.
+	// Every stream and KV bucket is bounded to its share of it, fixed in
+	// the service catalog, with a quarter left free: playback events take
+	// a quarter of it, all their own, so a flood of them discards old
+	// playback events and never takes the space of orders, payments or
+	// any bucket. At least 64Mi.
 	// +optional
 	// +kubebuilder:default="1Gi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('64Mi')) >= 0",message="broker.jetstream.size must be at least 64Mi: every stream and bucket is bounded to a share of it"
 	Size *resource.Quantity `json:"size,omitempty"`
 
 	// StorageClassName of the volume claim; empty uses the cluster default.

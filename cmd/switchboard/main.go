@@ -4,6 +4,7 @@
 //	switchboard dev [flags]        every service and an embedded NATS in one process
 //	switchboard render -f p.yaml   the manifests the operator would apply (like helm template)
 //	switchboard broker-metrics     the broker's monitor as Prometheus metrics (the broker pods' sidecar)
+//	switchboard dlq list|replay    the messages consumers gave up on, and their replay
 package main
 
 import (
@@ -30,6 +31,7 @@ var commands = map[string]command{
 	"dev":            {"run every service and an embedded NATS on this machine", dev},
 	"render":         {"print the manifests the operator would apply for a Platform file", renderCmd},
 	"broker-metrics": {"serve a NATS broker's monitor figures as Prometheus metrics", brokerMetrics},
+	"dlq":            {"list or replay the dead-letter stream (NATS_URL, NATS_USER, NATS_PASSWORD)", dlq},
 }
 
 // errUsage marks errors that deserve the usage text.

@@ -2,8 +2,8 @@
 //
 //   - docs/api.md, every field of the Platform API, from the CRD's OpenAPI
 //     schema (config/crd/bases), so it lists what the API server enforces;
-//   - the services and events tables of docs/architecture.md, between their
-//     BEGIN/END markers, from services/catalog;
+//   - the services, events and storage tables of docs/architecture.md,
+//     between their BEGIN/END markers, from services/catalog;
 //   - docs/public-api.md, the public API the gateway routes, from the route
 //     table of services/catalog;
 //   - the kubebuilder markers of api/v1alpha1 that depend on services/catalog
@@ -24,6 +24,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"sigs.k8s.io/yaml"
@@ -83,6 +84,7 @@ func generate(root string) (map[string]string, error) {
 	for _, region := range []struct{ name, content string }{
 		{"services", servicesTable()},
 		{"events", eventsTable()},
+		{"storage", storageTable()},
 	} {
 		if a, err = replaceRegion(a, region.name, region.content); err != nil {
 			return nil, fmt.Errorf("%s: %w", architecturePath, err)
@@ -317,6 +319,49 @@ func eventsTable() string {
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", sub, stream, codeList(pubs[sub]), codeList(subs[sub]))
 	}
 	return b.String()
+}
+
+// storageTable lists every stream and bucket with its share of the
+// broker's store, what that is on the default 1Gi, its age limit and what
+// happens when it is full.
+func storageTable() string {
+	const gi = 1 << 30
+	mib := func(share int64) string {
+		return fmt.Sprintf("%.1f MiB", float64(catalog.MaxBytes(share, gi))/(1<<20))
+	}
+	var b strings.Builder
+	b.WriteString("| Stream or bucket | Share of the store | On 1Gi | Kept for | When full |\n|---|---|---|---|---|\n")
+	var total int64
+	for _, st := range catalog.Streams {
+		age, full := "ever", "drops its oldest messages"
+		if st.MaxAge > 0 {
+			age = human(st.MaxAge)
+		}
+		if st.DiscardNew {
+			full = "refuses new ones (the consumer keeps its message and retries)"
+		}
+		fmt.Fprintf(&b, "| stream `%s` | %.1f%% | %s | %s | %s |\n", st.Name, float64(st.StoreShare)/10, mib(st.StoreShare), age, full)
+		total += st.StoreShare
+	}
+	for _, bk := range catalog.KVBuckets {
+		age := "ever"
+		if bk.TTL > 0 {
+			age = human(bk.TTL) + " after its last write"
+		}
+		fmt.Fprintf(&b, "| bucket `%s` | %.1f%% | %s | %s | refuses writes |\n", bk.Name, float64(bk.StoreShare)/10, mib(bk.StoreShare), age)
+		total += bk.StoreShare
+	}
+	fmt.Fprintf(&b, "| **all** | %.1f%% (at most %.0f%%) | %s | | |\n", float64(total)/10, float64(catalog.StoreShareLimit)/10, mib(total))
+	return b.String()
+}
+
+// human writes d as 7d, 24h, 1h or 24h1m.
+func human(d time.Duration) string {
+	day := 24 * time.Hour
+	if d%day == 0 && d > day {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
 }
 
 func codeList(xs []string) string {

@@ -48,6 +48,10 @@ const (
 // defaultBrokerSize is the JetStream volume and limit when spec.broker.jetstream.size is unset.
 var defaultBrokerSize = resource.MustParse("1Gi")
 
+// minBrokerSize is the least spec.broker.jetstream.size, as the CRD's CEL
+// rule says: below it the smallest shares of the store hold next to nothing.
+var minBrokerSize = resource.MustParse("64Mi")
+
 // BrokerReplicas is the size of p's broker StatefulSet: spec.broker.replicas,
 // or 1 when unset (a Platform read from a file has no API server defaults).
 func BrokerReplicas(p *v1alpha1.Platform) int32 {
@@ -78,6 +82,13 @@ func brokerSize(p *v1alpha1.Platform) resource.Quantity {
 		return s.DeepCopy()
 	}
 	return defaultBrokerSize.DeepCopy()
+}
+
+// brokerStoreBytes is JetStream's store limit on each broker server, in
+// bytes: what every stream's and bucket's byte limit is a share of.
+func brokerStoreBytes(p *v1alpha1.Platform) int64 {
+	size := brokerSize(p)
+	return size.Value()
 }
 
 func brokerMetricsEnabled(p *v1alpha1.Platform) bool {
@@ -131,13 +142,13 @@ func natsConfig(p *v1alpha1.Platform, plans []ServicePlan, users BrokerUsers) (s
 	b.WriteString("\n")
 	b.WriteString("jetstream {\n")
 	fmt.Fprintf(&b, "  store_dir: %q\n", brokerStoreDir)
-	size := brokerSize(p)
+	size := brokerStoreBytes(p)
 	if memoryStorage(p) {
-		fmt.Fprintf(&b, "  max_memory_store: %d\n", size.Value())
+		fmt.Fprintf(&b, "  max_memory_store: %d\n", size)
 		// No volume to fill: file streams (and the clustered meta log)
 		// go to an emptyDir, limited only by the node.
 	} else {
-		fmt.Fprintf(&b, "  max_file_store: %d\n", size.Value())
+		fmt.Fprintf(&b, "  max_file_store: %d\n", size)
 	}
 	b.WriteString("}\n\n")
 	b.WriteString("authorization {\n")

@@ -39,10 +39,14 @@ const (
 // row, and nothing else:
 //
 //   - $JS.API.INFO, which nats.go asks before it creates a bucket;
-//   - for every stream holding a subject it publishes or consumes: the
-//     stream's create, update and info calls (kit creates its streams,
-//     idempotently, at start), never delete or purge;
-//   - every subject it publishes, exactly;
+//   - for every stream holding a subject it publishes or consumes, and
+//     the dead-letter stream if it consumes: the stream's create, update
+//     and info calls (kit creates its streams, idempotently, at start, and
+//     updates their replicas and limits), never delete or purge;
+//   - every subject it publishes, exactly, and the dead-letter subject of
+//     each of its consumers (catalog.Service.DeadLetters), where kit puts
+//     what the consumer gives up on; reading or replaying dead letters is
+//     for the administrative user (switchboard dlq);
 //   - for every durable consumer of its row: creating that consumer by
 //     its name (the durable names are the service's own), its info,
 //     pulling its messages and acknowledging them;
@@ -75,7 +79,7 @@ func PermissionsFor(svc catalog.Service) (BrokerPermissions, error) {
 	}
 	add(jsAccountInfo)
 
-	for _, subj := range slices.Concat(svc.Publishes, svc.Consumes()) {
+	for _, subj := range slices.Concat(svc.Publishes, svc.Consumes(), svc.DeadLetters()) {
 		st, err := catalog.StreamFor(subj)
 		if err != nil {
 			return BrokerPermissions{}, fmt.Errorf("%s: %w", svc.Name, err)
@@ -83,6 +87,7 @@ func PermissionsFor(svc catalog.Service) (BrokerPermissions, error) {
 		add(jsStreamCreate+st.Name, jsStreamUpdate+st.Name, jsStreamInfo+st.Name)
 	}
 	add(svc.Publishes...)
+	add(svc.DeadLetters()...)
 
 	for _, c := range svc.Consumers {
 		if len(c.Subjects) == 0 {

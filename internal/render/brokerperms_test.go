@@ -59,10 +59,11 @@ func TestPermissionsFor(t *testing.T) {
 			},
 		},
 		{
-			name:    "notification publishes nothing and reads through its two durables",
+			name:    "notification publishes no event, reads through its two durables and dead-letters what they give up on",
 			service: "notification",
 			want: BrokerPermissions{
-				Publish: slices.Concat([]string{"$JS.API.INFO"}, streamCalls("ORDERS"), streamCalls("PAYMENTS"),
+				Publish: slices.Concat([]string{"$JS.API.INFO"}, streamCalls("ORDERS"), streamCalls("PAYMENTS"), streamCalls("DLQ"),
+					[]string{"dlq.notification.notification-orders", "dlq.notification.notification-payments"},
 					durable("ORDERS", "notification-orders"), durable("PAYMENTS", "notification-payments"),
 					kvRead("notifications"), kvRead("token-revocations"), []string{"$KV.notifications.>"}),
 				Subscribe: []string{"_INBOX_notification.>"},
@@ -82,8 +83,8 @@ func TestPermissionsFor(t *testing.T) {
 			name:    "content consumes a subject of the stream it publishes to, which it names once",
 			service: "content",
 			want: BrokerPermissions{
-				Publish: slices.Concat([]string{"$JS.API.INFO"}, streamCalls("CONTENT"),
-					[]string{"content.created", "content.encode.requested", "content.encoded"},
+				Publish: slices.Concat([]string{"$JS.API.INFO"}, streamCalls("CONTENT"), streamCalls("DLQ"),
+					[]string{"content.created", "content.encode.requested", "content.encoded", "dlq.content.content-encoder"},
 					durable("CONTENT", "content-encoder"), kvRead("videos"), kvRead("token-revocations"), []string{"$KV.videos.>"}),
 				Subscribe: []string{"_INBOX_content.>"},
 			},

@@ -158,6 +158,8 @@ func validate(p *v1alpha1.Platform, opts Options) (tokenKeySet, error) {
 	}
 	if s := p.Spec.Broker.JetStream.Size; s != nil && s.Sign() <= 0 {
 		errs = append(errs, fmt.Errorf("spec.broker.jetstream.size: %s is not positive", s.String()))
+	} else if s != nil && s.Cmp(minBrokerSize) < 0 {
+		errs = append(errs, fmt.Errorf("spec.broker.jetstream.size: %s is less than %s: every stream and bucket is bounded to a share of it", s.String(), minBrokerSize.String()))
 	}
 	errs = append(errs, validatePeers("metricsFrom", p.Spec.NetworkPolicy.MetricsFrom)...)
 	errs = append(errs, validatePeers("kedaFrom", p.Spec.NetworkPolicy.KEDAFrom)...)

@@ -514,6 +514,13 @@ func TestServiceEnv(t *testing.T) {
 			fromSecret("NATS_PASSWORD", p+"-"+svc+"-nats", "nats-password"),
 		}
 	}
+	// lifecycle is the same for every service of a platform that talks to
+	// the broker; the gateway gets only the drain.
+	lifecycle := func(replicas, bytes string) []corev1.EnvVar {
+		return []corev1.EnvVar{{Name: "BROKER_REPLICAS", Value: replicas}, {Name: "BROKER_STORE_BYTES", Value: bytes}, {Name: "SHUTDOWN_DRAIN", Value: "5s"}}
+	}
+	oneGi := lifecycle("1", "1073741824")
+	drain := []corev1.EnvVar{{Name: "SHUTDOWN_DRAIN", Value: "5s"}}
 	tokenKeys := func(p string) []corev1.EnvVar {
 		return []corev1.EnvVar{{Name: "TOKEN_KEYS", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: p + "-token-keys"}, Key: "keys.pem"}}}}
@@ -532,7 +539,7 @@ func TestServiceEnv(t *testing.T) {
 				[]corev1.EnvVar{
 					{Name: "PRODUCT_URL", Value: "http://shop-product.demo.svc.cluster.local"},
 					{Name: "PAYMENT_URL", Value: "http://shop-payment.demo.svc.cluster.local"},
-				}),
+				}, oneGi),
 		},
 		{
 			name:     "order keeps the URL of a disabled product, to fail loudly",
@@ -542,19 +549,19 @@ func TestServiceEnv(t *testing.T) {
 				[]corev1.EnvVar{
 					{Name: "PRODUCT_URL", Value: "http://shop-product.demo.svc.cluster.local"},
 					{Name: "PAYMENT_URL", Value: "http://shop-payment.demo.svc.cluster.local"},
-				}),
+				}, oneGi),
 		},
 		{
 			name:     "payment serves gRPC and calls no one",
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce)),
 			service:  "payment",
-			want:     slices.Concat(identity(true), broker("shop", "demo", "payment"), tokenKeys("shop")),
+			want:     slices.Concat(identity(true), broker("shop", "demo", "payment"), tokenKeys("shop"), oneGi),
 		},
 		{
 			name:     "a service without upstreams gets only the broker",
 			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithNamespace("media")),
 			service:  "analytics",
-			want:     slices.Concat(identity(false), broker("tv", "media", "analytics"), tokenKeys("tv")),
+			want:     slices.Concat(identity(false), broker("tv", "media", "analytics"), tokenKeys("tv"), oneGi),
 		},
 		{
 			name:     "the gateway gets each enabled upstream's API and ops URL, and the proxies it trusts",
@@ -571,7 +578,7 @@ func TestServiceEnv(t *testing.T) {
 					{Name: "PAYMENT_URL", Value: "http://shop-payment.demo.svc.cluster.local"},
 					{Name: "PAYMENT_OPS_URL", Value: "http://shop-payment.demo.svc.cluster.local:8081"},
 					{Name: "TRUSTED_PROXY_CIDRS", Value: "10.0.0.0/8,fd00::/8"},
-				}),
+				}, drain),
 		},
 		{
 			name:     "an issuer also gets the signing key spec.auth names, the token lifetime and the first admin",
@@ -583,7 +590,7 @@ func TestServiceEnv(t *testing.T) {
 					{Name: "TOKEN_TTL", Value: "30m0s"},
 					fromSecret("ADMIN_EMAIL", "tv-admin", "email"),
 					fromSecret("ADMIN_PASSWORD", "tv-admin", "password"),
-				}),
+				}, oneGi),
 		},
 		{
 			name:     "the gateway verifies tokens, signs none and has no broker at all",
@@ -601,7 +608,13 @@ func TestServiceEnv(t *testing.T) {
 					{Name: "ANALYTICS_OPS_URL", Value: "http://tv-analytics.demo.svc.cluster.local:8081"},
 					{Name: "RECOMMENDATION_URL", Value: "http://tv-recommendation.demo.svc.cluster.local"},
 					{Name: "RECOMMENDATION_OPS_URL", Value: "http://tv-recommendation.demo.svc.cluster.local:8081"},
-				}),
+				}, drain),
+		},
+		{
+			name:     "a three-server broker with 10Gi: replicas and store for every service",
+			platform: platform("big", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithBrokerReplicas(3), testgen.WithStorage(v1alpha1.StorageFile, "10Gi", "")),
+			service:  "product",
+			want:     slices.Concat(identity(true), broker("big", "demo", "product"), tokenKeys("big"), lifecycle("3", "10737418240")),
 		},
 	}
 	for _, tt := range tests {
@@ -1269,6 +1282,7 @@ func TestErrors(t *testing.T) {
 		})), nil, "targetCPUUtilizationPercentage: 0 is not a percentage"},
 		{"an even broker", platform("shop", testgen.WithBrokerReplicas(2)), nil, "spec.broker.replicas: 2"},
 		{"a zero JetStream size", platform("shop", testgen.WithStorage(v1alpha1.StorageFile, "0", "")), nil, "size: 0 is not positive"},
+		{"a JetStream store too small to share", platform("shop", testgen.WithStorage(v1alpha1.StorageFile, "16Mi", "")), nil, "size: 16Mi is less than 64Mi"},
 		{"no image anywhere", platform("shop"), func(o *Options) { o.ServicesImage = "" }, "no services image"},
 		{"a name too long for its StatefulSet's revision label", platform(strings.Repeat("a", 48)), nil, "at most 47 characters"},
 		{"a name with dots", platform("shop.example"), nil, "must be a DNS label"},
@@ -1378,6 +1392,40 @@ func TestBrokerResources(t *testing.T) {
 			sts := find[*appsv1.StatefulSet](t, mustRender(t, platform("shop", tc.opts...)), "shop-nats")
 			if got := sts.Spec.Template.Spec.Containers[0].Resources; !equality.Semantic.DeepEqual(got, tc.want) {
 				t.Errorf("broker resources %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A stopping service pod sleeps in preStop while its endpoints go, then
+// drains as long again on SIGTERM and stops in order; the grace period
+// covers all of it, so the kubelet never kills it midway.
+func TestServicePodsStopGracefully(t *testing.T) {
+	p := platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce, v1alpha1.WorkloadStreaming))
+	for _, o := range mustRender(t, p) {
+		d, ok := o.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		t.Run(d.Name, func(t *testing.T) {
+			spec := d.Spec.Template.Spec
+			c := spec.Containers[0]
+			if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
+				t.Fatalf("no preStop sleep: %+v", c.Lifecycle)
+			}
+			sleep := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+			var drain string
+			for _, e := range c.Env {
+				if e.Name == "SHUTDOWN_DRAIN" {
+					drain = e.Value
+				}
+			}
+			if d, err := time.ParseDuration(drain); err != nil || d != sleep || sleep <= 0 {
+				t.Errorf("preStop sleeps %s but SHUTDOWN_DRAIN is %q", sleep, drain)
+			}
+			grace := time.Duration(ptr.Deref(spec.TerminationGracePeriodSeconds, 30)) * time.Second
+			if need := 2*sleep + 2*catalog.DefaultShutdownGrace; grace <= need {
+				t.Errorf("terminationGracePeriodSeconds %s does not cover the preStop sleep, the drain, the consumers' and the requests' grace (%s)", grace, need)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -69,7 +70,21 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 	if cidrs := p.Spec.Gateway.TrustedProxyCIDRs; gateway && len(cidrs) > 0 {
 		env = append(env, corev1.EnvVar{Name: catalog.EnvTrustedProxyCIDRs, Value: strings.Join(cidrs, ",")})
 	}
-	return env
+	return append(env, lifecycleEnv(p, svc.Service)...)
+}
+
+// lifecycleEnv: streams and buckets follow the broker (their replicas and
+// byte limits derive from its replicas and store, so every service that
+// talks to the broker asks JetStream for the same config), and every
+// service's drain matches its preStop sleep.
+func lifecycleEnv(p *v1alpha1.Platform, svc catalog.Service) []corev1.EnvVar {
+	var env []corev1.EnvVar
+	if svc.UsesBroker() {
+		env = append(env,
+			corev1.EnvVar{Name: catalog.EnvBrokerReplicas, Value: itoa(BrokerReplicas(p))},
+			corev1.EnvVar{Name: catalog.EnvBrokerStoreBytes, Value: strconv.FormatInt(brokerStoreBytes(p), 10)})
+	}
+	return append(env, corev1.EnvVar{Name: catalog.EnvShutdownDrain, Value: catalog.DefaultShutdownDrain.String()})
 }
 
 func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys tokenKeySet, enabled map[string]bool) *appsv1.Deployment {
@@ -104,6 +119,9 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 					AutomountServiceAccountToken: ptr.To(false),
 					EnableServiceLinks:           ptr.To(false),
 					SecurityContext:              podSecurityContext(serviceUID),
+					// Room for the preStop sleep and the service's own
+					// ordered stop (catalog.TerminationGracePeriod).
+					TerminationGracePeriodSeconds: ptr.To(int64(catalog.TerminationGracePeriod(catalog.DefaultShutdownDrain).Seconds())),
 					Containers: []corev1.Container{{
 						Name:    svc.Name,
 						Image:   servicesImage(p, opts),
@@ -123,6 +141,12 @@ func serviceDeployment(p *v1alpha1.Platform, svc ServicePlan, opts Options, keys
 						Resources:       svc.Resources,
 						VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}, tlsVolumeMount()},
 						SecurityContext: containerSecurityContext(),
+						// Endpoints are removed while this sleeps, so no
+						// caller picks the pod once SIGTERM arrives; the
+						// service then drains SHUTDOWN_DRAIN more itself.
+						Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+							Sleep: &corev1.SleepAction{Seconds: int64(catalog.DefaultShutdownDrain.Seconds())},
+						}},
 					}},
 					Volumes: []corev1.Volume{{
 						Name: "tmp",

@@ -80,7 +80,7 @@ func NewAnalytics(bus *kit.Bus, m *kit.Metrics, o Options) (*Analytics, error) {
 	}
 	v := newView()
 	a := &Analytics{bus: bus, kv: kv, view: v, opts: o, now: time.Now,
-		in: &ingester{js: bus.JS, kv: kv, view: v, metrics: m, subject: "$KV." + kv.Bucket() + "."}}
+		in: &ingester{js: bus.JS, bus: bus, kv: kv, view: v, metrics: m, subject: "$KV." + kv.Bucket() + "."}}
 	m.Registry.MustRegister(&liveCollector{a: a})
 	return a, nil
 }
@@ -122,6 +122,10 @@ func (a *Analytics) Ingest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// On shutdown the bus drains the iterator: no more pulls, and what it
+	// holds is applied while ctx is still alive, so no delivery is spent.
+	done := a.bus.Track(it.Drain)
+	defer done()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	batch := make([]jetstream.Msg, 0, a.opts.Batch)

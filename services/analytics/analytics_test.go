@@ -248,3 +248,24 @@ func TestTenThousandHeartbeats(t *testing.T) {
 		t.Fatalf("acct07 watch time %v, want %d", wt.WatchedSec, 10*beats*10)
 	}
 }
+
+// An event analytics cannot read is not dropped: it lands in the
+// dead-letter stream, and the events around it are counted.
+func TestMalformedEventsAreDeadLettered(t *testing.T) {
+	r := newRig(t, 1, nil)
+	r.started(ev("s1", "acct1", "v1", 0, 0))
+	if _, err := r.events.JS.Publish(t.Context(), catalog.PlaybackHeartbeat, []byte(`{"id":"x","data":"not an object"}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.beat(ev("s1", "acct1", "v1", 1, 10))
+	r.eventually(t, "/live", liveIs(1, map[string]int{"v1": 1}))
+	var list []kit.DeadLetter
+	kittest.Eventually(t, 10*time.Second, "the malformed event in the dead-letter stream", func() bool {
+		var err error
+		list, err = kit.DeadLetters(t.Context(), r.events.JS, "analytics")
+		return err == nil && len(list) == 1
+	})
+	if d := list[0]; d.Subject != catalog.PlaybackHeartbeat || d.Reason != kit.ReasonMalformed || string(d.Data) != `{"id":"x","data":"not an object"}` {
+		t.Fatalf("dead letter %+v", d)
+	}
+}

@@ -19,6 +19,7 @@ const sessionPrefix = "s."
 // every message to one of them at a time.
 type ingester struct {
 	js      jetstream.JetStream
+	bus     *kit.Bus
 	kv      jetstream.KeyValue
 	view    *view
 	metrics *kit.Metrics
@@ -55,8 +56,8 @@ func (in *ingester) apply(ctx context.Context, msgs []jetstream.Msg) {
 	for _, m := range msgs {
 		f, err := decodeMsg(m.Data())
 		if err != nil {
-			in.count(m.Subject(), "dropped")
-			_ = m.TermWithReason(err.Error())
+			// Nothing is dropped: the bus stores it as a dead letter.
+			in.bus.DeadLetter(ctx, consumerName, m, kit.ReasonMalformed, err)
 			continue
 		}
 		w := groups[f.session]

@@ -71,7 +71,70 @@ const (
 	// EnvLoginLockFor (a duration, default 15m) tune login throttling.
 	EnvLoginLockAfter = "LOGIN_LOCK_AFTER"
 	EnvLoginLockFor   = "LOGIN_LOCK_FOR"
+
+	// EnvBrokerReplicas is the broker's server count (spec.broker.replicas,
+	// default 1). Streams and buckets are kept at StreamReplicas of it, and
+	// a service that starts with a new count updates them in place.
+	EnvBrokerReplicas = "BROKER_REPLICAS"
+	// EnvBrokerStoreBytes is each broker server's JetStream store in bytes
+	// (spec.broker.jetstream.size). Every stream and bucket is bounded to
+	// its StoreShare of it; unset means no byte limits (a dev broker whose
+	// store is the disk).
+	EnvBrokerStoreBytes = "BROKER_STORE_BYTES"
+	// EnvShutdownDrain is how long a stopping service keeps serving with
+	// readiness failed, so that load balancers stop sending it work before
+	// its listeners close (a duration, default DefaultShutdownDrain; "0s"
+	// skips it). The operator renders a preStop sleep of the same length.
+	EnvShutdownDrain = "SHUTDOWN_DRAIN"
+	// EnvHTTPReadTimeout and EnvHTTPWriteTimeout bound reading a request
+	// and writing its answer (durations, defaults DefaultHTTPReadTimeout and
+	// DefaultHTTPWriteTimeout). A streaming answer (server-sent events)
+	// extends both each time it flushes.
+	EnvHTTPReadTimeout  = "HTTP_READ_TIMEOUT"
+	EnvHTTPWriteTimeout = "HTTP_WRITE_TIMEOUT"
+	// EnvHeartbeatMinInterval is the least time between two heartbeats of
+	// one playback session (a duration, default
+	// DefaultHeartbeatMinInterval; 0s turns the limit off); one sooner is
+	// answered 429.
+	EnvHeartbeatMinInterval = "HEARTBEAT_MIN_INTERVAL"
 )
+
+// Shutdown timing. A stopping service fails readiness and drains for
+// DefaultShutdownDrain, then stops its consumers and HTTP servers, each
+// bounded by DefaultShutdownGrace.
+const (
+	DefaultShutdownDrain = 5 * time.Second
+	DefaultShutdownGrace = 15 * time.Second
+)
+
+// TerminationGracePeriod is how long a pod may take to stop: the preStop
+// sleep and the service's own drain (each drain long), its consumers and
+// its HTTP servers (each up to DefaultShutdownGrace), and a margin for the
+// broker connection to drain.
+func TerminationGracePeriod(drain time.Duration) time.Duration {
+	return 2*drain + 2*DefaultShutdownGrace + 5*time.Second
+}
+
+// HTTP server timeouts. The write timeout outlasts the longest answer a
+// service composes (the gateway waits up to 15 s for an upstream's header).
+const (
+	DefaultHTTPReadTimeout  = 30 * time.Second
+	DefaultHTTPWriteTimeout = 60 * time.Second
+)
+
+// DefaultHeartbeatMinInterval: players send a heartbeat every few seconds;
+// one a second is already more than any player needs.
+const DefaultHeartbeatMinInterval = time.Second
+
+// MaxStreamReplicas caps the copies of a stream or bucket: three survive
+// the loss of one server, and more only slow every write down.
+const MaxStreamReplicas = 3
+
+// StreamReplicas is the replica count of every stream and bucket on a
+// broker of brokerReplicas servers.
+func StreamReplicas(brokerReplicas int) int {
+	return min(max(brokerReplicas, 1), MaxStreamReplicas)
+}
 
 // Token lifetimes. The revocation bucket keeps an entry for MaxTokenTTL, so
 // a revoked token stays revoked for the rest of its life.
@@ -127,6 +190,8 @@ type Service struct {
 	// refuses any other.
 	Publishes []string
 	// Consumers are its durable consumers: the only way it reads events.
+	// A message one of them cannot handle goes to the dead-letter stream,
+	// so a service with consumers also publishes its DeadLetters.
 	Consumers []Consumer
 	// Buckets are the JetStream KeyValue buckets it writes (see KVBuckets
 	// for their settings).
@@ -182,6 +247,16 @@ func (s Service) Consumes() []string {
 	return out
 }
 
+// DeadLetters lists the subjects s dead-letters to: one per consumer, in
+// DeadLetterStream.
+func (s Service) DeadLetters() []string {
+	var out []string
+	for _, c := range s.Consumers {
+		out = append(out, DeadLetterSubject(s.Name, c.Durable))
+	}
+	return out
+}
+
 // Consumer returns the consumer of s named durable.
 func (s Service) Consumer(durable string) (Consumer, bool) {
 	i := slices.IndexFunc(s.Consumers, func(c Consumer) bool { return c.Durable == durable })
@@ -195,7 +270,33 @@ func (s Service) Consumer(durable string) (Consumer, bool) {
 type Stream struct {
 	Name     string
 	Subjects []string
+	// MaxAge is how long an event is kept.
+	MaxAge time.Duration
+	// StoreShare is the part of each broker server's JetStream store the
+	// stream may hold, in thousandths (see MaxBytes).
+	StoreShare int64
+	// DiscardNew refuses new messages when the stream is full. Event
+	// streams discard their oldest events instead: those are facts already
+	// stored by their producer, and a flood of one kind only pushes out old
+	// events of that kind.
+	DiscardNew bool
 }
+
+// MaxBytes is the byte limit of a StoreShare on a store of storeBytes, or
+// -1 (no limit) when the store's size is unknown.
+func MaxBytes(share, storeBytes int64) int64 {
+	if storeBytes <= 0 {
+		return -1
+	}
+	return max(storeBytes*share/1000, 1)
+}
+
+// StoreShareLimit bounds the sum of every stream's and bucket's
+// StoreShare, in thousandths: a quarter of the store stays free for the
+// broker's own use (the JetStream meta log and raft logs of a cluster,
+// file-store blocks not yet compacted), and so JetStream can reserve every
+// limit at once.
+const StoreShareLimit = 750
 
 // Event subjects. Services publish and consume these exact strings.
 const (
@@ -222,15 +323,37 @@ const (
 	PlaybackStopped   = "playback.stopped"
 )
 
+// DeadLetterStream holds the messages consumers could not handle: those
+// that exhausted their deliveries, failed permanently or could not be
+// decoded. `switchboard dlq` lists and replays them.
+const DeadLetterStream = "DLQ"
+
+// DeadLetterSubject is where a service's consumer durable dead-letters a
+// message: dlq.<service>.<durable>. A service publishes to the subjects of
+// its own consumers only (see Service.DeadLetters).
+func DeadLetterSubject(service, durable string) string {
+	return "dlq." + service + "." + durable
+}
+
 // Streams are created idempotently by every service that publishes or
-// consumes one of their subjects, so start-up order does not matter.
+// consumes one of their subjects (and the dead-letter stream by every
+// service with consumers), so start-up order does not matter.
+//
+// Each is bounded in bytes (StoreShare) and in age. Streaming's
+// high-rate PLAYBACK has the largest share, all its own: a flood of
+// playback events discards old playback events and never takes space from
+// commerce's streams or any bucket, whose shares JetStream reserves.
 var Streams = []Stream{
-	{Name: "USERS", Subjects: []string{"user.>"}},
-	{Name: "ORDERS", Subjects: []string{"order.>"}},
-	{Name: "PAYMENTS", Subjects: []string{"payment.>"}},
-	{Name: "ACCOUNTS", Subjects: []string{"account.>"}},
-	{Name: "CONTENT", Subjects: []string{"content.>"}},
-	{Name: "PLAYBACK", Subjects: []string{"playback.>"}},
+	{Name: "USERS", Subjects: []string{"user.>"}, MaxAge: 7 * 24 * time.Hour, StoreShare: 10},
+	{Name: "ORDERS", Subjects: []string{"order.>"}, MaxAge: 7 * 24 * time.Hour, StoreShare: 60},
+	{Name: "PAYMENTS", Subjects: []string{"payment.>"}, MaxAge: 7 * 24 * time.Hour, StoreShare: 40},
+	{Name: "ACCOUNTS", Subjects: []string{"account.>"}, MaxAge: 7 * 24 * time.Hour, StoreShare: 10},
+	{Name: "CONTENT", Subjects: []string{"content.>"}, MaxAge: 7 * 24 * time.Hour, StoreShare: 20},
+	{Name: "PLAYBACK", Subjects: []string{"playback.>"}, MaxAge: 24 * time.Hour, StoreShare: 250},
+	// Dead letters are kept until replayed: never aged out, and when the
+	// stream is full a new one is refused, so the consumer keeps the
+	// message and retries rather than anything being dropped.
+	{Name: DeadLetterStream, Subjects: []string{"dlq.>"}, StoreShare: 30, DiscardNew: true},
 }
 
 // Bucket is a JetStream KeyValue bucket and its settings.
@@ -238,6 +361,10 @@ type Bucket struct {
 	Name string
 	// TTL removes an entry this long after its last write; 0 keeps it.
 	TTL time.Duration
+	// StoreShare is the part of each broker server's JetStream store the
+	// bucket may hold, in thousandths (see MaxBytes). A full bucket refuses
+	// writes; it never drops entries.
+	StoreShare int64
 }
 
 // TokenRevocations holds the ids (jti) of signed-out tokens until they
@@ -249,22 +376,22 @@ const TokenRevocations = "token-revocations"
 // settings. Every service that uses one asks for the same config, so
 // CreateOrUpdate never flip-flops.
 var KVBuckets = []Bucket{
-	{Name: "users"}, {Name: "user-emails"}, {Name: "user-points"},
+	{Name: "users", StoreShare: 30}, {Name: "user-emails", StoreShare: 10}, {Name: "user-points", StoreShare: 10},
 	// Failed-login counters are forgotten a while after the last failure.
-	{Name: "user-logins", TTL: time.Hour},
-	{Name: "products"}, {Name: "stock"},
-	{Name: "orders"},
-	{Name: "payments"},
-	{Name: "notifications"},
-	{Name: "accounts"}, {Name: "account-emails"},
-	{Name: "account-logins", TTL: time.Hour},
-	{Name: "videos"},
-	{Name: "sessions"}, {Name: "watch-history"},
-	{Name: "analytics"},
-	{Name: "recommendations"},
+	{Name: "user-logins", TTL: time.Hour, StoreShare: 5},
+	{Name: "products", StoreShare: 10}, {Name: "stock", StoreShare: 10},
+	{Name: "orders", StoreShare: 60},
+	{Name: "payments", StoreShare: 30},
+	{Name: "notifications", StoreShare: 40},
+	{Name: "accounts", StoreShare: 20}, {Name: "account-emails", StoreShare: 10},
+	{Name: "account-logins", TTL: time.Hour, StoreShare: 5},
+	{Name: "videos", StoreShare: 10},
+	{Name: "sessions", StoreShare: 20}, {Name: "watch-history", StoreShare: 30},
+	{Name: "analytics", StoreShare: 10},
+	{Name: "recommendations", StoreShare: 15},
 	// An entry outlives the token it revokes: written at most MaxTokenTTL
 	// before the token expires, plus the verifiers' clock leeway.
-	{Name: TokenRevocations, TTL: MaxTokenTTL + time.Minute},
+	{Name: TokenRevocations, TTL: MaxTokenTTL + time.Minute, StoreShare: 5},
 }
 
 // BucketFor returns the settings of a bucket.

@@ -161,6 +161,65 @@ func TestTokenRoles(t *testing.T) {
 	}
 }
 
+// JetStream reserves every stream's and bucket's byte limit up front, so
+// their shares must fit the store together, with headroom left for the
+// broker itself.
+func TestStorageSharesFitTheStore(t *testing.T) {
+	var total int64
+	for _, st := range catalog.Streams {
+		if st.StoreShare <= 0 {
+			t.Errorf("stream %s has no share of the store: it would be unbounded", st.Name)
+		}
+		if st.MaxAge <= 0 && st.Name != catalog.DeadLetterStream {
+			t.Errorf("event stream %s keeps events for ever", st.Name)
+		}
+		if st.DiscardNew != (st.Name == catalog.DeadLetterStream) {
+			t.Errorf("stream %s: DiscardNew = %v; only dead letters refuse new messages rather than age out old ones", st.Name, st.DiscardNew)
+		}
+		total += st.StoreShare
+	}
+	for _, b := range catalog.KVBuckets {
+		if b.StoreShare <= 0 {
+			t.Errorf("bucket %s has no share of the store: it would be unbounded", b.Name)
+		}
+		total += b.StoreShare
+	}
+	if total > catalog.StoreShareLimit {
+		t.Fatalf("streams and buckets take %d‰ of the store, more than the %d‰ allowed", total, catalog.StoreShareLimit)
+	}
+	if got := catalog.MaxBytes(250, 1<<30); got != (1<<30)/4 {
+		t.Errorf("MaxBytes(250‰, 1Gi) = %d", got)
+	}
+	if got := catalog.MaxBytes(250, 0); got != -1 {
+		t.Errorf("MaxBytes without a store size = %d, want -1 (no limit)", got)
+	}
+}
+
+func TestDeadLettersHaveAStreamAndAreTheServicesOwn(t *testing.T) {
+	for _, s := range catalog.All() {
+		if len(s.DeadLetters()) != len(s.Consumers) {
+			t.Errorf("%s dead-letters %v for %d consumers", s.Name, s.DeadLetters(), len(s.Consumers))
+		}
+		for _, subj := range s.DeadLetters() {
+			st, err := catalog.StreamFor(subj)
+			if err != nil || st.Name != catalog.DeadLetterStream {
+				t.Errorf("%s: dead letters on %s land in %q (%v)", s.Name, subj, st.Name, err)
+			}
+			if !strings.HasPrefix(subj, "dlq."+s.Name+".") {
+				t.Errorf("%s dead-letters to %s, outside its own dlq.%s.>", s.Name, subj, s.Name)
+			}
+		}
+	}
+}
+
+func TestStreamReplicasFollowTheBroker(t *testing.T) {
+	for broker, want := range map[int]int{0: 1, 1: 1, 3: 3, 5: 3} {
+		if got := catalog.StreamReplicas(broker); got != want {
+			t.Errorf("StreamReplicas(%d) = %d, want %d", broker, got, want)
+		}
+	}
+}
+
 func TestCallersAreTheReverseOfUpstreams(t *testing.T) {
 	for _, tt := range []struct {
 		service string

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,13 +30,34 @@ type Bus struct {
 	svc     catalog.Service
 	log     *slog.Logger
 	metrics *Metrics
+	limits  Limits
 	streams []string
 	buckets map[string]jetstream.KeyValue
+	// owed are the config updates the broker refused so far (more replicas
+	// than servers have joined, say), retried in the background.
+	owed map[string]func(context.Context) error
+	done chan struct{}
 
 	mu        sync.Mutex
 	readyAt   time.Time
 	readyErr  error
 	consumers []jetstream.ConsumeContext
+	tracked   []tracked
+	stopping  bool
+	// abandoned is set when consumers did not drain in time: messages still
+	// buffered are left for redelivery rather than handled with a
+	// cancelled context.
+	abandoned atomic.Bool
+	closeOnce sync.Once
+}
+
+// Limits are the broker-wide inputs of every stream's and bucket's config.
+type Limits struct {
+	// BrokerReplicas is the broker's server count; streams and buckets
+	// keep catalog.StreamReplicas of it.
+	BrokerReplicas int
+	// StoreBytes is each server's JetStream store; 0 means no byte limits.
+	StoreBytes int64
 }
 
 // ConnectBus connects to NATS with endless reconnects and ensures the
@@ -74,10 +96,15 @@ func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (
 		nc.Close()
 		return nil, err
 	}
-	b := &Bus{NC: nc, JS: js, svc: cfg.Service, log: log, metrics: m, buckets: map[string]jetstream.KeyValue{}}
+	b := &Bus{NC: nc, JS: js, svc: cfg.Service, log: log, metrics: m, buckets: map[string]jetstream.KeyValue{},
+		limits: Limits{BrokerReplicas: cfg.BrokerReplicas, StoreBytes: cfg.BrokerStoreBytes},
+		owed:   map[string]func(context.Context) error{}, done: make(chan struct{})}
 	for {
 		err = b.ensure(ctx, cfg.Service)
 		if err == nil {
+			if len(b.owed) > 0 {
+				go b.settle(b.owed)
+			}
 			return b, nil
 		}
 		log.Warn("waiting for JetStream", "err", err, "lastNATSError", nc.LastError())
@@ -90,19 +117,36 @@ func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (
 	}
 }
 
+// streamsOf lists the streams svc needs: those of every subject it
+// publishes or consumes, and the dead-letter stream if it consumes.
+func streamsOf(svc catalog.Service) ([]catalog.Stream, error) {
+	subjects := slices.Concat(svc.Publishes, svc.Consumes(), svc.DeadLetters())
+	var out []catalog.Stream
+	for _, subj := range subjects {
+		st, err := catalog.StreamFor(subj)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(out, func(o catalog.Stream) bool { return o.Name == st.Name }) {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
 func (b *Bus) ensure(ctx context.Context, svc catalog.Service) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	for _, subj := range slices.Concat(svc.Publishes, svc.Consumes()) {
-		st, err := catalog.StreamFor(subj)
-		if err != nil {
-			return err
-		}
+	streams, err := streamsOf(svc)
+	if err != nil {
+		return err
+	}
+	for _, st := range streams {
 		if slices.Contains(b.streams, st.Name) {
 			continue
 		}
-		if _, err := b.JS.CreateOrUpdateStream(ctx, StreamConfig(st)); err != nil {
-			return fmt.Errorf("stream %s: %w", st.Name, err)
+		if err := b.ensureStream(ctx, StreamConfig(st, b.limits)); err != nil {
+			return err
 		}
 		b.streams = append(b.streams, st.Name)
 	}
@@ -112,40 +156,136 @@ func (b *Bus) ensure(ctx context.Context, svc catalog.Service) error {
 		if _, ok := b.buckets[name]; ok {
 			continue
 		}
-		cfg, err := BucketConfig(name)
+		cfg, err := BucketConfig(name, b.limits)
 		if err != nil {
 			return err
 		}
-		kv, err := b.JS.CreateOrUpdateKeyValue(ctx, cfg)
+		kv, err := b.ensureBucket(ctx, cfg)
 		if err != nil {
-			return fmt.Errorf("bucket %s: %w", name, err)
+			return err
 		}
 		b.buckets[name] = kv
 	}
 	return nil
 }
 
+// ensureStream creates the stream, or updates it to cfg. When the broker
+// refuses the update (more replicas than servers have joined yet, while
+// the broker scales up) the stream as it is still serves: the update is
+// owed and retried in the background, so the service starts and keeps
+// working on the current replicas. A stream that does not exist yet and
+// cannot have its replicas is created with one, and grown later.
+func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	update := func(ctx context.Context) error {
+		_, err := b.JS.CreateOrUpdateStream(ctx, cfg)
+		return err
+	}
+	err := update(ctx)
+	if err == nil {
+		return nil
+	}
+	if _, serr := b.JS.Stream(ctx, cfg.Name); serr == nil {
+		b.owe("stream "+cfg.Name, update, err)
+		return nil
+	}
+	if cfg.Replicas > 1 {
+		one := cfg
+		one.Replicas = 1
+		if _, cerr := b.JS.CreateStream(ctx, one); cerr == nil {
+			b.owe("stream "+cfg.Name, update, err)
+			return nil
+		}
+	}
+	return fmt.Errorf("stream %s: %w", cfg.Name, err)
+}
+
+// ensureBucket is ensureStream for a bucket: its stream KV_<bucket> is
+// updated in place the same way.
+func (b *Bus) ensureBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	update := func(ctx context.Context) error {
+		_, err := b.JS.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	}
+	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, cfg)
+	if err == nil {
+		return kv, nil
+	}
+	if kv, kerr := b.JS.KeyValue(ctx, cfg.Bucket); kerr == nil {
+		b.owe("bucket "+cfg.Bucket, update, err)
+		return kv, nil
+	}
+	if cfg.Replicas > 1 {
+		one := cfg
+		one.Replicas = 1
+		if kv, cerr := b.JS.CreateKeyValue(ctx, one); cerr == nil {
+			b.owe("bucket "+cfg.Bucket, update, err)
+			return kv, nil
+		}
+	}
+	return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+}
+
+func (b *Bus) owe(what string, update func(context.Context) error, err error) {
+	b.log.Warn("the broker refused a config update; serving on the current one and retrying in the background",
+		"what", what, "replicas", catalog.StreamReplicas(b.limits.BrokerReplicas), "err", err)
+	b.owed[what] = update
+}
+
+// settle retries the owed updates until each succeeds or the bus closes.
+func (b *Bus) settle(owed map[string]func(context.Context) error) {
+	wait := time.Second
+	for len(owed) > 0 {
+		select {
+		case <-b.done:
+			return
+		case <-time.After(wait):
+		}
+		for what, update := range owed {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := update(ctx)
+			cancel()
+			if err != nil {
+				b.log.Debug("config update still refused", "what", what, "err", err)
+				continue
+			}
+			b.log.Info("config updated", "what", what, "replicas", catalog.StreamReplicas(b.limits.BrokerReplicas))
+			delete(owed, what)
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
 // StreamConfig is the one definition of a catalog stream, so every service
-// creating it asks for the same thing and CreateOrUpdate never flip-flops.
-func StreamConfig(st catalog.Stream) jetstream.StreamConfig {
+// creating it asks for the same thing and CreateOrUpdate never flip-flops:
+// the limits come from env vars the operator renders alike for every
+// service of a platform.
+func StreamConfig(st catalog.Stream, l Limits) jetstream.StreamConfig {
+	discard := jetstream.DiscardOld
+	if st.DiscardNew {
+		discard = jetstream.DiscardNew
+	}
 	return jetstream.StreamConfig{
 		Name:       st.Name,
 		Subjects:   st.Subjects,
 		Storage:    jetstream.FileStorage,
 		Retention:  jetstream.LimitsPolicy,
-		MaxAge:     7 * 24 * time.Hour,
+		MaxAge:     st.MaxAge,
+		MaxBytes:   catalog.MaxBytes(st.StoreShare, l.StoreBytes),
+		Discard:    discard,
+		Replicas:   catalog.StreamReplicas(l.BrokerReplicas),
 		Duplicates: DuplicateWindow,
 	}
 }
 
 // BucketConfig is the one definition of a catalog bucket, so every service
 // using it asks for the same thing.
-func BucketConfig(name string) (jetstream.KeyValueConfig, error) {
+func BucketConfig(name string, l Limits) (jetstream.KeyValueConfig, error) {
 	bk, err := catalog.BucketFor(name)
 	if err != nil {
 		return jetstream.KeyValueConfig{}, err
 	}
-	return jetstream.KeyValueConfig{Bucket: bk.Name, History: 1, Storage: jetstream.FileStorage, TTL: bk.TTL}, nil
+	return jetstream.KeyValueConfig{Bucket: bk.Name, History: 1, Storage: jetstream.FileStorage, TTL: bk.TTL,
+		MaxBytes: catalog.MaxBytes(bk.StoreShare, l.StoreBytes), Replicas: catalog.StreamReplicas(l.BrokerReplicas)}, nil
 }
 
 // Bucket returns one of the service's buckets. It panics on a name missing
@@ -190,16 +330,76 @@ func (b *Bus) check(ctx context.Context) error {
 	return nil
 }
 
-// Close stops consumers and drains the connection.
-func (b *Bus) Close() {
+// tracked is a consumer a service reads its own way (see Track).
+type tracked struct {
+	stop func()
+	done chan struct{}
+}
+
+// Track registers a consumer the service reads its own way (Messages,
+// Fetch) so that StopConsuming stops it with the others: stop must make it
+// stop pulling (a MessagesContext's Drain, say), and the service calls the
+// returned done once it has handled what it had received, before its
+// context is cancelled.
+func (b *Bus) Track(stop func()) (done func()) {
+	t := tracked{stop: stop, done: make(chan struct{})}
 	b.mu.Lock()
-	cs := b.consumers
-	b.consumers = nil
-	b.mu.Unlock()
-	for _, c := range cs {
-		c.Stop()
+	stopping := b.stopping
+	if !stopping {
+		b.tracked = append(b.tracked, t)
 	}
-	_ = b.NC.Drain()
+	b.mu.Unlock()
+	if stopping {
+		stop()
+	}
+	var once sync.Once
+	return func() { once.Do(func() { close(t.done) }) }
+}
+
+// StopConsuming stops every consumer from pulling and waits until the
+// messages already received are handled, or ctx ends. Handlers keep the
+// context they run in meanwhile: cancel it only after this returns, so no
+// delivery is spent on a handler that fails because the service is
+// stopping. Messages still buffered when ctx ends are left, untouched, for
+// redelivery.
+func (b *Bus) StopConsuming(ctx context.Context) {
+	b.mu.Lock()
+	cs, ts := b.consumers, b.tracked
+	b.consumers, b.tracked = nil, nil
+	b.stopping = true
+	b.mu.Unlock()
+	var closed []<-chan struct{}
+	for _, c := range cs {
+		closed = append(closed, c.Closed())
+		c.Drain()
+	}
+	for _, t := range ts {
+		t.stop()
+		closed = append(closed, t.done)
+	}
+	for _, ch := range closed {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			b.abandoned.Store(true)
+			for _, c := range cs {
+				c.Stop()
+			}
+			return
+		}
+	}
+}
+
+// Close stops consumers and drains the connection. Call StopConsuming
+// first for a graceful stop.
+func (b *Bus) Close() {
+	b.closeOnce.Do(func() {
+		close(b.done)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		b.StopConsuming(ctx)
+		_ = b.NC.Drain()
+	})
 }
 
 // Event is the envelope of every message on the bus. Type is the NATS
@@ -260,7 +460,7 @@ func (b *Bus) Publish(ctx context.Context, id, subject string, data Payload) err
 }
 
 // ErrPermanent marks a handler error that no redelivery can fix; the
-// message is terminated instead of retried.
+// message goes to the dead-letter stream at once instead of being retried.
 var ErrPermanent = errors.New("permanent")
 
 // ErrDuplicate is what a handler returns when it recognises an event it has
@@ -270,7 +470,7 @@ var ErrDuplicate = errors.New("duplicate event")
 // Handler processes one event. It must be idempotent by ev.ID: JetStream
 // delivers at least once. Return nil to ack, an error to retry with backoff,
 // ErrDuplicate when the event was already applied, or an error wrapping
-// ErrPermanent to drop the message.
+// ErrPermanent to dead-letter the message at once.
 type Handler func(ctx context.Context, ev Event) error
 
 // ConsumerSpec runs one of the service's catalog consumers.
@@ -280,8 +480,9 @@ type ConsumerSpec struct {
 	// handled by one of them.
 	Durable string
 	Handler Handler
-	// MaxDeliver bounds redelivery (default 8). AckWait is how long a
-	// handler may take before redelivery (default 30s).
+	// MaxDeliver bounds the deliveries of a message (default 8); a message
+	// whose last delivery fails goes to the dead-letter stream. AckWait is
+	// how long a handler may take before redelivery (default 30s).
 	MaxDeliver int
 	AckWait    time.Duration
 }
@@ -298,6 +499,7 @@ func (b *Bus) CreateConsumer(ctx context.Context, durable string, cfg jetstream.
 	if err != nil {
 		return nil, err
 	}
+	// Replicas stays 0: a consumer follows its stream's.
 	cfg.Durable, cfg.FilterSubjects = c.Durable, c.Subjects
 	cons, err := b.JS.CreateOrUpdateConsumer(ctx, st.Name, cfg)
 	if err != nil {
@@ -307,7 +509,7 @@ func (b *Bus) CreateConsumer(ctx context.Context, durable string, cfg jetstream.
 }
 
 // Consume creates (or updates) one of the service's catalog consumers and
-// handles its messages until Close.
+// handles its messages until StopConsuming or Close.
 func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec) error {
 	if spec.Handler == nil {
 		return fmt.Errorf("kit: consumer %q needs a handler", spec.Durable)
@@ -319,14 +521,23 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec) error {
 		spec.AckWait = 30 * time.Second
 	}
 	cons, err := b.CreateConsumer(ctx, spec.Durable, jetstream.ConsumerConfig{
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       spec.AckWait,
-		MaxDeliver:    spec.MaxDeliver,
+		AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait:   spec.AckWait,
+		// The bus counts deliveries itself and dead-letters a message on
+		// its last one. The server never gives up on a message on its own:
+		// if it did, a message whose dead-lettering failed would be
+		// skipped, unacknowledged and forgotten.
+		MaxDeliver:    -1,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxAckPending: 1024,
 	})
 	if err != nil {
 		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopping {
+		return fmt.Errorf("consume %s: the bus is stopping", spec.Durable)
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) { b.handle(ctx, spec, msg) },
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -335,22 +546,24 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec) error {
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", spec.Durable, err)
 	}
-	b.mu.Lock()
 	b.consumers = append(b.consumers, cc)
-	b.mu.Unlock()
 	return nil
 }
 
 func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, msg jetstream.Msg) {
+	if b.abandoned.Load() {
+		return // the service is stopping; the message will be redelivered
+	}
 	count := func(subject, result string) {
 		b.metrics.EventsIn.WithLabelValues(spec.Durable, subject, result).Inc()
 	}
 	var ev Event
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.ID == "" {
-		b.log.Error("dropping malformed event", "consumer", spec.Durable, "subject", msg.Subject(), "err", err)
+		if err == nil {
+			err = errors.New("the event has no id")
+		}
 		b.metrics.ConsumerErrors.WithLabelValues(spec.Durable).Inc()
-		count(msg.Subject(), "dropped")
-		_ = msg.Term()
+		b.DeadLetter(ctx, spec.Durable, msg, ReasonMalformed, fmt.Errorf("malformed event: %w", err))
 		return
 	}
 	hctx, cancel := context.WithTimeout(ctx, spec.AckWait)
@@ -364,20 +577,19 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, msg jetstream.Msg) 
 		count(ev.Type, "duplicate")
 		_ = msg.Ack()
 	case errors.Is(err, ErrPermanent):
-		b.log.Error("dropping event", "consumer", spec.Durable, "event", ev.ID, "err", err)
 		b.metrics.ConsumerErrors.WithLabelValues(spec.Durable).Inc()
-		count(ev.Type, "dropped")
-		_ = msg.TermWithReason(err.Error())
+		b.DeadLetter(ctx, spec.Durable, msg, ReasonPermanent, err)
 	default:
 		b.metrics.ConsumerErrors.WithLabelValues(spec.Durable).Inc()
-		count(ev.Type, "retry")
 		delay := time.Second
 		if md, merr := msg.Metadata(); merr == nil {
-			delay = min(time.Duration(md.NumDelivered)*time.Second, 15*time.Second)
 			if int(md.NumDelivered) >= spec.MaxDeliver {
-				b.log.Error("event exhausted its deliveries", "consumer", spec.Durable, "event", ev.ID, "err", err)
+				b.DeadLetter(ctx, spec.Durable, msg, ReasonExhausted, err)
+				return
 			}
+			delay = min(time.Duration(md.NumDelivered)*time.Second, 15*time.Second)
 		}
+		count(ev.Type, "retry")
 		b.log.Warn("event handler failed; will retry", "consumer", spec.Durable, "event", ev.ID, "err", err)
 		_ = msg.NakWithDelay(delay)
 	}

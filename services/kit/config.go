@@ -34,6 +34,19 @@ type Config struct {
 	OpsAddr string
 	// NATS is empty for services with no streams and no buckets (the gateway).
 	NATSURL, NATSUser, NATSPassword string
+	// BrokerReplicas is the broker's server count (BROKER_REPLICAS, default
+	// 1); streams and buckets keep catalog.StreamReplicas of it.
+	BrokerReplicas int
+	// BrokerStoreBytes is each broker server's JetStream store
+	// (BROKER_STORE_BYTES); 0 when unknown, and then streams and buckets
+	// have no byte limits.
+	BrokerStoreBytes int64
+	// ShutdownDrain is how long a stopping service keeps serving with
+	// readiness failed (SHUTDOWN_DRAIN); 0 skips the drain.
+	ShutdownDrain time.Duration
+	// ReadTimeout and WriteTimeout bound reading a request and writing its
+	// answer (HTTP_READ_TIMEOUT, HTTP_WRITE_TIMEOUT).
+	ReadTimeout, WriteTimeout time.Duration
 	// TokenKeys verifies user tokens (TOKEN_KEYS); nil for services whose
 	// catalog row never sees one.
 	TokenKeys *KeySet
@@ -79,7 +92,25 @@ func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
 		return Config{}, err
 	}
 
+	if c.ShutdownDrain, err = c.NonNegativeDuration(catalog.EnvShutdownDrain, catalog.DefaultShutdownDrain); err != nil {
+		return Config{}, err
+	}
+	if c.ReadTimeout, err = c.Duration(catalog.EnvHTTPReadTimeout, catalog.DefaultHTTPReadTimeout); err != nil {
+		return Config{}, err
+	}
+	if c.WriteTimeout, err = c.Duration(catalog.EnvHTTPWriteTimeout, catalog.DefaultHTTPWriteTimeout); err != nil {
+		return Config{}, err
+	}
+
 	if NeedsNATS(svc) {
+		if c.BrokerReplicas, err = c.Int(catalog.EnvBrokerReplicas, 1); err != nil {
+			return Config{}, err
+		}
+		if v := strings.TrimSpace(env(catalog.EnvBrokerStoreBytes)); v != "" {
+			if c.BrokerStoreBytes, err = strconv.ParseInt(v, 10, 64); err != nil || c.BrokerStoreBytes <= 0 {
+				return Config{}, fmt.Errorf("%s=%q: want the store's size in bytes, a positive integer", catalog.EnvBrokerStoreBytes, v)
+			}
+		}
 		c.NATSURL = strings.TrimSpace(env(catalog.EnvNATSURL))
 		if c.NATSURL == "" {
 			return Config{}, fmt.Errorf("%s is required", catalog.EnvNATSURL)
@@ -191,6 +222,20 @@ func (c Config) Duration(name string, def time.Duration) (time.Duration, error) 
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("%s=%q: want a positive duration like 2s", name, v)
+	}
+	return d, nil
+}
+
+// NonNegativeDuration reads an optional duration setting that may be 0,
+// def when unset.
+func (c Config) NonNegativeDuration(name string, def time.Duration) (time.Duration, error) {
+	v := strings.TrimSpace(c.env(name))
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s=%q: want a duration like 5s, or 0s", name, v)
 	}
 	return d, nil
 }

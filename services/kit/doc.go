@@ -12,8 +12,11 @@
 // Constructor. The binary looks definitions up in services/registry and
 // hands them to Run, which serves the ops port's /healthz at once, connects to NATS,
 // creates the service's streams and buckets, builds the service, then
-// reports ready on /readyz. On context cancellation it fails readiness,
-// drains in-flight requests and stops consumers.
+// reports ready on /readyz. On context cancellation it stops in order (see
+// shutdown): readiness fails, it keeps serving for SHUTDOWN_DRAIN,
+// consumers stop pulling and finish what they hold, in-flight requests
+// finish, and only then is the service's context cancelled and the broker
+// connection drained.
 //
 //	var Definition = kit.Definition{Name: "account", Needs: kit.Needs{Auth: true}, New: New}
 //
@@ -63,14 +66,21 @@
 // published with Bus.Publish(ctx, kit.EventID(type, entity), entity, data),
 // where data is the struct of services/events for the subject: the id is
 // deterministic, becomes Nats-Msg-Id, and consumers drop what they have
-// seen by that id.
+// seen by that id. A message a consumer gives up on (its last delivery
+// failed, ErrPermanent, or not an event) goes to the dead-letter stream,
+// never dropped (see DeadLetter, DeadLetters, Replay). Streams and buckets
+// keep min(BROKER_REPLICAS, 3) copies and their catalog share of
+// BROKER_STORE_BYTES.
 //
 // Errors: return *kit.Error (kit.Invalid, kit.NotFound, kit.Errorf …) and
-// kit.WriteError renders {"error":{"code","message","field"}}. The client's
+// kit.WriteError renders {"error":{"code","message","field"}};
+// ErrContention renders as a 503 with Retry-After. The client's
 // failures are 503 dependency_unavailable *Errors that also match
 // kit.ErrNotSent, kit.ErrBreakerOpen or kit.ErrAmbiguous with errors.Is.
 //
 // Optional env knobs read through Config: UPSTREAM_TIMEOUT,
 // UPSTREAM_ATTEMPTS, BREAKER_FAILURES, BREAKER_OPEN_FOR (see
-// ClientOptionsFromEnv), LOG_LEVEL (read by the binary).
+// ClientOptionsFromEnv), SHUTDOWN_DRAIN, HTTP_READ_TIMEOUT,
+// HTTP_WRITE_TIMEOUT, BROKER_REPLICAS, BROKER_STORE_BYTES, LOG_LEVEL (read
+// by the binary).
 package kit

@@ -25,7 +25,10 @@ const (
 	CodeForbidden        = "forbidden"
 	CodeConflict         = "conflict"
 	CodeUnavailable      = "dependency_unavailable"
-	CodeInternal         = "internal"
+	// CodeContention is a 503: too many concurrent changes to one record;
+	// the same request is likely to succeed a moment later.
+	CodeContention = "contention"
+	CodeInternal   = "internal"
 )
 
 // MaxBodyBytes is the largest request body any service accepts.
@@ -85,12 +88,20 @@ type ErrorBody struct {
 	Error Error `json:"error"`
 }
 
-// AsError returns err as an *Error; anything else becomes a 500 whose
-// message does not leak internals.
+// ContentionRetryAfter is the Retry-After of a contention 503.
+const ContentionRetryAfter = time.Second
+
+// AsError returns err as an *Error. Store contention (ErrContention)
+// becomes a 503 with Retry-After; anything else a 500 whose message does
+// not leak internals.
 func AsError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
+	}
+	if errors.Is(err, ErrContention) {
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeContention,
+			Message: "too many concurrent changes to the same record; retry", RetryAfter: ContentionRetryAfter}
 	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {

@@ -19,6 +19,7 @@ type Metrics struct {
 	EventsOut      *prometheus.CounterVec   // subject, result
 	EventsIn       *prometheus.CounterVec   // consumer, subject, result
 	ConsumerErrors *prometheus.CounterVec   // consumer
+	DeadLetters    *prometheus.CounterVec   // consumer, subject, reason
 	ClientRequests *prometheus.CounterVec   // upstream, outcome
 	ClientRetries  *prometheus.CounterVec   // upstream
 	ClientDuration *prometheus.HistogramVec // upstream
@@ -43,11 +44,14 @@ func NewMetrics(service string) *Metrics {
 			Name: "switchboard_events_published_total", Help: "Events published to JetStream.", ConstLabels: lbl,
 		}, []string{"subject", "result"}),
 		EventsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_events_consumed_total", Help: "Events handled by consumers: ack, retry, dropped (terminated) or duplicate.", ConstLabels: lbl,
+			Name: "switchboard_events_consumed_total", Help: "Events handled by consumers: ack, retry, duplicate or dead_letter.", ConstLabels: lbl,
 		}, []string{"consumer", "subject", "result"}),
 		ConsumerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_consumer_errors_total", Help: "Errors raised by event handlers.", ConstLabels: lbl,
 		}, []string{"consumer"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_events_dead_lettered_total", Help: "Messages consumers gave up on, stored in the dead-letter stream: exhausted (deliveries), permanent (handler error) or malformed.", ConstLabels: lbl,
+		}, []string{"consumer", "subject", "reason"}),
 		ClientRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_client_requests_total", Help: "Outgoing calls to upstreams, by outcome (status code, error, breaker_open).", ConstLabels: lbl,
 		}, []string{"upstream", "outcome"}),
@@ -62,7 +66,7 @@ func NewMetrics(service string) *Metrics {
 			Name: "switchboard_breaker_state", Help: "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.", ConstLabels: lbl,
 		}, []string{"upstream"}),
 	}
-	for _, c := range []prometheus.Collector{m.HTTPRequests, m.HTTPDuration, m.EventsOut, m.EventsIn, m.ConsumerErrors,
+	for _, c := range []prometheus.Collector{m.HTTPRequests, m.HTTPDuration, m.EventsOut, m.EventsIn, m.ConsumerErrors, m.DeadLetters,
 		m.ClientRequests, m.ClientRetries, m.ClientDuration, m.BreakerState,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)

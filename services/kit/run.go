@@ -78,17 +78,21 @@ type RunOptions struct {
 	Listener    net.Listener
 	OpsListener net.Listener
 	Log         *slog.Logger
-	// ShutdownGrace bounds draining in-flight requests; default 15s.
+	// ShutdownGrace bounds each step of a stop: handling the messages
+	// consumers already received, then finishing in-flight requests;
+	// default catalog.DefaultShutdownGrace. The drain before them is
+	// Config.ShutdownDrain.
 	ShutdownGrace time.Duration
 	// OnReady is called once the service is built and serving.
 	OnReady func(addr string)
 }
 
-// Run serves def until ctx ends, then drains. The API listener serves the
-// service's routes only; the ops listener serves /healthz, /readyz and
-// /metrics, and the service's OpsRoutes. /healthz answers from the first
-// moment; /readyz only once NATS, streams and buckets are reachable and the
-// service is built. Other routes answer 503 until then.
+// Run serves def until ctx ends, then stops in order (see shutdown). The
+// API listener serves the service's routes only; the ops listener serves
+// /healthz, /readyz and /metrics, and the service's OpsRoutes. /healthz
+// answers from the first moment; /readyz only once NATS, streams and
+// buckets are reachable and the service is built. Other routes answer 503
+// until then.
 func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	log := o.Log
 	if log == nil {
@@ -96,7 +100,7 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	}
 	log = log.With("service", def.Name)
 	if o.ShutdownGrace == 0 {
-		o.ShutdownGrace = 15 * time.Second
+		o.ShutdownGrace = catalog.DefaultShutdownGrace
 	}
 	m := NewMetrics(def.Name)
 
@@ -138,17 +142,26 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		return &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       120 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			// Streaming answers extend both as they flush (see
+			// recorder.Flush).
+			ReadTimeout:  cfg.ReadTimeout,
+			WriteTimeout: cfg.WriteTimeout,
+			IdleTimeout:  120 * time.Second,
+			ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 	}
 	srv := newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*app.Load()).ServeHTTP(w, r) }))
 	opsSrv := newServer(ops)
+	for _, s := range []*http.Server{srv, opsSrv} {
+		endStreamsOnShutdown(s)
+	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
 	go func() { serveErr <- opsSrv.Serve(opsLn) }()
 
-	runCtx, cancelRun := context.WithCancel(ctx)
+	// The service's context outlives ctx: shutdown cancels it only once
+	// consumers and requests are done with it.
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRun()
 	svcErr := make(chan error, 1)
 	go func() {
@@ -179,29 +192,33 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		svcErr <- svc.Run(runCtx)
 	}()
 
+	svcDone := false
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
 	case err = <-svcErr:
+		svcDone = true
 		if err == nil && ctx.Err() == nil {
 			err = errors.New("service stopped unexpectedly")
 		}
 	}
-	// Stop taking new work: readiness fails, then in-flight requests drain.
-	stopped.Store(true)
-	sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownGrace)
-	defer cancel()
-	// The ops port outlives the API's drain, so probes see it fail readiness.
-	for _, s := range []*http.Server{srv, opsSrv} {
-		if serr := s.Shutdown(sctx); serr != nil {
-			log.Warn("shutdown", "err", serr)
-			_ = s.Close()
-		}
-	}
-	cancelRun()
-	if b := bus.Load(); b != nil {
-		b.Close()
-	}
+	shutdown(log, stopping{
+		notReady: func() { stopped.Store(true) },
+		drain:    cfg.ShutdownDrain,
+		wasReady: built.Load(),
+		grace:    o.ShutdownGrace,
+		bus:      bus.Load,
+		// The ops port closes last, so probes see readiness fail until
+		// the API has finished.
+		servers: []*http.Server{srv, opsSrv},
+		cancel:  cancelRun,
+		svcDone: func() <-chan error {
+			if svcDone {
+				return nil
+			}
+			return svcErr
+		}(),
+	})
 	if errors.Is(err, context.Canceled) || errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

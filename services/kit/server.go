@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -21,6 +22,8 @@ const (
 	ctxRequestID ctxKey = iota
 	ctxLogger
 	ctxClaims
+	// ctxClosing is done when the request's server shuts down.
+	ctxClosing
 )
 
 // RequestID returns the id of the request being served, "" outside one.
@@ -65,6 +68,24 @@ func Middleware(log *slog.Logger, m *Metrics, mux *http.ServeMux) http.Handler {
 		r = r.WithContext(ctx)
 		w.Header().Set(HeaderRequestID, id)
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
+			rec.readTimeout, rec.writeTimeout = srv.ReadTimeout, srv.WriteTimeout
+		}
+		if closing, ok := r.Context().Value(ctxClosing).(context.Context); ok {
+			// A streaming answer ends when its server shuts down (see
+			// endStreamsOnShutdown); an ordinary one is left to finish.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			r = r.WithContext(ctx)
+			defer cancel()
+			var unregister func() bool
+			rec.streaming = func() { unregister = context.AfterFunc(closing, cancel) }
+			defer func() {
+				if unregister != nil {
+					unregister()
+				}
+			}()
+		}
 
 		defer func() {
 			if p := recover(); p != nil {
@@ -186,6 +207,23 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 
 func (b *limitedBody) Close() error { return nil }
 
+// endStreamsOnShutdown makes srv end its streaming answers (those that
+// flushed: server-sent events, the gateway's proxy of them) when it shuts
+// down. Shutdown waits for every request to finish, and a stream never
+// would: without this it would hold the stop for the whole grace period.
+func endStreamsOnShutdown(srv *http.Server) {
+	closing, cancel := context.WithCancel(context.Background())
+	srv.RegisterOnShutdown(cancel)
+	base := srv.BaseContext
+	srv.BaseContext = func(l net.Listener) context.Context {
+		ctx := context.Background()
+		if base != nil {
+			ctx = base(l)
+		}
+		return context.WithValue(ctx, ctxClosing, closing)
+	}
+}
+
 // recorder remembers the status for metrics and logs. Unwrap keeps
 // http.ResponseController (flush, deadlines) working for streaming handlers.
 type recorder struct {
@@ -193,6 +231,10 @@ type recorder struct {
 	status int
 	wrote  bool
 	body   *limitedBody
+	// The server's timeouts, which a streaming answer extends.
+	readTimeout, writeTimeout time.Duration
+	// streaming is called on the first flush: the answer is a stream.
+	streaming func()
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -213,8 +255,25 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // Flush lets streaming handlers (SSE, the gateway's proxy) push bytes out.
+// Each flush also moves the connection's deadlines a full timeout ahead:
+// the server's read and write timeouts bound an ordinary request, but an
+// answer that keeps flushing (server-sent events, a proxied stream) lives
+// as long as it keeps sending. Without this the write deadline would cut
+// the stream, and the read deadline would cancel its context.
 func (r *recorder) Flush() {
 	r.wrote = true
+	if r.streaming != nil {
+		r.streaming()
+		r.streaming = nil
+	}
+	rc := http.NewResponseController(r.ResponseWriter)
+	now := time.Now()
+	if r.writeTimeout > 0 {
+		_ = rc.SetWriteDeadline(now.Add(r.writeTimeout))
+	}
+	if r.readTimeout > 0 {
+		_ = rc.SetReadDeadline(now.Add(r.readTimeout))
+	}
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

@@ -81,6 +81,8 @@ func startWorld(t *testing.T) *world {
 			// Sessions outlive the test, and stay live, so none expires
 			// under a slow run.
 			"SESSION_TTL": "10m", "LIVE_STALE_AFTER": "10m",
+			// The walk heartbeats a session right after the setup did.
+			catalog.EnvHeartbeatMinInterval: "0s",
 		},
 		ShutdownGrace: 200 * time.Millisecond,
 	})

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -43,7 +44,15 @@ type Options struct {
 	ServiceEnv map[string]map[string]string
 	// ShutdownGrace bounds each service's drain; default 5s.
 	ShutdownGrace time.Duration
+	// StoreBytes is the broker's JetStream store, of which every stream
+	// and bucket gets its catalog share (BROKER_STORE_BYTES), as the
+	// operator sizes them from spec.broker.jetstream.size; default
+	// DefaultStoreBytes.
+	StoreBytes int64
 }
+
+// DefaultStoreBytes is a local broker's store: the Platform's default.
+const DefaultStoreBytes = 1 << 30
 
 // Platform is a running local platform.
 type Platform struct {
@@ -103,6 +112,9 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 	if o.ShutdownGrace == 0 {
 		o.ShutdownGrace = 5 * time.Second
 	}
+	if o.StoreBytes == 0 {
+		o.StoreBytes = DefaultStoreBytes
+	}
 	if len(o.Workloads) == 0 {
 		o.Workloads = registry.Available()
 	}
@@ -151,6 +163,7 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 	user, pass := "dev-"+random(4), random(16)
 	p.Broker, err = server.NewServer(&server.Options{
 		ServerName: "switchboard-dev", Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
+		JetStreamMaxStore: o.StoreBytes, JetStreamMaxMemory: 64 << 20,
 		Username: user, Password: pass, NoSigs: true, NoLog: true,
 	})
 	if err != nil {
@@ -200,6 +213,10 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		env := map[string]string{
 			catalog.EnvHTTPAddr: p.addrs[name], catalog.EnvOpsAddr: p.opsAddr[name],
 			catalog.EnvNATSURL: p.NATSURL, catalog.EnvNATSUser: user, catalog.EnvNATSPassword: pass,
+			// No load balancer to leave: stop without a drain unless
+			// Env asks for one.
+			catalog.EnvShutdownDrain:    "0s",
+			catalog.EnvBrokerStoreBytes: strconv.FormatInt(o.StoreBytes, 10),
 		}
 		// As the operator wires them: public keys to every verifier, the
 		// signing key and the first admin to the issuers alone.

@@ -1,19 +1,36 @@
 // Package notification turns commerce events into email, SMS and push
-// messages rendered from text/template templates, and records each one. One
-// notification per event: its key derives from the event id, so a
-// redelivered event finds the record and sends nothing.
+// messages rendered from text/template templates, and records each one.
+//
+// At most one message per event. The record's key derives from the event
+// id, and it is written before anything is sent:
+//
+//	(none) ──► pending ──► sent
+//	              │  └───► failed ──► pending …   (certainly not sent: a redelivery tries again)
+//	              └──────► unknown                (may have been sent: never tried again)
+//
+// A redelivered event that finds its record pending meets an attempt that
+// stopped between recording and knowing (a crash mid-send): the message
+// may have gone out, so it is marked unknown and not sent again. The
+// trade-off is deliberate: a customer may miss one e-mail after a crash at
+// the wrong instant, but never gets two, and the unknown record says so.
+// A send is bounded by SMTP_TIMEOUT, well inside the consumer's AckWait, so
+// no redelivery meets an attempt that is still running.
 package notification
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/smtp"
+	"net/textproto"
 	"slices"
 	"strings"
 	"text/template"
@@ -31,16 +48,42 @@ const (
 	Push  = "push"
 )
 
+// Statuses of a notification record.
+const (
+	// StatusPending: recorded, and a send may be under way.
+	StatusPending = "pending"
+	// StatusSent: the channel took it.
+	StatusSent = "sent"
+	// StatusFailed: the last attempt certainly sent nothing; a redelivery
+	// tries again.
+	StatusFailed = "failed"
+	// StatusUnknown: an attempt may have sent it; it is never tried again.
+	StatusUnknown = "unknown"
+)
+
 // Notification is the API shape and the stored record.
 type Notification struct {
-	ID      string    `json:"id"`
-	UserID  string    `json:"userId"`
-	Event   string    `json:"event"`
-	Channel string    `json:"channel"`
-	Body    string    `json:"body"`
-	SentAt  time.Time `json:"sentAt"`
-	EventID string    `json:"eventId"`
-	To      string    `json:"-"`
+	ID      string `json:"id"`
+	UserID  string `json:"userId"`
+	Event   string `json:"event"`
+	Channel string `json:"channel"`
+	Body    string `json:"body"`
+	// Status is pending, sent, failed or unknown (records from before it
+	// existed were written once sent, and read as sent).
+	Status    string    `json:"status"`
+	Attempts  int       `json:"attempts,omitempty"`
+	CreatedAt time.Time `json:"createdAt,omitzero"`
+	SentAt    time.Time `json:"sentAt,omitzero"`
+	EventID   string    `json:"eventId"`
+	// To is the address, read from the event each time it is delivered.
+	To string `json:"-"`
+}
+
+func (n Notification) status() string {
+	if n.Status == "" {
+		return StatusSent
+	}
+	return n.Status
 }
 
 // Routes says which channel each event goes to: data, not code.
@@ -159,20 +202,86 @@ func (s LogSender) Send(_ context.Context, n Notification) error {
 	return nil
 }
 
+// ErrMaybeSent is a send that failed after the message may have been
+// delivered (the server's answer to its end never came): it is not tried
+// again.
+var ErrMaybeSent = errors.New("the message may have been delivered")
+
+// DefaultSMTPTimeout bounds one SMTP send, dial to QUIT.
+const DefaultSMTPTimeout = 10 * time.Second
+
 // SMTPSender mails email notifications through SMTP_ADDR; other channels
 // and events without a recipient address go to Fallback.
 type SMTPSender struct {
 	Addr, From string
 	Fallback   Sender
+	// Timeout bounds one send (default DefaultSMTPTimeout), and so does
+	// the context. net/smtp has no timeout of its own: a server that
+	// stops answering would hold the handler for ever.
+	Timeout time.Duration
 }
 
-// Send mails n when it is an email with a recipient.
+// Send mails n when it is an email with a recipient. An error wrapping
+// ErrMaybeSent means the message may have been delivered.
 func (s SMTPSender) Send(ctx context.Context, n Notification) error {
 	if n.Channel != Email || n.To == "" {
 		return s.Fallback.Send(ctx, n)
 	}
+	timeout := s.Timeout
+	if timeout <= 0 {
+		timeout = DefaultSMTPTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	host, _, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		return fmt.Errorf("SMTP_ADDR %q: %w", s.Addr, err)
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.Addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	if err := conn.SetDeadline(deadline); err != nil {
+		return err
+	}
+	// A cancelled handler ends the conversation at once.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	c, err := smtp.NewClient(conn, host)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if ok, _ := c.Extension("STARTTLS"); ok {
+		if err := c.StartTLS(&tls.Config{ServerName: host}); err != nil {
+			return err
+		}
+	}
+	if err := c.Mail(s.From); err != nil {
+		return err
+	}
+	if err := c.Rcpt(n.To); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
 	msg := "To: " + n.To + "\r\nFrom: " + s.From + "\r\n" + strings.ReplaceAll(n.Body, "\n", "\r\n")
-	return smtp.SendMail(s.Addr, nil, s.From, []string{n.To}, []byte(msg))
+	if _, err := io.WriteString(w, msg); err != nil {
+		return err // the end of the data was never sent
+	}
+	if err := w.Close(); err != nil {
+		var refused *textproto.Error
+		if errors.As(err, &refused) {
+			return err // the server answered: it did not take it
+		}
+		return fmt.Errorf("%w: %v", ErrMaybeSent, err)
+	}
+	_ = c.Quit() // it is delivered; a failed goodbye changes nothing
+	return nil
 }
 
 // Notifier holds the logic.
@@ -197,7 +306,8 @@ func idFor(eventID string) string {
 	return hex.EncodeToString(h[:12])
 }
 
-// Handle sends and records the notification of one event, once.
+// Handle records and then sends the notification of one event, at most
+// once (see the package doc).
 func (n *Notifier) Handle(ctx context.Context, ev kit.Event) error {
 	channel, ok := Routes[ev.Type]
 	read, readable := readers[ev.Type]
@@ -211,28 +321,75 @@ func (n *Notifier) Handle(ctx context.Context, ev kit.Event) error {
 	if !kit.ValidID(to.userID) {
 		return fmt.Errorf("%w: event %s has no valid userId", kit.ErrPermanent, ev.ID)
 	}
-	id := idFor(ev.ID)
-	key := to.userID + "." + id
-	if _, _, err := n.store.Get(ctx, key); err == nil {
-		return kit.ErrDuplicate
-	} else if !errors.Is(err, kit.ErrNotFound) {
-		return err
-	}
 	body, err := n.render.Render(ev.Type, channel, data)
 	if err != nil {
 		return fmt.Errorf("%w: %v", kit.ErrPermanent, err)
 	}
-	rec := Notification{ID: id, UserID: to.userID, Event: ev.Type, Channel: channel, Body: body, EventID: ev.ID, To: to.email}
-	if err := n.sender.Send(ctx, rec); err != nil {
-		return fmt.Errorf("send %s: %w", channel, err)
-	}
-	rec.SentAt = n.now().UTC()
-	if _, err := n.store.Create(ctx, key, rec); errors.Is(err, kit.ErrExists) {
-		return kit.ErrDuplicate
-	} else if err != nil {
+	id := idFor(ev.ID)
+	key := to.userID + "." + id
+	now := n.now().UTC()
+	var claimed, interrupted bool
+	rec, err := n.store.Upsert(ctx, key, func(cur *Notification, exists bool) error {
+		claimed, interrupted = false, false
+		switch {
+		case !exists:
+			*cur = Notification{ID: id, UserID: to.userID, Event: ev.Type, Channel: channel, Body: body, EventID: ev.ID,
+				CreatedAt: now}
+		case cur.status() == StatusFailed:
+		case cur.status() == StatusPending:
+			// An attempt recorded its claim and stopped before it
+			// knew: the message may be out.
+			cur.Status, interrupted = StatusUnknown, true
+			return nil
+		default:
+			return kit.ErrNoChange // sent or unknown: never again
+		}
+		cur.Status, claimed = StatusPending, true
+		cur.Attempts++
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	return nil
+	if interrupted {
+		kit.Logger(ctx).Warn("an earlier attempt stopped mid-send; not sending again (at most once)",
+			"notification", id, "event", ev.ID, "channel", channel)
+	}
+	if !claimed {
+		return kit.ErrDuplicate
+	}
+	rec.To = to.email
+	sendErr := n.sender.Send(ctx, rec)
+	// The outcome is recorded even when the handler's time ran out.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	status := StatusSent
+	switch {
+	case errors.Is(sendErr, ErrMaybeSent):
+		status = StatusUnknown
+	case sendErr != nil:
+		status = StatusFailed
+	}
+	_, err = n.store.Update(wctx, key, func(cur *Notification) error {
+		// Unknown when a concurrent delivery of the same event found the
+		// claim: this attempt knows better.
+		if cur.status() != StatusPending && cur.status() != StatusUnknown {
+			return kit.ErrNoChange
+		}
+		cur.Status = status
+		if status == StatusSent {
+			cur.SentAt = n.now().UTC()
+		}
+		return nil
+	})
+	switch {
+	case status == StatusFailed:
+		return fmt.Errorf("send %s: %w", channel, sendErr)
+	case status == StatusUnknown:
+		kit.Logger(ctx).Warn("send interrupted after the message may have been delivered; not sending again (at most once)",
+			"notification", id, "event", ev.ID, "channel", channel, "err", sendErr)
+	}
+	return err
 }
 
 // ForUser lists a user's notifications, oldest first. The HTTP API calls
@@ -245,6 +402,15 @@ func (n *Notifier) ForUser(ctx context.Context, userID string) ([]Notification, 
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b Notification) int { return a.SentAt.Compare(b.SentAt) })
+	slices.SortFunc(out, func(a, b Notification) int { return first(a).Compare(first(b)) })
 	return out, nil
+}
+
+// first is when a notification began: its record, or for records from
+// before CreatedAt, its sending.
+func first(n Notification) time.Time {
+	if n.CreatedAt.IsZero() {
+		return n.SentAt
+	}
+	return n.CreatedAt
 }

@@ -3,7 +3,9 @@ package notification
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
@@ -19,8 +21,13 @@ type service struct {
 	consumers []catalog.Consumer
 }
 
+// consumerAckWait is how long a handler may take before its message is
+// redelivered: a send must end well before it (see SMTP_TIMEOUT).
+const consumerAckWait = 30 * time.Second
+
 // New builds the notification service. SMTP_ADDR (host:port) switches email
-// to SMTP, with SMTP_FROM as the sender address.
+// to SMTP, with SMTP_FROM as the sender address and SMTP_TIMEOUT bounding
+// one send (default 10s, under the consumer's 30s AckWait).
 func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Bus == nil {
 		return nil, errors.New("notification: needs NATS")
@@ -42,7 +49,14 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 		if from == "" {
 			from = "switchboard@localhost"
 		}
-		sender = SMTPSender{Addr: addr, From: from, Fallback: sender}
+		timeout, err := d.Config.Duration("SMTP_TIMEOUT", DefaultSMTPTimeout)
+		if err != nil {
+			return nil, err
+		}
+		if timeout > consumerAckWait/2 {
+			return nil, fmt.Errorf("SMTP_TIMEOUT=%s: at most %s, half the consumer's AckWait, so a redelivery never meets a send still running", timeout, consumerAckWait/2)
+		}
+		sender = SMTPSender{Addr: addr, From: from, Fallback: sender, Timeout: timeout}
 	}
 	n, err := NewNotifier(st, r, sender)
 	if err != nil {
@@ -67,7 +81,7 @@ func (s *service) Routes(mux *http.ServeMux) {
 // serves them all, routing by event type.
 func (s *service) Run(ctx context.Context) error {
 	for _, c := range s.consumers {
-		if err := s.bus.Consume(ctx, kit.ConsumerSpec{Durable: c.Durable, Handler: s.n.Handle}); err != nil {
+		if err := s.bus.Consume(ctx, kit.ConsumerSpec{Durable: c.Durable, Handler: s.n.Handle, AckWait: consumerAckWait}); err != nil {
 			return err
 		}
 	}

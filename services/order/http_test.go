@@ -102,3 +102,33 @@ func TestOrdersBelongToTheirCustomer(t *testing.T) {
 		t.Fatalf("a refund without restock: %d %+v", status, e)
 	}
 }
+
+// An Idempotency-Key names one request: the same request again returns
+// its order, a different one is refused, not answered with the old order.
+func TestIdempotencyKeyReusedForAnotherOrder(t *testing.T) {
+	env := kittest.StartNATS(t, "").Env()
+	env["UPSTREAM_ATTEMPTS"] = "1"
+	prod := kittest.Serve(t, product.Definition, env)
+	pay := kittest.Serve(t, payment.Definition, env)
+	env[catalog.EnvURL("product")], env[catalog.EnvURL("payment")] = prod.URL, pay.URL
+	svc := kittest.Serve(t, order.Definition, env)
+	ada := kittest.Token(t, "ada")
+
+	one := order.PlaceRequest{Items: []events.Item{{ProductID: "keyboard", Quantity: 1}}, PaymentMethod: "card", ShippingAddress: "1 Main St"}
+	status, _, raw := call(t, "POST", svc.URL+"/orders", ada, one, kit.HeaderIdempotencyKey, "k1")
+	var first events.Order
+	if status != http.StatusCreated || json.Unmarshal(raw, &first) != nil {
+		t.Fatalf("the order: %d %s", status, raw)
+	}
+	two := one
+	two.Items = []events.Item{{ProductID: "keyboard", Quantity: 3}}
+	status, e, raw := call(t, "POST", svc.URL+"/orders", ada, two, kit.HeaderIdempotencyKey, "k1")
+	if status != http.StatusUnprocessableEntity || e.Field != kit.HeaderIdempotencyKey {
+		t.Fatalf("the key reused for 3 keyboards: %d %s, want 422 naming %s", status, raw, kit.HeaderIdempotencyKey)
+	}
+	var again events.Order
+	status, _, raw = call(t, "POST", svc.URL+"/orders", ada, one, kit.HeaderIdempotencyKey, "k1")
+	if status != http.StatusCreated || json.Unmarshal(raw, &again) != nil || again.ID != first.ID || again.Status != order.Confirmed {
+		t.Fatalf("the same request again: %d %s, want order %s", status, raw, first.ID)
+	}
+}

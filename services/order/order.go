@@ -23,6 +23,7 @@ package order
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,6 +48,8 @@ const (
 	CodePaymentDeclined = "payment_declined"
 	CodeUnknownProduct  = "unknown_product"
 	CodeNotRefundable   = "not_refundable"
+	// CodeKeyReused is a 422: the Idempotency-Key placed another order.
+	CodeKeyReused = "idempotency_key_reused"
 )
 
 // Owed compensation steps, persisted with a cancellation or a refund.
@@ -67,6 +70,9 @@ type record struct {
 	Owed       []string  `json:"owed,omitempty"`
 	// RefundedBy is the member of staff who refunded the order.
 	RefundedBy string `json:"refundedBy,omitempty"`
+	// RequestHash identifies the request that placed the order, so that
+	// its Idempotency-Key cannot be reused for a different one.
+	RequestHash string `json:"requestHash,omitempty"`
 }
 
 func (r *record) done() bool { return r.Status != Pending && len(r.Owed) == 0 }
@@ -140,6 +146,19 @@ func Outcome(r *record) (int, error) {
 	return http.StatusAccepted, nil
 }
 
+// RequestHash identifies a placed order's request: a retry with the same
+// Idempotency-Key must carry the same one.
+func RequestHash(req PlaceRequest) string {
+	b, _ := json.Marshal(req)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:16])
+}
+
+// ErrKeyReused is returned when an Idempotency-Key comes back with a
+// different request than the one that placed its order.
+var ErrKeyReused = &kit.Error{Status: http.StatusUnprocessableEntity, Code: CodeKeyReused, Field: kit.HeaderIdempotencyKey,
+	Message: "this Idempotency-Key placed an order with a different request; use a new key for a new order"}
+
 // ErrMissingKey is returned when POST /orders has no Idempotency-Key.
 var ErrMissingKey = &kit.Error{Status: http.StatusBadRequest, Code: kit.CodeInvalid, Field: kit.HeaderIdempotencyKey,
 	Message: "an Idempotency-Key header (1-128 characters) is required"}
@@ -155,9 +174,10 @@ func newRecord(id string, c *kit.Claims, req PlaceRequest, owner string, now tim
 			History:   []events.Change{{Status: Pending, At: now}},
 			CreatedAt: now, UpdatedAt: now,
 		},
-		Email:      c.Email,
-		LeaseOwner: owner,
-		LeaseUntil: now.Add(lease),
+		Email:       c.Email,
+		LeaseOwner:  owner,
+		LeaseUntil:  now.Add(lease),
+		RequestHash: RequestHash(req),
 	}
 }
 

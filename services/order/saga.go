@@ -63,6 +63,13 @@ func (s *Orders) Place(ctx context.Context, c *kit.Claims, idemKey string, req P
 	k := key(c.Subject, id)
 	rec := newRecord(id, c, req, s.owner, s.now().UTC(), s.lease)
 	if _, err := s.store.Create(ctx, k, rec); errors.Is(err, kit.ErrExists) {
+		// A retry, or the key reused for another order (orders from before
+		// the hash have none, and pass).
+		if cur, _, gerr := s.store.Get(ctx, k); gerr != nil {
+			return events.Order{}, 0, gerr
+		} else if cur.RequestHash != "" && cur.RequestHash != rec.RequestHash {
+			return events.Order{}, 0, ErrKeyReused
+		}
 		// A retry: report the order as it stands, driving it if nobody is.
 		if r, err := s.claim(ctx, k); err == nil {
 			rec = r

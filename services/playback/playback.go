@@ -32,6 +32,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -40,6 +41,9 @@ const (
 	CodeAccessDenied    = "access_denied"
 	CodeStreamLimit     = "stream_limit"
 	CodeSessionNotFound = "session_not_found"
+	// CodeHeartbeatTooSoon is a 429: a session's heartbeats come no closer
+	// together than HEARTBEAT_MIN_INTERVAL.
+	CodeHeartbeatTooSoon = "heartbeat_too_soon"
 )
 
 // Caller performs calls to an upstream; *kit.Client is one.
@@ -57,7 +61,9 @@ type Player struct {
 	content  Caller
 	cdn      []Edge
 	ttl      time.Duration
-	now      func() time.Time
+	// minBeat is the least time between two heartbeats of a session.
+	minBeat time.Duration
+	now     func() time.Time
 }
 
 // NewPlayer refuses nil dependencies.
@@ -65,5 +71,13 @@ func NewPlayer(sessions *kit.Store[slots], edges *kit.Store[edgeLoad], hist *kit
 	if sessions == nil || edges == nil || hist == nil || pub == nil || accounts == nil || videos == nil || len(cdn) == 0 || ttl <= 0 {
 		return nil, errors.New("playback: NewPlayer needs stores, a publisher, account and content clients, edges and a TTL")
 	}
-	return &Player{slots: sessions, edges: edges, history: hist, pub: pub, accounts: accounts, content: videos, cdn: cdn, ttl: ttl, now: time.Now}, nil
+	return &Player{slots: sessions, edges: edges, history: hist, pub: pub, accounts: accounts, content: videos, cdn: cdn, ttl: ttl,
+		minBeat: catalog.DefaultHeartbeatMinInterval, now: time.Now}, nil
 }
+
+// SetMinHeartbeatInterval sets the least time between two heartbeats of a
+// session (default catalog.DefaultHeartbeatMinInterval). Each accepted
+// heartbeat writes a record and publishes an event, so one client sending
+// them in a loop would fill the broker's store; one too soon is refused
+// with a 429 instead.
+func (p *Player) SetMinHeartbeatInterval(d time.Duration) { p.minBeat = d }

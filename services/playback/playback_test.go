@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard-dev/switchboard/services/account"
+	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/content"
 	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
@@ -37,7 +38,9 @@ func newRig(t *testing.T, extra map[string]string) *rig {
 	base := streamtest.Merge(b.Env(), map[string]string{"BCRYPT_COST": "4", "SEED_DEMO": "false"})
 	acc := kittest.Serve(t, account.Definition, base)
 	cont := kittest.Serve(t, content.Definition, streamtest.Merge(base, map[string]string{"ACCOUNT_URL": acc.URL}))
-	env := streamtest.Merge(base, map[string]string{"ACCOUNT_URL": acc.URL, "CONTENT_URL": cont.URL}, extra)
+	// The tests send heartbeats back to back; TestHeartbeatsTooSoon sets
+	// the interval it checks.
+	env := streamtest.Merge(base, map[string]string{"ACCOUNT_URL": acc.URL, "CONTENT_URL": cont.URL, catalog.EnvHeartbeatMinInterval: "0s"}, extra)
 	play := kittest.Serve(t, playback.Definition, env)
 	r := &rig{t: t, broker: b, env: env, accounts: streamtest.Client{T: t, Base: acc.URL}, play: streamtest.Client{T: t, Base: play.URL}}
 	videos := streamtest.Client{T: t, Base: cont.URL}
@@ -427,4 +430,47 @@ func FuzzHeartbeatDecode(f *testing.F) {
 			t.Fatal("no quality chosen")
 		}
 	})
+}
+
+// A client sending heartbeats in a loop is refused with 429 and told when
+// to come back, and what it sent in excess changes nothing.
+func TestHeartbeatsTooSoon(t *testing.T) {
+	r := newRig(t, map[string]string{catalog.EnvHeartbeatMinInterval: "20s"})
+	published := r.events(t)
+	_, me := r.account(events.PlanBasic)
+	var st playback.Started
+	me.Must(http.StatusCreated, "POST", "/sessions", playback.StartRequest{ContentID: r.video.ID, Region: "eu"}, &st)
+	me.Must(http.StatusOK, "POST", "/sessions/"+st.SessionID+"/heartbeat", playback.Heartbeat{PositionSec: 10, BandwidthKbps: 4000, BufferSec: 20}, nil)
+	for range 5 {
+		req, _ := http.NewRequest("POST", r.play.Base+"/sessions/"+st.SessionID+"/heartbeat", strings.NewReader(`{"positionSec":20}`))
+		req.Header.Set("Authorization", "Bearer "+me.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e kit.ErrorBody
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || e.Error.Code != playback.CodeHeartbeatTooSoon {
+			t.Fatalf("a heartbeat right after another: %d %+v, want 429 %s", resp.StatusCode, e.Error, playback.CodeHeartbeatTooSoon)
+		}
+		if ra := resp.Header.Get("Retry-After"); ra == "" || ra == "0" {
+			t.Fatalf("Retry-After %q", ra)
+		}
+	}
+	var hist struct{ Items []playback.HistoryItem }
+	me.Must(http.StatusNoContent, "DELETE", "/sessions/"+st.SessionID, nil, nil)
+	me.Must(http.StatusOK, "GET", "/history", nil, &hist)
+	if len(hist.Items) != 1 || hist.Items[0].PositionSec != 10 {
+		t.Fatalf("history after refused heartbeats: %+v", hist.Items)
+	}
+	beats := 0
+	for _, id := range published() {
+		if strings.HasPrefix(id, "playback.heartbeat:") {
+			beats++
+		}
+	}
+	if beats != 1 {
+		t.Fatalf("%d heartbeat events published, want the one accepted", beats)
+	}
 }

@@ -3,9 +3,11 @@ package playback
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -20,7 +22,8 @@ type service struct {
 
 // New builds the playback service. Optional env: SESSION_TTL (default 30s),
 // SWEEP_INTERVAL (default a quarter of the TTL), CDN_EDGES (see ParseEdges;
-// default DefaultEdges).
+// default DefaultEdges), HEARTBEAT_MIN_INTERVAL (default 1s, or a quarter
+// of a shorter TTL; always below the TTL; 0s turns the limit off).
 func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Bus == nil {
 		return nil, errors.New("playback: needs NATS")
@@ -65,6 +68,14 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	minBeat, err := d.Config.NonNegativeDuration(catalog.EnvHeartbeatMinInterval, min(catalog.DefaultHeartbeatMinInterval, ttl/4))
+	if err != nil {
+		return nil, err
+	}
+	if minBeat >= ttl {
+		return nil, fmt.Errorf("%s=%s: must be shorter than SESSION_TTL (%s), or no session could stay alive", catalog.EnvHeartbeatMinInterval, minBeat, ttl)
+	}
+	p.SetMinHeartbeatInterval(minBeat)
 	return &service{p: p, tokens: d.Tokens, sweep: sweep}, nil
 }
 

@@ -45,8 +45,10 @@ type Session struct {
 	PositionSec float64            `json:"positionSec"`
 	WatchedSec  float64            `json:"watchedSec"`
 	Heartbeats  int                `json:"heartbeats"`
-	StartedAt   time.Time          `json:"startedAt"`
-	ExpiresAt   time.Time          `json:"expiresAt"`
+	// LastBeat is when the last heartbeat was accepted.
+	LastBeat  time.Time `json:"lastBeat,omitzero"`
+	StartedAt time.Time `json:"startedAt"`
+	ExpiresAt time.Time `json:"expiresAt"`
 }
 
 func (s Session) expired(now time.Time) bool { return !now.Before(s.ExpiresAt) }
@@ -285,6 +287,11 @@ func (p *Player) Heartbeat(ctx context.Context, caller, id string, h Heartbeat) 
 		if !ok || cur.expired(now) {
 			return notFound(id)
 		}
+		if wait := cur.LastBeat.Add(p.minBeat).Sub(now); !cur.LastBeat.IsZero() && wait > 0 {
+			return &kit.Error{Status: http.StatusTooManyRequests, Code: CodeHeartbeatTooSoon, RetryAfter: wait,
+				Message: fmt.Sprintf("session %s had a heartbeat less than %s ago; send the next one later", id, p.minBeat)}
+		}
+		cur.LastBeat = now
 		step := h.PositionSec - cur.PositionSec
 		if step > 0 {
 			cur.WatchedSec += math.Min(step, maxStepSec)

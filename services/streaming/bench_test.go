@@ -57,7 +57,7 @@ func BenchmarkAnalyticsIngest(b *testing.B) {
 		ctx := context.Background()
 		st, _ := catalog.StreamFor(catalog.PlaybackStarted)
 		for _, cfg := range []jetstream.StreamConfig{
-			kit.StreamConfig(st),
+			kit.StreamConfig(st, kit.Limits{}),
 			{Name: "BENCHRAW", Subjects: []string{"benchraw.>"}, Storage: jetstream.FileStorage, Duplicates: kit.DuplicateWindow},
 		} {
 			if _, err := ev.JS.CreateOrUpdateStream(ctx, cfg); err != nil {

@@ -35,6 +35,8 @@ func startPlatform(t testing.TB, env map[string]string) *local.Platform {
 			"BCRYPT_COST": "4", "SEED_DEMO": "false",
 			// One test client makes every call; the limit guards real clients.
 			"RATE_LIMIT_RPS": "1000000",
+			// The walk-through sends heartbeats back to back.
+			catalog.EnvHeartbeatMinInterval: "0s",
 		}, env),
 	})
 	if err != nil {

@@ -58,16 +58,29 @@ func allowed(s catalog.Service) (pub, sub []string) {
 	}
 	pub = append(pub, "$JS.API.INFO")
 	var streams []string
-	for _, subj := range slices.Concat(s.Publishes, s.Consumes()) {
+	for _, subj := range s.Publishes {
 		st, _ := catalog.StreamFor(subj)
 		if !slices.Contains(streams, st.Name) {
 			streams = append(streams, st.Name)
 		}
 	}
+	for _, c := range s.Consumers {
+		st, _ := catalog.StreamFor(c.Subjects[0])
+		if !slices.Contains(streams, st.Name) {
+			streams = append(streams, st.Name)
+		}
+	}
+	// A service with consumers dead-letters what they give up on.
+	if len(s.Consumers) > 0 {
+		streams = append(streams, "DLQ")
+	}
 	for _, st := range streams {
 		pub = append(pub, "$JS.API.STREAM.CREATE."+st, "$JS.API.STREAM.UPDATE."+st, "$JS.API.STREAM.INFO."+st)
 	}
 	pub = append(pub, s.Publishes...)
+	for _, c := range s.Consumers {
+		pub = append(pub, "dlq."+s.Name+"."+c.Durable)
+	}
 	for _, c := range s.Consumers {
 		st, _ := catalog.StreamFor(c.Subjects[0])
 		pub = append(pub,
@@ -158,9 +171,13 @@ func probes(s catalog.Service) (pub, sub []string) {
 		add(&sub, okSub, neighbours(p)...)
 	}
 
-	// Every other service's events, durables and inbox.
+	// Every other service's events, dead letters, durables and inbox.
 	for _, o := range catalog.All() {
 		add(&pub, okPub, o.Publishes...)
+		for _, c := range o.Consumers {
+			add(&pub, okPub, "dlq."+o.Name+"."+c.Durable)
+		}
+		add(&pub, okPub, "dlq."+o.Name+".k")
 		add(&sub, okSub, catalog.InboxPrefix(o.Name)+".>", catalog.InboxPrefix(o.Name)+".k")
 		for _, c := range o.Consumers {
 			st, _ := catalog.StreamFor(c.Subjects[0])
@@ -191,6 +208,10 @@ func probes(s catalog.Service) (pub, sub []string) {
 			"$JS.API.CONSUMER.CREATE."+st, "$JS.API.CONSUMER.CREATE."+st+".intruder", "$JS.API.CONSUMER.LIST."+st, "$JS.API.CONSUMER.NAMES."+st,
 			"$JS.API.STREAM.LEADER.STEPDOWN."+st)
 	}
+	// Dead letters are read and replayed by people, as the administrative
+	// user: no service reads them.
+	add(&pub, okPub, "$JS.API.CONSUMER.CREATE.DLQ", "$JS.API.CONSUMER.CREATE.DLQ.k.dlq.>", "$JS.API.DIRECT.GET.DLQ")
+	add(&sub, okSub, "dlq.>")
 	add(&pub, okPub, "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.API.META.LEADER.STEPDOWN", "$JS.API.SERVER.REMOVE",
 		"$JS.API.ACCOUNT.PURGE.$G", "$SYS.REQ.SERVER.PING", "_INBOX.k", "zz")
 	add(&sub, okSub, ">", "_INBOX.>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$JS.EVENT.>", "$SYS.>", "$KV.>", "zz")
@@ -500,6 +521,12 @@ func TestEveryServiceCanDoExactlyItsCatalogRow(t *testing.T) {
 				want := slices.Sorted(slices.Values(d.Subjects))
 				if !slices.Equal(got, want) {
 					t.Errorf("%s read %v, want one event of each of %v", d.Durable, got, want)
+				}
+				// What the consumer gives up on goes to its dead-letter
+				// subject, as kit's Bus.DeadLetter publishes it.
+				subj := catalog.DeadLetterSubject(c.svc.Name, d.Durable)
+				if _, err := c.bus.JS.Publish(ctx, subj, []byte("{}"), jetstream.WithMsgID("dlq:"+d.Durable)); err != nil {
+					t.Errorf("%s: dead-letter to %s: %v", d.Durable, subj, err)
 				}
 			}
 			for _, b := range slices.Concat(c.svc.Buckets, c.svc.Reads) {

@@ -219,6 +219,16 @@ func runPlatform(t *testing.T, bin string, r *rendered) (string, string) {
 		}
 	}
 
+	var started []*process
+	// The kubelet stops a Platform's pods side by side; each drains for its
+	// SHUTDOWN_DRAIN, so one after another would add up.
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, p := range started {
+			wg.Go(func() { stop(t, p) })
+		}
+		wg.Wait()
+	})
 	for _, d := range r.deployments {
 		p := procs[d.Name]
 		c := onlyContainer(t, d)
@@ -239,7 +249,7 @@ func runPlatform(t *testing.T, bin string, r *rendered) (string, string) {
 			t.Fatalf("starting %s: %v", d.Name, err)
 		}
 		go func() { _ = p.cmd.Wait(); logf.Close(); close(p.done) }()
-		t.Cleanup(func() { stop(t, p) })
+		started = append(started, p)
 	}
 
 	for _, d := range r.deployments {

@@ -89,8 +89,8 @@ func (r *Running) Stop() error {
 }
 
 // Serve runs def on loopback ports with env (HTTP_ADDR and OPS_ADDR are
-// filled in) and waits until /readyz answers 200. The service stops at the
-// end of the test.
+// filled in, and SHUTDOWN_DRAIN is 0s unless env sets it) and waits until
+// /readyz answers 200. The service stops at the end of the test.
 func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -101,7 +101,8 @@ func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := map[string]string{catalog.EnvHTTPAddr: ln.Addr().String(), catalog.EnvOpsAddr: ops.Addr().String()}
+	// No drain by default: a test's service has no load balancer to leave.
+	e := map[string]string{catalog.EnvHTTPAddr: ln.Addr().String(), catalog.EnvOpsAddr: ops.Addr().String(), catalog.EnvShutdownDrain: "0s"}
 	for k, v := range env {
 		e[k] = v
 	}
