@@ -43,7 +43,8 @@ func world() facts {
 			{EventID: kit.EventID(catalog.OrderConfirmed, ok), Status: "sent"},
 			{EventID: kit.EventID(catalog.OrderCancelled, no), Status: "sent"},
 		},
-		Consumers: map[string]consumerLag{},
+		Consumers:   map[string]consumerLag{},
+		DeadLetters: []string{},
 	}
 	return facts{snap: s, plan: pl, customers: customers,
 		answers:   []answer{{Status: 201, OrderStatus: "confirmed"}, {Status: 409, OrderStatus: "cancelled"}},
@@ -128,6 +129,9 @@ func TestChecks(t *testing.T) {
 		{"a client told confirmed about an order that ended cancelled", func(f *facts) {
 			f.answers[1] = answer{Status: 201, OrderStatus: "confirmed"}
 		}, []string{InvAnswers}},
+		{"an event a consumer gave up on", func(f *facts) {
+			f.snap.DeadLetters = []string{"dlq.user.user-points: event order.confirmed:x exhausted"}
+		}, []string{InvNoDeadLetters}},
 		{"no quiescence", func(f *facts) {
 			f.quietOK = false
 		}, []string{InvQuiescent}},

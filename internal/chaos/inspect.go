@@ -93,7 +93,17 @@ type snapshot struct {
 	Points        map[string]pointsRec      // by user id
 	Notifications []notificationRec
 	Consumers     map[string]consumerLag // by durable
+	// DeadLetters are the events commerce consumers gave up on; nil when
+	// the code has no dead-letter stream.
+	DeadLetters []string
+	// Consistent: nothing was written to the streams and buckets read, and
+	// no consumer moved, while the snapshot was taken, so it shows one
+	// moment and not a mix of two.
+	Consistent bool
 }
+
+// readBuckets are the buckets a snapshot reads.
+var readBuckets = []string{"orders", "payments", "stock", "user-points", "notifications"}
 
 // stores reads the buckets as the broker's administrative user, which
 // every rendered nats.conf has (the single user today; the route
@@ -175,7 +185,69 @@ func (s *stores) read(ctx context.Context) (*snapshot, error) {
 	return nil, last
 }
 
+// version is where every stream and consumer a snapshot reads stands.
+func (s *stores) version(ctx context.Context) (string, error) {
+	var b strings.Builder
+	names := []string{catalog.DeadLetterStream}
+	for _, st := range catalog.Streams {
+		names = append(names, st.Name)
+	}
+	for _, bk := range readBuckets {
+		names = append(names, "KV_"+bk)
+	}
+	for _, name := range names {
+		st, err := s.js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "%s:%d ", name, info.State.LastSeq)
+	}
+	for _, svc := range catalog.ForWorkloads(catalog.Commerce) {
+		for _, c := range svc.Consumers {
+			st, err := catalog.StreamFor(c.Subjects[0])
+			if err != nil {
+				return "", err
+			}
+			cons, err := s.js.Consumer(ctx, st.Name, c.Durable)
+			if err != nil {
+				fmt.Fprintf(&b, "%s:%v ", c.Durable, err)
+				continue
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(&b, "%s:%d/%d/%d/%d ", c.Durable, info.Delivered.Stream, info.AckFloor.Stream, info.NumAckPending, info.NumPending)
+		}
+	}
+	return b.String(), nil
+}
+
 func (s *stores) readOnce(ctx context.Context) (*snapshot, error) {
+	before, err := s.version(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := s.readAll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	after, err := s.version(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap.Consistent = before == after
+	return snap, nil
+}
+
+func (s *stores) readAll(ctx context.Context) (*snapshot, error) {
 	snap := &snapshot{Orders: map[string]orderRec{}, Payments: map[string]events.Payment{}, Stock: map[string]stockRec{},
 		Reservations: map[string]reservationRec{}, Points: map[string]pointsRec{}, Consumers: map[string]consumerLag{}}
 	decode := func(bucket, key string, raw []byte, v any) error {
@@ -250,7 +322,43 @@ func (s *stores) readOnce(ctx context.Context) (*snapshot, error) {
 			snap.Consumers[c.Durable] = s.lag(ctx, c)
 		}
 	}
+	if snap.DeadLetters, err = s.deadLetters(ctx); err != nil {
+		return nil, err
+	}
 	return snap, nil
+}
+
+// deadLetters lists the dead-letter stream's messages: the original
+// event id, the consumer that gave up, why and the last error.
+func (s *stores) deadLetters(ctx context.Context) ([]string, error) {
+	st, err := s.js.Stream(ctx, catalog.DeadLetterStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", catalog.DeadLetterStream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	if info.State.Msgs == 0 {
+		return out, nil
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		h := m.Header
+		out = append(out, fmt.Sprintf("%s: event %s (%s from %s) %s after %s deliveries: %s", m.Subject,
+			h.Get("Dlq-Msg-Id"), h.Get("Dlq-Subject"), h.Get("Dlq-Stream"), h.Get("Dlq-Reason"), h.Get("Dlq-Deliveries"), h.Get("Dlq-Error")))
+	}
+	return out, nil
 }
 
 func (s *stores) lag(ctx context.Context, c catalog.Consumer) consumerLag {
