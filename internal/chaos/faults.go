@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -102,6 +103,7 @@ type injector struct {
 	busy    map[*pod]bool
 	records []FaultRecord
 	wg      sync.WaitGroup
+	fired   atomic.Int64 // faults claimed and started, in schedule order
 }
 
 // run fires each fault once progress() reaches its point; it returns when
@@ -119,6 +121,7 @@ func (in *injector) run(ctx context.Context, faults []Fault, progress func() int
 		if p == nil {
 			return
 		}
+		in.fired.Add(1)
 		rec := FaultRecord{Fault: f, At: time.Since(in.start), Target: p.name}
 		in.wg.Add(1)
 		go func() {
@@ -129,6 +132,20 @@ func (in *injector) run(ctx context.Context, faults []Fault, progress func() int
 			in.records = append(in.records, rec)
 			in.mu.Unlock()
 		}()
+	}
+}
+
+// holdUntilFired blocks the load before it issues order index while a
+// fault planned before that point has not fired yet (it waits for a pod
+// another fault is busy with), so every fault happens during the load, at
+// its point, however the load and the faults race.
+func (in *injector) holdUntilFired(ctx context.Context, faults []Fault, index int) {
+	for ctx.Err() == nil {
+		n := int(in.fired.Load())
+		if n >= len(faults) || faults[n].AfterOrders >= index {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

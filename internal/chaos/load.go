@@ -255,6 +255,8 @@ type load struct {
 	customers []customer
 	workers   int
 	budget    time.Duration
+	// hold, if set, is called before each job is issued and may block.
+	hold func(ctx context.Context, index int)
 
 	issued  atomic.Int64 // jobs taken by a worker
 	done    atomic.Int64
@@ -281,6 +283,9 @@ func (l *load) run(ctx context.Context) []answer {
 		}()
 	}
 	for _, j := range l.plan.Jobs {
+		if l.hold != nil {
+			l.hold(ctx, j.Index)
+		}
 		select {
 		case jobs <- j:
 			l.issued.Add(1)

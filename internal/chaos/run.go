@@ -204,6 +204,7 @@ func Run(ctx context.Context, cfg Config) (_ *Result, err error) {
 	ld := &load{api: a, plan: pl, customers: customers, workers: cfg.Workers, budget: cfg.OrderBudget}
 	loadStart := time.Now()
 	inj := &injector{c: c, start: loadStart, busy: map[*pod]bool{}}
+	ld.hold = func(ctx context.Context, index int) { inj.holdUntilFired(ctx, faults, index) }
 	injCtx, stopInj := context.WithCancel(ctx)
 	injDone := make(chan struct{})
 	go func() {
