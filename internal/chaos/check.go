@@ -475,7 +475,7 @@ func head(list []string, n int) []string {
 // reader to judge a violation: the order record (with its history, lease
 // and what it owes), its payment, its reservations, notifications and
 // mails; or the product's stock record.
-func evidence(s *snapshot, mails map[mailKey]int, who string) string {
+func evidence(s *snapshot, mails map[mailKey]int, events map[string][]eventLine, who string) string {
 	var b strings.Builder
 	if o, ok := s.Orders[who]; ok {
 		fmt.Fprintf(&b, "order record: %s\n", o.raw)
@@ -503,6 +503,9 @@ func evidence(s *snapshot, mails map[mailKey]int, who string) string {
 		}
 		credited := slices.Contains(s.Points[o.UserID].Applied, kit.EventID(catalog.OrderConfirmed, who))
 		fmt.Fprintf(&b, "points credited for order.confirmed:%s: %v\n", who, credited)
+		for _, e := range events[who] {
+			fmt.Fprintf(&b, "event: %s\n", e)
+		}
 		return b.String()
 	}
 	if st, ok := s.Stock[who]; ok {

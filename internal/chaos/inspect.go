@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -472,4 +473,96 @@ func (w *stockWatch) result() (int, []string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.revisions, append([]string(nil), w.violations...)
+}
+
+// eventLine is one event about an order, for evidence.
+type eventLine struct {
+	Time    time.Time
+	Type    string
+	Source  string
+	Status  string // the status the event's data carries, if any
+	ErrCode string
+}
+
+func (e eventLine) String() string {
+	out := fmt.Sprintf("%s %s from %s", e.Time.Format("15:04:05.000"), e.Type, e.Source)
+	if e.Status != "" {
+		out += " status=" + e.Status
+	}
+	if e.ErrCode != "" {
+		out += " error=" + e.ErrCode
+	}
+	return out
+}
+
+// events reads the order and payment streams whole and indexes their
+// events by order id: what was announced, when, and by which service.
+func (s *stores) events(ctx context.Context) (map[string][]eventLine, error) {
+	out := map[string][]eventLine{}
+	for _, name := range []string{"ORDERS", "PAYMENTS"} {
+		st, err := s.js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if info.State.Msgs == 0 {
+			continue
+		}
+		cons, err := s.js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			return nil, err
+		}
+		for seen := uint64(0); seen < info.State.Msgs; {
+			batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+			if err != nil {
+				return nil, err
+			}
+			n := 0
+			for m := range batch.Messages() {
+				n++
+				var ev struct {
+					Type   string    `json:"type"`
+					Source string    `json:"source"`
+					Time   time.Time `json:"time"`
+					Data   struct {
+						ID      string `json:"id"`
+						OrderID string `json:"orderId"`
+						Status  string `json:"status"`
+						Error   *struct {
+							Code string `json:"code"`
+						} `json:"error"`
+					} `json:"data"`
+				}
+				if json.Unmarshal(m.Data(), &ev) != nil {
+					continue
+				}
+				id := ev.Data.OrderID
+				if id == "" {
+					id = ev.Data.ID
+				}
+				l := eventLine{Time: ev.Time, Type: ev.Type, Source: ev.Source, Status: ev.Data.Status}
+				if ev.Data.Error != nil {
+					l.ErrCode = ev.Data.Error.Code
+				}
+				out[id] = append(out[id], l)
+			}
+			if batch.Error() != nil && !errors.Is(batch.Error(), nats.ErrTimeout) {
+				return nil, batch.Error()
+			}
+			if n == 0 {
+				break
+			}
+			seen += uint64(n)
+		}
+	}
+	for id := range out {
+		slices.SortFunc(out[id], func(a, b eventLine) int { return a.Time.Compare(b.Time) })
+	}
+	return out, nil
 }

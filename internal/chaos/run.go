@@ -242,9 +242,15 @@ func Run(ctx context.Context, cfg Config) (_ *Result, err error) {
 	res.Checks = check(facts{snap: q.snap, plan: pl, customers: customers, answers: answers, mails: mail.Sent(),
 		watchRevs: revs, watchBad: bad, q: q, quietOK: ok, quietTook: took})
 	res.Evidence = map[string]string{}
-	for _, ch := range res.Checks {
-		if len(ch.Offenders) > 0 {
-			res.Evidence[ch.Offenders[0]] = evidence(q.snap, mail.Sent(), ch.Offenders[0])
+	if len(res.Failing(nil)) > 0 {
+		evs, err := st.events(ctx)
+		if err != nil {
+			res.Notes = append(res.Notes, "events for the evidence: "+err.Error())
+		}
+		for _, ch := range res.Checks {
+			if len(ch.Offenders) > 0 {
+				res.Evidence[ch.Offenders[0]] = evidence(q.snap, mail.Sent(), evs, ch.Offenders[0])
+			}
 		}
 	}
 	res.Took = time.Since(began)
