@@ -126,7 +126,7 @@ func (q quiet) digest() string {
 // stall (what is left is stuck: a stranded reservation, a compensation
 // that can never succeed) or after deadline in any case. It returns the
 // last observation, how long it waited, and whether all was quiet.
-func waitQuiet(ctx context.Context, s *stores, products []product, deadline, stall time.Duration) (quiet, time.Duration, bool) {
+func waitQuiet(ctx context.Context, s *stores, products []product, deadline, stall time.Duration, say func(string, ...any)) (quiet, time.Duration, bool) {
 	start := time.Now()
 	last, since := "", start
 	for {
@@ -136,6 +136,8 @@ func waitQuiet(ctx context.Context, s *stores, products []product, deadline, sta
 		}
 		if d := q.digest(); d != last {
 			last, since = d, time.Now()
+			say("waiting for quiescence: %d orders unsettled, %d consumers behind %v, %d reservations held, one moment read: %v",
+				len(q.pending), len(q.lagging), q.lagging, len(q.reserved), q.snap != nil && q.snap.Consistent)
 		}
 		if time.Since(since) > stall || time.Since(start) > deadline || ctx.Err() != nil {
 			took := time.Since(start)

@@ -223,7 +223,7 @@ func Run(ctx context.Context, cfg Config) (_ *Result, err error) {
 	say("load: %d orders in %s (%.0f/s), %d faults", len(answers), res.LoadTook.Round(time.Millisecond),
 		float64(len(answers))/res.LoadTook.Seconds(), len(res.Schedule))
 
-	q, took, ok := waitQuiet(ctx, st, pl.Products, cfg.QuietWithin, cfg.Stall)
+	q, took, ok := waitQuiet(ctx, st, pl.Products, cfg.QuietWithin, cfg.Stall, say)
 	res.Quiet, res.QuietTook = ok, took
 	say("quiescence: %v after %s", ok, took.Round(time.Millisecond))
 	if q.snap == nil {
