@@ -66,12 +66,14 @@ func run() int {
 		cfg.Progress = os.Stderr
 	}
 	var failed []uint64
+	var results []*chaos.Result
 	for _, s := range list {
 		cfg.Seed = s
 		res, err := chaos.Run(ctx, cfg)
 		if err != nil {
 			return fail(fmt.Errorf("seed %d: %w", s, err))
 		}
+		results = append(results, res)
 		if len(list) == 1 {
 			res.Print(os.Stdout, nil)
 		}
@@ -82,6 +84,9 @@ func run() int {
 				printViolations(res)
 			}
 		}
+	}
+	if len(list) > 1 {
+		totals(results)
 	}
 	fmt.Printf("%d seeds in %s; failing: %v\n", len(list), time.Since(began).Round(time.Second), failed)
 	if len(failed) > 0 {
@@ -102,6 +107,42 @@ func printViolations(res *chaos.Result) {
 			}
 			fmt.Printf("    %s: %s\n", c.Name, v)
 		}
+	}
+}
+
+// totals sums the seeds: orders by final state, faults by kind, each
+// invariant's violations and the seeds that broke it, the worst time to
+// quiescence.
+func totals(rs []*chaos.Result) {
+	states, kinds := map[string]int{}, map[string]int{}
+	violations, seeds := map[string]int{}, map[string][]uint64{}
+	var worst time.Duration
+	var worstSeed uint64
+	quiet := 0
+	for _, r := range rs {
+		for k, n := range r.ByState {
+			states[k] += n
+		}
+		for k, n := range r.FaultsByKind {
+			kinds[k] += n
+		}
+		for _, c := range r.Checks {
+			if len(c.Violations) > 0 {
+				violations[c.Name] += len(c.Violations)
+				seeds[c.Name] = append(seeds[c.Name], r.Seed)
+			}
+		}
+		if r.Quiet {
+			quiet++
+			if r.QuietTook > worst {
+				worst, worstSeed = r.QuietTook, r.Seed
+			}
+		}
+	}
+	fmt.Printf("\ntotals over %d seeds: orders %v; faults %v\n", len(rs), states, kinds)
+	fmt.Printf("quiet in %d of %d seeds; worst time to quiescence among them %s (seed %d)\n", quiet, len(rs), worst.Round(100*time.Millisecond), worstSeed)
+	for _, name := range chaos.Invariants {
+		fmt.Printf("  %-22s %5d violations in %2d seeds %v\n", name, violations[name], len(seeds[name]), seeds[name])
 	}
 }
 
