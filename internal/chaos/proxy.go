@@ -32,6 +32,10 @@ type proxy struct {
 type backend struct {
 	pod  *pod
 	addr string
+	// conns counts the connections the proxy sent here: how the callers'
+	// load spread over the replicas (gRPC keeps one connection per
+	// caller and target until it breaks, as behind a ClusterIP).
+	conns atomic.Int64
 }
 
 func newProxy(name string, port int, backends []*backend) (*proxy, error) {
@@ -84,6 +88,7 @@ func (p *proxy) forward(client net.Conn) {
 		c, err := net.DialTimeout("tcp", b.addr, time.Second)
 		if err == nil {
 			up = c
+			b.conns.Add(1)
 			break
 		}
 	}
@@ -143,6 +148,15 @@ func (p *proxy) Close() {
 	p.mu.Unlock()
 	p.ln.Close()
 	p.wg.Wait()
+}
+
+// Spread is how many connections went to each pod so far.
+func (p *proxy) Spread() map[string]int64 {
+	out := map[string]int64{}
+	for _, b := range p.backends {
+		out[b.pod.name] = b.conns.Load()
+	}
+	return out
 }
 
 // Addr is the proxy's host:port.

@@ -44,6 +44,19 @@ func (r *Result) Print(w io.Writer, pending []string) {
 	}
 	tw.Flush()
 
+	if len(r.Spread) > 0 {
+		fmt.Fprintln(w, "\nconnections per replica, through each replicated Service port:")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, name := range slices.Sorted(maps.Keys(r.Spread)) {
+			var per []string
+			for _, pod := range slices.Sorted(maps.Keys(r.Spread[name])) {
+				per = append(per, fmt.Sprintf("%s %d", pod, r.Spread[name][pod]))
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t\n", name, strings.Join(per, ", "))
+		}
+		tw.Flush()
+	}
+
 	fmt.Fprintln(w, "\ninvariants:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  invariant\tchecked\tviolations\t")

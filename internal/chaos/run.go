@@ -88,6 +88,10 @@ type Result struct {
 	Evidence map[string]string
 	// Dir is where the pods' logs are, when kept.
 	Dir string
+	// Spread counts, per replicated Service port (e.g. chaos-product:9090),
+	// the connections its proxy sent to each pod: how callers spread over
+	// the replicas.
+	Spread map[string]map[string]int64
 }
 
 // Failing lists the invariants with violations, less those in pending.
@@ -252,6 +256,10 @@ func Run(ctx context.Context, cfg Config) (_ *Result, err error) {
 				res.Evidence[ch.Offenders[0]] = evidence(q.snap, mail.Sent(), evs, ch.Offenders[0])
 			}
 		}
+	}
+	res.Spread = map[string]map[string]int64{}
+	for _, px := range c.proxies {
+		res.Spread[px.name] = px.Spread()
 	}
 	res.Took = time.Since(began)
 	return res, nil
