@@ -20,9 +20,9 @@ import (
 // still held stay reserved; leases that expire while a drive goes on;
 // events published before the state they announce; notifications sent
 // before they are recorded). docs/chaos.md ("Today's saga under the run")
-// has a seed on main that broke most of them, nothing-reserved among them. The short seed
-// prints their violations but does not fail on them; every other
-// invariant must hold. The saga rebuild (issue 12 §1–4) empties this list,
+// has a seed on main that broke most of them, nothing-reserved among
+// them. The short seed prints their violations but does not fail on them;
+// every other invariant must hold. The saga rebuild (issue 12 §1–4) empties this list,
 // and make chaos, which has no pending list, then passes too.
 var PendingInvariants = []string{
 	chaos.InvQuiescent,
