@@ -301,9 +301,9 @@ func (l *load) run(ctx context.Context) []answer {
 }
 
 // setup logs in the first admin, creates the scarce products and signs up
-// and logs in every customer, before any fault.
-func setup(ctx context.Context, a *api, adminEmail, adminPassword string, p *plan, workers int) ([]customer, error) {
-	const budget = 60 * time.Second
+// and logs in every customer, before any fault, retrying each call for up
+// to budget.
+func setup(ctx context.Context, a *api, adminEmail, adminPassword string, p *plan, workers int, budget time.Duration) ([]customer, error) {
 	var tok struct{ Token string }
 	if _, err := a.callRetrying(ctx, budget, http.MethodPost, "/api/user/login", "", "",
 		map[string]string{"email": adminEmail, "password": adminPassword}, &tok); err != nil {

@@ -31,8 +31,13 @@ type Config struct {
 	// it sooner when nothing has moved for that long (default 45s, over
 	// the consumers' 30s AckWait, so a redelivery still counts as moving).
 	QuietWithin, Stall time.Duration
-	// OrderBudget is how long a client retries one order; default 2m.
+	// OrderBudget is how long a client retries one order, or one call of
+	// the setup; default 2m.
 	OrderBudget time.Duration
+	// StartWithin bounds the wait for every pod to be ready; default 2m. A
+	// starved machine needs more: the broker answers in seconds, not
+	// milliseconds, while every service creates its streams and buckets.
+	StartWithin time.Duration
 	Bins        Binaries
 	// Dir holds the pods' files, stores and logs; "" makes a temp dir,
 	// removed after the run unless Keep.
@@ -60,6 +65,9 @@ func (c *Config) defaults() {
 	}
 	if c.OrderBudget <= 0 {
 		c.OrderBudget = 2 * time.Minute
+	}
+	if c.StartWithin <= 0 {
+		c.StartWithin = 2 * time.Minute
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
@@ -169,7 +177,7 @@ func Run(ctx context.Context, cfg Config) (_ *Result, err error) {
 			err = fmt.Errorf("%w%s", err, c.logTails(dir))
 		}
 	}()
-	if err := c.start(ctx, 2*time.Minute); err != nil {
+	if err := c.start(ctx, cfg.StartWithin); err != nil {
 		return nil, err
 	}
 	say("platform up: %d pods, %d proxies, in %s", len(c.pods), len(c.proxies), time.Since(began).Round(time.Millisecond))
@@ -189,7 +197,7 @@ func Run(ctx context.Context, cfg Config) (_ *Result, err error) {
 	}
 	a := newAPI("http://"+gw, cfg.Workers*2)
 	admin := render.AdminFromSecret(r.secrets[render.AdminSecretName(r.pf)])
-	customers, err := setup(ctx, a, admin.Email, admin.Password, &pl, cfg.Workers)
+	customers, err := setup(ctx, a, admin.Email, admin.Password, &pl, cfg.Workers, cfg.OrderBudget)
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
