@@ -612,6 +612,11 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, msg jetstream.Msg) 
 	}
 }
 
+// SetTracing makes the bus trace its publishes and its consumers' work
+// with t, passing the trace on in message headers. Run sets the service's;
+// call it before publishing or consuming.
+func (b *Bus) SetTracing(t *Tracing) { b.tracing = t }
+
 // consumeSpan starts the span of one delivery of msg to a consumer. It
 // continues the publisher's trace, so that an order's trace holds what its
 // events caused, and links to the publisher's span, as a consumer's span

@@ -224,7 +224,7 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 
 	// The service's context outlives ctx: shutdown cancels it only once
 	// consumers and requests are done with it.
-	runCtx, cancelRun := context.WithCancel(withTracing(context.WithoutCancel(ctx), tr))
+	runCtx, cancelRun := context.WithCancel(WithLogger(withTracing(context.WithoutCancel(ctx), tr), log))
 	defer cancelRun()
 	svcErr := make(chan error, 1)
 	go func() {
@@ -345,7 +345,7 @@ func build(ctx context.Context, def Definition, cfg Config, log *slog.Logger, m 
 		if err != nil {
 			return nil, Deps{}, err
 		}
-		b.tracing = tr
+		b.SetTracing(tr)
 		d.Bus = b
 	}
 	fail := func(err error) (Service, Deps, error) {

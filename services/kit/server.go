@@ -54,6 +54,12 @@ func Logger(ctx context.Context) *slog.Logger {
 	return bindLogger(l, ctx)
 }
 
+// WithLogger returns ctx whose Logger is l. Run gives the service's
+// background work (consumers, sweeps) its logger this way.
+func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
+	return context.WithValue(ctx, ctxLogger, l)
+}
+
 // NewID returns a random 16-hex-character id, safe as a KV key and in URLs.
 func NewID() string {
 	var b [8]byte
