@@ -142,7 +142,7 @@ func NewGateway(upstreams map[string]Upstream, tokens kit.Verifier, m *kit.Metri
 		m.BreakerState.WithLabelValues(name).Set(0)
 		up.proxy = &httputil.ReverseProxy{
 			Rewrite:        up.rewrite,
-			Transport:      o.Tracing.HTTPTransport(upstreamTransport(tr, o.Identity, name)),
+			Transport:      o.Tracing.HTTPTransport(upstreamTransport(tr, o.Identity, name), name),
 			ModifyResponse: up.modifyResponse,
 			ErrorHandler:   up.errorHandler,
 			// Flush as bytes arrive: server-sent events and large bodies

@@ -204,15 +204,16 @@ func (t *Tracing) HTTPHandler(h http.Handler) http.Handler {
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
 }
 
-// HTTPTransport sends each request in a client span and passes the trace
-// on in its headers.
-func (t *Tracing) HTTPTransport(rt http.RoundTripper) http.RoundTripper {
+// HTTPTransport sends each request to the service peer in a client span
+// ("POST order") and passes the trace on in its headers.
+func (t *Tracing) HTTPTransport(rt http.RoundTripper, peer string) http.RoundTripper {
 	if t == nil {
 		return rt
 	}
 	return otelhttp.NewTransport(rt, otelhttp.WithTracerProvider(t.provider), otelhttp.WithPropagators(t.prop),
 		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Host }))
+		otelhttp.WithSpanOptions(trace.WithAttributes(attribute.String("peer.service", peer))),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + peer }))
 }
 
 func (t *Tracing) grpcOptions() []otelgrpc.Option {
