@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -123,7 +124,10 @@ func Middleware(log *slog.Logger, m *Metrics, mux *http.ServeMux) http.Handler {
 				// The server span (see Tracing.HTTPHandler) is named after
 				// the route, known only now.
 				sp.SetName(spanName(r.Method, route))
-				sp.SetAttributes(attribute.String("http.route", route))
+				sp.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", rec.status))
+				if rec.status >= 500 {
+					sp.SetStatus(codes.Error, http.StatusText(rec.status))
+				}
 			}
 			if rec.status >= 500 {
 				rl.Warn("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "dur", time.Since(start))

@@ -194,14 +194,24 @@ func (t *Tracing) tracerOrNoop() trace.Tracer {
 var noopTracer = tracenoop.NewTracerProvider().Tracer(TracerName)
 
 // HTTPHandler serves h inside a server span, continuing the trace of the
-// request's traceparent. Middleware names the span after the route.
+// request's traceparent. Middleware names the span after the route and
+// records the status. It is leaner than otelhttp's handler: a request that
+// is not sampled costs the extraction and a non-recording span only,
+// which matters at a sampling ratio of 1 %.
 func (t *Tracing) HTTPHandler(h http.Handler) http.Handler {
 	if t == nil {
 		return h
 	}
-	return otelhttp.NewHandler(h, "http", otelhttp.WithTracerProvider(t.provider), otelhttp.WithPropagators(t.prop),
-		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, sp := t.tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		defer sp.End()
+		if sp.IsRecording() {
+			sp.SetAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
+				attribute.String("client.address", r.RemoteAddr), attribute.String("user_agent.original", r.UserAgent()))
+		}
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // HTTPTransport sends each request to the service peer in a client span
