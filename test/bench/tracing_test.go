@@ -98,7 +98,7 @@ func cpuTime(b *testing.B) time.Duration {
 
 // tracingRounds is how many turns each sampling setting of
 // BenchmarkOrdersTracing takes.
-const tracingRounds = 3
+const tracingRounds = 5
 
 // orderFixtures makes clients buyers and nProducts products with stock to
 // spare on p.
