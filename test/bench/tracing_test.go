@@ -1,5 +1,3 @@
-//go:build unix
-
 package bench
 
 import (
@@ -8,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"syscall"
 	"testing"
 	"time"
 
@@ -65,8 +62,8 @@ func BenchmarkOrdersTracing(b *testing.B) {
 		for _, v := range variants {
 			b.Run(fmt.Sprintf("%s/round=%d", v.name, round+1), func(b *testing.B) {
 				run := kit.NewID()
-				cpu0 := cpuTime(b)
-				lat := runConcurrent(b, len(v.tokens), func(client int, i int64) error {
+				cpu0 := processCPU()
+				lat, rate := runConcurrent(b, len(v.tokens), func(client int, i int64) error {
 					body, _ := json.Marshal(map[string]any{
 						"items":         []map[string]any{{"productId": v.products[i%int64(len(v.products))], "quantity": 1}},
 						"paymentMethod": "card", "shippingAddress": "1 Bench St",
@@ -80,20 +77,11 @@ func BenchmarkOrdersTracing(b *testing.B) {
 				// The whole platform runs in this process: its CPU time per
 				// order is the cost of an order, which the neighbours' load
 				// on the machine hardly moves, unlike orders/s.
-				b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/order")
-				report(b, lat, "orders/s")
+				b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/order")
+				report(b, lat, rate, "orders/s")
 			})
 		}
 	}
-}
-
-// cpuTime is the CPU time the process has used, user and system.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // tracingRounds is how many turns each sampling setting of
