@@ -37,20 +37,20 @@ func newTracing(t *testing.T, service string, env map[string]string) *kit.Tracin
 	return tr
 }
 
-// syncBuffer is a log sink read while services write to it.
-type syncBuffer struct {
+// logSink is a log sink read while services write to it.
+type logSink struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *logSink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
 // records are the JSON log records written so far.
-func (s *syncBuffer) records(t *testing.T) []map[string]any {
+func (s *logSink) records(t *testing.T) []map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []map[string]any
@@ -101,7 +101,7 @@ func TestTraceCrossesHTTPGRPCAndNATS(t *testing.T) {
 	shop := kittest.NewPKI(t)
 	b := kittest.StartNATS(t, "")
 	trOrder, trProduct, trNote := newTracing(t, "order", nil), newTracing(t, "product", nil), newTracing(t, "notification", nil)
-	logs := &syncBuffer{}
+	logs := &logSink{}
 	log := slog.New(kit.TraceHandler(slog.NewJSONHandler(logs, nil)))
 
 	// notification consumes order.confirmed.
