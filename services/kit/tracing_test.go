@@ -108,7 +108,7 @@ func TestTraceCrossesHTTPGRPCAndNATS(t *testing.T) {
 	handled := make(chan struct{}, 1)
 	sub := b.Bus(t, "notification")
 	sub.SetTracing(trNote)
-	if err := sub.Consume(kit.WithLogger(ctx, log), kit.ConsumerSpec{Durable: "notification-orders", Handler: func(ctx context.Context, ev kit.Event) error {
+	if err := sub.Consume(kit.WithLogger(ctx, log), kit.ConsumerSpec{Durable: "notification-order-confirmed", Handler: func(ctx context.Context, ev kit.Event) error {
 		kit.Logger(ctx).Info("notified", "event", ev.ID)
 		handled <- struct{}{}
 		return nil
@@ -206,7 +206,7 @@ func TestTraceCrossesHTTPGRPCAndNATS(t *testing.T) {
 	if len(consume.Links) != 1 || consume.Links[0].SpanID != publish.SpanID || consume.Links[0].TraceID != callerTrace {
 		t.Errorf("the consumer's links = %+v, want the publisher's span %s", consume.Links, publish.SpanID)
 	}
-	if consume.Attributes["messaging.consumer.group.name"] != "notification-orders" {
+	if consume.Attributes["messaging.consumer.group.name"] != "notification-order-confirmed" {
 		t.Errorf("consumer attributes = %v", consume.Attributes)
 	}
 
