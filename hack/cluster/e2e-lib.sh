@@ -12,7 +12,8 @@ json() { curl -sS --max-time 10 -H 'Content-Type: application/json' "$@"; }
 
 # call METHOD PATH TOKEN [BODY]: prints the status code; the body is in $STATE/body.
 call() {
-  local m=$1 p=$2 tok=$3 body=${4:-} args=(-sS --max-time 10 -o "$STATE/body" -w '%{http_code}' -X "$m" -H 'Content-Type: application/json')
+  local m=$1 p=$2 tok=$3 body=${4:-}
+  local args=(-sS --max-time 10 -o "$STATE/body" -w '%{http_code}' -X "$m" -H 'Content-Type: application/json')
   [[ -n $tok ]] && args+=(-H "Authorization: Bearer $tok")
   [[ -n $body ]] && args+=(-d "$body")
   curl "${args[@]}" "$BASE$p" || echo 000
@@ -106,14 +107,19 @@ pod_ip() { $KUBECTL -n "$1" get pod "$2" -o jsonpath='{.status.podIP}'; }
 # node, which is on the pods' bridge.
 monitor() { curl -fsS --max-time 5 "http://$(pod_ip "$1" "$2"):8222$3"; }
 # consumer_lag NS PF STREAM CONSUMER: pending + unacknowledged, as KEDA's
-# nats-jetstream scaler reads it, from the consumer's leader.
+# nats-jetstream scaler reads it, from the consumer's leader (the broker's
+# server names are its pods').
 consumer_lag() {
   local p out
   for p in $(nats_pods "$1" "$2"); do
-    out=$(monitor "$1" "$p" "/jsz?acc=%24G&consumers=true" 2>/dev/null | jq -r --arg s "$3" --arg c "$4" '
-      .server_name as $me | [.account_details[]?.stream_detail[]? | select(.name == $s) | .consumer_detail[]? | select(.name == $c)]
+    out=$(monitor "$1" "$p" "/jsz?acc=%24G&consumers=true" 2>/dev/null | jq -r --arg me "$p" --arg s "$3" --arg c "$4" '
+      [.account_details[]?.stream_detail[]? | select(.name == $s) | .consumer_detail[]? | select(.name == $c)]
       | map(select((.cluster.leader // $me) == $me)) | first | if . then .num_pending + .num_ack_pending else empty end' 2>/dev/null) || continue
     [[ -n $out ]] && { echo "$out"; return 0; }
   done
   return 1
 }
+
+# longest_gap NAME: the longest wait, in seconds, between two orders of a
+# stream being accepted (the stream's own pause included).
+longest_gap() { awk 'NR > 1 {g = $3 - p; if (g > m) m = g} {p = $3} END {printf "%.1f", m}' "$STATE/$1.log"; }

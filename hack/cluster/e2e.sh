@@ -205,7 +205,7 @@ done
 # Who is connected to the broker, as whom: every service as its own user.
 connected=""
 for p in $(nats_pods $NS $PF); do
-  connected+=" $(monitor $NS "$p" '/connz?auth=true&limit=1024' | jq -r '.connections[]?.authorized_user // "?"')"
+  connected+=" $(monitor $NS "$p" '/connz?auth=true&limit=1024' | jq -r '.connections // [] | .[] | .authorized_user // "?"')"
 done
 connected=$(tr ' ' '\n' <<<"$connected" | grep . | sort | uniq -c | awk '{printf "%s%s×%s", sep, $2, $1; sep=" "}')
 echo "broker connections by user: $connected"
@@ -249,13 +249,20 @@ echo "BrokerReady: $msg"
 p0=$(nats_pods $NS $PF | head -1)
 jsz=$(monitor $NS "$p0" '/jsz?accounts=true&streams=true&config=true')
 meta=$(jq -r '"\(.meta_cluster.leader) size \(.meta_cluster.cluster_size)"' <<<"$jsz")
-streams=$(jq -r '[.account_details[]?.stream_detail[]? | "\(.name):R\(.config.num_replicas)"] | sort | join(" ")' <<<"$jsz")
-nstreams=$(jq '[.account_details[]?.stream_detail[]?] | length' <<<"$jsz")
-notr3=$(jq -r '[.account_details[]?.stream_detail[]? | select(.config.num_replicas != 3) | .name] | join(" ")' <<<"$jsz")
+# Each stream as its leader sees it: only the leader knows whether its
+# followers are current.
+# (The broker's server names are its pods'.)
+led=$(for p in $(nats_pods $NS $PF); do monitor $NS "$p" '/jsz?accounts=true&streams=true&config=true' | jq --arg me "$p" '. + {me: $me}'; done |
+  jq -s '[.[] | .me as $me | .account_details[]?.stream_detail[]? | select(.cluster.leader == $me)]')
+streams=$(jq -r 'map("\(.name):R\(.config.num_replicas)") | sort | join(" ")' <<<"$led")
+nstreams=$(jq '[.[].name] | unique | length' <<<"$led")
+all=$(jq '[.account_details[]?.stream_detail[]? | .name] | length' <<<"$jsz")
+notr3=$(jq -r '[.[] | select(.config.num_replicas != 3 or ([.cluster.replicas[]? | select(.current)] | length) != 2) | .name] | join(" ")' <<<"$led")
+((nstreams == all)) || fail "$all streams, but only $nstreams have a leader"
 echo "meta leader $meta; streams: $streams"
 [[ $meta == *"size 3" ]] || fail "the JetStream meta group is not 3 servers: $meta"
-((nstreams > 0)) && [[ -z $notr3 ]] || fail "streams without 3 replicas: ${notr3:-none found}"
-result "JetStream cluster: meta leader $meta; $nstreams streams and KV buckets, all R3: $streams; BrokerReady: $msg"
+((nstreams > 0)) && [[ -z $notr3 ]] || fail "streams without 3 replicas, a leader and 2 current followers: ${notr3:-none found}"
+result "JetStream cluster: meta leader $meta; $nstreams streams and KV buckets, all R3 with a leader and 2 current followers: $streams; BrokerReady: $msg"
 
 # --- issue 13: KEDA scales analytics on its backlog (scale-down watched in the background) ------
 step "KEDA: analytics' backlog scales it up from its minimum"
@@ -344,7 +351,7 @@ pv1=$($KUBECTL -n $NS get pvc data-$leader -o jsonpath='{.spec.volumeName}')
 settle_stream failover notebook "$STREAM_ORDERS" "$total0" "$sold0"
 retries=$(wc -l <"$STATE/failover.retries")
 newleader=$(monitor $NS "$(nats_pods $NS $PF | head -1)" '/jsz' | jq -r .meta_cluster.leader)
-result "broker failover: meta leader $leader deleted after $before of $STREAM_ORDERS orders; $during orders accepted while it was away, $retries refusals retried; pod back Ready on the same PV ($pv1) in ${back}s, BrokerReady 3/3 peers current in ${recovered}s (meta leader now $newleader); every order final ($CONF confirmed, $CANC cancelled), notebook stock conserved, reserved 0"
+result "broker failover: meta leader $leader deleted after $before of $STREAM_ORDERS orders; $during orders accepted while it was away, $retries refusals retried, longest wait between two accepted orders $(longest_gap failover)s; pod back Ready on the same PV ($pv1) in ${back}s, BrokerReady 3/3 peers current in ${recovered}s (meta leader now $newleader); every order final ($CONF confirmed, $CANC cancelled), notebook stock conserved, reserved 0"
 
 # --- issue 13: a rolling restart of the broker while orders flow -------------------------------------
 step "rolling restart of the broker (spec.broker.resources) while orders flow"
@@ -366,7 +373,7 @@ $KUBECTL -n $NS wait pf/$PF --for=condition=Ready --timeout 180s >/dev/null
 settle_stream rolling espresso "$ROLL_ORDERS" "$total0" "$sold0"
 mem=$($KUBECTL -n $NS get pods -l app.kubernetes.io/instance=$PF,app.kubernetes.io/component=broker -o jsonpath='{range .items[*]}{.spec.containers[?(@.name=="nats")].resources.requests.memory}{" "}{end}')
 [[ $mem == "80Mi 80Mi 80Mi " ]] || fail "after the rollout the broker pods request memory '$mem', want 80Mi each"
-result "broker rolling restart: 3 pods replaced one at a time in ${rolled}s while $ROLL_ORDERS orders flowed ($(wc -l <"$STATE/rolling.retries") refusals retried); every order final ($CONF confirmed, $CANC cancelled), espresso stock conserved, reserved 0"
+result "broker rolling restart: 3 pods replaced one at a time in ${rolled}s while $ROLL_ORDERS orders flowed ($(wc -l <"$STATE/rolling.retries") refusals retried, longest wait between two accepted orders $(longest_gap rolling)s); every order final ($CONF confirmed, $CANC cancelled), espresso stock conserved, reserved 0"
 
 # --- issue 7: the order pod deleted mid-stream; the gateway's CPU HPA --------------------------------
 step "delete an order pod in the middle of a stream of $STREAM_ORDERS orders"
