@@ -76,19 +76,19 @@ func TestTheManagerPutsBackWhatDrifts(t *testing.T) {
 	})
 
 	t.Run("a patched env var is put back", func(t *testing.T) {
-		patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"order","env":[{"name":"PRODUCT_URL","value":"http://elsewhere"}]}]}}}}`)
+		patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"order","env":[{"name":"PRODUCT_GRPC","value":"dns:///elsewhere:9090"}]}]}}}}`)
 		d := &appsv1.Deployment{}
 		mustGet(t, liveNamespace, orderKey.Name, d)
 		if err := k8s.Patch(testCtx, d, client.RawPatch(types.StrategicMergePatchType, patch), client.FieldOwner("someone")); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "PRODUCT_URL restored", func() error {
+		eventually(t, "PRODUCT_GRPC restored", func() error {
 			d := &appsv1.Deployment{}
 			if err := k8s.Get(testCtx, orderKey, d); err != nil {
 				return err
 			}
-			if got := envByName(d.Spec.Template.Spec.Containers[0])["PRODUCT_URL"].Value; got == "http://elsewhere" {
-				return fmt.Errorf("PRODUCT_URL is still %s", got)
+			if got := envByName(d.Spec.Template.Spec.Containers[0])["PRODUCT_GRPC"].Value; got == "dns:///elsewhere:9090" {
+				return fmt.Errorf("PRODUCT_GRPC is still %s", got)
 			}
 			return nil
 		})

@@ -52,10 +52,10 @@ func TestSampleCreatesEveryChildWithItsWiring(t *testing.T) {
 	c := order.Spec.Template.Spec.Containers[0]
 	env := envByName(c)
 	for name, want := range map[string]string{
-		"NATS_URL":    "nats://shop-nats." + ns + ".svc.cluster.local:4222",
-		"PRODUCT_URL": "http://shop-product." + ns + ".svc.cluster.local",
-		"PAYMENT_URL": "http://shop-payment." + ns + ".svc.cluster.local",
-		"HTTP_ADDR":   ":8080",
+		"NATS_URL":     "nats://shop-nats." + ns + ".svc.cluster.local:4222",
+		"PRODUCT_GRPC": "dns:///shop-product." + ns + ".svc.cluster.local:9090",
+		"PAYMENT_GRPC": "dns:///shop-payment." + ns + ".svc.cluster.local:9090",
+		"HTTP_ADDR":    ":8080",
 	} {
 		if got := env[name].Value; got != want {
 			t.Errorf("order env %s = %q, want %q", name, got, want)

@@ -85,7 +85,7 @@ func hasWorkload(ws []catalog.Workload, w catalog.Workload) bool {
 var banner = template.Must(template.New("banner").Parse(`Switchboard dev platform (workloads: {{.Workloads}})
   nats          {{.NATS}} (embedded JetStream, store: {{.Store}})
 {{- range .Services}}
-  {{printf "%-13s" .}} {{index $.URLs .}}
+  {{printf "%-13s" .}} {{index $.URLs .}}{{if ne . "gateway"}} (mutual TLS: the gateway's certificate only){{end}}
 {{- end}}
 
 Admin (staff: products, stock, refunds, granting the admin role; {{.Kept}}):

@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/switchboard-dev/switchboard/services/kit"
+	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 )
 
 func TestCommandErrors(t *testing.T) {
@@ -29,6 +30,8 @@ func TestCommandErrors(t *testing.T) {
 		{"an unknown command", []string{"frobnicate"}, nil, "unknown command"},
 		{"an unknown service", []string{"serve", "warehouse"}, nil, `unknown service "warehouse"`},
 		{"a missing env var is named", []string{"serve", "order"}, map[string]string{"NATS_URL": ""}, "NATS_URL is required"},
+		{"a service without its identity does not start", []string{"serve", "gateway"}, map[string]string{
+			"TOKEN_KEYS": kittest.TokenKeysPEM(), "TLS_DIR": "", "HTTP_ADDR": "127.0.0.1:0", "OPS_ADDR": "127.0.0.1:0"}, "TLS_DIR is required"},
 		{"an unknown workload", []string{"dev", "--workloads", "gaming"}, nil, `unknown workload "gaming"`},
 	}
 	for _, tt := range tests {

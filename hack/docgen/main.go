@@ -83,6 +83,7 @@ func generate(root string) (map[string]string, error) {
 	a := string(arch)
 	for _, region := range []struct{ name, content string }{
 		{"services", servicesTable()},
+		{"grpc", internalMethodsTable()},
 		{"events", eventsTable()},
 		{"storage", storageTable()},
 	} {
@@ -269,7 +270,7 @@ func cell(s string) string { return strings.ReplaceAll(oneLine(s), "|", `\|`) }
 // servicesTable is the topology of services/catalog.
 func servicesTable() string {
 	var b strings.Builder
-	b.WriteString("| Service | Workloads | Calls (REST) | Publishes | Consumes | KV buckets (writes; reads) | User tokens | Default scale |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| Service | Workloads | Calls (the gateway: REST; the others: gRPC) | Serves gRPC | Publishes | Consumes | KV buckets (writes; reads) | User tokens | Default scale |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range catalog.All() {
 		scale := fmt.Sprintf("%d replica(s)", s.Replicas)
 		if a := s.Autoscaling; a != nil {
@@ -284,8 +285,8 @@ func servicesTable() string {
 			buckets += "; reads " + codeList(s.Reads)
 		}
 		tokens := map[catalog.TokenUse]string{catalog.NoTokens: "–", catalog.VerifyTokens: "verifies", catalog.IssueTokens: "issues, verifies"}[s.Tokens]
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s | %s | %s |\n", s.Name, strings.Join(ws, ", "),
-			codeList(s.Upstreams), codeList(s.Publishes), codeList(s.Consumes()), buckets, tokens, scale)
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Name, strings.Join(ws, ", "),
+			codeList(s.Upstreams), codeList(s.GRPC), codeList(s.Publishes), codeList(s.Consumes()), buckets, tokens, scale)
 	}
 	return b.String()
 }
@@ -450,10 +451,21 @@ func publicAPIDoc() string {
 		}
 	}
 
-	b.WriteString("\n## Never routed\n\nThese operations are for other services only; through the gateway they answer `404 " + gateway.CodeUnknownRoute + "`.\n\n")
-	b.WriteString("| Service | Method | Path on the service | Callers | What |\n|---|---|---|---|---|\n")
-	for _, op := range catalog.InternalRoutes() {
-		fmt.Fprintf(&b, "| `%s` | `%s` | `%s` | %s | %s |\n", op.Service, op.Method, op.Path, codeList(op.Callers), cell(op.Summary))
+	b.WriteString("\n## Never routed\n\nThese operations are for other services only: internal gRPC methods on the services' `grpc` port (" +
+		fmt.Sprint(catalog.GRPCPort) + "), over mutual TLS, each admitting the callers listed (anyone else gets `PERMISSION_DENIED`). " +
+		"The gateway has no route to them: through it their paths answer `404 " + gateway.CodeUnknownRoute + "`. " +
+		"Their contracts, errors included, are the `.proto` files under `proto/`.\n\n")
+	b.WriteString(internalMethodsTable())
+	return b.String()
+}
+
+// internalMethodsTable lists the internal gRPC methods and who may call
+// each.
+func internalMethodsTable() string {
+	var b strings.Builder
+	b.WriteString("| Service | gRPC method | Callers |\n|---|---|---|\n")
+	for _, m := range catalog.InternalMethods() {
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", m.Service, m.Method, codeList(m.Callers))
 	}
 	return b.String()
 }

@@ -133,6 +133,20 @@ func ServiceURL(p *v1alpha1.Platform, service string) string {
 	return fmt.Sprintf("http://%s.%s.svc.%s", ObjectName(p, service), p.Namespace, ClusterDomain)
 }
 
+// ServiceAPIURL is the base URL of a service's REST API as the gateway
+// reaches it: https, since the API port speaks mutual TLS and admits the
+// gateway's certificate alone, on the Service's http port.
+func ServiceAPIURL(p *v1alpha1.Platform, service string) string {
+	return fmt.Sprintf("https://%s.%s.svc.%s:%d", ObjectName(p, service), p.Namespace, ClusterDomain, ServicePort)
+}
+
+// ServiceGRPCTarget is the gRPC target of a service's internal API, its
+// Service's grpc port, for the services that call it. The client proves
+// the server's identity, not its address.
+func ServiceGRPCTarget(p *v1alpha1.Platform, service string) string {
+	return fmt.Sprintf("dns:///%s.%s.svc.%s:%d", ObjectName(p, service), p.Namespace, ClusterDomain, catalog.GRPCPort)
+}
+
 // GatewayURL is the in-cluster base URL of the API gateway.
 func GatewayURL(p *v1alpha1.Platform) string { return ServiceURL(p, catalog.Gateway) }
 

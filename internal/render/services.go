@@ -43,12 +43,14 @@ func ServiceOpsURL(p *v1alpha1.Platform, service string) string {
 // its catalog row asks for. Credentials and private keys come only through
 // secretKeyRef or the mounted tls Secret.
 //
-// The gateway routes only to enabled services: a disabled service is an
-// expected 404 there. It gets each one's ops URL too, for its readiness,
-// and the proxies whose X-Forwarded-For it may believe. Any other service
-// gets every catalog upstream, enabled or not: order without product cannot
-// work, and a URL that does not resolve makes that fail loudly in its calls
-// and logs, rather than quietly skipping a step of the saga.
+// The gateway routes only to enabled services, over https (their API
+// ports speak mutual TLS): a disabled service is an expected 404 there. It
+// gets each one's ops URL too, for its readiness, and the proxies whose
+// X-Forwarded-For it may believe. Any other service gets the gRPC target
+// of every catalog upstream (<UPSTREAM>_GRPC), enabled or not: order
+// without product cannot work, and a target that does not resolve makes
+// that fail loudly in its calls and logs, rather than quietly skipping a
+// step of the saga.
 func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) []corev1.EnvVar {
 	env := []corev1.EnvVar{
 		{Name: catalog.EnvHTTPAddr, Value: ":" + itoa(svc.Port)},
@@ -59,12 +61,13 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 	env = append(env, tokenEnv(p, svc.Service)...)
 	gateway := svc.Name == catalog.Gateway
 	for _, up := range svc.Upstreams {
-		if gateway && !enabled[up] {
-			continue
-		}
-		env = append(env, corev1.EnvVar{Name: catalog.EnvURL(up), Value: ServiceURL(p, up)})
-		if gateway {
-			env = append(env, corev1.EnvVar{Name: catalog.EnvOpsURL(up), Value: ServiceOpsURL(p, up)})
+		switch {
+		case !gateway:
+			// Services call each other's internal gRPC API.
+			env = append(env, corev1.EnvVar{Name: catalog.EnvGRPC(up), Value: ServiceGRPCTarget(p, up)})
+		case enabled[up]:
+			env = append(env, corev1.EnvVar{Name: catalog.EnvURL(up), Value: ServiceAPIURL(p, up)},
+				corev1.EnvVar{Name: catalog.EnvOpsURL(up), Value: ServiceOpsURL(p, up)})
 		}
 	}
 	if cidrs := p.Spec.Gateway.TrustedProxyCIDRs; gateway && len(cidrs) > 0 {

@@ -83,7 +83,7 @@ func TestLoginLock(t *testing.T) {
 	b.Must(http.StatusUnauthorized, "POST", "/login", account.Login{Email: "ada@example.com", Password: "guess-2"}, nil)
 
 	req, _ := http.NewRequest("POST", a.Base+"/login", strings.NewReader(`{"email":"ada@example.com","password":"correct-horse"}`))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := kittest.GatewayHTTP(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

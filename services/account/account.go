@@ -6,6 +6,9 @@
 // and quality by plan, so the three services agree on what a plan allows
 // without importing each other. Every change to an account is a
 // compare-and-set on its KV record; the email index claims uniqueness.
+// Content and playback read an account's plan and profiles through the
+// internal gRPC API (switchboard.account.v1.Accounts), which admits their
+// identities only.
 package account
 
 import (
@@ -240,8 +243,7 @@ func (a *Accounts) Login(ctx context.Context, l Login) (Token, error) {
 }
 
 // Get returns an account to its owner or an admin; anyone else gets the 404
-// of an account that does not exist. Content and playback call it with the
-// viewer's own token.
+// of an account that does not exist.
 func (a *Accounts) Get(ctx context.Context, caller *kit.Claims, id string) (events.Account, error) {
 	if err := owner(caller, id, true); err != nil {
 		return events.Account{}, err
@@ -251,6 +253,30 @@ func (a *Accounts) Get(ctx context.Context, caller *kit.Claims, id string) (even
 		return events.Account{}, kit.NotFound("account %q not found", id)
 	}
 	return rec.Account, err
+}
+
+// CodeUnknownAccount answers a lookup of an account that does not exist.
+const CodeUnknownAccount = "unknown_account"
+
+// Lookup reads an account for another service (Accounts.GetAccount over
+// gRPC, which admits content and playback only): they authenticated the
+// viewer themselves, and the answer carries what their decisions need,
+// never the e-mail.
+func (a *Accounts) Lookup(ctx context.Context, id string) (events.Account, error) {
+	if !kit.ValidID(id) {
+		return events.Account{}, kit.Invalid("account_id", "account_id must be 1-64 letters, digits, '-' or '_'")
+	}
+	rec, _, err := a.accounts.Get(ctx, id)
+	if errors.Is(err, kit.ErrNotFound) {
+		return events.Account{}, &kit.Error{Status: http.StatusNotFound, Code: CodeUnknownAccount, Field: "account_id",
+			Message: fmt.Sprintf("account %q not found", id)}
+	}
+	if err != nil {
+		return events.Account{}, err
+	}
+	acc := rec.Account
+	acc.Email = ""
+	return acc, nil
 }
 
 // owner admits the account's owner, and an admin when adminToo (reads):

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	accountv1 "github.com/switchboard-dev/switchboard/gen/switchboard/account/v1"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -72,6 +73,11 @@ func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /accounts/{id}", kit.RequireAuth(s.tokens, s.get))
 	mux.HandleFunc("PUT /accounts/{id}/subscription", kit.RequireAuth(s.tokens, s.subscription))
 	mux.HandleFunc("POST /accounts/{id}/profiles", kit.RequireAuth(s.tokens, s.addProfile))
+}
+
+// RegisterGRPC serves the account reads of content and playback.
+func (s *service) RegisterGRPC(srv *kit.GRPCServer) {
+	accountv1.RegisterAccountsServer(srv, accountsServer{acc: s.acc})
 }
 
 func (s *service) Run(ctx context.Context) error {

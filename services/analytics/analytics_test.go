@@ -171,7 +171,7 @@ func TestSilentSessionsGoStale(t *testing.T) {
 
 func TestLiveStreamPushesChanges(t *testing.T) {
 	r := newRig(t, 1, nil)
-	resp, err := http.Get(r.replicas[0].Base + "/live/stream")
+	resp, err := kittest.GatewayHTTP(t).Get(r.replicas[0].Base + "/live/stream")
 	if err != nil {
 		t.Fatal(err)
 	}

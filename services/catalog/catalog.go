@@ -183,8 +183,10 @@ type Service struct {
 	Workloads []Workload
 	// Port is the HTTP container port.
 	Port int32
-	// Upstreams are the services this one calls over REST. Each becomes an
-	// env var <UPSTREAM>_URL (see EnvURL).
+	// Upstreams are the services this one calls. The gateway forwards the
+	// public API to them over REST with mutual TLS, each at <UPSTREAM>_URL
+	// (see EnvURL); every other service calls their internal gRPC API (see
+	// InternalMethods), each at <UPSTREAM>_GRPC (see EnvGRPC).
 	Upstreams []string
 	// Publishes are the NATS subjects of the events it produces; the bus
 	// refuses any other.
@@ -591,8 +593,9 @@ func Names(ss []Service) []string {
 // ValidWorkload reports whether w names a known workload.
 func ValidWorkload(w Workload) bool { return slices.Contains(Workloads, w) }
 
-// EnvURL is the env var that carries an upstream's base URL: "product" →
-// "PRODUCT_URL".
+// EnvURL is the env var that carries the base URL of an upstream's REST
+// API, which only the gateway calls: "product" → "PRODUCT_URL". Other
+// services reach their upstreams at EnvGRPC.
 func EnvURL(upstream string) string {
 	return strings.ToUpper(strings.ReplaceAll(upstream, "-", "_")) + "_URL"
 }

@@ -256,45 +256,6 @@ func filterRoutes(keep func(Route) bool) []Route {
 	return out
 }
 
-// InternalRoute is an operation only other services call. The gateway never
-// routes it (there is no public route for it), and issue 11 moves it to
-// gRPC, callable by its Callers only.
-//
-// One internal call shares a customer route for now, with the caller's
-// token forwarded, so the service's ownership check covers it: the account
-// lookups of playback and content (GET /accounts/{id}).
-type InternalRoute struct {
-	Service string
-	Method  string
-	// Path is the service's own ServeMux pattern path.
-	Path    string
-	Callers []string
-	Summary string
-}
-
-var internalRoutes = []InternalRoute{
-	{Service: "product", Method: http.MethodPost, Path: "/stock/{id}/reservations", Callers: []string{"order"},
-		Summary: "Reserve stock for an order."},
-	{Service: "product", Method: http.MethodPost, Path: "/stock/{id}/reservations/{orderId}/commit", Callers: []string{"order"},
-		Summary: "Turn an order's reservation into a sale."},
-	{Service: "product", Method: http.MethodDelete, Path: "/stock/{id}/reservations/{orderId}", Callers: []string{"order"},
-		Summary: "Release an order's reservation."},
-	{Service: "product", Method: http.MethodPost, Path: "/stock/{id}/restocks", Callers: []string{"order"},
-		Summary: "Put the units of a refunded order back on sale."},
-	{Service: "payment", Method: http.MethodPost, Path: "/payments", Callers: []string{"order"},
-		Summary: "Charge an order."},
-	{Service: "payment", Method: http.MethodGet, Path: "/orders/{orderId}/payments", Callers: []string{"order"},
-		Summary: "The payments of an order: the saga's answer to an ambiguous charge."},
-	{Service: "payment", Method: http.MethodPost, Path: "/payments/{id}/refund", Callers: []string{"order"},
-		Summary: "Refund a payment."},
-	{Service: "content", Method: http.MethodGet, Path: "/videos/{id}/access", Callers: []string{"playback"},
-		Summary: "Whether an account may watch a title from a region."},
-}
-
-// InternalRoutes returns the operations only services call. The slice is a
-// copy.
-func InternalRoutes() []InternalRoute { return slices.Clone(internalRoutes) }
-
 // EnvTrustedProxyCIDRs lists, comma-separated, the proxies in front of the
 // gateway whose X-Forwarded-For the gateway believes when it keys its rate
 // limits by client address. Empty: it believes none.

@@ -2,7 +2,6 @@ package catalog_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -88,42 +87,4 @@ func TestRouteHelpers(t *testing.T) {
 	if n := len(catalog.RoutesOf(catalog.Gateway)); n != 2 {
 		t.Errorf("the gateway has %d routes of its own, want /health and /api/openapi.json", n)
 	}
-}
-
-// No internal operation matches a public route: the gateway, which routes
-// only the table, can never reach one.
-func TestInternalRoutesAreNotPublic(t *testing.T) {
-	mux := http.NewServeMux()
-	for _, r := range catalog.Routes() {
-		mux.HandleFunc(r.Pattern(), func(http.ResponseWriter, *http.Request) {})
-	}
-	for _, op := range catalog.InternalRoutes() {
-		t.Run(op.Method+" "+op.Service+op.Path, func(t *testing.T) {
-			svc, ok := catalog.Lookup(op.Service)
-			if !ok {
-				t.Fatalf("unknown service %q", op.Service)
-			}
-			for _, c := range op.Callers {
-				caller, _ := catalog.Lookup(c)
-				if !slices.Contains(caller.Upstreams, svc.Name) {
-					t.Errorf("caller %s does not list %s as an upstream", c, svc.Name)
-				}
-			}
-			req := httptest.NewRequest(op.Method, "/api/"+op.Service+concrete(op.Path), nil)
-			if _, pattern := mux.Handler(req); pattern != "" {
-				t.Errorf("%s %s matches the public route %q", req.Method, req.URL.Path, pattern)
-			}
-		})
-	}
-}
-
-// concrete fills a pattern path's wildcards with sample values.
-func concrete(path string) string {
-	segs := strings.Split(path, "/")
-	for i, s := range segs {
-		if strings.HasPrefix(s, "{") {
-			segs[i] = "x" + strings.Trim(s, "{}.")
-		}
-	}
-	return strings.Join(segs, "/")
 }

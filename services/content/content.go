@@ -9,10 +9,11 @@
 // A redelivered job finds the video ready, republishes the same event id
 // (JetStream and consumers drop the copy) and is acked as a duplicate.
 //
-// Access is decided per viewer: the video must be ready, offered in the
-// viewer's region, and the viewer's plan (read from account with the
-// viewer's own token, behind the client's breaker) must rank at least the
-// video's minPlan.
+// Access is decided per viewer, for playback, through the internal gRPC
+// API (switchboard.content.v1.Library, which admits playback's identity
+// only): the video must be ready, offered in the viewer's region, and the
+// viewer's plan (read from account over gRPC, behind the client's breaker)
+// must rank at least the video's minPlan.
 package content
 
 import (
@@ -22,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,29 +107,27 @@ func (u Upload) Validate() error {
 	return nil
 }
 
-// Access is the answer of GET /videos/{id}/access.
+// Access is an access decision: allowed, or why not.
 type Access struct {
 	Allowed bool   `json:"allowed"`
 	Reason  string `json:"reason"`
 }
 
-// Caller performs calls to an upstream; *kit.Client is one.
-type Caller interface {
-	Do(ctx context.Context, req kit.Request) (*kit.Response, error)
-}
+// CodeUnknownVideo answers an internal read of a video that does not exist.
+const CodeUnknownVideo = "unknown_video"
 
 // Library holds the content logic.
 type Library struct {
 	videos   *kit.Store[events.Video]
 	pub      kit.Publisher
-	accounts Caller
+	accounts Accounts
 	now      func() time.Time
 	// encodeTime simulates the transcoder's work per job.
 	encodeTime time.Duration
 }
 
 // NewLibrary refuses nil dependencies.
-func NewLibrary(videos *kit.Store[events.Video], pub kit.Publisher, accounts Caller, encodeTime time.Duration) (*Library, error) {
+func NewLibrary(videos *kit.Store[events.Video], pub kit.Publisher, accounts Accounts, encodeTime time.Duration) (*Library, error) {
 	if videos == nil || pub == nil || accounts == nil {
 		return nil, errors.New("content: NewLibrary needs a store, a publisher and an account client")
 	}
@@ -269,53 +267,52 @@ func (l *Library) OnEncodeRequested(ctx context.Context, ev kit.Event) error {
 	return nil
 }
 
-// CheckAccess decides whether accountID may watch video id from region.
-// authorization is the viewer's Authorization header, forwarded to account.
-func (l *Library) CheckAccess(ctx context.Context, id, accountID, region, authorization string) (Access, error) {
-	switch {
-	case accountID == "":
-		return Access{}, kit.Invalid("accountId", "accountId is required")
-	case !kit.ValidID(accountID):
-		return Access{}, kit.Invalid("accountId", "accountId must be an account id")
-	case region == "":
-		return Access{}, kit.Invalid("region", "region is required")
-	case !kit.ValidID(region):
-		return Access{}, kit.Invalid("region", "region must be a region code")
+// Video reads one video for another service: Get, with a missing video
+// named as the internal API names it.
+func (l *Library) Video(ctx context.Context, id string) (events.Video, error) {
+	if !kit.ValidID(id) {
+		return events.Video{}, kit.Invalid("video_id", "video_id must be 1-64 letters, digits, '-' or '_'")
 	}
 	v, err := l.Get(ctx, id)
+	if e := kit.AsError(err); err != nil && e.Status == http.StatusNotFound {
+		return events.Video{}, &kit.Error{Status: http.StatusNotFound, Code: CodeUnknownVideo, Field: "video_id",
+			Message: fmt.Sprintf("video %q not found", id)}
+	}
+	return v, err
+}
+
+// CheckAccess decides whether accountID may watch video id from region,
+// and returns the video with the decision. Playback authenticated the
+// viewer (accountID is its token's subject); a refusal, an unknown
+// account's included, is a decision, not an error.
+func (l *Library) CheckAccess(ctx context.Context, id, accountID, region string) (Access, events.Video, error) {
+	switch {
+	case !kit.ValidID(accountID):
+		return Access{}, events.Video{}, kit.Invalid("account_id", "account_id must be an account id")
+	case !kit.ValidID(region):
+		return Access{}, events.Video{}, kit.Invalid("region", "region must be a region code: 1-64 letters, digits, '-' or '_'")
+	}
+	v, err := l.Video(ctx, id)
 	if err != nil {
-		return Access{}, err
+		return Access{}, events.Video{}, err
 	}
 	if v.Status != Ready {
-		return Access{Reason: "video is still encoding"}, nil
+		return Access{Reason: "video is still encoding"}, v, nil
 	}
 	if !slices.Contains(v.Regions, region) {
-		return Access{Reason: fmt.Sprintf("video is not available in region %s", region)}, nil
+		return Access{Reason: fmt.Sprintf("video is not available in region %s", region)}, v, nil
 	}
-	h := http.Header{}
-	if authorization != "" {
-		h.Set("Authorization", authorization)
+	plan, err := l.accounts.Plan(ctx, accountID)
+	if errors.Is(err, ErrUnknownAccount) {
+		return Access{Reason: "account is unknown"}, v, nil
 	}
-	resp, err := l.accounts.Do(ctx, kit.Request{Method: http.MethodGet, Path: "/accounts/" + url.PathEscape(accountID), Header: h})
 	if err != nil {
-		return Access{}, err
+		return Access{}, events.Video{}, err
 	}
-	switch {
-	case resp.Status == http.StatusUnauthorized:
-		return Access{}, kit.UpstreamError(resp)
-	case resp.Status == http.StatusForbidden || resp.Status == http.StatusNotFound:
-		return Access{Reason: "account is unknown or not yours"}, nil
-	case resp.Status != http.StatusOK:
-		return Access{}, kit.Unavailable("account answered %d", resp.Status)
-	}
-	var acc events.Account
-	if err := resp.JSON(&acc); err != nil {
-		return Access{}, kit.Unavailable("account answered garbage: %v", err)
-	}
-	have, ok := events.LookupPlan(acc.Plan)
+	have, ok := events.LookupPlan(plan)
 	need, _ := events.LookupPlan(v.MinPlan)
 	if !ok || have.Rank < need.Rank {
-		return Access{Reason: fmt.Sprintf("plan %s does not include this video: it needs %s or better", acc.Plan, v.MinPlan)}, nil
+		return Access{Reason: fmt.Sprintf("plan %s does not include this video: it needs %s or better", plan, v.MinPlan)}, v, nil
 	}
-	return Access{Allowed: true, Reason: "ok"}, nil
+	return Access{Allowed: true, Reason: "ok"}, v, nil
 }

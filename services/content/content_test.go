@@ -5,14 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	contentv1 "github.com/switchboard-dev/switchboard/gen/switchboard/content/v1"
 
 	"github.com/switchboard-dev/switchboard/services/account"
+	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/content"
 	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
@@ -24,7 +28,9 @@ type env struct {
 	accounts, videos streamtest.Client
 	// staff is videos with an admin's token: adding titles is theirs.
 	staff streamtest.Client
-	base  map[string]string
+	// asPlayback calls content's gRPC API as playback does.
+	asPlayback contentv1.LibraryClient
+	base       map[string]string
 }
 
 // env returns the content service's environment with extra settings.
@@ -47,14 +53,15 @@ func start(t *testing.T, extra map[string]string) env {
 	e["SEED_DEMO"] = "false"
 	e["UPSTREAM_ATTEMPTS"] = "1"
 	acc := kittest.Serve(t, account.Definition, e)
-	e["ACCOUNT_URL"] = acc.URL
+	e[catalog.EnvGRPC("account")] = acc.GRPCAddr
 	for k, v := range extra {
 		e[k] = v
 	}
 	c := kittest.Serve(t, content.Definition, e)
 	videos := streamtest.Client{T: t, Base: c.URL}
 	return env{accounts: streamtest.Client{T: t, Base: acc.URL}, videos: videos,
-		staff: videos.As(kittest.StaffToken(t, "staff1")), base: e}
+		staff: videos.As(kittest.StaffToken(t, "staff1")), base: e,
+		asPlayback: contentv1.NewLibraryClient(kittest.Platform(t).GRPCClient(t, "playback", "content", c.GRPCAddr))}
 }
 
 func signUp(t *testing.T, c streamtest.Client, email, plan string) (string, string) {
@@ -105,63 +112,87 @@ func TestUploadEncodesThroughThePipeline(t *testing.T) {
 	}
 }
 
+// Playback asks content whether a viewer may watch a title (over gRPC,
+// for the viewer its token names): ready, offered in the region, and the
+// account's plan, read from account over gRPC, ranking the title's
+// minimum plan.
 func TestAccess(t *testing.T) {
 	e := start(t, nil)
-	basicID, basicTok := signUp(t, e.accounts, "basic@example.com", events.PlanBasic)
-	premID, premTok := signUp(t, e.accounts, "prem@example.com", events.PlanPremium)
+	basicID, _ := signUp(t, e.accounts, "basic@example.com", events.PlanBasic)
+	premID, _ := signUp(t, e.accounts, "prem@example.com", events.PlanPremium)
 	var v events.Video
 	e.staff.Must(http.StatusCreated, "POST", "/videos", content.Upload{
 		Title: "Deep Sea", Genres: []string{"nature"}, DurationSec: 600, Regions: []string{"eu", "us"}, MinPlan: events.PlanStandard,
 	}, &v)
 	waitReady(t, e.videos, v.ID)
+	ctx := context.Background()
 
 	tests := []struct {
-		name            string
-		token, acct, rg string
-		allowed         bool
-		reason          string
+		name     string
+		acct, rg string
+		allowed  bool
+		reason   string
 	}{
-		{"a premium viewer in the EU may watch", premTok, premID, "eu", true, "ok"},
-		{"a region outside the video's list is refused", premTok, premID, "apac", false, "video is not available in region apac"},
-		{"a plan below minPlan is refused", basicTok, basicID, "eu", false, "plan basic does not include this video: it needs standard or better"},
-		{"someone else's account is refused", basicTok, premID, "eu", false, "account is unknown or not yours"},
+		{"a premium viewer in the EU may watch", premID, "eu", true, "ok"},
+		{"a region outside the video's list is refused", premID, "apac", false, "video is not available in region apac"},
+		{"a plan below minPlan is refused", basicID, "eu", false, "plan basic does not include this video: it needs standard or better"},
+		{"an unknown account is refused", "nobody", "eu", false, "account is unknown"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var a content.Access
-			e.videos.As(tt.token).Must(http.StatusOK, "GET", "/videos/"+v.ID+"/access?"+url.Values{"accountId": {tt.acct}, "region": {tt.rg}}.Encode(), nil, &a)
-			if a.Allowed != tt.allowed || a.Reason != tt.reason {
-				t.Fatalf("access %+v, want allowed=%v reason %q", a, tt.allowed, tt.reason)
+			a, err := e.asPlayback.CheckAccess(ctx, &contentv1.CheckAccessRequest{VideoId: v.ID, AccountId: tt.acct, Region: tt.rg})
+			if err != nil || a.GetAllowed() != tt.allowed || a.GetReason() != tt.reason || a.GetVideo().GetId() != v.ID {
+				t.Fatalf("access %v (%v), want allowed=%v reason %q with the video", a, err, tt.allowed, tt.reason)
 			}
 		})
 	}
-
-	raw := e.videos.As(premTok).Must(http.StatusBadRequest, "GET", "/videos/"+v.ID+"/access?region=eu", nil, nil)
-	if streamtest.Err(t, raw).Error.Field != "accountId" {
-		t.Fatalf("missing accountId: %s", raw)
+	got, err := e.asPlayback.GetVideo(ctx, &contentv1.GetVideoRequest{VideoId: v.ID})
+	if err != nil || got.GetVideo().GetStatus() != contentv1.VideoStatus_VIDEO_STATUS_READY || len(got.GetVideo().GetRenditions()) == 0 {
+		t.Fatalf("GetVideo: %v %v", got, err)
 	}
-	e.videos.As(premTok).Must(http.StatusNotFound, "GET", "/videos/nope/access?accountId="+premID+"&region=eu", nil, nil)
 
-	// With account unreachable, the check fails fast with a 503 rather
+	refusals := []struct {
+		name          string
+		req           *contentv1.CheckAccessRequest
+		code          codes.Code
+		reason, field string
+	}{
+		{"no account", &contentv1.CheckAccessRequest{VideoId: v.ID, Region: "eu"}, codes.InvalidArgument, kit.CodeInvalid, "account_id"},
+		{"no region", &contentv1.CheckAccessRequest{VideoId: v.ID, AccountId: premID}, codes.InvalidArgument, kit.CodeInvalid, "region"},
+		{"an unknown video", &contentv1.CheckAccessRequest{VideoId: "nope", AccountId: premID, Region: "eu"}, codes.NotFound, content.CodeUnknownVideo, "video_id"},
+	}
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.asPlayback.CheckAccess(ctx, tt.req)
+			if e := kit.AsError(err); status.Code(err) != tt.code || e.Code != tt.reason || e.Field != tt.field {
+				t.Fatalf("%v, want %s %s naming %s", err, tt.code, tt.reason, tt.field)
+			}
+		})
+	}
+	// Over REST the access check no longer exists.
+	e.videos.Must(http.StatusNotFound, "GET", "/videos/"+v.ID+"/access?accountId="+premID+"&region=eu", nil, nil)
+
+	// With account unreachable, the check fails with UNAVAILABLE rather
 	// than guess. (A second replica on the same broker sees the same video.)
-	down := kittest.Serve(t, content.Definition, e.env(map[string]string{"ACCOUNT_URL": "http://127.0.0.1:1"}))
-	raw = streamtest.Client{T: t, Base: down.URL, Token: premTok}.Must(http.StatusServiceUnavailable, "GET", "/videos/"+v.ID+"/access?accountId="+premID+"&region=eu", nil, nil)
-	if streamtest.Err(t, raw).Error.Code != kit.CodeUnavailable {
-		t.Fatalf("account down: %s", raw)
+	down := kittest.Serve(t, content.Definition, e.env(map[string]string{catalog.EnvGRPC("account"): "127.0.0.1:1"}))
+	asPlayback := contentv1.NewLibraryClient(kittest.Platform(t).GRPCClient(t, "playback", "content", down.GRPCAddr))
+	_, err = asPlayback.CheckAccess(ctx, &contentv1.CheckAccessRequest{VideoId: v.ID, AccountId: premID, Region: "eu"})
+	if status.Code(err) != codes.Unavailable || kit.AsError(err).Code != kit.CodeUnavailable {
+		t.Fatalf("account down: %v", err)
 	}
 }
 
 func TestAccessWhileEncoding(t *testing.T) {
 	e := start(t, map[string]string{"ENCODE_TIME": "1h"})
-	id, tok := signUp(t, e.accounts, "early@example.com", events.PlanPremium)
+	id, _ := signUp(t, e.accounts, "early@example.com", events.PlanPremium)
 	var v events.Video
 	e.staff.Must(http.StatusCreated, "POST", "/videos", content.Upload{
 		Title: "Soon", Genres: []string{"drama"}, DurationSec: 60, Regions: []string{"eu"}, MinPlan: events.PlanBasic,
 	}, &v)
-	var a content.Access
-	e.videos.As(tok).Must(http.StatusOK, "GET", "/videos/"+v.ID+"/access?accountId="+id+"&region=eu", nil, &a)
-	if a.Allowed || a.Reason != "video is still encoding" {
-		t.Fatalf("access while encoding: %+v", a)
+	a, err := e.asPlayback.CheckAccess(context.Background(), &contentv1.CheckAccessRequest{VideoId: v.ID, AccountId: id, Region: "eu"})
+	if err != nil || a.GetAllowed() || a.GetReason() != "video is still encoding" ||
+		a.GetVideo().GetStatus() != contentv1.VideoStatus_VIDEO_STATUS_ENCODING {
+		t.Fatalf("access while encoding: %v %v", a, err)
 	}
 }
 
@@ -289,7 +320,7 @@ func TestAStalledEncodingIsResumed(t *testing.T) {
 	e := b.Env()
 	e["BCRYPT_COST"], e["SEED_DEMO"], e["ENCODE_RESUME_AFTER"] = "4", "false", "200ms"
 	acc := kittest.Serve(t, account.Definition, e)
-	e["ACCOUNT_URL"] = acc.URL
+	e[catalog.EnvGRPC("account")] = acc.GRPCAddr
 	c := kittest.Serve(t, content.Definition, e)
 	v := waitReady(t, streamtest.Client{T: t, Base: c.URL}, orphan.ID)
 	if len(v.Renditions) == 0 || v.Renditions[len(v.Renditions)-1].Quality != "720p" {

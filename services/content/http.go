@@ -26,9 +26,3 @@ func (s *service) get(w http.ResponseWriter, r *http.Request) {
 	v, err := s.lib.Get(r.Context(), r.PathValue("id"))
 	kit.Reply(w, r, http.StatusOK, v, err)
 }
-
-func (s *service) access(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	a, err := s.lib.CheckAccess(r.Context(), r.PathValue("id"), q.Get("accountId"), q.Get("region"), r.Header.Get("Authorization"))
-	kit.Reply(w, r, http.StatusOK, a, err)
-}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	contentv1 "github.com/switchboard-dev/switchboard/gen/switchboard/content/v1"
 	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
@@ -32,7 +33,7 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Tokens == nil {
 		return nil, errors.New("content: needs a token verifier")
 	}
-	accounts, err := d.Client("account")
+	accounts, err := d.GRPC("account")
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +47,7 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	lib, err := NewLibrary(videos, d.Bus, accounts, encodeTime)
+	lib, err := NewLibrary(videos, d.Bus, NewGRPCAccounts(accounts), encodeTime)
 	if err != nil {
 		return nil, err
 	}
@@ -67,9 +68,11 @@ func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /videos/{id}", s.get)
 	// Staff only, checked here whatever the gateway checked.
 	mux.HandleFunc("POST /videos", kit.RequireAdmin(s.tokens, s.create))
-	// Internal: playback's access check, with the viewer's token forwarded
-	// so account answers for the viewer only. Never routed by the gateway.
-	mux.HandleFunc("GET /videos/{id}/access", s.access)
+}
+
+// RegisterGRPC serves playback's reads: a video, and the access decision.
+func (s *service) RegisterGRPC(srv *kit.GRPCServer) {
+	contentv1.RegisterLibraryServer(srv, libraryServer{lib: s.lib})
 }
 
 // Run is the encoding worker: one shared durable across replicas, so each

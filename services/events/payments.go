@@ -9,15 +9,18 @@ import (
 // Payment is a payment as the payment service stores and answers it, and
 // as its three events carry it.
 type Payment struct {
-	ID         string     `json:"id"`
-	OrderID    string     `json:"orderId"`
-	UserID     string     `json:"userId"`
-	Amount     int64      `json:"amount"`
-	Method     string     `json:"method"`
-	Status     string     `json:"status"`
-	Reason     string     `json:"reason,omitempty"`
-	CreatedAt  time.Time  `json:"createdAt"`
-	RefundedAt *time.Time `json:"refundedAt,omitempty"`
+	ID      string `json:"id"`
+	OrderID string `json:"orderId"`
+	UserID  string `json:"userId"`
+	Amount  int64  `json:"amount"`
+	Method  string `json:"method"`
+	Status  string `json:"status"`
+	// Reason says why a charge was declined.
+	Reason string `json:"reason,omitempty"`
+	// RefundReason says why the money was given back.
+	RefundReason string     `json:"refundReason,omitempty"`
+	CreatedAt    time.Time  `json:"createdAt"`
+	RefundedAt   *time.Time `json:"refundedAt,omitempty"`
 }
 
 // PaymentCompleted is the data of payment.completed.

@@ -6,6 +6,12 @@
 // (by user when a valid token comes with the call, by client address
 // otherwise), guards every upstream with a circuit breaker and timeouts,
 // and streams responses through without buffering them.
+//
+// Its own port is plain HTTP: TLS for the outside world ends at the
+// ingress or load balancer in front of it. Behind it, every service's API
+// port speaks mutual TLS and admits the gateway's certificate only; the
+// gateway in turn checks that each upstream proves that upstream's own
+// identity.
 package gateway
 
 import (
@@ -37,8 +43,9 @@ const (
 	CodeUpstreamSlow = "upstream_timeout"
 )
 
-// Upstream is where a service is reached: its API, and its ops port, where
-// the gateway asks for its readiness.
+// Upstream is where a service is reached: its API (https: the gateway
+// proves its identity and checks the service's), and its ops port (plain),
+// where the gateway asks for its readiness.
 type Upstream struct {
 	API, Ops *url.URL
 }
@@ -52,7 +59,12 @@ type Options struct {
 	Burst           int           // per-caller burst; default 200
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
-	Transport      *http.Transport
+	// Identity is the gateway's own: the certificate it presents to every
+	// upstream's API port, the only one those admit.
+	Identity *kit.Identity
+	// Transport is the base of every upstream's transport; each upstream
+	// gets a copy with mutual TLS to its own identity.
+	Transport *http.Transport
 }
 
 type upstream struct {
@@ -100,15 +112,17 @@ func NewGateway(upstreams map[string]Upstream, tokens kit.Verifier, m *kit.Metri
 	if o.Burst <= 0 {
 		o.Burst = 200
 	}
+	if o.Identity == nil {
+		return nil, errors.New("gateway: needs its identity: services admit the gateway's certificate only")
+	}
 	tr := o.Transport
 	if tr == nil {
-		tr = kit.NewTransport()
-		tr.ResponseHeaderTimeout = o.Timeout
-		tr.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		tr = newTransport(o.Timeout)
 	}
 	g := &Gateway{upstreams: map[string]*upstream{}, tokens: tokens, limiter: NewLimiter(rate.Limit(o.RPS), o.Burst),
 		clients: clientAddr{trusted: o.TrustedProxies},
-		health:  &http.Client{Transport: tr, Timeout: 2 * time.Second}}
+		// The ops ports are plain HTTP.
+		health: &http.Client{Transport: tr.Clone(), Timeout: 2 * time.Second}}
 	gw, _ := catalog.Lookup(catalog.Gateway)
 	for name, u := range upstreams {
 		if !slices.Contains(gw.Upstreams, name) {
@@ -117,12 +131,15 @@ func NewGateway(upstreams map[string]Upstream, tokens kit.Verifier, m *kit.Metri
 		if u.API == nil || u.Ops == nil {
 			return nil, fmt.Errorf("gateway: %s needs both its API and its ops URL", name)
 		}
+		if u.API.Scheme != "https" {
+			return nil, fmt.Errorf("gateway: %s's API is %s: services serve their API over mutual TLS (https)", name, u.API)
+		}
 		up := &upstream{name: name, base: u.API, ops: u.Ops,
 			cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](kit.BreakerSettings(name, o.BreakerFailures, o.BreakerOpenFor, m))}
 		m.BreakerState.WithLabelValues(name).Set(0)
 		up.proxy = &httputil.ReverseProxy{
 			Rewrite:        up.rewrite,
-			Transport:      tr,
+			Transport:      upstreamTransport(tr, o.Identity, name),
 			ModifyResponse: up.modifyResponse,
 			ErrorHandler:   up.errorHandler,
 			// Flush as bytes arrive: server-sent events and large bodies
@@ -149,6 +166,32 @@ func NewGateway(upstreams map[string]Upstream, tokens kit.Verifier, m *kit.Metri
 	}
 	g.openAPI = doc
 	return g, nil
+}
+
+// newTransport is the pooled transport the upstreams' are copies of: many
+// idle connections per host, so a busy gateway never re-dials (and never
+// repeats a TLS handshake), short dials, and o.Timeout for the answer's
+// headers.
+func newTransport(timeout time.Duration) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 90 * time.Second
+	t.ResponseHeaderTimeout = timeout
+	t.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return t
+}
+
+// upstreamTransport is base with mutual TLS to one upstream: the gateway's
+// certificate, and the server must prove the upstream's own SPIFFE ID
+// (read at each handshake, so a renewed identity is followed), whatever
+// address it answers on.
+func upstreamTransport(base *http.Transport, ident *kit.Identity, name string) *http.Transport {
+	t := base.Clone()
+	t.TLSClientConfig = kit.ClientTLSConfig(ident, func(peer kit.SPIFFEID) error {
+		return kit.AuthorizeID(ident.ID().Sibling(name))(peer)
+	})
+	return t
 }
 
 // Register puts one handler per route of the table on mux, each enforcing

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -77,7 +78,7 @@ func newStub(t *testing.T, name string) *stub {
 		s.mu.Unlock()
 		kit.WriteJSON(w, http.StatusOK, map[string]string{"service": name})
 	})
-	s.api = httptest.NewServer(kit.Middleware(quiet, kit.NewMetrics(name), mux))
+	s.api = serveTLS(t, name, kit.Middleware(quiet, kit.NewMetrics(name), mux))
 	s.ops = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/readyz" && s.ready.Load() {
 			kit.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -87,6 +88,18 @@ func newStub(t *testing.T, name string) *stub {
 	}))
 	t.Cleanup(s.api.Close)
 	t.Cleanup(s.ops.Close)
+	return s
+}
+
+// serveTLS serves h as a service's API port does: mutual TLS with the
+// identity of as, admitting the gateway's certificate only. Its URL is
+// https.
+func serveTLS(t *testing.T, as string, h http.Handler) *httptest.Server {
+	t.Helper()
+	s := httptest.NewUnstartedServer(h)
+	s.Listener = tls.NewListener(s.Listener, kit.APITLSConfig(kittest.Platform(t).Identity(t, as)))
+	s.Start()
+	s.URL = "https://" + s.Listener.Addr().String()
 	return s
 }
 
@@ -121,6 +134,9 @@ func newRig(t *testing.T, services []string, o Options) *rig {
 	}
 	if o.RPS == 0 {
 		o.RPS, o.Burst = 1e6, 1e6
+	}
+	if o.Identity == nil {
+		o.Identity = kittest.Platform(t).Identity(t, catalog.Gateway)
 	}
 	g, err := NewGateway(ups, tokens, kit.NewMetrics("gateway"), o)
 	if err != nil {
@@ -341,8 +357,8 @@ func TestUndeclaredRoutesAreUnknown(t *testing.T) {
 	for _, p := range []string{"/", "/api", "/api/", "/api/warehouse/items", "/api/product/nowhere", "/healthz", "/readyz", "/metrics", "/health/detail", "/api/gateway/health"} {
 		probes = append(probes, probe{"GET", p}, probe{"POST", p})
 	}
-	for _, op := range catalog.InternalRoutes() {
-		probes = append(probes, probe{op.Method, "/api/" + op.Service + concrete(op.Path)})
+	for _, m := range catalog.InternalMethods() {
+		probes = append(probes, probe{"POST", "/api/" + m.Service + m.Method}, probe{"POST", m.Method})
 	}
 	n := 0
 	for _, p := range probes {
@@ -368,21 +384,61 @@ func TestUndeclaredRoutesAreUnknown(t *testing.T) {
 }
 
 // The internal operations (stock reservations, commits and releases,
-// charges, refunds by payment id, content access) are never reachable
-// through the gateway, not even for staff.
+// charges, refunds, voids, account and content reads) are gRPC methods on
+// the services' grpc port, which the gateway has no client for; their
+// paths, asked of the gateway, are unknown routes, not even for staff.
 func TestInternalOperationsAreUnreachable(t *testing.T) {
 	r := newRig(t, allUpstreams(), Options{})
-	ops := catalog.InternalRoutes()
+	ops := catalog.InternalMethods()
 	if len(ops) == 0 {
 		t.Fatal("the catalog declares no internal operations")
 	}
 	for _, op := range ops {
-		path := "/api/" + op.Service + concrete(op.Path)
-		if a := r.do(op.Method, path, staff); a.status != http.StatusNotFound || a.code() != CodeUnknownRoute {
-			t.Errorf("%s %s: %d %s, want 404 %s", op.Method, path, a.status, a.body, CodeUnknownRoute)
+		for _, path := range []string{"/api/" + op.Service + op.Method, op.Method} {
+			if a := r.do("POST", path, staff); a.status != http.StatusNotFound || a.code() != CodeUnknownRoute {
+				t.Errorf("POST %s: %d %s, want 404 %s", path, a.status, a.body, CodeUnknownRoute)
+			}
 		}
 		if calls := r.stubs[op.Service].take(); len(calls) > 0 {
-			t.Errorf("%s %s reached %s: %+v", op.Method, path, op.Service, calls)
+			t.Errorf("%s reached %s: %+v", op.Method, op.Service, calls)
+		}
+	}
+}
+
+// The gateway reaches each upstream over mutual TLS and checks that the
+// upstream proves its own identity: a server answering at product's
+// address with another service's certificate gets nothing, and the call
+// answers 503. A gateway without its identity, or an upstream URL that is
+// not https, is refused at start.
+func TestUpstreamsMustProveTheirIdentity(t *testing.T) {
+	impostor := serveTLS(t, "order", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("the impostor was sent %s %s", r.Method, r.URL.Path)
+	}))
+	api, _ := url.Parse(impostor.URL)
+	ops, _ := url.Parse("http://127.0.0.1:1")
+	id := kittest.Platform(t).Identity(t, catalog.Gateway)
+	g, err := NewGateway(map[string]Upstream{"product": {API: api, Ops: ops}}, tokens, kit.NewMetrics("gateway"), Options{Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	g.Register(mux)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/api/product/products", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), CodeUpstreamDown) {
+		t.Fatalf("a product answering with order's certificate: %d %s", rec.Code, rec.Body)
+	}
+
+	plain, _ := url.Parse("http://127.0.0.1:1")
+	for name, tt := range map[string]struct {
+		ups Upstream
+		o   Options
+	}{
+		"no identity":     {Upstream{API: api, Ops: ops}, Options{}},
+		"a plain API URL": {Upstream{API: plain, Ops: ops}, Options{Identity: id}},
+	} {
+		if _, err := NewGateway(map[string]Upstream{"product": tt.ups}, tokens, kit.NewMetrics("gateway"), tt.o); err == nil {
+			t.Errorf("%s: the gateway started", name)
 		}
 	}
 }
@@ -644,8 +700,13 @@ func TestUpstreamFailures(t *testing.T) {
 // proxies; what is wrong is named.
 func TestNewReadsItsConfig(t *testing.T) {
 	base := map[string]string{
-		catalog.EnvTokenKeys: kittest.TokenKeysPEM(), catalog.EnvURL("product"): "http://product",
+		catalog.EnvTokenKeys: kittest.TokenKeysPEM(), catalog.EnvURL("product"): "https://product",
 		catalog.EnvOpsURL("product"): "http://product:8081", catalog.EnvTrustedProxyCIDRs: "10.0.0.0/8",
+	}
+	if _, err := kit.LoadConfig(catalog.Gateway, Definition.Needs, kit.MapEnv(map[string]string{
+		catalog.EnvTokenKeys: kittest.TokenKeysPEM(), catalog.EnvURL("product"): "http://product",
+	})); err == nil || !strings.Contains(err.Error(), "PRODUCT_URL") {
+		t.Errorf("a plain upstream URL: %v", err)
 	}
 	for _, tt := range []struct {
 		name, key, value, wantErr string
@@ -664,7 +725,8 @@ func TestNewReadsItsConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			svc, err := New(context.Background(), kit.Deps{Config: cfg, Metrics: kit.NewMetrics("gateway"), Tokens: tokens})
+			svc, err := New(context.Background(), kit.Deps{Config: cfg, Metrics: kit.NewMetrics("gateway"), Tokens: tokens,
+				Identity: kittest.Platform(t).Identity(t, catalog.Gateway)})
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)

@@ -32,6 +32,14 @@ type Config struct {
 	// OpsAddr serves /healthz, /readyz, /metrics and the service's ops
 	// routes, never its API.
 	OpsAddr string
+	// GRPCAddr serves the internal gRPC API, for services whose row names
+	// gRPC services (GRPC_ADDR, default ":9090").
+	GRPCAddr string
+	// Identity is the service's certificate, key and CA bundle, from the
+	// directory TLS_DIR names; nil when TLS_DIR is unset, and then Run
+	// refuses to start unless the caller sets one (dev mode and tests
+	// issue it in memory).
+	Identity *Identity
 	// NATS is empty for services with no streams and no buckets (the gateway).
 	NATSURL, NATSUser, NATSPassword string
 	// BrokerReplicas is the broker's server count (BROKER_REPLICAS, default
@@ -53,9 +61,13 @@ type Config struct {
 	// Signer signs user tokens (TOKEN_SIGNING_KEY, TOKEN_TTL); nil except
 	// for the services whose catalog row issues them.
 	Signer *Signer
-	// Upstreams maps upstream name → base URL. Every catalog upstream is
-	// required, except for the gateway, which routes to those that are set.
+	// Upstreams maps upstream name → the https base URL of its REST API:
+	// the gateway's upstreams (<UPSTREAM>_URL), those that are set, as it
+	// routes to enabled services only.
 	Upstreams map[string]*url.URL
+	// GRPCUpstreams maps upstream name → gRPC target (<UPSTREAM>_GRPC):
+	// every other service's upstreams, each required.
+	GRPCUpstreams map[string]string
 	// Env gives access to service-specific optional settings (see Duration,
 	// Int).
 	Env Getenv
@@ -82,7 +94,7 @@ func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
 	if !ok {
 		return Config{}, fmt.Errorf("unknown service %q", name)
 	}
-	c := Config{Service: svc, Env: env, Upstreams: map[string]*url.URL{}}
+	c := Config{Service: svc, Env: env, Upstreams: map[string]*url.URL{}, GRPCUpstreams: map[string]string{}}
 
 	var err error
 	if c.HTTPAddr, err = listenAddr(env, catalog.EnvHTTPAddr, catalog.HTTPPort); err != nil {
@@ -90,6 +102,16 @@ func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
 	}
 	if c.OpsAddr, err = listenAddr(env, catalog.EnvOpsAddr, catalog.OpsPort); err != nil {
 		return Config{}, err
+	}
+	if svc.ServesGRPC() {
+		if c.GRPCAddr, err = listenAddr(env, catalog.EnvGRPCAddr, catalog.GRPCPort); err != nil {
+			return Config{}, err
+		}
+	}
+	if strings.TrimSpace(env(catalog.EnvTLSDir)) != "" {
+		if c.Identity, err = IdentityFromEnv(env); err != nil {
+			return Config{}, err
+		}
 	}
 
 	if c.ShutdownDrain, err = c.NonNegativeDuration(catalog.EnvShutdownDrain, catalog.DefaultShutdownDrain); err != nil {
@@ -144,16 +166,21 @@ func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
 	}
 
 	for _, up := range svc.Upstreams {
+		if svc.Name != catalog.Gateway {
+			target := strings.TrimSpace(env(catalog.EnvGRPC(up)))
+			if target == "" {
+				return Config{}, fmt.Errorf("%s is required: the gRPC target of %s, such as dns:///%s.<namespace>.svc:%d", catalog.EnvGRPC(up), up, up, catalog.GRPCPort)
+			}
+			c.GRPCUpstreams[up] = target
+			continue
+		}
 		v := strings.TrimSpace(env(catalog.EnvURL(up)))
 		if v == "" {
-			if svc.Name == catalog.Gateway {
-				continue // the gateway routes only to enabled services
-			}
-			return Config{}, fmt.Errorf("%s is required", catalog.EnvURL(up))
+			continue // the gateway routes only to enabled services
 		}
 		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return Config{}, fmt.Errorf("%s=%q: want an absolute http(s) URL", catalog.EnvURL(up), v)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return Config{}, fmt.Errorf("%s=%q: want an absolute https URL: services serve their API over mutual TLS", catalog.EnvURL(up), v)
 		}
 		c.Upstreams[up] = u
 	}

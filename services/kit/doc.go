@@ -5,8 +5,18 @@
 // for the issuing services, a KeySet and the shared Revocations for every
 // verifier), passwords with per-email login throttling, the NATS
 // JetStream bus (streams and buckets from the catalog, event envelope,
-// durable consumers), a compare-and-set KV store and a resilient HTTP client
-// (timeout, safe retries, gobreaker).
+// durable consumers), a compare-and-set KV store, the service's identity
+// (a certificate naming it, reloaded from TLS_DIR) and the internal gRPC
+// server and client built on it (mutual TLS, a per-method caller policy
+// from the catalog, deadlines, retries of idempotent methods, gobreaker).
+//
+// Every service runs with its identity. Its API port (HTTP_ADDR) speaks
+// mutual TLS and admits the gateway's certificate alone; the gateway's own
+// API port is plain HTTP behind the ingress. A service whose catalog row
+// names gRPC services implements GRPCRegistrar, and Run serves them on
+// GRPC_ADDR to the callers catalog.InternalMethods lists; Deps.GRPC builds
+// the client of an upstream at <UPSTREAM>_GRPC. The ops port (OPS_ADDR)
+// stays plain, for probes and scrapers.
 //
 // A service is a Definition: a name from the catalog, what it needs, and a
 // Constructor. The binary looks definitions up in services/registry and
@@ -74,9 +84,12 @@
 //
 // Errors: return *kit.Error (kit.Invalid, kit.NotFound, kit.Errorf …) and
 // kit.WriteError renders {"error":{"code","message","field"}};
-// ErrContention renders as a 503 with Retry-After. The client's
-// failures are 503 dependency_unavailable *Errors that also match
-// kit.ErrNotSent, kit.ErrBreakerOpen or kit.ErrAmbiguous with errors.Is.
+// ErrContention renders as a 503 with Retry-After. A gRPC handler returns
+// the same, and the server sends it as a status with its code as the
+// ErrorInfo reason (see ToStatus). The gRPC client's failures are 503
+// dependency_unavailable *Errors that also match kit.ErrNotSent,
+// kit.ErrBreakerOpen or kit.ErrAmbiguous with errors.Is; a typed client
+// maps domain codes to its own errors with Reasons.
 //
 // Optional env knobs read through Config: UPSTREAM_TIMEOUT,
 // UPSTREAM_ATTEMPTS, BREAKER_FAILURES, BREAKER_OPEN_FOR (see

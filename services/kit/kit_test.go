@@ -8,10 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,8 +37,11 @@ func with(env map[string]string, k, v string) map[string]string {
 
 func TestLoadConfig(t *testing.T) {
 	base := map[string]string{"NATS_URL": "nats://n:4222", "NATS_USER": "u", "NATS_PASSWORD": "p", "TOKEN_KEYS": kittest.TokenKeysPEM(),
-		"PRODUCT_URL": "http://p-product.ns.svc.cluster.local", "PAYMENT_URL": "http://p-payment.ns.svc.cluster.local"}
+		"PRODUCT_GRPC": "dns:///p-product.ns.svc.cluster.local:9090", "PAYMENT_GRPC": "dns:///p-payment.ns.svc.cluster.local:9090"}
 	issuer := with(base, "TOKEN_SIGNING_KEY", kittest.SigningKeyPEM())
+	gateway := map[string]string{"TOKEN_KEYS": kittest.TokenKeysPEM(), "PRODUCT_URL": "https://p-product.ns.svc.cluster.local"}
+	tlsDir := t.TempDir()
+	kittest.Platform(t).WriteIdentityDir(t, tlsDir, "order")
 	other, _ := tokenkeys.EncodePrivate(kittest.OtherSigningKey)
 	tests := []struct {
 		name    string
@@ -52,8 +53,14 @@ func TestLoadConfig(t *testing.T) {
 		{"the operator's env for an issuer is accepted", "user", issuer, ""},
 		{"a missing NATS_URL is named", "order", with(base, "NATS_URL", "-"), "NATS_URL is required"},
 		{"a malformed NATS_URL is named", "order", with(base, "NATS_URL", "localhost:4222"), "NATS_URL="},
-		{"a missing upstream URL is named", "order", with(base, "PAYMENT_URL", "-"), "PAYMENT_URL is required"},
-		{"a malformed upstream URL is named", "order", with(base, "PRODUCT_URL", "product:80"), "PRODUCT_URL="},
+		{"a missing upstream gRPC target is named", "order", with(base, "PAYMENT_GRPC", "-"), "PAYMENT_GRPC is required"},
+		{"an upstream's REST URL is no gRPC target", "order", with(with(base, "PAYMENT_GRPC", "-"), "PAYMENT_URL", "https://p"), "PAYMENT_GRPC is required"},
+		{"the gateway's upstream URLs are accepted", "gateway", gateway, ""},
+		{"a plain upstream URL of the gateway is named", "gateway", with(gateway, "PRODUCT_URL", "http://p-product"), "PRODUCT_URL="},
+		{"a malformed upstream URL is named", "gateway", with(gateway, "PRODUCT_URL", "product:80"), "PRODUCT_URL="},
+		{"an identity in TLS_DIR is loaded", "order", with(base, "TLS_DIR", tlsDir), ""},
+		{"a TLS_DIR without an identity is named", "order", with(base, "TLS_DIR", t.TempDir()), "TLS_DIR: "},
+		{"a bad GRPC_ADDR is named", "product", with(base, "GRPC_ADDR", "9090"), "GRPC_ADDR="},
 		{"missing token keys are named", "order", with(base, "TOKEN_KEYS", "-"), "TOKEN_KEYS is required"},
 		{"malformed token keys are named", "order", with(base, "TOKEN_KEYS", "not pem"), "TOKEN_KEYS: key 1: not a PEM block"},
 		{"a private key is not a verification key", "order", with(base, "TOKEN_KEYS", kittest.SigningKeyPEM()), "TOKEN_KEYS: key 1"},
@@ -66,6 +73,9 @@ func TestLoadConfig(t *testing.T) {
 		{"a user without a password is refused", "order", with(base, "NATS_PASSWORD", "-"), "NATS_USER and NATS_PASSWORD"},
 		{"the gateway needs no upstream", "gateway", map[string]string{"TOKEN_KEYS": kittest.TokenKeysPEM()}, ""},
 	}
+	if cfg, err := kit.LoadConfig("product", kit.Needs{}, kit.MapEnv(base)); err != nil || cfg.GRPCAddr != ":9090" {
+		t.Errorf("product's GRPCAddr %q (%v), want :9090", cfg.GRPCAddr, err)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := kit.LoadConfig(tt.service, kit.Needs{Auth: true}, kit.MapEnv(tt.env))
@@ -75,6 +85,9 @@ func TestLoadConfig(t *testing.T) {
 				}
 				if cfg.HTTPAddr != ":8080" {
 					t.Errorf("HTTPAddr = %q, want :8080", cfg.HTTPAddr)
+				}
+				if (tt.env["TLS_DIR"] != "") != (cfg.Identity != nil) {
+					t.Errorf("TLS_DIR %q gave identity %v", tt.env["TLS_DIR"], cfg.Identity)
 				}
 				return
 			}
@@ -184,74 +197,6 @@ func TestMiddlewareAnswersJSON(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestClientRetriesOnlyWhatIsSafe(t *testing.T) {
-	var calls atomic.Int32
-	var status atomic.Int32
-	status.Store(503)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		w.WriteHeader(int(status.Load()))
-	}))
-	defer srv.Close()
-	u, _ := url.Parse(srv.URL)
-	c, err := kit.NewClient("up", u, kit.NewMetrics("t"), kit.ClientOptions{Attempts: 3, Backoff: time.Millisecond, BreakerFailures: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	tests := []struct {
-		name      string
-		req       kit.Request
-		status    int32
-		wantCalls int32
-		wantErr   error
-	}{
-		{"a GET is retried on 503", kit.Request{Method: "GET", Path: "/x"}, 503, 3, kit.ErrAmbiguous},
-		{"a plain POST is not retried", kit.Request{Method: "POST", Path: "/x"}, 503, 1, kit.ErrAmbiguous},
-		{"a POST with an idempotency key is retried", kit.Request{Method: "POST", Path: "/x", IdempotencyKey: "k"}, 503, 3, kit.ErrAmbiguous},
-		{"a 4xx is never retried", kit.Request{Method: "GET", Path: "/x"}, 409, 1, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			calls.Store(0)
-			status.Store(tt.status)
-			resp, err := c.Do(ctx, tt.req)
-			if calls.Load() != tt.wantCalls {
-				t.Errorf("calls = %d, want %d", calls.Load(), tt.wantCalls)
-			}
-			if tt.wantErr == nil {
-				if err != nil || resp.Status != int(tt.status) {
-					t.Fatalf("resp %+v err %v", resp, err)
-				}
-				return
-			}
-			if !errors.Is(err, tt.wantErr) || kit.AsError(err).Status != 503 {
-				t.Fatalf("err = %v, want %v as a 503", err, tt.wantErr)
-			}
-		})
-	}
-}
-
-func TestClientBreakerOpensAndFailsFast(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	u, _ := url.Parse(srv.URL)
-	srv.Close() // connection refused from now on
-	c, _ := kit.NewClient("down", u, kit.NewMetrics("t"), kit.ClientOptions{Attempts: 1, BreakerFailures: 3, BreakerOpenFor: time.Hour})
-	for i := range 3 {
-		_, err := c.Do(context.Background(), kit.Request{Method: "GET", Path: "/"})
-		if !errors.Is(err, kit.ErrNotSent) {
-			t.Fatalf("call %d: %v, want not sent", i, err)
-		}
-	}
-	if !c.Open() {
-		t.Fatal("breaker still closed after 3 failures")
-	}
-	_, err := c.Do(context.Background(), kit.Request{Method: "GET", Path: "/"})
-	if !errors.Is(err, kit.ErrBreakerOpen) || kit.AsError(err).Code != kit.CodeUnavailable {
-		t.Fatalf("err = %v, want breaker open as dependency_unavailable", err)
 	}
 }
 

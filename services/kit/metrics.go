@@ -20,9 +20,6 @@ type Metrics struct {
 	EventsIn       *prometheus.CounterVec   // consumer, subject, result
 	ConsumerErrors *prometheus.CounterVec   // consumer
 	DeadLetters    *prometheus.CounterVec   // consumer, subject, reason
-	ClientRequests *prometheus.CounterVec   // upstream, outcome
-	ClientRetries  *prometheus.CounterVec   // upstream
-	ClientDuration *prometheus.HistogramVec // upstream
 	BreakerState   *prometheus.GaugeVec     // upstream; 0 closed, 1 half-open, 2 open
 }
 
@@ -52,22 +49,12 @@ func NewMetrics(service string) *Metrics {
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_events_dead_lettered_total", Help: "Messages consumers gave up on, stored in the dead-letter stream: exhausted (deliveries), permanent (handler error) or malformed.", ConstLabels: lbl,
 		}, []string{"consumer", "subject", "reason"}),
-		ClientRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_client_requests_total", Help: "Outgoing calls to upstreams, by outcome (status code, error, breaker_open).", ConstLabels: lbl,
-		}, []string{"upstream", "outcome"}),
-		ClientRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_client_retries_total", Help: "Retried outgoing calls.", ConstLabels: lbl,
-		}, []string{"upstream"}),
-		ClientDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "switchboard_client_request_duration_seconds", Help: "Outgoing call latency, all attempts included.", ConstLabels: lbl,
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"upstream"}),
 		BreakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchboard_breaker_state", Help: "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.", ConstLabels: lbl,
 		}, []string{"upstream"}),
 	}
 	for _, c := range []prometheus.Collector{m.HTTPRequests, m.HTTPDuration, m.EventsOut, m.EventsIn, m.ConsumerErrors, m.DeadLetters,
-		m.ClientRequests, m.ClientRetries, m.ClientDuration, m.BreakerState,
+		m.BreakerState,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

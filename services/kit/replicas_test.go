@@ -120,7 +120,7 @@ func (c *cluster) connect(name string, replicas int) *kit.Bus {
 	env := c.env(replicas)
 	if svc, ok := catalog.Lookup(name); ok {
 		for _, up := range svc.Upstreams {
-			env[catalog.EnvURL(up)] = "http://" + up + ".invalid"
+			env[catalog.EnvGRPC(up)] = up + ".invalid:9090"
 		}
 	}
 	cfg, err := kit.LoadConfig(name, kit.Needs{}, kit.MapEnv(env))

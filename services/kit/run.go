@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/switchboard-dev/switchboard/services/catalog"
 )
 
@@ -29,20 +31,35 @@ type Deps struct {
 	// Revocations is the shared set of signed-out tokens; nil unless the
 	// row writes or reads catalog.TokenRevocations. Issuers revoke with it.
 	Revocations *Revocations
+	// Identity is the service's own: what its servers present and its
+	// clients prove.
+	Identity *Identity
+
+	closers *closers
 }
 
-// Client builds the resilient client for one of the service's upstreams,
-// with the options from ClientOptionsFromEnv.
-func (d Deps) Client(upstream string) (*Client, error) {
-	u, ok := d.Config.Upstreams[upstream]
+// GRPC builds the client of one of the service's upstreams' internal gRPC
+// API, at <UPSTREAM>_GRPC, with the options from GRPCClientOptionsFromEnv:
+// mutual TLS with the service's identity to the upstream's, deadlines,
+// retries of idempotent methods, a breaker and metrics. Hand it to the
+// generated New…Client; Run closes it when the service stops.
+func (d Deps) GRPC(upstream string) (*GRPCClient, error) {
+	target, ok := d.Config.GRPCUpstreams[upstream]
 	if !ok {
-		return nil, fmt.Errorf("%s is not set", catalog.EnvURL(upstream))
+		return nil, fmt.Errorf("%s is not set", catalog.EnvGRPC(upstream))
 	}
-	o, err := ClientOptionsFromEnv(d.Config)
+	o, err := GRPCClientOptionsFromEnv(d.Config)
 	if err != nil {
 		return nil, err
 	}
-	return NewClient(upstream, u, d.Metrics, o)
+	c, err := NewGRPCClient(upstream, target, d.Identity, d.Metrics, o)
+	if err != nil {
+		return nil, err
+	}
+	if d.closers != nil {
+		d.closers.add(c)
+	}
+	return c, nil
 }
 
 // Service is a running microservice: it registers its routes and may run
@@ -73,15 +90,20 @@ type Definition struct {
 
 // RunOptions tune Run for tests and dev mode.
 type RunOptions struct {
-	// Listener, if set, is served instead of listening on HTTP_ADDR, and
-	// OpsListener instead of listening on OPS_ADDR. Run closes both.
-	Listener    net.Listener
-	OpsListener net.Listener
-	Log         *slog.Logger
+	// Listener, if set, is served instead of listening on HTTP_ADDR,
+	// OpsListener instead of listening on OPS_ADDR, and GRPCListener
+	// instead of listening on GRPC_ADDR. Run closes them.
+	Listener     net.Listener
+	OpsListener  net.Listener
+	GRPCListener net.Listener
+	// Identity, if set, is the service's identity instead of the one in
+	// TLS_DIR: dev mode and tests issue it in memory.
+	Identity *Identity
+	Log      *slog.Logger
 	// ShutdownGrace bounds each step of a stop: handling the messages
-	// consumers already received, then finishing in-flight requests;
-	// default catalog.DefaultShutdownGrace. The drain before them is
-	// Config.ShutdownDrain.
+	// consumers already received, then finishing in-flight calls and
+	// requests; default catalog.DefaultShutdownGrace. The drain before
+	// them is Config.ShutdownDrain.
 	ShutdownGrace time.Duration
 	// OnReady is called once the service is built and serving.
 	OnReady func(addr string)
@@ -104,10 +126,20 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	}
 	m := NewMetrics(def.Name)
 
-	ln, opsLn, err := listen(cfg, o)
+	ident, err := identityFor(def.Name, cfg, o)
+	if err != nil {
+		for _, l := range []net.Listener{o.Listener, o.OpsListener, o.GRPCListener} {
+			if l != nil {
+				l.Close()
+			}
+		}
+		return err
+	}
+	ln, opsLn, grpcLn, err := listen(cfg, o)
 	if err != nil {
 		return err
 	}
+	ln = apiListener(ln, def.Name, ident)
 
 	var (
 		app     atomic.Pointer[http.Handler]
@@ -155,9 +187,15 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	for _, s := range []*http.Server{srv, opsSrv} {
 		endStreamsOnShutdown(s)
 	}
-	serveErr := make(chan error, 2)
+	serveErr := make(chan error, 3)
 	go func() { serveErr <- srv.Serve(ln) }()
 	go func() { serveErr <- opsSrv.Serve(opsLn) }()
+	var grpcSrv atomic.Pointer[GRPCServer]
+	if grpcLn != nil {
+		defer grpcLn.Close() // unless served, when Stop closes it
+	}
+	clients := &closers{}
+	defer clients.close()
 
 	// The service's context outlives ctx: shutdown cancels it only once
 	// consumers and requests are done with it.
@@ -165,9 +203,17 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 	defer cancelRun()
 	svcErr := make(chan error, 1)
 	go func() {
-		svc, d, err := build(runCtx, def, cfg, log, m)
+		svc, d, err := build(runCtx, def, cfg, log, m, ident, clients)
 		if err != nil {
 			svcErr <- err
+			return
+		}
+		gs, err := newServiceGRPC(svc, cfg.Service, ident, m, log)
+		if err != nil {
+			if d.Bus != nil {
+				d.Bus.Close()
+			}
+			svcErr <- fmt.Errorf("%s: %w", def.Name, err)
 			return
 		}
 		if d.Bus != nil {
@@ -184,8 +230,12 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		h, oh := Middleware(log, m, mux), Middleware(log, m, opsMux)
 		app.Store(&h)
 		opsApp.Store(&oh)
+		if gs != nil {
+			grpcSrv.Store(gs)
+			go func() { serveErr <- gs.Serve(grpcLn) }()
+		}
 		built.Store(true)
-		log.Info("serving", "addr", ln.Addr().String(), "ops", opsLn.Addr().String())
+		log.Info("serving", "addr", ln.Addr().String(), "ops", opsLn.Addr().String(), "grpc", addrOf(grpcLn), "identity", ident.ID().String())
 		if o.OnReady != nil {
 			o.OnReady(ln.Addr().String())
 		}
@@ -208,6 +258,7 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		wasReady: built.Load(),
 		grace:    o.ShutdownGrace,
 		bus:      bus.Load,
+		grpc:     grpcSrv.Load,
 		// The ops port closes last, so probes see readiness fail until
 		// the API has finished.
 		servers: []*http.Server{srv, opsSrv},
@@ -219,38 +270,50 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 			return svcErr
 		}(),
 	})
-	if errors.Is(err, context.Canceled) || errors.Is(err, http.ErrServerClosed) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
 		err = nil
 	}
 	return err
 }
 
-// listen takes the listeners of o, or opens HTTP_ADDR and OPS_ADDR.
-func listen(cfg Config, o RunOptions) (api, ops net.Listener, err error) {
-	api, ops = o.Listener, o.OpsListener
-	if api == nil {
-		if api, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			err = fmt.Errorf("%s: %w", catalog.EnvHTTPAddr, err)
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// listen takes the listeners of o, or opens HTTP_ADDR, OPS_ADDR and, for
+// a service that serves gRPC, GRPC_ADDR.
+func listen(cfg Config, o RunOptions) (api, ops, grpcLn net.Listener, err error) {
+	api, ops, grpcLn = o.Listener, o.OpsListener, o.GRPCListener
+	open := func(ln *net.Listener, addr, env string) {
+		if err == nil && *ln == nil {
+			if *ln, err = net.Listen("tcp", addr); err != nil {
+				err = fmt.Errorf("%s: %w", env, err)
+			}
 		}
 	}
-	if err == nil && ops == nil {
-		if ops, err = net.Listen("tcp", cfg.OpsAddr); err != nil {
-			err = fmt.Errorf("%s: %w", catalog.EnvOpsAddr, err)
-		}
+	open(&api, cfg.HTTPAddr, catalog.EnvHTTPAddr)
+	open(&ops, cfg.OpsAddr, catalog.EnvOpsAddr)
+	if cfg.Service.ServesGRPC() {
+		open(&grpcLn, cfg.GRPCAddr, catalog.EnvGRPCAddr)
+	} else if grpcLn != nil {
+		err = fmt.Errorf("%s serves no gRPC, but was given a listener for it", cfg.Service.Name)
 	}
 	if err != nil {
-		for _, ln := range []net.Listener{api, ops} {
+		for _, ln := range []net.Listener{api, ops, grpcLn} {
 			if ln != nil {
 				ln.Close()
 			}
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return api, ops, nil
+	return api, ops, grpcLn, nil
 }
 
-func build(ctx context.Context, def Definition, cfg Config, log *slog.Logger, m *Metrics) (Service, Deps, error) {
-	d := Deps{Config: cfg, Log: log, Metrics: m, Signer: cfg.Signer}
+func build(ctx context.Context, def Definition, cfg Config, log *slog.Logger, m *Metrics, ident *Identity, c *closers) (Service, Deps, error) {
+	d := Deps{Config: cfg, Log: log, Metrics: m, Signer: cfg.Signer, Identity: ident, closers: c}
 	if NeedsNATS(cfg.Service) {
 		b, err := ConnectBus(ctx, cfg, log, m)
 		if err != nil {

@@ -69,9 +69,15 @@ func start(t *testing.T, name string, env map[string]string, newSvc func(d kit.D
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &started{URL: "http://" + ln.Addr().String(), OpsURL: "http://" + ops.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	s := &started{URL: "https://" + ln.Addr().String(), OpsURL: "http://" + ops.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	ident := kittest.Platform(t).Identity(t, name)
+	freshOnce.Do(func() {
+		gw := kittest.Platform(t).Identity(t, catalog.Gateway)
+		fresh = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+			TLSClientConfig: kit.ClientTLSConfig(gw, kit.AuthorizeMemberOf(gw.ID()))}}
+	})
 	go func() {
-		s.done <- kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, OpsListener: ops, Log: quiet, ShutdownGrace: 5 * time.Second})
+		s.done <- kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, OpsListener: ops, Identity: ident, Log: quiet, ShutdownGrace: 5 * time.Second})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -83,8 +89,12 @@ func start(t *testing.T, name string, env map[string]string, newSvc func(d kit.D
 	return s
 }
 
-// fresh is a client that opens a new connection for every request.
-var fresh = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+// fresh is a client that opens a new connection for every request, as
+// the gateway (whose certificate the API ports admit); start makes it.
+var (
+	fresh     *http.Client
+	freshOnce sync.Once
+)
 
 // probeUntilNotReady polls /readyz on new connections until it answers
 // anything but 200, and returns that status, or the error of the first

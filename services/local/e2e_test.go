@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	paymentv1 "github.com/switchboard-dev/switchboard/gen/switchboard/payment/v1"
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/gateway"
@@ -30,16 +29,20 @@ import (
 )
 
 // paymentProxy sits between order and payment so a test can hold a charge
-// in flight (to kill order mid-saga) while payment itself stays honest.
+// in flight (to kill order mid-saga) while payment itself stays honest. It
+// is a gRPC server of payment's API with a payment certificate from the
+// platform's CA (order checks that much), forwarding every call to the
+// real payment as order.
 type paymentProxy struct {
-	target  atomic.Pointer[url.URL]
+	paymentv1.UnimplementedPaymentsServer
+	next    paymentv1.PaymentsClient
 	hold    atomic.Bool
 	arrived chan struct{}
 	release chan struct{}
 }
 
-func (p *paymentProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodPost && r.URL.Path == "/payments" && p.hold.Load() {
+func (p *paymentProxy) Charge(ctx context.Context, req *paymentv1.ChargeRequest) (*paymentv1.ChargeResponse, error) {
+	if p.hold.Load() {
 		select {
 		case p.arrived <- struct{}{}:
 		default:
@@ -47,9 +50,48 @@ func (p *paymentProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		<-p.release
 		// The charge reaches payment even though order is gone by now:
 		// money taken, order not told.
-		r = r.WithContext(context.WithoutCancel(r.Context()))
+		ctx = context.WithoutCancel(ctx)
 	}
-	httputil.NewSingleHostReverseProxy(p.target.Load()).ServeHTTP(w, r)
+	return p.next.Charge(ctx, req)
+}
+
+func (p *paymentProxy) GetStatus(ctx context.Context, req *paymentv1.GetStatusRequest) (*paymentv1.GetStatusResponse, error) {
+	return p.next.GetStatus(ctx, req)
+}
+
+func (p *paymentProxy) Refund(ctx context.Context, req *paymentv1.RefundRequest) (*paymentv1.RefundResponse, error) {
+	return p.next.Refund(ctx, req)
+}
+
+func (p *paymentProxy) Void(ctx context.Context, req *paymentv1.VoidRequest) (*paymentv1.VoidResponse, error) {
+	return p.next.Void(ctx, req)
+}
+
+// serve serves the proxy on ln, as payment, forwarding to p's payment.
+func (proxy *paymentProxy) serve(t *testing.T, p *local.Platform, ln net.Listener) {
+	t.Helper()
+	asPayment, err := p.Identity("payment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	asOrder, err := p.Identity("order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kit.NewGRPCClient("payment", p.GRPCAddrs["payment"], asOrder, kit.NewMetrics("proxy"),
+		kit.GRPCClientOptions{ClientOptions: kit.ClientOptions{Attempts: 1, BreakerFailures: 1 << 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	proxy.next = paymentv1.NewPaymentsClient(c)
+	srv, err := kit.NewGRPCServer(asPayment, kit.NewMetrics("proxy"), kit.GRPCPolicyFor("payment"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paymentv1.RegisterPaymentsServer(srv, proxy)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
 }
 
 type api struct {
@@ -149,8 +191,10 @@ func (a api) newProduct(stock int) string {
 
 func TestEndToEndThroughTheGateway(t *testing.T) {
 	proxy := &paymentProxy{arrived: make(chan struct{}, 1), release: make(chan struct{})}
-	proxySrv := httptest.NewServer(proxy)
-	defer proxySrv.Close()
+	proxyLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	ctx := context.Background()
 	p, err := local.Start(ctx, local.Options{
@@ -160,15 +204,14 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 			"BCRYPT_COST": "4", "SAGA_LEASE": "1s", "SAGA_SWEEP": "200ms",
 			"BREAKER_OPEN_FOR": "500ms", "RATE_LIMIT_RPS": "10000", "UPSTREAM_TIMEOUT": "2s",
 		},
-		ServiceEnv:    map[string]map[string]string{"order": {catalog.EnvURL("payment"): proxySrv.URL}},
+		ServiceEnv:    map[string]map[string]string{"order": {catalog.EnvGRPC("payment"): proxyLn.Addr().String()}},
 		ShutdownGrace: 200 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	payURL, _ := url.Parse(p.URLs["payment"])
-	proxy.target.Store(payURL)
+	proxy.serve(t, p, proxyLn)
 	staffToken = kittest.Issue(t, p.Signer, "e2e-staff", kit.RoleAdmin)
 
 	anon := api{t: t, base: p.GatewayURL}
@@ -270,8 +313,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 
 	t.Run("order.confirmed delivered twice gives one notification and one points credit", func(t *testing.T) {
 		a := api{t: t, base: a.base, token: a.token}
-		env := p.Env("order")
-		nc, err := nats.Connect(p.NATSURL, nats.UserInfo(env[catalog.EnvNATSUser], env[catalog.EnvNATSPassword]))
+		nc, err := nats.Connect(p.NATSURL, nats.UserInfo(p.BrokerUser, p.BrokerPassword))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -430,18 +472,18 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 		}
 
 		back := refund("refund-restock", 2, true)
-		if s := sold(a, id); s != (soldLevel{Available: 5}) {
+		if s := sold(a, id); s != (soldLevel{Available: 5, Sold: 2, Restocked: 2}) {
 			t.Fatalf("after a refund with restock, stock %+v", s)
 		}
 		// Asked again: the same refunded order, nothing moves twice.
 		var again events.Order
 		staff.must(200, "POST", "/api/order/orders/"+back.ID+"/refund", map[string]any{"restock": true, "reason": "again"}).json(t, &again)
-		if again.Status != order.Refunded || sold(a, id) != (soldLevel{Available: 5}) {
+		if again.Status != order.Refunded || sold(a, id) != (soldLevel{Available: 5, Sold: 2, Restocked: 2}) {
 			t.Fatalf("a second refund: %s, stock %+v", again.Status, sold(a, id))
 		}
 
 		refund("refund-keep", 1, false)
-		if s := sold(a, id); s != (soldLevel{Available: 4, Sold: 1}) {
+		if s := sold(a, id); s != (soldLevel{Available: 4, Sold: 3, Restocked: 2}) {
 			t.Fatalf("after a refund without restock, stock %+v", s)
 		}
 
@@ -589,9 +631,9 @@ func signUp(t *testing.T, base, email string) (string, api) {
 	return u.ID, api{t: t, base: base, token: tok.Token}
 }
 
-// soldLevel is a stock level with what was sold, which a staff refund
-// with restock moves back.
-type soldLevel struct{ Available, Reserved, Sold int64 }
+// soldLevel is a stock level with what was sold, and what staff refunds
+// put back on sale.
+type soldLevel struct{ Available, Reserved, Sold, Restocked int64 }
 
 func sold(a api, id string) soldLevel {
 	a.t.Helper()

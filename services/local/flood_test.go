@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
@@ -139,7 +140,18 @@ func TestAPlaybackFloodCannotStarveOrders(t *testing.T) {
 	for i := range 5 {
 		orderOne(fmt.Sprintf("after the flood (%d)", i))
 	}
-	ost, err := pb.JS.Stream(ctx, "ORDERS")
+	// Playback's own broker user may not read ORDERS: look as the
+	// administrative user.
+	admin, err := nats.Connect(p.NATSURL, nats.UserInfo(p.BrokerUser, p.BrokerPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ajs, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ost, err := ajs.Stream(ctx, "ORDERS")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,16 @@
 // Package local runs a whole platform in one process: an embedded NATS
-// server with JetStream that requires credentials, like the real broker, and
-// every service of the chosen workloads on its own loopback port, each
-// configured through the same env-var loader as `switchboard serve`.
-// `switchboard dev`, the end-to-end tests and the benchmarks use it.
+// server with JetStream and, like the real broker, one user per service
+// with the permissions the operator renders for it, and every service of
+// the chosen workloads on its own loopback ports, each configured through
+// the same env-var loader as `switchboard serve`. `switchboard dev`, the
+// end-to-end tests and the benchmarks use it.
+//
+// It runs the secured paths the operator wires on a cluster: a CA made in
+// memory at start issues every service its certificate (SPIFFE ID
+// spiffe://switchboard.local/ns/local/platform/dev/service/<name>), the
+// gateway reaches the services' APIs over mutual TLS, and services call
+// each other over gRPC with mutual TLS, each method admitting the callers
+// the catalog lists.
 package local
 
 import (
@@ -22,6 +30,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/switchboard-dev/switchboard/internal/pki"
+	"github.com/switchboard-dev/switchboard/internal/render"
 	"github.com/switchboard-dev/switchboard/internal/tokenkeys"
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
@@ -56,12 +66,23 @@ const DefaultStoreBytes = 1 << 30
 
 // Platform is a running local platform.
 type Platform struct {
-	Broker     *server.Server
-	NATSURL    string
-	GatewayURL string
-	// URLs maps each service to its API's base URL, OpsURLs to its ops
-	// port's (/healthz, /readyz, /metrics; the gateway's /health/detail).
-	URLs, OpsURLs map[string]string
+	Broker  *server.Server
+	NATSURL string
+	// BrokerUser and BrokerPassword are the broker's administrative user,
+	// allowed everything, for tests and tools; every service logs in as a
+	// user of its own, allowed what its catalog row says (Env shows its
+	// credentials).
+	BrokerUser, BrokerPassword string
+	GatewayURL                 string
+	// URLs maps each service to its API's base URL (https but for the
+	// gateway's), OpsURLs to its ops port's (/healthz, /readyz, /metrics;
+	// the gateway's /health/detail), GRPCAddrs each service that serves
+	// gRPC to its internal API's address.
+	URLs, OpsURLs, GRPCAddrs map[string]string
+	// CA issued every service's identity; Base names the platform
+	// (Namespace, Platform, TrustDomain) and Identity issues more.
+	CA   pki.CA
+	Base kit.SPIFFEID
 	// TokenKeys verifies the tokens the platform issues; Signer signs them
 	// as user and account do, for tests and benchmarks that need a token
 	// no login gave them.
@@ -70,15 +91,17 @@ type Platform struct {
 	// Admin is the first admin, whom user and account ensure at start.
 	Admin Admin
 
-	opts    Options
-	tmp     string
-	defs    map[string]kit.Definition
-	order   []string
-	addrs   map[string]string
-	opsAddr map[string]string
-	envs    map[string]map[string]string
-	mu      sync.Mutex
-	running map[string]*proc
+	opts     Options
+	tmp      string
+	defs     map[string]kit.Definition
+	order    []string
+	addrs    map[string]string
+	opsAddr  map[string]string
+	grpcAddr map[string]string
+	idents   map[string]*kit.Identity
+	envs     map[string]map[string]string
+	mu       sync.Mutex
+	running  map[string]*proc
 }
 
 // Admin is the first admin's credentials.
@@ -88,6 +111,44 @@ type Admin struct {
 
 // AdminEmail is the first admin's email on a local platform.
 const AdminEmail = "admin@switchboard.local"
+
+// The identity of a local platform: trust domain switchboard.local,
+// namespace "local", platform "dev".
+const (
+	Namespace    = "local"
+	PlatformName = "dev"
+	// certLifetime is long enough for any dev session: a local platform
+	// issues its certificates at start and never renews them.
+	certLifetime = 90 * 24 * time.Hour
+)
+
+// Identity issues service a certificate from the platform's CA, in memory:
+// the platform's services all have one, and a test may take any service's
+// identity to call as it.
+func (p *Platform) Identity(service string) (*kit.Identity, error) {
+	id := p.Base.Sibling(service)
+	if err := id.Validate(); err != nil {
+		return nil, err
+	}
+	l, err := pki.Issue(p.CA, id, nil, certLifetime, time.Now(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return kit.NewIdentity(l.CertPEM, l.KeyPEM, p.CA.CertPEM)
+}
+
+// HTTPClient calls upstream's API as service would: mutual TLS with
+// service's certificate, expecting upstream's. Services admit the
+// gateway's alone.
+func (p *Platform) HTTPClient(service, upstream string) (*http.Client, error) {
+	ident, err := p.Identity(service)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = kit.ClientTLSConfig(ident, kit.AuthorizeID(p.Base.Sibling(upstream)))
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
+}
 
 type proc struct {
 	cancel context.CancelFunc
@@ -123,7 +184,9 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		return nil, err
 	}
 	p = &Platform{opts: o, defs: map[string]kit.Definition{}, addrs: map[string]string{}, opsAddr: map[string]string{},
-		envs: map[string]map[string]string{}, running: map[string]*proc{}, URLs: map[string]string{}, OpsURLs: map[string]string{}}
+		grpcAddr: map[string]string{}, idents: map[string]*kit.Identity{}, envs: map[string]map[string]string{},
+		running: map[string]*proc{}, URLs: map[string]string{}, OpsURLs: map[string]string{}, GRPCAddrs: map[string]string{},
+		Base: kit.SPIFFEID{TrustDomain: pki.DefaultTrustDomain, Namespace: Namespace, Platform: PlatformName}}
 	// Every error return sets p to nil before this runs: close the platform
 	// being built, not the named result.
 	building := p
@@ -160,11 +223,16 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		return nil, err
 	}
 
-	user, pass := "dev-"+random(4), random(16)
+	users, creds, err := brokerUsers(defs)
+	if err != nil {
+		return nil, err
+	}
+	p.BrokerUser, p.BrokerPassword = "dev-admin", random(16)
+	users = append(users, &server.User{Username: p.BrokerUser, Password: p.BrokerPassword})
 	p.Broker, err = server.NewServer(&server.Options{
 		ServerName: "switchboard-dev", Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
 		JetStreamMaxStore: o.StoreBytes, JetStreamMaxMemory: 64 << 20,
-		Username: user, Password: pass, NoSigs: true, NoLog: true,
+		Users: users, NoSigs: true, NoLog: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
@@ -175,14 +243,24 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 	}
 	p.NATSURL = p.Broker.ClientURL()
 
-	// Bind every listener first, so each service's env can name the others.
-	lns, opsLns := map[string]net.Listener{}, map[string]net.Listener{}
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
+	// The platform's CA, as the operator makes one per Platform, and every
+	// service's certificate from it.
+	if p.CA, err = pki.NewCA(Namespace+"/"+PlatformName+" dev CA", certLifetime, time.Now(), nil); err != nil {
+		return nil, err
+	}
+	for _, d := range defs {
+		if p.idents[d.Name], err = p.Identity(d.Name); err != nil {
+			return nil, fmt.Errorf("%s: identity: %w", d.Name, err)
 		}
-		for _, ln := range opsLns {
-			ln.Close()
+	}
+
+	// Bind every listener first, so each service's env can name the others.
+	lns, opsLns, grpcLns := map[string]net.Listener{}, map[string]net.Listener{}, map[string]net.Listener{}
+	defer func() {
+		for _, m := range []map[string]net.Listener{lns, opsLns, grpcLns} {
+			for _, ln := range m {
+				ln.Close()
+			}
 		}
 	}()
 	for _, d := range defs {
@@ -201,10 +279,22 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 			return nil, fmt.Errorf("%s: listen for ops: %w", d.Name, err)
 		}
 		opsLns[d.Name] = ops
+		if row, _ := catalog.Lookup(d.Name); row.ServesGRPC() {
+			g, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, fmt.Errorf("%s: listen for gRPC: %w", d.Name, err)
+			}
+			grpcLns[d.Name] = g
+			p.grpcAddr[d.Name], p.GRPCAddrs[d.Name] = g.Addr().String(), g.Addr().String()
+		}
 		p.defs[d.Name] = d
 		p.order = append(p.order, d.Name)
 		p.addrs[d.Name], p.opsAddr[d.Name] = ln.Addr().String(), ops.Addr().String()
-		p.URLs[d.Name], p.OpsURLs[d.Name] = "http://"+dialable(ln.Addr()), "http://"+ops.Addr().String()
+		scheme := "https://"
+		if d.Name == catalog.Gateway {
+			scheme = "http://"
+		}
+		p.URLs[d.Name], p.OpsURLs[d.Name] = scheme+dialable(ln.Addr()), "http://"+ops.Addr().String()
 	}
 	p.GatewayURL = p.URLs[catalog.Gateway]
 
@@ -212,11 +302,16 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		svc, _ := catalog.Lookup(name)
 		env := map[string]string{
 			catalog.EnvHTTPAddr: p.addrs[name], catalog.EnvOpsAddr: p.opsAddr[name],
-			catalog.EnvNATSURL: p.NATSURL, catalog.EnvNATSUser: user, catalog.EnvNATSPassword: pass,
 			// No load balancer to leave: stop without a drain unless
 			// Env asks for one.
-			catalog.EnvShutdownDrain:    "0s",
-			catalog.EnvBrokerStoreBytes: strconv.FormatInt(o.StoreBytes, 10),
+			catalog.EnvShutdownDrain: "0s",
+		}
+		if c, ok := creds[name]; ok {
+			env[catalog.EnvNATSURL], env[catalog.EnvNATSUser], env[catalog.EnvNATSPassword] = p.NATSURL, c[0], c[1]
+			env[catalog.EnvBrokerStoreBytes] = strconv.FormatInt(o.StoreBytes, 10)
+		}
+		if a, ok := p.grpcAddr[name]; ok {
+			env[catalog.EnvGRPCAddr] = a
 		}
 		// As the operator wires them: public keys to every verifier, the
 		// signing key and the first admin to the issuers alone.
@@ -227,12 +322,14 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 			env[catalog.EnvTokenSigningKey] = signing
 			env[catalog.EnvAdminEmail], env[catalog.EnvAdminPassword] = p.Admin.Email, p.Admin.Password
 		}
+		// The gateway forwards the public API over REST; the others call
+		// their upstreams' gRPC.
 		for _, up := range svc.Upstreams {
-			if u, ok := p.URLs[up]; ok {
-				env[catalog.EnvURL(up)] = u
-				if name == catalog.Gateway {
-					env[catalog.EnvOpsURL(up)] = p.OpsURLs[up]
-				}
+			switch {
+			case name == catalog.Gateway && p.URLs[up] != "":
+				env[catalog.EnvURL(up)], env[catalog.EnvOpsURL(up)] = p.URLs[up], p.OpsURLs[up]
+			case name != catalog.Gateway && p.grpcAddr[up] != "":
+				env[catalog.EnvGRPC(up)] = p.grpcAddr[up]
 			}
 		}
 		for k, v := range o.Env {
@@ -244,10 +341,11 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		p.envs[name] = env
 	}
 	for _, name := range p.order {
-		ln, ops := lns[name], opsLns[name]
+		ln, ops, g := lns[name], opsLns[name], grpcLns[name]
 		delete(lns, name)
 		delete(opsLns, name)
-		if err := p.start(name, ln, ops); err != nil {
+		delete(grpcLns, name)
+		if err := p.start(name, ln, ops, g); err != nil {
 			return nil, err
 		}
 	}
@@ -255,6 +353,31 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// brokerUsers are the broker's users as the operator renders them: one per
+// service that uses the broker, allowed exactly what its catalog row says
+// (render.PermissionsFor); the gateway gets none. creds holds each one's
+// user name and password.
+func brokerUsers(defs []kit.Definition) (users []*server.User, creds map[string][2]string, err error) {
+	creds = map[string][2]string{}
+	for _, d := range defs {
+		row, ok := catalog.Lookup(d.Name)
+		if !ok || !row.UsesBroker() {
+			continue
+		}
+		perms, err := render.PermissionsFor(row)
+		if err != nil {
+			return nil, nil, err
+		}
+		pass := random(16)
+		users = append(users, &server.User{Username: d.Name, Password: pass, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: perms.Publish},
+			Subscribe: &server.SubjectPermission{Allow: perms.Subscribe},
+		}})
+		creds[d.Name] = [2]string{d.Name, pass}
+	}
+	return users, creds, nil
 }
 
 // dialable turns a wildcard listen address into one a client can dial.
@@ -272,9 +395,10 @@ func (p *Platform) Services() []string { return append([]string(nil), p.order...
 // Env returns the environment a service was started with.
 func (p *Platform) Env(name string) map[string]string { return p.envs[name] }
 
-// start runs a service on ln and ops, or, on a restart (nil listeners), on
-// the addresses it had, so the others still reach it.
-func (p *Platform) start(name string, ln, ops net.Listener) error {
+// start runs a service on ln, ops and g (its gRPC listener, nil for a
+// service that serves none), or, on a restart (nil listeners), on the
+// addresses it had, so the others still reach it.
+func (p *Platform) start(name string, ln, ops, g net.Listener) error {
 	cfg, err := kit.LoadConfig(name, p.defs[name].Needs, kit.MapEnv(p.envs[name]))
 	if err == nil && ln == nil {
 		ln, err = relisten(p.addrs[name])
@@ -282,8 +406,11 @@ func (p *Platform) start(name string, ln, ops net.Listener) error {
 	if err == nil && ops == nil {
 		ops, err = relisten(p.opsAddr[name])
 	}
+	if a, ok := p.grpcAddr[name]; err == nil && ok && g == nil {
+		g, err = relisten(a)
+	}
 	if err != nil {
-		for _, l := range []net.Listener{ln, ops} {
+		for _, l := range []net.Listener{ln, ops, g} {
 			if l != nil {
 				l.Close()
 			}
@@ -292,8 +419,12 @@ func (p *Platform) start(name string, ln, ops net.Listener) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr := &proc{cancel: cancel, done: make(chan error, 1)}
+	o := kit.RunOptions{Listener: ln, OpsListener: ops, GRPCListener: g, Identity: p.idents[name], Log: p.opts.Log, ShutdownGrace: p.opts.ShutdownGrace}
+	if cfg.Identity != nil {
+		o.Identity = nil // TLS_DIR given in Env: use it, as on a cluster
+	}
 	go func() {
-		pr.done <- kit.Run(ctx, p.defs[name], cfg, kit.RunOptions{Listener: ln, OpsListener: ops, Log: p.opts.Log, ShutdownGrace: p.opts.ShutdownGrace})
+		pr.done <- kit.Run(ctx, p.defs[name], cfg, o)
 	}()
 	p.mu.Lock()
 	p.running[name] = pr
@@ -329,7 +460,7 @@ func (p *Platform) Stop(name string) error {
 // Restart starts a stopped service again on its address and waits until it
 // is ready.
 func (p *Platform) Restart(ctx context.Context, name string) error {
-	if err := p.start(name, nil, nil); err != nil {
+	if err := p.start(name, nil, nil, nil); err != nil {
 		return err
 	}
 	return waitReady(ctx, p.OpsURLs[name], 30*time.Second)

@@ -21,7 +21,7 @@ func get(t *testing.T, url, token string) (int, []byte) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := kittest.GatewayHTTP(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func call(t *testing.T, method, url, token string, body any, hdr ...string) (int
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := kittest.GatewayHTTP(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestOrdersBelongToTheirCustomer(t *testing.T) {
 	env["UPSTREAM_ATTEMPTS"] = "1"
 	prod := kittest.Serve(t, product.Definition, env)
 	pay := kittest.Serve(t, payment.Definition, env)
-	env[catalog.EnvURL("product")], env[catalog.EnvURL("payment")] = prod.URL, pay.URL
+	env[catalog.EnvGRPC("product")], env[catalog.EnvGRPC("payment")] = prod.GRPCAddr, pay.GRPCAddr
 	svc := kittest.Serve(t, order.Definition, env)
 	ada, bob := kittest.Token(t, "ada"), kittest.Token(t, "bob")
 	admin := kittest.StaffToken(t, "staff1")
@@ -110,7 +110,7 @@ func TestIdempotencyKeyReusedForAnotherOrder(t *testing.T) {
 	env["UPSTREAM_ATTEMPTS"] = "1"
 	prod := kittest.Serve(t, product.Definition, env)
 	pay := kittest.Serve(t, payment.Definition, env)
-	env[catalog.EnvURL("product")], env[catalog.EnvURL("payment")] = prod.URL, pay.URL
+	env[catalog.EnvGRPC("product")], env[catalog.EnvGRPC("payment")] = prod.GRPCAddr, pay.GRPCAddr
 	svc := kittest.Serve(t, order.Definition, env)
 	ada := kittest.Token(t, "ada")
 

@@ -19,27 +19,15 @@ func init() { staff.Subject = "staff1" }
 
 func restock(yes bool) RefundRequest { return RefundRequest{Restock: &yes, Reason: "arrived broken"} }
 
-// payments answers a charge, then what became of it, then a refund, like
-// payment does; refunded records the refund.
-func payments() *fake {
-	f := &fake{answers: map[string]func() (*kit.Response, error){
-		"POST /payments":        ok(201, map[string]any{"id": "pay_1", "status": "completed"}),
-		"GET /orders/":          ok(200, map[string]any{"items": []any{map[string]any{"id": "pay_1", "status": "completed"}}}),
-		"POST /payments/pay_1/": ok(200, map[string]any{"id": "pay_1", "status": "refunded"}),
-	}}
-	return f
-}
-
-func withRestocks(f *fake) *fake {
-	f.answers["POST /stock/p1/restocks"] = ok(200, map[string]any{"state": "restocked"})
-	return f
-}
+// payments answers a charge, then that it completed, then a refund, as
+// payment does.
+func payments() *fakePayments { return &fakePayments{status: PaymentCompleted} }
 
 // confirmedOrder places one order through a fresh saga and returns it.
-func confirmedOrder(t *testing.T) (*Orders, *kit.Store[record], *fake, *fake, *kittest.Published, string) {
+func confirmedOrder(t *testing.T) (*Orders, *kit.Store[record], *fakeStock, *fakePayments, *kittest.Published, string) {
 	t.Helper()
 	st, _ := kit.NewStore[record](kittest.Bus(t, "order").Bucket("orders"))
-	prod, pay, pub := withRestocks(products()), payments(), &kittest.Published{}
+	prod, pay, pub := products(), payments(), &kittest.Published{}
 	s, err := NewOrders(st, prod, pay, pub, "test", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -67,10 +55,10 @@ func TestStaffRefund(t *testing.T) {
 			if last := o.History[len(o.History)-1]; last.Status != Refunded || last.Reason != "arrived broken" {
 				t.Errorf("history ends with %+v", last)
 			}
-			if n := pay.called("POST /payments/pay_1/refund"); n != 1 {
+			if n := pay.called("refund"); n != 1 {
 				t.Errorf("payment refunded %d times", n)
 			}
-			if got, want := prod.called("POST /stock/p1/restocks"), map[bool]int{true: 1, false: 0}[back]; got != want {
+			if got, want := prod.called("restock"), map[bool]int{true: 1, false: 0}[back]; got != want {
 				t.Errorf("%d restocks, want %d", got, want)
 			}
 			if !slices.Equal(pub.Types(), []string{catalog.OrderCreated, catalog.OrderConfirmed, catalog.OrderRefunded}) {
@@ -87,7 +75,7 @@ func TestStaffRefund(t *testing.T) {
 			if err != nil || status != http.StatusOK || again.Refund.Restock != back {
 				t.Fatalf("second refund: %d %+v %v", status, again, err)
 			}
-			if pay.called("POST /payments/pay_1/refund") != 1 || len(pub.Types()) != 3 {
+			if pay.called("refund") != 1 || len(pub.Types()) != 3 {
 				t.Errorf("a second refund did more: %v", pub.Types())
 			}
 			if cust, _ := s.Get(ctx, "u1", id); cust.Status != Refunded {
@@ -102,7 +90,7 @@ func TestRefundRefusals(t *testing.T) {
 	s, _, _, pay, _, id := confirmedOrder(t)
 	// A declined order, cancelled.
 	declined := PlaceRequest{Items: req.Items, PaymentMethod: "card_declined", ShippingAddress: "1 Main St"}
-	pay.answers["POST /payments"] = ok(402, kit.ErrorBody{Error: kit.Error{Code: CodePaymentDeclined}})
+	pay.set("charge", domain(ErrDeclined, 402, "payment_declined"))
 	cancelled, _, _ := s.Place(ctx, claims, "k2", declined)
 	if cancelled.Status != Cancelled {
 		t.Fatalf("setup: %s", cancelled.Status)
@@ -129,7 +117,7 @@ func TestRefundRefusals(t *testing.T) {
 			}
 		})
 	}
-	if pay.called("POST /payments/pay_1/refund") != 0 {
+	if pay.called("refund") != 0 {
 		t.Fatal("a refused refund reached payment")
 	}
 	if o, _ := s.Get(ctx, "u1", id); o.Status != Confirmed {
@@ -158,12 +146,12 @@ func TestAnInterruptedRefundIsFinishedBySweep(t *testing.T) {
 	ctx := context.Background()
 	s, st, _, pay, _, id := confirmedOrder(t)
 	otherPub := &kittest.Published{}
-	other, _ := NewOrders(st, withRestocks(products()), pay, otherPub, "other", time.Minute)
+	other, _ := NewOrders(st, products(), pay, otherPub, "other", time.Minute)
 	if n, err := other.Sweep(ctx); err != nil || n != 0 {
 		t.Fatalf("sweep of a confirmed order resumed %d (%v)", n, err)
 	}
 
-	pay.answers["POST /payments/pay_1/"] = failWith(kit.ErrNotSent)
+	pay.set("refund", transport(ErrNotSent))
 	o, status, err := s.Refund(ctx, staff, id, restock(true))
 	if err != nil || status != http.StatusAccepted || o.Status != Refunded {
 		t.Fatalf("refund with payment down: %d %+v %v", status, o, err)
@@ -173,7 +161,7 @@ func TestAnInterruptedRefundIsFinishedBySweep(t *testing.T) {
 		t.Fatalf("owed %v", rec.Owed)
 	}
 
-	pay.answers["POST /payments/pay_1/"] = ok(200, map[string]any{"id": "pay_1", "status": "refunded"})
+	pay.set("refund", nil)
 	if n, _ := other.Sweep(ctx); n != 0 {
 		t.Fatalf("a sweep took a refund whose lease is held (%d)", n)
 	}
@@ -211,7 +199,7 @@ func TestFinishedOrdersStayFinished(t *testing.T) {
 	if !slices.Equal(pub.Types(), []string{catalog.OrderCreated, catalog.OrderConfirmed}) {
 		t.Fatalf("events %v", pub.Types())
 	}
-	if pay.called("GET ") != 0 {
+	if pay.called("status") != 0 {
 		t.Fatal("a finished order was compensated again")
 	}
 }

@@ -14,20 +14,12 @@ import (
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
-// Caller is the resilient client of one upstream; *kit.Client is one.
-type Caller interface {
-	Do(ctx context.Context, req kit.Request) (*kit.Response, error)
-	Open() bool
-}
-
 // Orders drives orders through the saga. It keeps nothing but a cache of
 // finished keys in memory; everything that matters is in the orders bucket.
 type Orders struct {
 	store    *kit.Store[record]
-	products Caller
-	payments Caller
-	ledger   Payments // payment, beyond the charge
-	shelf    Stock    // product, beyond reservations
+	stock    Stock
+	payments Payments
 	pub      kit.Publisher
 	owner    string
 	lease    time.Duration
@@ -41,12 +33,11 @@ type Orders struct {
 // NewOrders refuses nil dependencies. owner identifies this instance in
 // leases; lease is how long a saga may run before another instance may
 // resume it.
-func NewOrders(store *kit.Store[record], products, payments Caller, pub kit.Publisher, owner string, lease time.Duration) (*Orders, error) {
-	if store == nil || products == nil || payments == nil || pub == nil || owner == "" || lease <= 0 {
-		return nil, errors.New("order: NewOrders needs a store, product and payment clients, a publisher, an owner and a lease")
+func NewOrders(store *kit.Store[record], stock Stock, payments Payments, pub kit.Publisher, owner string, lease time.Duration) (*Orders, error) {
+	if store == nil || stock == nil || payments == nil || pub == nil || owner == "" || lease <= 0 {
+		return nil, errors.New("order: NewOrders needs a store, the stock and payments ports, a publisher, an owner and a lease")
 	}
-	return &Orders{store: store, products: products, payments: payments, pub: pub, owner: owner, lease: lease,
-		ledger: restPayments{payments}, shelf: restStock{products},
+	return &Orders{store: store, stock: stock, payments: payments, pub: pub, owner: owner, lease: lease,
 		now: time.Now, inflight: map[string]bool{}, finished: map[string]bool{}}, nil
 }
 
@@ -148,12 +139,12 @@ func (s *Orders) drive(ctx context.Context, k string, rec record) record {
 		return rec
 	}
 	// Fail fast, with nothing reserved, while an upstream is known down.
-	for _, c := range []struct {
+	for _, up := range []struct {
 		name string
-		c    Caller
-	}{{"product", s.products}, {"payment", s.payments}} {
-		if c.c.Open() {
-			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.Unavailable("%s is unavailable (circuit open)", c.name), false)
+		open bool
+	}{{"product", s.stock.Open()}, {"payment", s.payments.Open()}} {
+		if up.open {
+			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.Unavailable("%s is unavailable (circuit open)", up.name), false)
 		}
 	}
 
@@ -161,50 +152,46 @@ func (s *Orders) drive(ctx context.Context, k string, rec record) record {
 	items := slices.Clone(rec.Items)
 	var total int64
 	for i, it := range items {
-		resp, err := s.products.Do(ctx, kit.Request{Method: http.MethodPost, Path: "/stock/" + it.ProductID + "/reservations",
-			Body: map[string]any{"orderId": rec.ID, "quantity": it.Quantity}, IdempotencyKey: rec.ID})
+		res, err := s.stock.Reserve(ctx, it.ProductID, rec.ID, it.Quantity)
 		if stopped(ctx) {
 			return rec
 		}
-		if err != nil {
-			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), false)
-		}
 		switch {
-		case resp.Status == http.StatusOK || resp.Status == http.StatusCreated:
-			var res struct {
-				Price int64 `json:"price"`
-			}
-			if err := resp.JSON(&res); err != nil {
-				return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.Unavailable("product answered %v", err), false)
-			}
-			items[i].Price = res.Price
-			total += res.Price * it.Quantity
-		case resp.Status == http.StatusNotFound:
+		case err == nil:
+			items[i].Price = res.UnitPrice
+			total += res.UnitPrice * it.Quantity
+		case errors.Is(err, ErrUnknownProduct):
 			e := kit.Invalid(fmt.Sprintf("items[%d].productId", i), "no product %q", it.ProductID)
 			e.Code = CodeUnknownProduct
 			return s.cancel(ctx, k, rec, http.StatusBadRequest, e, false)
+		case errors.Is(err, ErrOutOfStock):
+			e := *kit.AsError(err)
+			e.Field = fmt.Sprintf("items[%d].quantity", i)
+			return s.cancel(ctx, k, rec, http.StatusConflict, &e, false)
+		case errors.Is(err, ErrAmbiguous) || errors.Is(err, ErrNotSent):
+			// A reserve that may have happened is released with the rest.
+			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), false)
 		default:
-			e := kit.UpstreamError(resp)
-			if e.Code == CodeOutOfStock {
-				e.Field = fmt.Sprintf("items[%d].quantity", i)
-				return s.cancel(ctx, k, rec, http.StatusConflict, e, false)
-			}
-			return s.cancel(ctx, k, rec, http.StatusConflict, e, false)
+			return s.cancel(ctx, k, rec, http.StatusConflict, kit.AsError(err), false)
 		}
 	}
 
 	// 2. Charge.
-	charge := kit.Request{Method: http.MethodPost, Path: "/payments", IdempotencyKey: rec.ID,
-		Body: map[string]any{"orderId": rec.ID, "userId": rec.UserID, "amount": total, "method": rec.PaymentMethod}}
-	resp, err := s.payments.Do(ctx, charge)
+	pay, err := s.payments.Charge(ctx, ChargeRequest{OrderID: rec.ID, UserID: rec.UserID, Amount: total, Method: rec.PaymentMethod})
 	if stopped(ctx) {
 		return rec
 	}
 	var paymentID string
 	switch {
-	case err != nil && errors.Is(err, kit.ErrAmbiguous):
+	case err == nil:
+		paymentID = pay.ID
+	case errors.Is(err, ErrDeclined):
+		e := *kit.AsError(err)
+		e.Code = CodePaymentDeclined
+		return s.cancel(ctx, k, rec, http.StatusPaymentRequired, &e, false)
+	case errors.Is(err, ErrAmbiguous):
 		// The charge may have happened: ask payment before deciding.
-		charge, qerr := s.ledger.ChargeOf(ctx, rec.ID)
+		truth, qerr := s.payments.Status(ctx, rec.ID)
 		if stopped(ctx) {
 			return rec
 		}
@@ -212,34 +199,25 @@ func (s *Orders) drive(ctx context.Context, k string, rec record) record {
 		case qerr != nil:
 			// Cannot know: cancel, and owe a refund check until payment answers.
 			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), true)
-		case charge.Status == "completed":
-			paymentID = charge.ID
-		case charge.Status == "declined":
+		case truth.Status == PaymentCompleted:
+			paymentID = truth.ID
+		case truth.Status == PaymentDeclined:
 			return s.cancel(ctx, k, rec, http.StatusPaymentRequired, kit.Errorf(http.StatusPaymentRequired, CodePaymentDeclined, "payment declined"), false)
 		default:
 			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), true)
 		}
-	case err != nil:
+	case errors.Is(err, ErrNotSent):
 		return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), false)
-	case resp.Status == http.StatusOK || resp.Status == http.StatusCreated:
-		var p struct {
-			ID string `json:"id"`
-		}
-		_ = resp.JSON(&p)
-		paymentID = p.ID
-	case resp.Status == http.StatusPaymentRequired:
-		e := kit.UpstreamError(resp)
-		e.Code = CodePaymentDeclined
-		return s.cancel(ctx, k, rec, http.StatusPaymentRequired, e, false)
 	default:
-		return s.cancel(ctx, k, rec, http.StatusBadRequest, kit.UpstreamError(resp), true)
+		// Payment refused the charge for another reason (a voided order, a
+		// mismatch): nothing of this call was taken, but check anyway.
+		return s.cancel(ctx, k, rec, http.StatusConflict, kit.AsError(err), true)
 	}
 
 	// 3. Commit the reservations. Money is taken: from here on we only go
 	// forward, and a failure leaves the order pending for a resume.
 	for _, it := range items {
-		resp, err := s.products.Do(ctx, kit.Request{Method: http.MethodPost, Path: "/stock/" + it.ProductID + "/reservations/" + rec.ID + "/commit", IdempotencyKey: rec.ID})
-		if err != nil || resp.Status/100 != 2 {
+		if err := s.stock.Commit(ctx, it.ProductID, rec.ID); err != nil {
 			if !stopped(ctx) {
 				log.Warn("commit failed; will resume", "product", it.ProductID, "err", err)
 			}
@@ -306,31 +284,30 @@ func (s *Orders) compensate(ctx context.Context, k string, rec record) record {
 		switch owe {
 		case oweRelease:
 			for _, it := range rec.Items {
-				resp, err := s.products.Do(ctx, kit.Request{Method: http.MethodDelete, Path: "/stock/" + it.ProductID + "/reservations/" + rec.ID})
-				if err != nil || (resp.Status != http.StatusOK && resp.Status != http.StatusNotFound) {
+				if err := s.stock.Release(ctx, it.ProductID, rec.ID); err != nil {
 					log.Warn("release failed; will retry", "product", it.ProductID, "err", err)
 					return rec
 				}
 			}
 		case oweRefund:
-			charge, err := s.ledger.ChargeOf(ctx, rec.ID)
+			truth, err := s.payments.Status(ctx, rec.ID)
 			if err != nil {
 				log.Warn("payment status unknown; will retry", "err", err)
 				return rec
 			}
 			switch {
-			case charge.Status == "completed":
-				if err := s.ledger.Refund(ctx, rec.ID, charge.ID); err != nil {
+			case truth.Status == PaymentCompleted:
+				if _, err := s.payments.Refund(ctx, rec.ID, refundReason(rec)); err != nil {
 					log.Warn("refund failed; will retry", "err", err)
 					return rec
 				}
-			case rec.Status == Refunded && charge.Status != "refunded":
+			case rec.Status == Refunded && truth.Status != PaymentRefunded:
 				// A confirmed order was paid for: payment lost track of it.
-				log.Error("refunded order has no charge to refund", "payment", rec.PaymentID, "status", charge.Status)
+				log.Error("refunded order has no charge to refund", "payment", rec.PaymentID, "status", truth.Status)
 			}
 		case oweRestock:
 			for _, it := range rec.Items {
-				if err := s.shelf.Restock(ctx, it.ProductID, rec.ID, it.Quantity); err != nil {
+				if err := s.stock.Restock(ctx, it.ProductID, rec.ID, it.Quantity); err != nil {
 					log.Warn("restock failed; will retry", "product", it.ProductID, "err", err)
 					return rec
 				}
@@ -358,6 +335,18 @@ func (s *Orders) compensate(ctx context.Context, k string, rec record) record {
 		return rec
 	}
 	return out
+}
+
+// refundReason is what payment records as the reason for giving the
+// money back: the staff's, or the cancellation's.
+func refundReason(rec record) string {
+	if rec.Refund != nil && rec.Refund.Reason != "" {
+		return rec.Refund.Reason
+	}
+	if rec.Error != nil && rec.Error.Code != "" {
+		return "order cancelled: " + rec.Error.Code
+	}
+	return "order cancelled"
 }
 
 // Sweep resumes every unfinished saga whose lease has expired. Keys found

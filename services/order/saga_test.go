@@ -2,7 +2,7 @@ package order
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -17,57 +17,126 @@ import (
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 )
 
-// fake is a scripted upstream: each request's "METHOD path" is looked up in
-// answers (first match by prefix) and recorded.
-type fake struct {
-	mu      sync.Mutex
-	calls   []string
-	answers map[string]func() (*kit.Response, error)
-	open    bool
+// fakeStock and fakePayments are scripted ports: each call is recorded as
+// "<op> <product or order>", and answers with the error set for its op
+// ("reserve", "commit", "release", "restock"; "charge", "status",
+// "refund", "void"), or succeeds. The typed gRPC adapters are tested
+// against real servers in grpc_test.go.
+type fakeStock struct {
+	mu    sync.Mutex
+	calls []string
+	errs  map[string]error
+	price int64
+	open  bool
 }
 
-func (f *fake) Do(_ context.Context, r kit.Request) (*kit.Response, error) {
-	call := r.Method + " " + r.Path
+func (f *fakeStock) record(op, product string) error {
 	f.mu.Lock()
-	f.calls = append(f.calls, call)
-	f.mu.Unlock()
-	best := ""
-	for prefix := range f.answers {
-		if strings.HasPrefix(call, prefix) && len(prefix) > len(best) {
-			best = prefix
-		}
-	}
-	if best == "" {
-		return nil, fmt.Errorf("unexpected call %s", call)
-	}
-	return f.answers[best]()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, op+" "+product)
+	return f.errs[op]
 }
 
-func (f *fake) Open() bool { return f.open }
+func (f *fakeStock) Reserve(_ context.Context, product, order string, qty int64) (Reservation, error) {
+	if err := f.record("reserve", product); err != nil {
+		return Reservation{}, err
+	}
+	return Reservation{ProductID: product, OrderID: order, Quantity: qty, UnitPrice: f.price, State: Reserving}, nil
+}
+func (f *fakeStock) Commit(_ context.Context, product, _ string) error {
+	return f.record("commit", product)
+}
+func (f *fakeStock) Release(_ context.Context, product, _ string) error {
+	return f.record("release", product)
+}
+func (f *fakeStock) Restock(_ context.Context, product, _ string, _ int64) error {
+	return f.record("restock", product)
+}
+func (f *fakeStock) Level(_ context.Context, product string) (StockLevel, error) {
+	return StockLevel{ProductID: product}, f.record("level", product)
+}
+func (f *fakeStock) Open() bool { return f.open }
 
-func (f *fake) called(prefix string) int {
+func (f *fakeStock) called(op string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
 	for _, c := range f.calls {
-		if strings.HasPrefix(c, prefix) {
+		if strings.HasPrefix(c, op+" ") {
 			n++
 		}
 	}
 	return n
 }
 
-func ok(status int, v any) func() (*kit.Response, error) {
-	return func() (*kit.Response, error) {
-		b, _ := json.Marshal(v)
-		return &kit.Response{Status: status, Body: b}, nil
-	}
+type fakePayments struct {
+	mu     sync.Mutex
+	calls  []string
+	errs   map[string]error
+	status PaymentStatus // what Status answers
+	open   bool
 }
 
-func failWith(sentinel error) func() (*kit.Response, error) {
-	return func() (*kit.Response, error) {
-		return nil, fmt.Errorf("%w: %w", sentinel, kit.Unavailable("payment unavailable"))
+func (f *fakePayments) record(op, order string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, op+" "+order)
+	return f.errs[op]
+}
+
+func (f *fakePayments) set(op string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.errs == nil {
+		f.errs = map[string]error{}
 	}
+	f.errs[op] = err
+}
+
+func (f *fakePayments) Charge(_ context.Context, c ChargeRequest) (Payment, error) {
+	if err := f.record("charge", c.OrderID); err != nil {
+		return Payment{}, err
+	}
+	return Payment{ID: "pay_" + c.OrderID, OrderID: c.OrderID, Amount: c.Amount, Status: PaymentCompleted}, nil
+}
+func (f *fakePayments) Status(_ context.Context, order string) (Payment, error) {
+	if err := f.record("status", order); err != nil {
+		return Payment{}, err
+	}
+	return Payment{ID: "pay_" + order, OrderID: order, Status: f.status}, nil
+}
+func (f *fakePayments) Refund(_ context.Context, order, _ string) (Payment, error) {
+	if err := f.record("refund", order); err != nil {
+		return Payment{}, err
+	}
+	return Payment{ID: "pay_" + order, OrderID: order, Status: PaymentRefunded}, nil
+}
+func (f *fakePayments) Void(_ context.Context, order, _ string) (VoidOutcome, error) {
+	return VoidOutcome{Status: PaymentVoided}, f.record("void", order)
+}
+func (f *fakePayments) Open() bool { return f.open }
+
+func (f *fakePayments) called(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, op+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+// transport is a failure as the gRPC client reports one: a 503
+// dependency_unavailable *kit.Error matching sentinel.
+func transport(sentinel error) error {
+	return fmt.Errorf("%w: %w", sentinel, kit.Unavailable("upstream unavailable"))
+}
+
+// domain is an upstream's refusal as the typed clients return it.
+func domain(sentinel error, status int, code string) error {
+	return kit.Reasons{code: sentinel}.Wrap(&kit.Error{Status: status, Code: code, Message: code})
 }
 
 var claims = &kit.Claims{Email: "ada@example.com"}
@@ -76,82 +145,73 @@ func init() { claims.Subject = "u1" }
 
 var req = PlaceRequest{Items: []events.Item{{ProductID: "p1", Quantity: 2}}, PaymentMethod: "card", ShippingAddress: "1 Main St"}
 
-func products() *fake {
-	return &fake{answers: map[string]func() (*kit.Response, error){
-		"POST /stock/p1/reservations/": ok(200, map[string]any{"state": "committed"}),
-		"POST /stock/p1/reservations":  ok(201, map[string]any{"price": 5000}),
-		"DELETE /stock/p1/":            ok(200, map[string]any{"state": "released"}),
-	}}
-}
+func products() *fakeStock { return &fakeStock{price: 5000} }
 
 func TestSaga(t *testing.T) {
 	tests := []struct {
 		name        string
-		products    func() *fake
-		payments    *fake
+		stock       *fakeStock
+		payments    *fakePayments
 		wantHTTP    int
 		wantStatus  string
 		wantCode    string
+		wantField   string
 		wantRelease bool
+		wantRefund  bool // a refund check is owed and asked
 		wantEvents  []string
 	}{
 		{
-			name: "a paid order is confirmed", products: products,
-			payments: &fake{answers: map[string]func() (*kit.Response, error){"POST /payments": ok(201, map[string]any{"id": "pay_1"})}},
+			name: "a paid order is confirmed", stock: products(), payments: &fakePayments{},
 			wantHTTP: 201, wantStatus: Confirmed,
 			wantEvents: []string{catalog.OrderCreated, catalog.OrderConfirmed},
 		},
 		{
-			name: "missing stock cancels with 409 out_of_stock",
-			products: func() *fake {
-				f := products()
-				f.answers["POST /stock/p1/reservations"] = ok(409, kit.ErrorBody{Error: kit.Error{Code: CodeOutOfStock, Message: "none"}})
-				return f
-			},
-			payments: &fake{}, wantHTTP: 409, wantStatus: Cancelled, wantCode: CodeOutOfStock, wantRelease: true,
+			name:     "missing stock cancels with 409 out_of_stock naming the item",
+			stock:    &fakeStock{price: 5000, errs: map[string]error{"reserve": domain(ErrOutOfStock, 409, "out_of_stock")}},
+			payments: &fakePayments{}, wantHTTP: 409, wantStatus: Cancelled, wantCode: CodeOutOfStock, wantField: "items[0].quantity", wantRelease: true,
 			wantEvents: []string{catalog.OrderCreated, catalog.OrderCancelled},
 		},
 		{
-			name: "a decline cancels with 402 and releases stock", products: products,
-			payments: &fake{answers: map[string]func() (*kit.Response, error){"POST /payments": ok(402, kit.ErrorBody{Error: kit.Error{Code: "payment_declined"}})}},
+			name:     "an unknown product cancels with 400 naming the item",
+			stock:    &fakeStock{errs: map[string]error{"reserve": domain(ErrUnknownProduct, 404, "unknown_product")}},
+			payments: &fakePayments{}, wantHTTP: 400, wantStatus: Cancelled, wantCode: CodeUnknownProduct, wantField: "items[0].productId", wantRelease: true,
+			wantEvents: []string{catalog.OrderCreated, catalog.OrderCancelled},
+		},
+		{
+			name: "a decline cancels with 402 and releases stock", stock: products(),
+			payments: &fakePayments{errs: map[string]error{"charge": domain(ErrDeclined, 402, "payment_declined")}},
 			wantHTTP: 402, wantStatus: Cancelled, wantCode: CodePaymentDeclined, wantRelease: true,
 			wantEvents: []string{catalog.OrderCreated, catalog.OrderCancelled},
 		},
 		{
-			name: "an open payment breaker fails fast with nothing reserved", products: products,
-			payments: &fake{open: true}, wantHTTP: 503, wantStatus: Cancelled, wantCode: kit.CodeUnavailable, wantRelease: true,
+			name: "an open payment breaker fails fast with nothing reserved", stock: products(),
+			payments: &fakePayments{open: true}, wantHTTP: 503, wantStatus: Cancelled, wantCode: kit.CodeUnavailable, wantRelease: true,
 			wantEvents: []string{catalog.OrderCreated, catalog.OrderCancelled},
 		},
 		{
-			name: "payment unreachable cancels with 503", products: products,
-			payments: &fake{answers: map[string]func() (*kit.Response, error){"POST /payments": failWith(kit.ErrNotSent)}},
+			name: "payment unreachable cancels with 503", stock: products(),
+			payments: &fakePayments{errs: map[string]error{"charge": transport(ErrNotSent)}},
 			wantHTTP: 503, wantStatus: Cancelled, wantCode: kit.CodeUnavailable, wantRelease: true,
 			wantEvents: []string{catalog.OrderCreated, catalog.OrderCancelled},
 		},
 		{
-			name: "a timed-out charge that went through is confirmed after asking payment", products: products,
-			payments: &fake{answers: map[string]func() (*kit.Response, error){
-				"POST /payments": failWith(kit.ErrAmbiguous),
-				"GET /orders/":   ok(200, map[string]any{"items": []any{map[string]any{"id": "pay_1", "status": "completed"}}}),
-			}},
+			name: "a timed-out charge that went through is confirmed after asking payment", stock: products(),
+			payments: &fakePayments{errs: map[string]error{"charge": transport(ErrAmbiguous)}, status: PaymentCompleted},
 			wantHTTP: 201, wantStatus: Confirmed,
 			wantEvents: []string{catalog.OrderCreated, catalog.OrderConfirmed},
 		},
 		{
-			name: "a timed-out charge that did not happen is cancelled", products: products,
-			payments: &fake{answers: map[string]func() (*kit.Response, error){
-				"POST /payments": failWith(kit.ErrAmbiguous),
-				"GET /orders/":   ok(200, map[string]any{"items": []any{}}),
-			}},
-			wantHTTP: 503, wantStatus: Cancelled, wantCode: kit.CodeUnavailable, wantRelease: true,
+			name: "a timed-out charge that did not happen is cancelled, and asked again", stock: products(),
+			payments: &fakePayments{errs: map[string]error{"charge": transport(ErrAmbiguous)}, status: PaymentNone},
+			wantHTTP: 503, wantStatus: Cancelled, wantCode: kit.CodeUnavailable, wantRelease: true, wantRefund: true,
 			wantEvents: []string{catalog.OrderCreated, catalog.OrderCancelled},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st, _ := kit.NewStore[record](kittest.Bus(t, "order").Bucket("orders"))
-			prod, pub := tt.products(), &kittest.Published{}
-			s, err := NewOrders(st, prod, tt.payments, pub, "test", time.Minute)
+			pub := &kittest.Published{}
+			s, err := NewOrders(st, tt.stock, tt.payments, pub, "test", time.Minute)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,10 +219,10 @@ func TestSaga(t *testing.T) {
 			if status != tt.wantHTTP || o.Status != tt.wantStatus {
 				t.Fatalf("status %d order %s (%v), want %d %s", status, o.Status, err, tt.wantHTTP, tt.wantStatus)
 			}
-			if tt.wantCode != "" && kit.AsError(err).Code != tt.wantCode {
-				t.Fatalf("code %q, want %q", kit.AsError(err).Code, tt.wantCode)
+			if tt.wantCode != "" && (kit.AsError(err).Code != tt.wantCode || kit.AsError(err).Field != tt.wantField) {
+				t.Fatalf("error %+v, want code %q field %q", kit.AsError(err), tt.wantCode, tt.wantField)
 			}
-			if got := prod.called("DELETE ") > 0; got != tt.wantRelease {
+			if got := tt.stock.called("release") > 0; got != tt.wantRelease {
 				t.Errorf("released = %v, want %v", got, tt.wantRelease)
 			}
 			if !slices.Equal(pub.Types(), tt.wantEvents) {
@@ -171,8 +231,15 @@ func TestSaga(t *testing.T) {
 			if tt.wantStatus == Confirmed && o.Total != 10000 {
 				t.Errorf("total %d, want 10000", o.Total)
 			}
-			if tt.payments.open && prod.called("POST /stock/p1/reservations") > 0 {
+			if tt.payments.open && tt.stock.called("reserve") > 0 {
 				t.Error("reserved stock while payment was known down")
+			}
+			asked := tt.payments.called("status")
+			if ambiguous := errors.Is(tt.payments.errs["charge"], ErrAmbiguous); (asked > 0) != ambiguous {
+				t.Errorf("asked payment for the truth %d times after a charge that was ambiguous: %v", asked, ambiguous)
+			}
+			if tt.wantRefund && asked < 2 {
+				t.Errorf("the refund check owed after an unknown charge was not made (status asked %d times)", asked)
 			}
 			rec, _, _ := st.Get(context.Background(), key("u1", o.ID))
 			if !rec.done() {
@@ -195,8 +262,7 @@ func TestSweepResumesAnAbandonedSaga(t *testing.T) {
 	if _, err := st.Create(ctx, key("u1", live.ID), live); err != nil {
 		t.Fatal(err)
 	}
-	pay := &fake{answers: map[string]func() (*kit.Response, error){"POST /payments": ok(200, map[string]any{"id": "pay_1"})}}
-	s, _ := NewOrders(st, products(), pay, &kittest.Published{}, "new-instance", time.Minute)
+	s, _ := NewOrders(st, products(), &fakePayments{}, &kittest.Published{}, "new-instance", time.Minute)
 	n, err := s.Sweep(ctx)
 	if err != nil || n != 1 {
 		t.Fatalf("resumed %d (%v), want 1", n, err)

@@ -34,11 +34,11 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	products, err := d.Client("product")
+	products, err := d.GRPC("product")
 	if err != nil {
 		return nil, err
 	}
-	payments, err := d.Client("payment")
+	payments, err := d.GRPC("payment")
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +46,7 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	orders, err := NewOrders(st, products, payments, d.Bus, "order-"+kit.NewID(), lease)
+	orders, err := NewOrders(st, NewGRPCStock(products), NewGRPCPayments(payments), d.Bus, "order-"+kit.NewID(), lease)
 	if err != nil {
 		return nil, err
 	}

@@ -2,10 +2,16 @@ package payment_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+
+	paymentv1 "github.com/switchboard-dev/switchboard/gen/switchboard/payment/v1"
 
 	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
@@ -24,7 +30,7 @@ func call(t *testing.T, method, url, token string, body any) (int, kit.Error, []
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := kittest.GatewayHTTP(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,19 +41,22 @@ func call(t *testing.T, method, url, token string, body any) (int, kit.Error, []
 	return resp.StatusCode, e.Error, raw
 }
 
-// A customer reads the payment of their own order and nothing else; the
-// routes that take or give back money refuse anything carrying a user's
-// token, staff included (a staff refund goes through order).
+// A customer reads the payment of their own order and nothing else; money
+// moves only through the gRPC API, for order's identity alone (a staff
+// refund goes through order).
 func TestCustomersOnlyReadTheirOwn(t *testing.T) {
 	svc := kittest.Serve(t, payment.Definition, kittest.StartNATS(t, "").Env())
 	ada := kittest.Token(t, "ada")
 	bob := kittest.Token(t, "bob")
 	admin := kittest.StaffToken(t, "staff1")
+	ctx := context.Background()
+	asOrder := paymentv1.NewPaymentsClient(kittest.Platform(t).GRPCClient(t, "order", "payment", svc.GRPCAddr))
+	asNotification := paymentv1.NewPaymentsClient(kittest.Platform(t).GRPCClient(t, "notification", "payment", svc.GRPCAddr))
 
-	// Order charges Ada's order o1, as the saga does: no user token.
-	charge := payment.ChargeRequest{OrderID: "o1", UserID: "ada", Amount: 5000, Method: "card"}
-	if status, _, raw := call(t, "POST", svc.URL+"/payments", "", charge); status != http.StatusCreated {
-		t.Fatalf("order's charge: %d %s", status, raw)
+	// Order charges Ada's order o1, as the saga does.
+	if resp, err := asOrder.Charge(ctx, &paymentv1.ChargeRequest{OrderId: "o1", UserId: "ada", Amount: 5000, Method: "card"}); err != nil ||
+		resp.GetPayment().GetStatus() != paymentv1.PaymentStatus_PAYMENT_STATUS_COMPLETED || resp.GetReplayed() {
+		t.Fatalf("order's charge: %v %v", resp, err)
 	}
 
 	var p events.Payment
@@ -83,21 +92,39 @@ func TestCustomersOnlyReadTheirOwn(t *testing.T) {
 		t.Errorf("another's payment answers %s, a missing one %s", other, unknown)
 	}
 
-	money := []struct {
-		name, method, path string
-		body               any
-	}{
-		{"charge", "POST", "/payments", payment.ChargeRequest{OrderID: "o2", UserID: "ada", Amount: 1, Method: "card"}},
-		{"refund", "POST", "/payments/" + payment.IDFor("o1") + "/refund", nil},
-		{"order's status lookup", "GET", "/orders/o1/payments", nil},
+	// Over REST the money routes do not exist, whoever asks.
+	money := []struct{ method, path string }{
+		{"POST", "/payments"}, {"POST", "/payments/" + payment.IDFor("o1") + "/refund"}, {"GET", "/orders/o1/payments"},
 	}
 	for _, tt := range money {
-		for _, who := range []struct{ name, token string }{{"the owner", ada}, {"staff", admin}} {
-			t.Run(tt.name+" by "+who.name, func(t *testing.T) {
-				if status, e, raw := call(t, tt.method, svc.URL+tt.path, who.token, tt.body); status != http.StatusForbidden || e.Code != kit.CodeForbidden {
-					t.Fatalf("%d %s, want 403", status, raw)
-				}
-			})
+		for _, token := range []string{"", ada, admin} {
+			if status, _, raw := call(t, tt.method, svc.URL+tt.path, token, map[string]any{"orderId": "o2", "userId": "ada", "amount": 1, "method": "card"}); status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
+				t.Errorf("%s %s over REST: %d %s", tt.method, tt.path, status, raw)
+			}
+		}
+	}
+	// Over gRPC, notification is refused every method.
+	refused := map[string]func() error{
+		"Charge": func() error {
+			_, err := asNotification.Charge(ctx, &paymentv1.ChargeRequest{OrderId: "o2", UserId: "ada", Amount: 1, Method: "card"})
+			return err
+		},
+		"Refund": func() error {
+			_, err := asNotification.Refund(ctx, &paymentv1.RefundRequest{OrderId: "o1", Reason: "mine"})
+			return err
+		},
+		"Void": func() error {
+			_, err := asNotification.Void(ctx, &paymentv1.VoidRequest{OrderId: "o1", Reason: "mine"})
+			return err
+		},
+		"GetStatus": func() error {
+			_, err := asNotification.GetStatus(ctx, &paymentv1.GetStatusRequest{OrderId: "o1"})
+			return err
+		},
+	}
+	for name, call := range refused {
+		if err := call(); grpcstatus.Code(err) != codes.PermissionDenied {
+			t.Errorf("notification calling %s: %v, want PermissionDenied", name, err)
 		}
 	}
 	_, _, raw = call(t, "GET", svc.URL+"/payments?orderId=o1", ada, nil)
@@ -108,12 +135,31 @@ func TestCustomersOnlyReadTheirOwn(t *testing.T) {
 		t.Fatalf("a refused charge left a payment: %d", status)
 	}
 
-	// Order still reaches all three.
-	var list struct{ Items []events.Payment }
-	if status, _, raw := call(t, "GET", svc.URL+"/orders/o1/payments", "", nil); status != http.StatusOK || json.Unmarshal(raw, &list) != nil || len(list.Items) != 1 {
-		t.Fatalf("order's status lookup: %d %s", status, raw)
+	// Order reaches all four.
+	if st, err := asOrder.GetStatus(ctx, &paymentv1.GetStatusRequest{OrderId: "o1"}); err != nil ||
+		st.GetStatus() != paymentv1.PaymentStatus_PAYMENT_STATUS_COMPLETED || st.GetPaymentId() != payment.IDFor("o1") {
+		t.Fatalf("order's status lookup: %v %v", st, err)
 	}
-	if status, _, raw := call(t, "POST", svc.URL+"/payments/"+payment.IDFor("o1")+"/refund", "", nil); status != http.StatusOK {
-		t.Fatalf("order's refund: %d %s", status, raw)
+	if st, err := asOrder.GetStatus(ctx, &paymentv1.GetStatusRequest{OrderId: "o9"}); err != nil || st.GetStatus() != paymentv1.PaymentStatus_PAYMENT_STATUS_NONE {
+		t.Fatalf("the status of an order never charged: %v %v", st, err)
+	}
+	if r, err := asOrder.Refund(ctx, &paymentv1.RefundRequest{OrderId: "o1", Reason: "arrived broken"}); err != nil ||
+		r.GetPayment().GetStatus() != paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED || r.GetPayment().GetRefundReason() != "arrived broken" {
+		t.Fatalf("order's refund: %v %v", r, err)
+	}
+	if v, err := asOrder.Void(ctx, &paymentv1.VoidRequest{OrderId: "o3", Reason: "cancelled"}); err != nil ||
+		v.GetStatus() != paymentv1.PaymentStatus_PAYMENT_STATUS_VOIDED || v.GetMoneyTaken() {
+		t.Fatalf("order's void: %v %v", v, err)
+	}
+	_, err := asOrder.Charge(ctx, &paymentv1.ChargeRequest{OrderId: "o3", UserId: "ada", Amount: 1, Method: "card"})
+	if e := kit.AsError(err); grpcstatus.Code(err) != codes.FailedPrecondition || e.Code != payment.CodeOrderVoided {
+		t.Fatalf("a charge after the void: %v", err)
+	}
+	_, err = asOrder.Charge(ctx, &paymentv1.ChargeRequest{OrderId: "o4", UserId: "ada", Amount: 1, Method: payment.DeclinedMethod})
+	if e := kit.AsError(err); grpcstatus.Code(err) != codes.FailedPrecondition || e.Code != payment.CodeDeclined {
+		t.Fatalf("a declined charge: %v", err)
+	}
+	if st, _ := asOrder.GetStatus(ctx, &paymentv1.GetStatusRequest{OrderId: "o4"}); st.GetStatus() != paymentv1.PaymentStatus_PAYMENT_STATUS_DECLINED {
+		t.Fatalf("the status of a declined charge: %v", st)
 	}
 }

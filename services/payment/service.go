@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	paymentv1 "github.com/switchboard-dev/switchboard/gen/switchboard/payment/v1"
 	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
@@ -39,11 +40,11 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 func (s *service) Routes(mux *http.ServeMux) {
 	// The one customer route: read, own payments only.
 	mux.HandleFunc("GET /payments", kit.RequireAuth(s.tokens, s.mine))
-	// Internal: order's saga and refunds. The gateway never routes these,
-	// and they refuse any request carrying a user's token.
-	mux.HandleFunc("POST /payments", kit.InternalOnly(s.charge))
-	mux.HandleFunc("GET /orders/{orderId}/payments", kit.InternalOnly(s.ofOrder))
-	mux.HandleFunc("POST /payments/{id}/refund", kit.InternalOnly(s.refund))
+}
+
+// RegisterGRPC serves the payments API order's saga calls.
+func (s *service) RegisterGRPC(srv *kit.GRPCServer) {
+	paymentv1.RegisterPaymentsServer(srv, paymentsServer{ledger: s.ledger})
 }
 
 func (s *service) Run(ctx context.Context) error {

@@ -12,7 +12,7 @@ func (s *service) start(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, err)
 		return
 	}
-	st, err := s.p.Start(r.Context(), kit.Subject(r), r.Header.Get("Authorization"), req)
+	st, err := s.p.Start(r.Context(), kit.Subject(r), req)
 	kit.Reply(w, r, http.StatusCreated, st, err)
 }
 

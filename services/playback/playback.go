@@ -28,7 +28,6 @@
 package playback
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -46,19 +45,14 @@ const (
 	CodeHeartbeatTooSoon = "heartbeat_too_soon"
 )
 
-// Caller performs calls to an upstream; *kit.Client is one.
-type Caller interface {
-	Do(ctx context.Context, req kit.Request) (*kit.Response, error)
-}
-
 // Player holds the playback logic.
 type Player struct {
 	slots    *kit.Store[slots]
 	edges    *kit.Store[edgeLoad]
 	history  *kit.Store[history]
 	pub      kit.Publisher
-	accounts Caller
-	content  Caller
+	accounts Accounts
+	content  Library
 	cdn      []Edge
 	ttl      time.Duration
 	// minBeat is the least time between two heartbeats of a session.
@@ -67,7 +61,7 @@ type Player struct {
 }
 
 // NewPlayer refuses nil dependencies.
-func NewPlayer(sessions *kit.Store[slots], edges *kit.Store[edgeLoad], hist *kit.Store[history], pub kit.Publisher, accounts, videos Caller, cdn []Edge, ttl time.Duration) (*Player, error) {
+func NewPlayer(sessions *kit.Store[slots], edges *kit.Store[edgeLoad], hist *kit.Store[history], pub kit.Publisher, accounts Accounts, videos Library, cdn []Edge, ttl time.Duration) (*Player, error) {
 	if sessions == nil || edges == nil || hist == nil || pub == nil || accounts == nil || videos == nil || len(cdn) == 0 || ttl <= 0 {
 		return nil, errors.New("playback: NewPlayer needs stores, a publisher, account and content clients, edges and a TTL")
 	}

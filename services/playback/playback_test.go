@@ -37,10 +37,10 @@ func newRig(t *testing.T, extra map[string]string) *rig {
 	b := kittest.StartNATS(t, "")
 	base := streamtest.Merge(b.Env(), map[string]string{"BCRYPT_COST": "4", "SEED_DEMO": "false"})
 	acc := kittest.Serve(t, account.Definition, base)
-	cont := kittest.Serve(t, content.Definition, streamtest.Merge(base, map[string]string{"ACCOUNT_URL": acc.URL}))
+	cont := kittest.Serve(t, content.Definition, streamtest.Merge(base, map[string]string{"ACCOUNT_GRPC": acc.GRPCAddr}))
 	// The tests send heartbeats back to back; TestHeartbeatsTooSoon sets
 	// the interval it checks.
-	env := streamtest.Merge(base, map[string]string{"ACCOUNT_URL": acc.URL, "CONTENT_URL": cont.URL, catalog.EnvHeartbeatMinInterval: "0s"}, extra)
+	env := streamtest.Merge(base, map[string]string{"ACCOUNT_GRPC": acc.GRPCAddr, "CONTENT_GRPC": cont.GRPCAddr, catalog.EnvHeartbeatMinInterval: "0s"}, extra)
 	play := kittest.Serve(t, playback.Definition, env)
 	r := &rig{t: t, broker: b, env: env, accounts: streamtest.Client{T: t, Base: acc.URL}, play: streamtest.Client{T: t, Base: play.URL}}
 	videos := streamtest.Client{T: t, Base: cont.URL}
@@ -444,7 +444,7 @@ func TestHeartbeatsTooSoon(t *testing.T) {
 	for range 5 {
 		req, _ := http.NewRequest("POST", r.play.Base+"/sessions/"+st.SessionID+"/heartbeat", strings.NewReader(`{"positionSec":20}`))
 		req.Header.Set("Authorization", "Bearer "+me.Token)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := kittest.GatewayHTTP(t).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

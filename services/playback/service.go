@@ -44,11 +44,11 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	accounts, err := d.Client("account")
+	accounts, err := d.GRPC("account")
 	if err != nil {
 		return nil, err
 	}
-	videos, err := d.Client("content")
+	videos, err := d.GRPC("content")
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := NewPlayer(sessions, loads, hist, d.Bus, accounts, videos, edges, ttl)
+	p, err := NewPlayer(sessions, loads, hist, d.Bus, NewGRPCAccounts(accounts), NewGRPCLibrary(videos), edges, ttl)
 	if err != nil {
 		return nil, err
 	}

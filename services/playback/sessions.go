@@ -129,57 +129,29 @@ func ChooseQuality(renditions []events.Rendition, bandwidthKbps, bufferSec float
 	return best
 }
 
-// access is content's answer to GET /videos/{id}/access.
-type access struct {
-	Allowed bool   `json:"allowed"`
-	Reason  string `json:"reason"`
-}
-
 // upstreams fetches what a start needs, in parallel: the account (plan and
-// profiles), the access decision and the video.
-func (p *Player) upstreams(ctx context.Context, caller, authorization string, r StartRequest) (events.Account, access, events.Video, error) {
+// profiles) from account, the access decision and the video from content.
+func (p *Player) upstreams(ctx context.Context, caller string, r StartRequest) (events.Account, Access, events.Video, error) {
 	var (
-		acc    events.Account
-		access access
-		video  events.Video
-		errs   [3]error
-		wg     sync.WaitGroup
+		acc            events.Account
+		access         Access
+		video          events.Video
+		accErr, libErr error
+		wg             sync.WaitGroup
 	)
-	h := http.Header{"Authorization": {authorization}}
-	get := func(i int, c Caller, path string, out any) {
-		defer wg.Done()
-		resp, err := c.Do(ctx, kit.Request{Method: http.MethodGet, Path: path, Header: h})
-		switch {
-		case err != nil:
-			errs[i] = err
-		case resp.Status != http.StatusOK:
-			errs[i] = kit.UpstreamError(resp)
-		default:
-			if err := resp.JSON(out); err != nil {
-				errs[i] = kit.Unavailable("bad answer from upstream: %v", err)
-			}
-		}
-	}
-	wg.Add(3)
-	go get(0, p.accounts, "/accounts/"+url.PathEscape(caller), &acc)
-	go get(1, p.content, "/videos/"+url.PathEscape(r.ContentID)+"/access?"+url.Values{"accountId": {caller}, "region": {r.Region}}.Encode(), &access)
-	go get(2, p.content, "/videos/"+url.PathEscape(r.ContentID), &video)
+	wg.Go(func() { acc, accErr = p.accounts.Account(ctx, caller) })
+	wg.Go(func() { access, video, libErr = p.content.CheckAccess(ctx, r.ContentID, caller, r.Region) })
 	wg.Wait()
-	for _, err := range errs {
-		if e := kit.AsError(err); err != nil && e.Status == http.StatusUnauthorized {
-			return acc, access, video, e
-		}
-	}
-	if e := kit.AsError(errs[2]); errs[2] != nil && e.Status == http.StatusNotFound {
+	switch {
+	case errors.Is(libErr, ErrUnknownVideo):
 		return acc, access, video, kit.NotFound("video %q not found", r.ContentID)
-	}
-	if e := kit.AsError(errs[0]); errs[0] != nil && (e.Status == http.StatusNotFound || e.Status == http.StatusForbidden) {
+	case errors.Is(accErr, ErrUnknownAccount):
 		return acc, access, video, kit.Errorf(http.StatusForbidden, CodeAccessDenied, "account %s is not accessible", caller)
 	}
-	for _, err := range errs {
+	for _, err := range []error{accErr, libErr} {
 		if err != nil {
 			if e := kit.AsError(err); e.Status >= 400 && e.Status < 500 {
-				// An upstream's 4xx here means our request was wrong.
+				// An upstream's refusal here means our request was wrong.
 				return acc, access, video, kit.Unavailable("upstream refused a playback check: %s", e.Message)
 			}
 			return acc, access, video, err
@@ -190,11 +162,11 @@ func (p *Player) upstreams(ctx context.Context, caller, authorization string, r 
 
 // Start opens a session for caller (the token's account), after access and
 // the plan's stream limit.
-func (p *Player) Start(ctx context.Context, caller, authorization string, r StartRequest) (Started, error) {
+func (p *Player) Start(ctx context.Context, caller string, r StartRequest) (Started, error) {
 	if err := r.Validate(); err != nil {
 		return Started{}, err
 	}
-	acc, access, video, err := p.upstreams(ctx, caller, authorization, r)
+	acc, access, video, err := p.upstreams(ctx, caller, r)
 	if err != nil {
 		return Started{}, err
 	}

@@ -2,10 +2,17 @@ package product_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	productv1 "github.com/switchboard-dev/switchboard/gen/switchboard/product/v1"
 
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
@@ -23,7 +30,7 @@ func call(t *testing.T, method, url, token string, body any) (int, kit.Error, []
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := kittest.GatewayHTTP(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,46 +121,87 @@ func TestAudiences(t *testing.T) {
 	}
 }
 
-// The saga's routes take no user: a request carrying a customer's token
-// (as one the gateway forwards would) is refused and moves no stock.
-func TestInternalRoutesRefuseUsers(t *testing.T) {
+// The saga's operations are gRPC methods for order alone: over REST they
+// do not exist, whoever asks, and over gRPC the stock moves for order's
+// identity only, with the domain codes of the stock API.
+func TestStockOperationsAreOrdersOverGRPC(t *testing.T) {
 	env := kittest.StartNATS(t, "").Env()
 	env["SEED_DEMO"] = "false"
 	svc := kittest.Serve(t, product.Definition, env)
 	admin := kittest.StaffToken(t, "staff1")
-	customer := kittest.Token(t, "u1")
 	var p product.Product
 	_, _, raw := call(t, "POST", svc.URL+"/products", admin, product.NewProduct{Name: "Lamp", Category: "home", Price: 1000, Stock: 5})
 	_ = json.Unmarshal(raw, &p)
 
-	reserve := map[string]any{"orderId": "o1", "quantity": 2}
-	for _, token := range []string{customer, admin} {
-		if status, e, _ := call(t, "POST", svc.URL+"/stock/"+p.ID+"/reservations", token, reserve); status != http.StatusForbidden || e.Code != kit.CodeForbidden {
-			t.Fatalf("a reservation with a user's token: %d %+v", status, e)
+	for _, path := range []string{"/stock/" + p.ID + "/reservations", "/stock/" + p.ID + "/reservations/o1/commit", "/stock/" + p.ID + "/restocks"} {
+		for _, token := range []string{"", admin} {
+			if status, _, _ := call(t, "POST", svc.URL+path, token, map[string]any{"orderId": "o1", "quantity": 2}); status != http.StatusNotFound {
+				t.Errorf("POST %s over REST: %d, want 404", path, status)
+			}
 		}
 	}
-	if status, _, raw := call(t, "POST", svc.URL+"/stock/"+p.ID+"/reservations", "", reserve); status != http.StatusCreated {
-		t.Fatalf("order's reservation: %d %s", status, raw)
+
+	ctx := context.Background()
+	asOrder := productv1.NewStockClient(kittest.Platform(t).GRPCClient(t, "order", "product", svc.GRPCAddr))
+	asPayment := productv1.NewStockClient(kittest.Platform(t).GRPCClient(t, "payment", "product", svc.GRPCAddr))
+	if _, err := asPayment.Reserve(ctx, &productv1.ReserveRequest{ProductId: p.ID, OrderId: "o1", Quantity: 2}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("payment reserving: %v", err)
 	}
-	if status, _, raw := call(t, "POST", svc.URL+"/stock/"+p.ID+"/reservations/o1/commit", "", nil); status != http.StatusOK {
-		t.Fatalf("order's commit: %d %s", status, raw)
+	res, err := asOrder.Reserve(ctx, &productv1.ReserveRequest{ProductId: p.ID, OrderId: "o1", Quantity: 2})
+	if err != nil || res.GetReplayed() || res.GetReservation().GetUnitPrice() != 1000 ||
+		res.GetReservation().GetState() != productv1.ReservationState_RESERVATION_STATE_RESERVED {
+		t.Fatalf("order's reserve: %v %v", res, err)
 	}
-	restock := map[string]any{"orderId": "o1", "quantity": 2}
-	if status, _, _ := call(t, "POST", svc.URL+"/stock/"+p.ID+"/restocks", customer, restock); status != http.StatusForbidden {
-		t.Fatalf("a restock with a customer's token: %d", status)
+	if res, err := asOrder.Reserve(ctx, &productv1.ReserveRequest{ProductId: p.ID, OrderId: "o1", Quantity: 2}); err != nil || !res.GetReplayed() {
+		t.Fatalf("order's repeated reserve: %v %v", res, err)
+	}
+	if _, err := asOrder.Commit(ctx, &productv1.CommitRequest{ProductId: p.ID, OrderId: "o1"}); err != nil {
+		t.Fatalf("order's commit: %v", err)
+	}
+	rs, err := asOrder.Restock(ctx, &productv1.RestockRequest{ProductId: p.ID, OrderId: "o1", Quantity: 2})
+	want := &productv1.StockLevel{ProductId: p.ID, Available: 5, Sold: 2, Restocked: 2}
+	if err != nil || !proto.Equal(rs.GetStock(), want) || rs.GetReplayed() {
+		t.Fatalf("order's restock: %v %v", rs, err)
+	}
+	refusals := []struct {
+		name   string
+		call   func() error
+		code   codes.Code
+		reason string
+		field  string
+	}{
+		{"an unknown product", func() error {
+			_, err := asOrder.Reserve(ctx, &productv1.ReserveRequest{ProductId: "nope", OrderId: "o2", Quantity: 1})
+			return err
+		}, codes.NotFound, product.CodeUnknownProduct, "product_id"},
+		{"more than available", func() error {
+			_, err := asOrder.Reserve(ctx, &productv1.ReserveRequest{ProductId: p.ID, OrderId: "o2", Quantity: 6})
+			return err
+		}, codes.FailedPrecondition, product.CodeOutOfStock, "quantity"},
+		{"a commit of nothing", func() error {
+			_, err := asOrder.Commit(ctx, &productv1.CommitRequest{ProductId: p.ID, OrderId: "o9"})
+			return err
+		}, codes.NotFound, product.CodeReservationNotFound, ""},
+		{"a malformed order id", func() error {
+			_, err := asOrder.Release(ctx, &productv1.ReleaseRequest{ProductId: p.ID, OrderId: "a b"})
+			return err
+		}, codes.InvalidArgument, kit.CodeInvalid, "order_id"},
+		{"the stock of an unknown product", func() error {
+			_, err := asOrder.GetStock(ctx, &productv1.GetStockRequest{ProductId: "nope"})
+			return err
+		}, codes.NotFound, product.CodeUnknownProduct, "product_id"},
+	}
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if e := kit.AsError(kit.FromStatus(err)); status.Code(err) != tt.code || e.Code != tt.reason || e.Field != tt.field {
+				t.Fatalf("%v: code %s reason %q field %q, want %s %s %q", err, status.Code(err), e.Code, e.Field, tt.code, tt.reason, tt.field)
+			}
+		})
 	}
 	var level product.StockLevel
 	_, _, raw = call(t, "GET", svc.URL+"/stock/"+p.ID, admin, nil)
-	_ = json.Unmarshal(raw, &level)
-	if level != (product.StockLevel{ProductID: p.ID, Available: 3, Sold: 2}) {
-		t.Fatalf("stock %+v", level)
-	}
-	if status, _, raw := call(t, "POST", svc.URL+"/stock/"+p.ID+"/restocks", "", restock); status != http.StatusOK {
-		t.Fatalf("order's restock: %d %s", status, raw)
-	}
-	_, _, raw = call(t, "GET", svc.URL+"/stock/"+p.ID, admin, nil)
-	_ = json.Unmarshal(raw, &level)
-	if level != (product.StockLevel{ProductID: p.ID, Available: 5, Sold: 0}) {
-		t.Fatalf("stock after the restock %+v", level)
+	if err := json.Unmarshal(raw, &level); err != nil || level != (product.StockLevel{ProductID: p.ID, Available: 5, Sold: 2, Restocked: 2}) {
+		t.Fatalf("stock %s", raw)
 	}
 }

@@ -3,9 +3,10 @@
 // never oversell, and every stock operation is idempotent per order id.
 //
 // Two audiences reach it. Staff (the admin role, checked here and not only
-// at the gateway) create and change products and set stock. Order's saga
-// reserves, commits, releases and restocks through internal routes the
-// gateway never exposes.
+// at the gateway) create and change products and set stock, through the
+// public REST API. Order's saga reserves, commits, releases and restocks
+// through the internal gRPC API (switchboard.product.v1.Stock), which
+// admits order's identity only.
 package product
 
 import (
@@ -29,12 +30,14 @@ type Product struct {
 }
 
 // StockLevel is the API shape of a product's stock. Sold counts the units
-// committed to orders and not since restocked by a refund.
+// committed to orders, Restocked those of them that refunds put back on
+// sale, so that available + reserved + sold = stock set + restocked.
 type StockLevel struct {
 	ProductID string `json:"productId"`
 	Available int64  `json:"available"`
 	Reserved  int64  `json:"reserved"`
 	Sold      int64  `json:"sold"`
+	Restocked int64  `json:"restocked"`
 }
 
 // Reservation states. A reservation ends released, or committed (a sale);
@@ -46,23 +49,28 @@ const (
 	Restocked = "restocked"
 )
 
-// Reservation holds quantity of a product for an order.
+// Reservation holds quantity of a product for an order. Restocked is what
+// a refund returned of it, once restocked.
 type Reservation struct {
 	ProductID string    `json:"productId"`
 	OrderID   string    `json:"orderId"`
 	Quantity  int64     `json:"quantity"`
 	Price     int64     `json:"price"`
 	State     string    `json:"state"`
+	Restocked int64     `json:"restocked,omitempty"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
-// Error codes of the stock API.
+// Error codes of the stock API (switchboard.product.v1.Stock declares
+// which method answers which).
 const (
+	CodeUnknownProduct      = "unknown_product"
 	CodeOutOfStock          = "out_of_stock"
+	CodeReservationNotFound = "reservation_not_found"
 	CodeReservationReleased = "reservation_released"
 	CodeReservationDone     = "reservation_committed"
+	CodeRestockExceedsSale  = "restock_exceeds_sale"
 	CodeIdempotencyMismatch = "idempotency_mismatch"
-	CodeNotSold             = "not_sold"
 )
 
 // item is what the products bucket holds.
@@ -83,12 +91,13 @@ type stock struct {
 	Available int64            `json:"available"`
 	Reserved  int64            `json:"reserved"`
 	Sold      int64            `json:"sold"`
+	Restocked int64            `json:"restocked,omitempty"`
 	Active    map[string]int64 `json:"active,omitempty"`
 	Returning map[string]int64 `json:"returning,omitempty"`
 }
 
 func (s stock) level(productID string) StockLevel {
-	return StockLevel{ProductID: productID, Available: s.Available, Reserved: s.Reserved, Sold: s.Sold}
+	return StockLevel{ProductID: productID, Available: s.Available, Reserved: s.Reserved, Sold: s.Sold, Restocked: s.Restocked}
 }
 
 // Catalog holds the logic; HTTP handlers only decode and encode.
@@ -315,20 +324,66 @@ func (c *Catalog) SetAvailable(ctx context.Context, id string, available int64) 
 
 func resKey(productID, orderID string) string { return "res." + productID + "." + orderID }
 
+// The stock operations are order's, over gRPC: their fields are named as
+// the request messages of switchboard.product.v1.Stock name them.
+
+// validRefs checks the product and order ids of a stock operation.
+func validRefs(productID, orderID string) error {
+	switch {
+	case !kit.ValidID(productID):
+		return kit.Invalid("product_id", "product_id must be 1-64 letters, digits, '-' or '_'")
+	case !kit.ValidID(orderID):
+		return kit.Invalid("order_id", "order_id must be 1-64 letters, digits, '-' or '_'")
+	}
+	return nil
+}
+
+func validQuantity(quantity int64) error {
+	if quantity <= 0 || quantity > 1e6 {
+		return kit.Invalid("quantity", "quantity must be between 1 and 1e6")
+	}
+	return nil
+}
+
+func unknownProduct(id string) *kit.Error {
+	return &kit.Error{Status: http.StatusNotFound, Code: CodeUnknownProduct, Field: "product_id",
+		Message: fmt.Sprintf("product %q not found", id)}
+}
+
+func reservationNotFound(productID, orderID string) *kit.Error {
+	return kit.Errorf(http.StatusNotFound, CodeReservationNotFound, "order %s reserved no %s", orderID, productID)
+}
+
+// Level is a product's stock for order (GetStock): Stock, with an unknown
+// product named as the stock API names it.
+func (c *Catalog) Level(ctx context.Context, id string) (StockLevel, error) {
+	if !kit.ValidID(id) {
+		return StockLevel{}, kit.Invalid("product_id", "product_id must be 1-64 letters, digits, '-' or '_'")
+	}
+	l, err := c.Stock(ctx, id)
+	if e := kit.AsError(err); err != nil && e.Status == http.StatusNotFound {
+		return StockLevel{}, unknownProduct(id)
+	}
+	return l, err
+}
+
 // Reserve holds quantity for orderID. Repeating it returns the existing
 // reservation (created false); a different quantity for the same order is a
 // conflict, and so is reserving again after a release.
 func (c *Catalog) Reserve(ctx context.Context, productID, orderID string, quantity int64) (Reservation, bool, error) {
-	if !kit.ValidID(orderID) {
-		return Reservation{}, false, kit.Invalid("orderId", "orderId must be 1-64 letters, digits, '-' or '_'")
+	if err := validRefs(productID, orderID); err != nil {
+		return Reservation{}, false, err
 	}
-	if quantity <= 0 || quantity > 1e6 {
-		return Reservation{}, false, kit.Invalid("quantity", "quantity must be between 1 and 1e6")
+	if err := validQuantity(quantity); err != nil {
+		return Reservation{}, false, err
 	}
 	if r, ok, err := c.existing(ctx, productID, orderID, quantity); ok || err != nil {
 		return r, false, err
 	}
-	p, err := c.item(ctx, productID)
+	p, _, err := c.items.Get(ctx, productID)
+	if errors.Is(err, kit.ErrNotFound) {
+		return Reservation{}, false, unknownProduct(productID)
+	}
 	if err != nil {
 		return Reservation{}, false, err
 	}
@@ -387,8 +442,8 @@ func (c *Catalog) existing(ctx context.Context, productID, orderID string, quant
 // an unknown reservation records a tombstone, so a late Reserve for that
 // order cannot take stock after its compensation.
 func (c *Catalog) Release(ctx context.Context, productID, orderID string) (Reservation, error) {
-	if !kit.ValidID(productID) || !kit.ValidID(orderID) {
-		return Reservation{}, kit.NotFound("reservation not found")
+	if err := validRefs(productID, orderID); err != nil {
+		return Reservation{}, err
 	}
 	r, _, err := c.reservations.Get(ctx, resKey(productID, orderID))
 	if err != nil && !errors.Is(err, kit.ErrNotFound) {
@@ -429,9 +484,8 @@ func (c *Catalog) Release(ctx context.Context, productID, orderID string) (Reser
 // Commit turns a reservation into a sale: the reserved quantity leaves the
 // stock for good.
 func (c *Catalog) Commit(ctx context.Context, productID, orderID string) (Reservation, error) {
-	notFound := kit.NotFound("no reservation of %s for order %s", productID, orderID)
-	if !kit.ValidID(productID) || !kit.ValidID(orderID) {
-		return Reservation{}, notFound
+	if err := validRefs(productID, orderID); err != nil {
+		return Reservation{}, err
 	}
 	r, _, err := c.reservations.Get(ctx, resKey(productID, orderID))
 	found := err == nil
@@ -459,7 +513,7 @@ func (c *Catalog) Commit(ctx context.Context, productID, orderID string) (Reserv
 		return Reservation{}, err
 	}
 	if !found && !active {
-		return Reservation{}, notFound
+		return Reservation{}, reservationNotFound(productID, orderID)
 	}
 	return c.reservations.Upsert(ctx, resKey(productID, orderID), func(r *Reservation, exists bool) error {
 		if exists && r.State == Committed {
@@ -473,69 +527,90 @@ func (c *Catalog) Commit(ctx context.Context, productID, orderID string) (Reserv
 	})
 }
 
-// Restock puts the units order orderID bought back on the shelf, after a
-// staff refund that takes the goods back: the sale's quantity leaves Sold
-// and returns to Available, once per order however often it is asked.
-// quantity must be what the order bought; only a committed sale can be
-// restocked.
+// restocked is what a refund returned of a restocked reservation; records
+// written before Restocked was kept returned all of it.
+func (r Reservation) restocked() int64 {
+	if r.Restocked == 0 {
+		return r.Quantity
+	}
+	return r.Restocked
+}
+
+// Restock puts quantity of the units order orderID bought back on the
+// shelf, after a staff refund that takes the goods back: they return to
+// Available and count in Restocked (the sale stays in Sold), once per order
+// however often it is asked (replayed reports that they had moved before
+// this call). quantity is at most what the order bought; only a committed
+// sale can be restocked.
 //
 // Three writes, each idempotent: the stock record moves the units and marks
 // the order in Returning (one CAS, so the units move once); the reservation
 // record becomes restocked; the mark is removed. A retry after a crash
 // finds where the last attempt stopped.
-func (c *Catalog) Restock(ctx context.Context, productID, orderID string, quantity int64) (Reservation, error) {
-	if !kit.ValidID(orderID) {
-		return Reservation{}, kit.Invalid("orderId", "orderId must be 1-64 letters, digits, '-' or '_'")
+func (c *Catalog) Restock(ctx context.Context, productID, orderID string, quantity int64) (Reservation, bool, error) {
+	if err := validRefs(productID, orderID); err != nil {
+		return Reservation{}, false, err
 	}
-	if quantity <= 0 || quantity > 1e6 {
-		return Reservation{}, kit.Invalid("quantity", "quantity must be between 1 and 1e6")
+	if err := validQuantity(quantity); err != nil {
+		return Reservation{}, false, err
 	}
-	if !kit.ValidID(productID) {
-		return Reservation{}, kit.NotFound("product %q not found", productID)
+	mismatch := func(had int64) error {
+		return &kit.Error{Status: http.StatusConflict, Code: CodeIdempotencyMismatch, Field: "quantity",
+			Message: fmt.Sprintf("order %s restocked %d of %s", orderID, had, productID)}
 	}
 	r, _, err := c.reservations.Get(ctx, resKey(productID, orderID))
 	if errors.Is(err, kit.ErrNotFound) {
-		return Reservation{}, kit.NotFound("order %s bought no %s", orderID, productID)
+		return Reservation{}, false, reservationNotFound(productID, orderID)
 	}
 	if err != nil {
-		return Reservation{}, err
+		return Reservation{}, false, err
 	}
-	if r.State != Committed && r.State != Restocked {
-		return r, kit.Errorf(http.StatusConflict, CodeNotSold, "the reservation of order %s is %s; only a sale can be restocked", orderID, r.State)
+	switch r.State {
+	case Restocked:
+		if r.restocked() != quantity {
+			return r, true, mismatch(r.restocked())
+		}
+		return r, true, c.unmarkReturning(ctx, productID, orderID)
+	case Committed:
+	default:
+		return r, false, kit.Errorf(http.StatusNotFound, CodeReservationNotFound,
+			"the reservation of order %s is %s: it bought nothing to restock", orderID, r.State)
 	}
-	if r.Quantity != quantity {
-		return r, &kit.Error{Status: http.StatusConflict, Code: CodeIdempotencyMismatch, Field: "quantity",
+	if quantity > r.Quantity {
+		return r, false, &kit.Error{Status: http.StatusConflict, Code: CodeRestockExceedsSale, Field: "quantity",
 			Message: fmt.Sprintf("order %s bought %d of %s", orderID, r.Quantity, productID)}
 	}
-	if r.State == Restocked {
-		return r, c.unmarkReturning(ctx, productID, orderID)
-	}
+	var replayed bool
 	if _, err := c.stocks.Upsert(ctx, productID, func(s *stock, _ bool) error {
-		if _, ok := s.Returning[orderID]; ok {
+		replayed = false
+		if q, ok := s.Returning[orderID]; ok {
+			if q != quantity {
+				return mismatch(q)
+			}
+			replayed = true
 			return kit.ErrNoChange // moved before a crash; the record follows
 		}
 		s.Available += quantity
-		// Sales committed before Sold was counted are not in it.
-		s.Sold = max(0, s.Sold-quantity)
+		s.Restocked += quantity
 		if s.Returning == nil {
 			s.Returning = map[string]int64{}
 		}
 		s.Returning[orderID] = quantity
 		return nil
 	}); err != nil {
-		return Reservation{}, err
+		return Reservation{}, false, err
 	}
 	r, err = c.reservations.Update(ctx, resKey(productID, orderID), func(r *Reservation) error {
 		if r.State == Restocked {
 			return kit.ErrNoChange
 		}
-		r.State, r.UpdatedAt = Restocked, c.now().UTC()
+		r.State, r.Restocked, r.UpdatedAt = Restocked, quantity, c.now().UTC()
 		return nil
 	})
 	if err != nil {
-		return Reservation{}, err
+		return Reservation{}, false, err
 	}
-	return r, c.unmarkReturning(ctx, productID, orderID)
+	return r, replayed, c.unmarkReturning(ctx, productID, orderID)
 }
 
 func (c *Catalog) unmarkReturning(ctx context.Context, productID, orderID string) error {

@@ -95,8 +95,19 @@ func TestReservations(t *testing.T) {
 	if _, _, err := c.Reserve(ctx, p.ID, "o4", 1); code(err) != CodeReservationReleased {
 		t.Fatalf("reserve after release: %v", err)
 	}
-	if _, err := c.Commit(ctx, p.ID, "never"); code(err) != kit.CodeNotFound {
+	if _, err := c.Commit(ctx, p.ID, "never"); code(err) != CodeReservationNotFound {
 		t.Fatalf("commit of an unknown reservation: %v", err)
+	}
+	if _, _, err := c.Reserve(ctx, "nothing-here", "o5", 1); code(err) != CodeUnknownProduct || kit.AsError(err).Field != "product_id" {
+		t.Fatalf("reserving an unknown product: %v", err)
+	}
+	if _, err := c.Level(ctx, "nothing-here"); code(err) != CodeUnknownProduct {
+		t.Fatalf("the stock of an unknown product: %v", err)
+	}
+	for _, bad := range []struct{ product, order, field string }{{"a b", "o6", "product_id"}, {p.ID, "", "order_id"}} {
+		if _, _, err := c.Reserve(ctx, bad.product, bad.order, 1); code(err) != kit.CodeInvalid || kit.AsError(err).Field != bad.field {
+			t.Errorf("reserve(%q, %q): %v, want invalid %s", bad.product, bad.order, err, bad.field)
+		}
 	}
 }
 
@@ -147,19 +158,17 @@ func TestSeedIsIdempotent(t *testing.T) {
 	}
 }
 
-func FuzzReserveRequest(f *testing.F) {
-	for _, s := range []string{`{"orderId":"o1","quantity":1}`, `{"orderId":"","quantity":-1}`, `{"quantity":1e20}`, `{"price":0}`, `{"name":" ","price":5}`, `[`} {
+func FuzzProductBodies(f *testing.F) {
+	for _, s := range []string{`{"name":"Lamp","category":"home","price":1,"stock":1}`, `{"stock":-1}`, `{"quantity":1e20}`, `{"price":0}`, `{"name":" ","price":5}`, `[`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		var r ReserveRequest
-		if err := kit.DecodeJSON(strings.NewReader(body), &r); err != nil {
+		var p NewProduct
+		if err := kit.DecodeJSON(strings.NewReader(body), &p); err != nil {
 			if kit.AsError(err).Status != 400 {
 				t.Fatalf("%v is not a 400", err)
 			}
-		}
-		var p NewProduct
-		if err := kit.DecodeJSON(strings.NewReader(body), &p); err == nil {
+		} else {
 			_ = p.Validate()
 		}
 		var patch ProductPatch
@@ -199,16 +208,16 @@ func TestRestockPutsASaleBackOnce(t *testing.T) {
 	if got := level(); got != (StockLevel{ProductID: p.ID, Available: 7, Sold: 3}) {
 		t.Fatalf("after the sale: %+v", got)
 	}
-	for range 2 {
-		r, err := c.Restock(ctx, p.ID, "sold", 3)
-		if err != nil || r.State != Restocked {
-			t.Fatalf("restock: %+v %v", r, err)
+	for i := range 2 {
+		r, replayed, err := c.Restock(ctx, p.ID, "sold", 3)
+		if err != nil || r.State != Restocked || r.Restocked != 3 || replayed != (i == 1) {
+			t.Fatalf("restock %d: %+v replayed %v, %v", i+1, r, replayed, err)
 		}
 	}
-	if got := level(); got != (StockLevel{ProductID: p.ID, Available: 10}) {
+	if got := level(); got != (StockLevel{ProductID: p.ID, Available: 10, Sold: 3, Restocked: 3}) {
 		t.Fatalf("a restock asked twice must move the units once: %+v", got)
 	}
-	if _, err := c.Commit(ctx, p.ID, "sold"); err != nil || level().Sold != 0 {
+	if _, err := c.Commit(ctx, p.ID, "sold"); err != nil || level().Sold != 3 {
 		t.Fatalf("a late commit must not sell a restocked order again: %v %+v", err, level())
 	}
 
@@ -216,26 +225,39 @@ func TestRestockPutsASaleBackOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = c.Release(ctx, p.ID, "gone")
+	sell("two", 2)
 	refusals := []struct {
 		name, order string
 		qty         int64
 		code        string
 	}{
-		{"a reservation not yet committed", "held", 1, CodeNotSold},
-		{"a released reservation", "gone", 1, CodeNotSold},
-		{"another quantity than the order bought", "sold", 2, CodeIdempotencyMismatch},
-		{"an order that bought nothing here", "never", 1, kit.CodeNotFound},
+		{"a reservation not yet committed", "held", 1, CodeReservationNotFound},
+		{"a released reservation", "gone", 1, CodeReservationNotFound},
+		{"another quantity than the order restocked", "sold", 2, CodeIdempotencyMismatch},
+		{"more than the order bought", "two", 3, CodeRestockExceedsSale},
+		{"an order that bought nothing here", "never", 1, CodeReservationNotFound},
 		{"a zero quantity", "sold", 0, kit.CodeInvalid},
 	}
 	for _, tt := range refusals {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := c.Restock(ctx, p.ID, tt.order, tt.qty); code(err) != tt.code {
+			if _, _, err := c.Restock(ctx, p.ID, tt.order, tt.qty); code(err) != tt.code {
 				t.Fatalf("got %v, want %s", err, tt.code)
 			}
 		})
 	}
-	if got := level(); got.Available != 9 || got.Reserved != 1 {
+	if got := level(); got != (StockLevel{ProductID: p.ID, Available: 7, Reserved: 1, Sold: 5, Restocked: 3}) {
 		t.Fatalf("refused restocks moved stock: %+v", got)
+	}
+	// Part of a sale comes back: the rest stays sold, and asking again for
+	// another part is refused.
+	if _, _, err := c.Restock(ctx, p.ID, "two", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Restock(ctx, p.ID, "two", 2); code(err) != CodeIdempotencyMismatch {
+		t.Fatalf("a second, different restock of one order: %v", err)
+	}
+	if got := level(); got != (StockLevel{ProductID: p.ID, Available: 8, Reserved: 1, Sold: 5, Restocked: 4}) {
+		t.Fatalf("after a partial restock: %+v", got)
 	}
 }
 
@@ -253,18 +275,18 @@ func TestRestockResumesAfterACrash(t *testing.T) {
 	// What the first write of an interrupted Restock left.
 	if _, err := c.stocks.Update(ctx, p.ID, func(s *stock) error {
 		s.Available += 2
-		s.Sold -= 2
+		s.Restocked += 2
 		s.Returning = map[string]int64{"o1": 2}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.Restock(ctx, p.ID, "o1", 2)
-	if err != nil || r.State != Restocked {
+	r, replayed, err := c.Restock(ctx, p.ID, "o1", 2)
+	if err != nil || r.State != Restocked || !replayed {
 		t.Fatalf("resumed restock: %+v %v", r, err)
 	}
 	st, _, _ := c.stocks.Get(ctx, p.ID)
-	if st.Available != 5 || st.Sold != 0 || len(st.Returning) != 0 {
+	if st.Available != 5 || st.Sold != 2 || st.Restocked != 2 || len(st.Returning) != 0 {
 		t.Fatalf("stock after the resumed restock: %+v", st)
 	}
 }

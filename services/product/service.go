@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	productv1 "github.com/switchboard-dev/switchboard/gen/switchboard/product/v1"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -58,12 +59,11 @@ func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("PATCH /products/{id}", kit.RequireAdmin(s.tokens, s.update))
 	mux.HandleFunc("GET /stock/{id}", kit.RequireAdmin(s.tokens, s.stock))
 	mux.HandleFunc("PUT /stock/{id}", kit.RequireAdmin(s.tokens, s.setStock))
-	// Internal: order's saga and refunds. The gateway never routes these,
-	// and they refuse any request carrying a user's token.
-	mux.HandleFunc("POST /stock/{id}/reservations", kit.InternalOnly(s.reserve))
-	mux.HandleFunc("DELETE /stock/{id}/reservations/{orderId}", kit.InternalOnly(s.release))
-	mux.HandleFunc("POST /stock/{id}/reservations/{orderId}/commit", kit.InternalOnly(s.commit))
-	mux.HandleFunc("POST /stock/{id}/restocks", kit.InternalOnly(s.restock))
+}
+
+// RegisterGRPC serves the stock API order's saga calls.
+func (s *service) RegisterGRPC(srv *kit.GRPCServer) {
+	productv1.RegisterStockServer(srv, stockServer{cat: s.cat})
 }
 
 func (s *service) Run(ctx context.Context) error {

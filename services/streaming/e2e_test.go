@@ -185,7 +185,7 @@ func TestStreamingEndToEnd(t *testing.T) {
 		t.Fatalf("replayed only %d events", replayed)
 	}
 	marker := events.Playback{SessionID: "marker", AccountID: "marker", ContentID: "marker"}
-	ev := streamtest.ConnectEvents(t, &kittest.Broker{URL: p.NATSURL, User: p.Env("analytics")[catalog.EnvNATSUser], Password: p.Env("analytics")[catalog.EnvNATSPassword]})
+	ev := streamtest.ConnectEvents(t, &kittest.Broker{URL: p.NATSURL, User: p.BrokerUser, Password: p.BrokerPassword})
 	ev.Publish(catalog.PlaybackStarted, "playback.started:marker", "marker", time.Now(), marker)
 	replicas := map[string]streamtest.Client{"through the gateway": ann.As(ann.Token), "on the second replica": {T: t, Base: second.URL}}
 	paths := map[string]string{"through the gateway": "/analytics/live", "on the second replica": "/live"}
@@ -214,8 +214,7 @@ func withoutAddr(env map[string]string) map[string]string {
 // would; the envelopes (and event ids) are unchanged.
 func replay(t *testing.T, p *local.Platform) int {
 	t.Helper()
-	env := p.Env("analytics")
-	nc, err := nats.Connect(p.NATSURL, nats.UserInfo(env[catalog.EnvNATSUser], env[catalog.EnvNATSPassword]))
+	nc, err := nats.Connect(p.NATSURL, nats.UserInfo(p.BrokerUser, p.BrokerPassword))
 	if err != nil {
 		t.Fatal(err)
 	}

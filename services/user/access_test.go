@@ -127,7 +127,7 @@ func TestLoginLockIsSharedByReplicas(t *testing.T) {
 	// at the one that saw two: both refuse, saying when to retry.
 	for _, c := range []streamtest.Client{b, a} {
 		req, _ := http.NewRequest("POST", c.Base+"/login", strings.NewReader(`{"email":"ADA@example.com","password":"correct-horse"}`))
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := kittest.GatewayHTTP(t).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -28,7 +28,10 @@ var (
 	once     sync.Once
 	platform *local.Platform
 	setupErr error
-	client   = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}}
+	// client calls as the gateway does, so "direct" reaches a service's
+	// API port over the same mutual TLS (the services admit the gateway's
+	// certificate alone); the gateway's own port is plain.
+	client *http.Client
 )
 
 func TestMain(m *testing.M) {
@@ -50,6 +53,15 @@ func start(b *testing.B) *local.Platform {
 			// asking for everything it can get.
 			Env: map[string]string{"RATE_LIMIT_RPS": "1000000", "BCRYPT_COST": "4"},
 		})
+		if setupErr != nil {
+			return
+		}
+		var ident *kit.Identity
+		if ident, setupErr = platform.Identity(catalog.Gateway); setupErr != nil {
+			return
+		}
+		client = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute,
+			TLSClientConfig: kit.ClientTLSConfig(ident, kit.AuthorizeMemberOf(platform.Base.Sibling(catalog.Gateway)))}}
 	})
 	if setupErr != nil {
 		b.Fatal(setupErr)

@@ -1,12 +1,14 @@
 // Package e2e runs what the operator renders. No kubelet runs here, so the
 // test does the kubelet's part for the rendered Deployments: it takes each
 // container's command, args and env exactly as rendered (secretKeyRef values
-// resolved from the rendered Secret), maps every in-cluster Service URL to
-// the loopback port of the process behind that Service, starts a real NATS
+// resolved from the rendered Secret, the tls Secret written where it is
+// mounted), maps every in-cluster Service URL and gRPC target to the
+// loopback port of the process behind that Service, starts a real NATS
 // with the rendered broker config and credentials, waits for each declared
-// probe, and drives an order through the gateway. A mismatch between what
-// the operator renders and what the services read (env names, ports, probe
-// paths, args, broker auth) fails it.
+// probe, and drives an order through the gateway, every hop on mutual TLS
+// with the rendered certificates. A mismatch between what the operator
+// renders and what the services read (env names, ports, probe paths, args,
+// broker auth, identities) fails it.
 package e2e
 
 import (
@@ -32,15 +34,21 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	grpcstatus "google.golang.org/grpc/status"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
+	paymentv1 "github.com/switchboard-dev/switchboard/gen/switchboard/payment/v1"
 	"github.com/switchboard-dev/switchboard/internal/loopback"
 	"github.com/switchboard-dev/switchboard/internal/render"
 	"github.com/switchboard-dev/switchboard/internal/testgen"
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/registry"
 )
 
@@ -53,10 +61,11 @@ func TestRenderedCommercePlatformRuns(t *testing.T) {
 	}
 	bin := buildSwitchboard(t)
 	pf := newPlatform(t, "shop", "e2e", v1alpha1.WorkloadCommerce)
-	gateway, ops := runPlatform(t, bin, pf)
+	gateway, ops, procs := runPlatform(t, bin, pf)
 	driveOrder(t, gateway)
 	driveAdmin(t, gateway, pf, "/api/user/login")
 	checkPorts(t, gateway, ops, 5)
+	checkIdentities(t, pf, procs)
 }
 
 // TestRenderedStreamingPlatformRuns starts the streaming workload once its
@@ -67,10 +76,59 @@ func TestRenderedStreamingPlatformRuns(t *testing.T) {
 	}
 	bin := buildSwitchboard(t)
 	pf := newPlatform(t, "tv", "e2e", v1alpha1.WorkloadStreaming)
-	gateway, ops := runPlatform(t, bin, pf)
+	gateway, ops, _ := runPlatform(t, bin, pf)
 	get(t, gateway+"/health", 200)
 	driveAdmin(t, gateway, pf, "/api/account/login")
 	checkPorts(t, gateway, ops, 5)
+}
+
+// checkIdentities calls with the certificates the operator rendered into
+// each service's tls Secret: notification's calling payment's Charge is
+// refused PERMISSION_DENIED, order's is admitted (payment refuses its empty
+// request as invalid, so nothing is charged), and order's calling
+// product's REST API is refused in the handshake, which admits the
+// gateway's alone.
+func checkIdentities(t *testing.T, r *rendered, procs map[string]*process) {
+	t.Helper()
+	identity := func(svc string) *kit.Identity {
+		s, ok := r.secrets[render.TLSSecretName(r.pf, svc)]
+		if !ok {
+			t.Fatalf("no tls Secret rendered for %s", svc)
+		}
+		ident, err := kit.NewIdentity(s.Data[kit.TLSCertFile], s.Data[kit.TLSKeyFile], s.Data[kit.TLSCAFile])
+		if err != nil {
+			t.Fatalf("%s's rendered identity: %v", svc, err)
+		}
+		return ident
+	}
+	payment := procs[render.ObjectName(r.pf, "payment")]
+	charge := func(as string) error {
+		ident := identity(as)
+		conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", payment.grpcPort),
+			grpc.WithTransportCredentials(credentials.NewTLS(kit.ClientTLSConfig(ident, kit.AuthorizeID(ident.ID().Sibling("payment"))))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = paymentv1.NewPaymentsClient(conn).Charge(ctx, &paymentv1.ChargeRequest{})
+		return err
+	}
+	if err := charge("notification"); grpcstatus.Code(err) != codes.PermissionDenied {
+		t.Errorf("notification calling payment's Charge: %v, want PERMISSION_DENIED", err)
+	}
+	if err := charge("order"); grpcstatus.Code(err) != codes.InvalidArgument {
+		t.Errorf("order calling payment's Charge with an empty request: %v, want INVALID_ARGUMENT", err)
+	}
+	order := identity("order")
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: kit.ClientTLSConfig(order, kit.AuthorizeID(order.ID().Sibling("product")))}}
+	product := procs[render.ObjectName(r.pf, "product")]
+	if res, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/products", product.port)); err == nil {
+		res.Body.Close()
+		t.Errorf("order reached product's REST API: %d", res.StatusCode)
+	}
 }
 
 // checkPorts: the gateway's API port serves the API and no probe; its ops
@@ -183,8 +241,9 @@ func (p *process) loopbackPort(t *testing.T, name string) int {
 }
 
 // runPlatform starts the broker and every Deployment's container, waits for
-// their probes, and returns the gateway's API and ops base URLs.
-func runPlatform(t *testing.T, bin string, r *rendered) (string, string) {
+// their probes, and returns the gateway's API and ops base URLs and the
+// processes by Deployment name.
+func runPlatform(t *testing.T, bin string, r *rendered) (string, string, map[string]*process) {
 	t.Helper()
 	natsURL, monitorAddr := startBroker(t, r)
 
@@ -287,7 +346,7 @@ func runPlatform(t *testing.T, bin string, r *rendered) (string, string) {
 	if conns := sample(t, metrics, "switchboard_nats_connections"); conns < 1 {
 		t.Errorf("the broker's metrics sidecar reports %v connections with every service ready", conns)
 	}
-	return fmt.Sprintf("http://127.0.0.1:%d", gw.port), fmt.Sprintf("http://127.0.0.1:%d", gw.opsPort)
+	return fmt.Sprintf("http://127.0.0.1:%d", gw.port), fmt.Sprintf("http://127.0.0.1:%d", gw.opsPort), procs
 }
 
 // runBrokerMetrics runs the broker pod's metrics sidecar with its command
@@ -510,7 +569,8 @@ func mountSecret(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Cont
 	return ""
 }
 
-// routeURL rewrites the host of an in-cluster URL to where its Service routes.
+// routeURL rewrites the host of an in-cluster URL, or of a gRPC target
+// (dns:///host:port), to where its Service routes.
 func routeURL(t *testing.T, dep, name, v string, routes map[string]string) string {
 	t.Helper()
 	var out []string
@@ -518,6 +578,14 @@ func routeURL(t *testing.T, dep, name, v string, routes map[string]string) strin
 		u, err := url.Parse(part)
 		if err != nil {
 			t.Fatalf("%s: %s=%q: %v", dep, name, v, err)
+		}
+		if u.Scheme == "dns" {
+			to, ok := routes[strings.TrimPrefix(u.Path, "/")]
+			if !ok {
+				t.Fatalf("%s: %s=%q names %s, which no rendered Service answers", dep, name, v, u.Path)
+			}
+			out = append(out, "dns:///"+to)
+			continue
 		}
 		hostport := u.Host
 		if u.Port() == "" {

@@ -2,8 +2,10 @@ package kittest
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,11 +31,84 @@ func NewPKI(t testing.TB) *PKI {
 // NewPKIFor creates a CA for a Platform.
 func NewPKIFor(t testing.TB, namespace, platform string) *PKI {
 	t.Helper()
-	ca, err := pki.NewCA(namespace+"/"+platform+" test CA", 24*time.Hour, time.Now(), nil)
+	p, err := newPKI(namespace, platform)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &PKI{CA: ca, Base: kit.SPIFFEID{TrustDomain: pki.DefaultTrustDomain, Namespace: namespace, Platform: platform}}
+	return p
+}
+
+func newPKI(namespace, platform string) (*PKI, error) {
+	ca, err := pki.NewCA(namespace+"/"+platform+" test CA", 24*time.Hour, time.Now(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return &PKI{CA: ca, Base: kit.SPIFFEID{TrustDomain: pki.DefaultTrustDomain, Namespace: namespace, Platform: platform}}, nil
+}
+
+var (
+	platformOnce sync.Once
+	platformPKI  *PKI
+	platformErr  error
+)
+
+// Platform is the PKI of every service Serve runs: one CA per test binary,
+// for platform "shop" in namespace "test", so the services a test starts
+// call each other with mutual TLS as they do on a Platform.
+func Platform(t testing.TB) *PKI {
+	t.Helper()
+	platformOnce.Do(func() { platformPKI, platformErr = newPKI("test", "shop") })
+	if platformErr != nil {
+		t.Fatal(platformErr)
+	}
+	return platformPKI
+}
+
+// GRPCClient is a client of upstream's internal gRPC API at target that
+// calls as service of p (its breaker and retries as a service's, with a
+// short timeout), closed at the end of the test.
+func (p *PKI) GRPCClient(t testing.TB, service, upstream, target string) *kit.GRPCClient {
+	t.Helper()
+	o := kit.GRPCClientOptions{ClientOptions: kit.ClientOptions{Timeout: 5 * time.Second, Attempts: 1}}
+	c, err := kit.NewGRPCClient(upstream, target, p.Identity(t, service), kit.NewMetrics(service), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+var (
+	gatewayOnce sync.Once
+	gatewayHTTP *http.Client
+)
+
+// GatewayHTTP is an HTTP client that calls as the gateway of Platform:
+// it presents the gateway's certificate, which every service's API port
+// admits, and accepts any service of the platform (and plain http URLs,
+// such as the gateway's own). One per test binary, its connections kept.
+func GatewayHTTP(t testing.TB) *http.Client {
+	t.Helper()
+	p := Platform(t)
+	gatewayOnce.Do(func() {
+		ident := p.Identity(t, "gateway")
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = kit.ClientTLSConfig(ident, kit.AuthorizeMemberOf(p.ID("gateway")))
+		gatewayHTTP = &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	})
+	return gatewayHTTP
+}
+
+// HTTPClient calls upstream's API port as service of p would: mutual TLS
+// with service's certificate, expecting upstream's. Only the gateway's is
+// admitted by a service's API port.
+func (p *PKI) HTTPClient(t testing.TB, service, upstream string) *http.Client {
+	t.Helper()
+	ident := p.Identity(t, service)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = kit.ClientTLSConfig(ident, kit.AuthorizeID(p.ID(upstream)))
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
 }
 
 // ID is the identity of one of the Platform's services.

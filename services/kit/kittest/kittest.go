@@ -72,12 +72,18 @@ func (b *Broker) Env() map[string]string {
 
 // Running is a service started by Serve.
 type Running struct {
-	// URL is the API's base URL; OpsURL serves /healthz, /readyz and
-	// /metrics.
+	// URL is the API's base URL: https, except the gateway's. OpsURL
+	// serves /healthz, /readyz and /metrics, plain.
 	URL, OpsURL string
-	stop        context.CancelFunc
-	done        chan struct{} // closed when the service has returned
-	err         error         // what it returned; read after done
+	// HTTP calls the API as the gateway does: with the gateway's
+	// certificate, expecting the service's (plain for the gateway itself).
+	HTTP *http.Client
+	// GRPCAddr is the internal gRPC API's address, "" for a service that
+	// serves none: the value of <SERVICE>_GRPC for its callers.
+	GRPCAddr string
+	stop     context.CancelFunc
+	done     chan struct{} // closed when the service has returned
+	err      error         // what it returned; read after done
 }
 
 // Stop ends the service and waits for it. It may be called any number of
@@ -88,21 +94,30 @@ func (r *Running) Stop() error {
 	return r.err
 }
 
-// Serve runs def on loopback ports with env (HTTP_ADDR and OPS_ADDR are
-// filled in, and SHUTDOWN_DRAIN is 0s unless env sets it) and waits until
-// /readyz answers 200. The service stops at the end of the test.
+// Serve runs def on loopback ports with env (HTTP_ADDR, OPS_ADDR and, for
+// a service that serves gRPC, GRPC_ADDR are filled in, and SHUTDOWN_DRAIN
+// is 0s unless env sets it) and waits until /readyz answers 200. Unless env
+// sets TLS_DIR, the service's identity is issued in memory by Platform, as
+// on a Platform: its API port then admits the gateway's certificate only
+// (Running.HTTP has one) and its gRPC port the callers the catalog lists.
+// The service stops at the end of the test.
 func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
 	}
-	ops, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln, ops := listen(), listen()
 	// No drain by default: a test's service has no load balancer to leave.
 	e := map[string]string{catalog.EnvHTTPAddr: ln.Addr().String(), catalog.EnvOpsAddr: ops.Addr().String(), catalog.EnvShutdownDrain: "0s"}
+	var grpcLn net.Listener
+	if row, ok := catalog.Lookup(def.Name); ok && row.ServesGRPC() {
+		grpcLn = listen()
+		e[catalog.EnvGRPCAddr] = grpcLn.Addr().String()
+	}
 	for k, v := range env {
 		e[k] = v
 	}
@@ -110,14 +125,26 @@ func Serve(t testing.TB, def kit.Definition, env map[string]string) *Running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	o := kit.RunOptions{Listener: ln, OpsListener: ops, GRPCListener: grpcLn, ShutdownGrace: 2 * time.Second}
+	if cfg.Identity == nil {
+		o.Identity = Platform(t).Identity(t, def.Name)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Running{URL: "http://" + ln.Addr().String(), OpsURL: "http://" + ops.Addr().String(), stop: cancel, done: make(chan struct{})}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r := &Running{URL: "https://" + ln.Addr().String(), OpsURL: "http://" + ops.Addr().String(), stop: cancel, done: make(chan struct{})}
+	if def.Name == catalog.Gateway {
+		r.URL, r.HTTP = "http://"+ln.Addr().String(), &http.Client{Timeout: 20 * time.Second}
+	} else {
+		r.HTTP = Platform(t).HTTPClient(t, catalog.Gateway, def.Name)
+	}
+	if grpcLn != nil {
+		r.GRPCAddr = grpcLn.Addr().String()
+	}
+	o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		o.Log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	go func() {
-		r.err = kit.Run(ctx, def, cfg, kit.RunOptions{Listener: ln, OpsListener: ops, Log: log, ShutdownGrace: 2 * time.Second})
+		r.err = kit.Run(ctx, def, cfg, o)
 		close(r.done)
 	}()
 	t.Cleanup(func() { _ = r.Stop() })
@@ -182,7 +209,8 @@ func (b *Broker) Bus(t testing.TB, name string) *kit.Bus {
 	env := b.Env()
 	if svc, ok := catalog.Lookup(name); ok {
 		for _, up := range svc.Upstreams {
-			env[catalog.EnvURL(up)] = "http://" + up + ".invalid"
+			env[catalog.EnvURL(up)] = "https://" + up + ".invalid"
+			env[catalog.EnvGRPC(up)] = up + ".invalid:9090"
 		}
 	}
 	cfg, err := kit.LoadConfig(name, kit.Needs{}, kit.MapEnv(env))

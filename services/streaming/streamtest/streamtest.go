@@ -9,7 +9,8 @@ import (
 	"io"
 	"net/http"
 	"testing"
-	"time"
+
+	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 )
 
 // Client calls one base URL, optionally with a bearer token.
@@ -24,8 +25,6 @@ func (c Client) As(token string) Client {
 	c.Token = token
 	return c
 }
-
-var hc = &http.Client{Timeout: 20 * time.Second}
 
 // Do sends body (JSON, when not nil) and decodes the answer into out (when
 // not nil). It returns the status and the raw body.
@@ -49,7 +48,8 @@ func (c Client) Do(method, path string, body, out any) (int, []byte) {
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	resp, err := hc.Do(req)
+	// As the gateway: services' API ports admit its certificate alone.
+	resp, err := kittest.GatewayHTTP(c.T).Do(req)
 	if err != nil {
 		c.T.Fatalf("%s %s: %v", method, path, err)
 	}
