@@ -43,8 +43,11 @@ place() {
     -d "{\"items\":[{\"productId\":\"$2\",\"quantity\":1}],\"paymentMethod\":\"card\",\"shippingAddress\":\"1 Main St\"}"
 }
 stock() { json -f "$BASE/api/product/stock/$1" -H "Authorization: Bearer $ATOKEN"; }
-# stock_total PRODUCT -> "available reserved sold total"
-stock_sum() { stock "$1" | jq -r '"\(.available) \(.reserved) \(.sold) \(.available + .reserved + .sold)"'; }
+# stock_sum PRODUCT -> "available reserved sold total restocked": product
+# keeps available + reserved + sold = stock set + restocked (a restocked
+# sale stays counted as sold), so total is the stock set: the sum less what
+# refunds put back.
+stock_sum() { stock "$1" | jq -r '"\(.available) \(.reserved) \(.sold) \(.available + .reserved + .sold - (.restocked // 0)) \(.restocked // 0)"'; }
 orders_json() { json -f "$BASE/api/order/orders" -H "Authorization: Bearer ${1:-$TOKEN}"; }
 # statuses PRODUCT: the customer's orders of one product, one status per line
 statuses() { orders_json | jq -r --arg p "$1" '.items[] | select(any(.items[]; .productId == $p)) | .status'; }
@@ -72,7 +75,7 @@ order_stream() {
 
 # settle_stream NAME PRODUCT COUNT TOTAL0 SOLD0: waits until every order of
 # the stream is final, then checks that none is lost and stock is
-# conserved: available+reserved+sold unchanged, nothing left reserved, and
+# conserved: available+reserved+sold-restocked unchanged, nothing left reserved, and
 # sold grown by the confirmed orders. Sets CONF, CANC.
 settle_stream() {
   local name=$1 product=$2 count=$3 total0=$4 sold0=$5 st pend placed a r s total t
@@ -90,15 +93,18 @@ settle_stream() {
     fail "$name: $pend of $count orders never reached confirmed or cancelled ($CONF confirmed, $CANC cancelled)"
   # Stock settles with the last saga step; give it the same bound.
   for ((t = 0; t < 60; t++)); do
-    read -r a r s total <<<"$(stock_sum "$product")"
+    read -r a r s total _ <<<"$(stock_sum "$product")"
     ((r == 0 && total == total0 && s - sold0 == CONF)) && break
     sleep 1
   done
   echo "$name: stock of $product available $a reserved $r sold $s (sold before $sold0, total before $total0)"
-  ((total == total0)) || fail "$name: stock not conserved: available+reserved+sold $total0 -> $total"
+  ((total == total0)) || fail "$name: stock not conserved: available+reserved+sold-restocked $total0 -> $total"
   ((r == 0)) || fail "$name: $r units of $product still reserved after every order ended"
   ((s - sold0 == CONF)) || fail "$name: sold grew by $((s - sold0)) for $CONF confirmed orders"
 }
+
+# cond NS PLATFORM TYPE FIELD: one field (status, reason, message) of a condition.
+cond() { $KUBECTL -n "$1" get pf "$2" -o jsonpath="{.status.conditions[?(@.type==\"$3\")].$4}"; }
 
 # The broker's pods, their monitor, and JetStream's view of the cluster.
 nats_pods() { $KUBECTL -n "$1" get pods -l app.kubernetes.io/instance="$2",app.kubernetes.io/component=broker -o name | sed 's#pod/##'; }
