@@ -309,7 +309,7 @@ lagmax=$(awk '$5 ~ /^[0-9]+$/ && $5 > m {m = $5} END {print m + 0}' "$STATE/anal
 $E2ECTL consumer-resume --nats "$BROKER_URL" --user "$admin_user" --password "$NATS_ADMIN_PASSWORD" --stream "$astream" --consumer analytics
 resumed=$(date +%s.%N)
 $KUBECTL -n $NS get hpa $hpa
-result "KEDA scale-up: $(tail -1 "$STATE/playback-load.txt") events in ${loaded}s with analytics paused; backlog peaked at $lagmax (threshold $athr per replica); replicas $amin -> $peak (max $amax) asked ${up_at}s after the burst began, all ready at ${ready_at}s"
+result "KEDA scale-up: $(tail -1 "$STATE/playback-load.txt" | awk '{print $2}') playback events in ${loaded}s with analytics paused; backlog peaked at $lagmax (threshold $athr per replica); replicas $amin -> $peak (max $amax) asked ${up_at}s after the burst began, all ready at ${ready_at}s"
 
 # --- issue 13: a broker pod deleted while orders flow ---------------------------------------------
 step "delete the JetStream meta leader's pod while $STREAM_ORDERS orders flow"
