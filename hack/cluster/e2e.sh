@@ -8,7 +8,8 @@
 # Service addresses. Every load loop is bounded in count and time.
 #
 # Switches: KEEP=1 (leave the cluster up), REUSE=1 (run on a cluster that is
-# up), JAEGER=1 (build and install Jaeger, tracing.svc:4317).
+# up), JAEGER= (empty: leave Jaeger out; by default it is built and
+# installed, OTLP at jaeger.tracing.svc.cluster.local:4317).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/e2e-lib.sh"
@@ -27,8 +28,9 @@ TIMEOUT=${TIMEOUT:-300s}
 RESULTS=$STATE/e2e-results.txt
 RUN_ID=$(date +%s)
 E2E_T0=$SECONDS
+export JAEGER=${JAEGER-1} # images.sh, called by up.sh, reads it too
 ADDONS=(keda prometheus)
-[[ -n ${JAEGER:-} ]] && ADDONS+=(jaeger)
+[[ -n $JAEGER ]] && ADDONS+=(jaeger)
 
 cleanup() {
   local rc=$?
@@ -157,6 +159,7 @@ step "issue 10 through the NodePort: what a customer may not do, what the admin 
 o=$(place "first-$RUN_ID" monitor)
 [[ $(order_status "$o") == confirmed ]] || fail "first order status '$(order_status "$o")', want confirmed: $o"
 oid=$(jq -r .id <<<"$o")
+result "order via NodePort: $oid confirmed (gateway -> order over mutual TLS; order -> product, payment over gRPC with mutual TLS; every service but the gateway -> NATS as its own user)"
 expect 403 forbidden POST "/api/order/orders/$oid/refund" "$TOKEN" '{"restock":true,"reason":"mine"}' "customer refunds own order (admin route)"
 expect 404 unknown_route POST "/api/payment/payments/$oid/refund" "$TOKEN" '{}' "customer refunds through payment (internal)"
 expect 404 unknown_route POST "/api/payment/payments" "$TOKEN" '{"orderId":"x","userId":"y","amount":1}' "customer charges (internal)"
@@ -184,6 +187,37 @@ done
 [[ $ma1 == $((ma0 + 1)) && $mk1 == $((mk0 + 1)) && $ms1 == "$ms0" && $mr1 == 0 && $mt1 == "$mt0" ]] ||
   fail "staff refund with restock: monitor available $ma0 -> $ma1, restocked $mk0 -> $mk1, sold $ms0 -> $ms1, reserved $mr1, stock set $mt0 -> $mt1"
 result "issue 10 via NodePort: customer refused refund (403), payment refund/charge (404 unknown_route), stock set/read (403), reserve/commit (404 unknown_route), product creation (403), another's order and payment (404); admin set stock (200) and staff-refunded order $oid ($code): order refunded, payment refunded, monitor restocked (available $ma0 -> $ma1, restocked $mk0 -> $mk1, sold stays $ms1) in ${t}s"
+
+if [[ $workloads == *streaming* ]]; then
+  step "streaming through the NodePort: sign up, log in, start a playback session, /live shows the viewer"
+  semail="viewer-$(date +%s)@example.com"
+  json -f -X POST "$BASE/api/account/accounts" -d "{\"email\":\"$semail\",\"password\":\"correct-horse\",\"plan\":\"basic\"}" >/dev/null
+  STOKEN=$(json -f -X POST "$BASE/api/account/login" -d "{\"email\":\"$semail\",\"password\":\"correct-horse\"}" | jq -r '.token // empty')
+  [[ -n $STOKEN ]] || fail "account login returned no token"
+  session=""
+  for ((t = 0; t < 60; t++)); do # the demo library may still be encoding right after Ready
+    r=$(json -X POST "$BASE/api/playback/sessions" -H "Authorization: Bearer $STOKEN" -d '{"contentId":"big-buck-bunny","region":"eu"}' || true)
+    session=$(jq -r '.sessionId // empty' <<<"$r" 2>/dev/null || true)
+    [[ -n $session ]] && break
+    sleep 1
+  done
+  echo "$r"
+  [[ -n $session ]] || fail "no playback session started: $r"
+  json -f -X POST "$BASE/api/playback/sessions/$session/heartbeat" -H "Authorization: Bearer $STOKEN" \
+    -d '{"positionSec":42,"bandwidthKbps":8000,"bufferSec":20}' >/dev/null
+  viewers=0
+  for ((t = 0; t < 60; t++)); do
+    live=$(json -f "$BASE/api/analytics/live" -H "Authorization: Bearer $STOKEN" || true)
+    viewers=$(jq -r '.videos["big-buck-bunny"] // 0' <<<"$live" 2>/dev/null || echo 0)
+    ((viewers >= 1)) && break
+    sleep 1
+  done
+  echo "live: $live"
+  ((viewers >= 1)) || fail "/live does not show the viewer: $live"
+  json -f -X DELETE "$BASE/api/playback/sessions/$session" -H "Authorization: Bearer $STOKEN" >/dev/null || true
+  result "streaming: playback session $session started (gateway -> playback over mutual TLS; playback -> account, content over gRPC), /live showed $viewers viewer(s) of big-buck-bunny after ${t}s (playback -> NATS -> analytics)"
+fi
+
 
 # --- issue 11: identities on real pods ---------------------------------------------------
 step "issue 11: certificates and broker users per service; in real pods, payment's Charge refuses notification"
@@ -447,8 +481,8 @@ echo "BrokerReady: $bmsg"
 result "bad broker image: BrokerReady $(cond broken broken BrokerReady reason) after ${t}s: ${bmsg:0:160}…"
 $KUBECTL -n broken delete pf broken --wait=false
 
-if [[ -n ${JAEGER:-} ]]; then
-  step "Jaeger (JAEGER=1): query API on the NodePort, OTLP at jaeger.tracing.svc.cluster.local:4317"
+if [[ -n $JAEGER ]]; then
+  step "Jaeger: query API on the NodePort, OTLP at jaeger.tracing.svc.cluster.local:4317"
   $KUBECTL -n tracing rollout status deploy/jaeger --timeout 120s >/dev/null
   JAEGER_QUERY=http://$NODE_IP:$JAEGER_NODE_PORT
   curl -fsS "$JAEGER_QUERY/api/services" | tee "$STATE/jaeger-services.json"; echo
