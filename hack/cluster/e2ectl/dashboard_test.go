@@ -2,6 +2,8 @@ package main
 
 import (
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -87,5 +89,52 @@ func TestExpandRefusesUnknownVariables(t *testing.T) {
 	got, err := expand(`x{a=~"${namespace}"}[$__rate_interval]`, map[string]string{"namespace": "demo", "__rate_interval": "1m"})
 	if err != nil || got != `x{a=~"demo"}[1m]` {
 		t.Fatalf("expand = %q, %v", got, err)
+	}
+}
+
+// Every service metric the chart's dashboard queries is one services/kit
+// registers (the broker's, switchboard_nats_*, are services/brokermetrics'
+// and checked there): a metric renamed in kit, as the HTTP client's were
+// when internal calls moved to gRPC, would leave its panel empty on a live
+// cluster.
+func TestChartDashboardServiceMetricsExist(t *testing.T) {
+	b, err := os.ReadFile("../../../charts/switchboard/files/dashboards/switchboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob("../../../services/kit/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kit strings.Builder
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kit.Write(src)
+	}
+	names := map[string]bool{}
+	for _, m := range regexp.MustCompile(`switchboard_[a-z_]+`).FindAllString(string(b), -1) {
+		if strings.HasPrefix(m, "switchboard_nats_") {
+			continue
+		}
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, ok := strings.CutSuffix(m, suffix); ok && strings.HasSuffix(base, "_seconds") {
+				m = base
+			}
+		}
+		names[m] = true
+	}
+	if len(names) == 0 {
+		t.Fatal("the dashboard names no service metric")
+	}
+	for n := range names {
+		if !strings.Contains(kit.String(), `"`+n+`"`) {
+			t.Errorf("the dashboard queries %s, which services/kit does not register", n)
+		}
 	}
 }
