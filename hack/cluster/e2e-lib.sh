@@ -129,3 +129,19 @@ consumer_lag() {
 # longest_gap NAME: the longest wait, in seconds, between two orders of a
 # stream being accepted (the stream's own pause included).
 longest_gap() { awk 'NR > 1 {g = $3 - p; if (g > m) m = g} {p = $3} END {printf "%.1f", m}' "$STATE/$1.log"; }
+
+# rescales NS HPA SINCE: the HPA's SuccessfulRescale events from SINCE
+# (epoch) on, one "epoch new-size" a line, oldest first. The events' times
+# (to the second) date a scaling more closely than the watcher's samples,
+# which are seconds apart on a loaded machine.
+rescales() {
+  $KUBECTL -n "$1" get events --field-selector "involvedObject.name=$2,reason=SuccessfulRescale" -o json |
+    jq -r '.items[] | "\(.lastTimestamp // .eventTime) \(.message)"' |
+    while read -r ts msg; do
+      [[ $msg =~ ^New\ size:\ ([0-9]+) ]] || continue
+      n=${BASH_REMATCH[1]}
+      e=$(date -d "$ts" +%s) || continue
+      if ((e >= ${3%.*})); then echo "$e $n"; fi
+    done | sort -n
+  return 0
+}
