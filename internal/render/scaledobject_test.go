@@ -48,8 +48,9 @@ func TestLagScaling(t *testing.T) {
 		{name: "analytics scales on its consumer's backlog where KEDA is installed", platform: platform("shop"), keda: true, service: "analytics",
 			wantLag: []lagTrigger{{"PLAYBACK", "analytics", "100"}}, wantMin: 2, wantMax: 6, wantUtil: map[string]string{"cpu": "70"}, wantLagPlanned: true},
 		{name: "without KEDA analytics keeps its CPU HPA", platform: platform("shop"), service: "analytics", wantHPA: true, wantLagPlanned: true},
-		{name: "notification scales on both its consumers within the fallback bounds", platform: platform("shop"), keda: true, service: "notification",
-			wantLag: []lagTrigger{{"ORDERS", "notification-orders", "20"}, {"PAYMENTS", "notification-payments", "20"}}, wantMin: 1, wantMax: 5, wantUtil: map[string]string{"cpu": "70"}, wantLagPlanned: true},
+		{name: "notification scales on each of its consumers within the fallback bounds", platform: platform("shop"), keda: true, service: "notification",
+			wantLag: []lagTrigger{{"ORDERS", "notification-order-confirmed", "20"}, {"ORDERS", "notification-order-cancelled", "20"}, {"ORDERS", "notification-order-refunded", "20"},
+				{"PAYMENTS", "notification-payment-completed", "20"}, {"PAYMENTS", "notification-payment-failed", "20"}}, wantMin: 1, wantMax: 5, wantUtil: map[string]string{"cpu": "70"}, wantLagPlanned: true},
 		{name: "without KEDA notification keeps its one fixed replica", platform: platform("shop"), service: "notification", wantFixed: 1, wantLagPlanned: true},
 		{name: "fixed replicas turn the catalog's lag scaling off", platform: platform("shop", testgen.WithService("notification", testgen.Replicas(3))), keda: true, service: "notification", wantFixed: 3},
 		{name: "autoscaling off turns it off", platform: platform("shop", testgen.WithService("analytics", testgen.AutoscalingOff())), keda: true, service: "analytics", wantFixed: 1},
@@ -304,6 +305,13 @@ func TestTheOperatorReachesTheBrokerMonitor(t *testing.T) {
 	without := find[*networkingv1.NetworkPolicy](t, mustRender(t, platform("shop")), "shop-nats")
 	if len(without.Spec.Ingress) != len(np.Spec.Ingress)-1 {
 		t.Errorf("without an operator namespace %d rules, with one %d: want one rule fewer", len(without.Spec.Ingress), len(np.Spec.Ingress))
+	}
+	// A clustered broker also admits the operator to its client port, where
+	// it logs in as the system user to remove departed servers.
+	clustered := find[*networkingv1.NetworkPolicy](t, mustRenderWith(t, platform("shop", testgen.WithBrokerReplicas(3)), opts), "shop-nats")
+	want.Ports = tcpPorts("monitor", "client")
+	if !slices.ContainsFunc(clustered.Spec.Ingress, func(r networkingv1.NetworkPolicyIngressRule) bool { return reflect.DeepEqual(r, want) }) {
+		t.Errorf("no rule %+v in %+v", want, clustered.Spec.Ingress)
 	}
 	if got := BrokerMonitorURL(platform("shop"), 2); got != "http://shop-nats-2.shop-nats-headless.demo.svc.cluster.local:8222" {
 		t.Errorf("BrokerMonitorURL = %s", got)
