@@ -66,6 +66,9 @@ type Options struct {
 	// Transport is the base of every upstream's transport; each upstream
 	// gets a copy with mutual TLS to its own identity.
 	Transport *http.Transport
+	// Tracing traces each call to an upstream and passes the trace on;
+	// nil traces nothing.
+	Tracing *kit.Tracing
 }
 
 type upstream struct {
@@ -140,7 +143,7 @@ func NewGateway(upstreams map[string]Upstream, tokens kit.Verifier, m *kit.Metri
 		m.BreakerState.WithLabelValues(name).Set(0)
 		up.proxy = &httputil.ReverseProxy{
 			Rewrite:        up.rewrite,
-			Transport:      upstreamTransport(tr, o.Identity, name),
+			Transport:      o.Tracing.HTTPTransport(upstreamTransport(tr, o.Identity, name), name),
 			ModifyResponse: up.modifyResponse,
 			ErrorHandler:   up.errorHandler,
 			// Bodies stream through a pooled buffer, never whole. A

@@ -60,6 +60,7 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 		ups[name] = Upstream{API: api, Ops: ops}
 	}
 	o.Identity = d.Identity
+	o.Tracing = d.Tracing
 	g, err := NewGateway(ups, d.Tokens, d.Metrics, o)
 	if err != nil {
 		return nil, err
