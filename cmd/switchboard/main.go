@@ -5,6 +5,7 @@
 //	switchboard render -f p.yaml   the manifests the operator would apply (like helm template)
 //	switchboard broker-metrics     the broker's monitor as Prometheus metrics (the broker pods' sidecar)
 //	switchboard dlq list|replay    the messages consumers gave up on, and their replay
+//	switchboard grpc-call          one internal gRPC call as the pod's own service (TLS_DIR)
 package main
 
 import (
@@ -34,6 +35,7 @@ var commands = map[string]command{
 	"render":         {"print the manifests the operator would apply for a Platform file", renderCmd},
 	"broker-metrics": {"serve a NATS broker's monitor figures as Prometheus metrics", brokerMetrics},
 	"dlq":            {"list or replay the dead-letter stream (NATS_URL, NATS_USER, NATS_PASSWORD)", dlq},
+	"grpc-call":      {"call one internal gRPC method as this pod's service (TLS_DIR) and print the status", grpcCall},
 }
 
 // errUsage marks errors that deserve the usage text.

@@ -4,6 +4,7 @@
 #   switchboard  the Dockerfile's layout, from hack/build-static.sh's binaries (rebuilt every time)
 #   nats         nats-server at the version go.mod requires, used through spec.broker.image
 #   pause, coredns, metrics-server
+#   keda, prometheus, jaeger  when build-addons.sh has built their binaries
 # With "import", it also loads them into the cluster's containerd (k8s.io namespace).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -37,8 +38,26 @@ fi
 [[ -f $IMAGES/coredns.tar ]] || img coredns.tar -ref "$COREDNS_IMAGE" -bin "$BIN/coredns"
 [[ -f $IMAGES/metrics-server.tar ]] || img metrics-server.tar -ref "$METRICS_SERVER_IMAGE" -bin "$BIN/metrics-server" -user 65534:65534
 
+# Add-ons, once their binaries are built (a tarball older than its binary is rebuilt).
+addons=()
+addon() { # tar bin... -- image args
+  local tar=$1 b; shift
+  local bins=() stale=""
+  while [[ $1 != -- ]]; do bins+=("$1"); shift; done; shift
+  for b in "${bins[@]}"; do [[ -x $b ]] || return 0; [[ $b -nt $IMAGES/$tar ]] && stale=1; done
+  if [[ -n $stale || ! -f $IMAGES/$tar ]]; then
+    log "images: $tar"
+    img "$tar" "${bins[@]/#/-bin=}" "$@"
+  fi
+  addons+=("${tar%.tar}")
+}
+addon "keda-${CLUSTER_KEDA_VERSION}.tar" "$BIN/keda" "$BIN/keda-adapter" -- -ref "$KEDA_IMAGE" -user 65532:65532
+addon "prometheus-${CLUSTER_PROMETHEUS_VERSION}.tar" "$BIN/prometheus" -- -ref "$PROMETHEUS_IMAGE" -user 65534:65534
+# Jaeger only for JAEGER=1 runs: it is ~100 MB to import for nothing otherwise.
+[[ -z ${JAEGER:-} ]] || addon "jaeger-${CLUSTER_JAEGER_VERSION}.tar" "$BIN/jaeger" -- -ref "$JAEGER_IMAGE" -user 65534:65534
+
 if [[ ${1:-} == import ]]; then
-  for t in pause coredns metrics-server "nats-${NATS_VERSION}" switchboard; do
+  for t in pause coredns metrics-server "nats-${NATS_VERSION}" switchboard "${addons[@]}"; do
     ctr_k8s images import "$IMAGES/$t.tar" >/dev/null
   done
   log "images imported: $(ctr_k8s images ls -q | grep -c '^switchboard.local/') switchboard.local images"

@@ -9,6 +9,11 @@ export CLUSTER_K8S_VERSION=$K8S_VERSION
 export CLUSTER_ETCD_VERSION=${CLUSTER_ETCD_VERSION:-v3.6.16}
 export CLUSTER_COREDNS_VERSION=${CLUSTER_COREDNS_VERSION:-v1.15.0}
 export CLUSTER_METRICS_SERVER_VERSION=${CLUSTER_METRICS_SERVER_VERSION:-v0.8.0}
+# Add-ons cluster-e2e installs (build-addons.sh). KEDA is the version go.mod
+# requires: the operator renders ScaledObjects from that module's API types.
+export CLUSTER_KEDA_VERSION=${CLUSTER_KEDA_VERSION:-$(sed -n 's#^[[:space:]]*github.com/kedacore/keda/v2 \(v[^ ]*\).*#\1#p' "$REPO/go.mod" | head -1)}
+export CLUSTER_PROMETHEUS_VERSION=${CLUSTER_PROMETHEUS_VERSION:-v0.316.0}
+export CLUSTER_JAEGER_VERSION=${CLUSTER_JAEGER_VERSION:-v1.76.0}
 CACHE_ROOT=${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/switchboard}
 CACHE=$CACHE_ROOT/cluster/$K8S_VERSION
 BIN=$CACHE/bin
@@ -50,6 +55,11 @@ SWITCHBOARD_TAG=${SWITCHBOARD_TAG:-cluster}
 SWITCHBOARD_IMAGE=$SWITCHBOARD_REPO:$SWITCHBOARD_TAG
 NATS_VERSION=$(sed -n 's#^[[:space:]]*github.com/nats-io/nats-server/v2 \(v[^ ]*\).*#\1#p' "$REPO/go.mod" | head -1)
 NATS_IMAGE=switchboard.local/nats:${NATS_VERSION#v}
+# Add-on images (build-addons.sh's binaries; built and imported only once
+# those exist): KEDA's operator and metrics API server in one image.
+KEDA_IMAGE=switchboard.local/keda:${CLUSTER_KEDA_VERSION#v}
+PROMETHEUS_IMAGE=switchboard.local/prometheus:${CLUSTER_PROMETHEUS_VERSION#v}
+JAEGER_IMAGE=switchboard.local/jaeger:${CLUSTER_JAEGER_VERSION#v}
 
 export KUBECONFIG=$KUBECONFIG_FILE
 KUBECTL=${KUBECTL:-kubectl}

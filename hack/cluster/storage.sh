@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Storage for the local cluster: no provisioner. A StorageClass "local"
 # (kubernetes.io/no-provisioner, WaitForFirstConsumer, the cluster default)
-# and a few pre-created "local" PersistentVolumes, each a directory under
+# and eight pre-created "local" PersistentVolumes (PV_COUNT), each a directory under
 # /var/lib/switchboard-cluster/pv pinned to the node. The PV binder in
 # kube-controller-manager binds a claim (e.g. the NATS StatefulSet's
 # volumeClaimTemplate) to one of them when its pod is scheduled.
@@ -11,7 +11,7 @@
 # the broker runs as UID 1000 and must be able to write its store.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-COUNT=${PV_COUNT:-4}
+COUNT=${PV_COUNT:-8}
 SIZE=${PV_SIZE:-5Gi}
 {
 cat <<YAML
