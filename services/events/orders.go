@@ -54,14 +54,17 @@ type OrderCreated struct{ Order }
 // stand in alphabetical order, the order of the map this struct replaced, so
 // the bytes on the wire stayed the same.
 type OrderOutcome struct {
-	Email     string     `json:"email"`
-	Error     *kit.Error `json:"error"`
-	ID        string     `json:"id"`
-	Items     []Item     `json:"items"`
-	PaymentID string     `json:"paymentId"`
-	Status    string     `json:"status"`
-	Total     int64      `json:"total"`
-	UserID    string     `json:"userId"`
+	Email string     `json:"email"`
+	Error *kit.Error `json:"error"`
+	ID    string     `json:"id"`
+	Items []Item     `json:"items"`
+	// Money says, on order.cancelled, whether the customer's money was
+	// taken and given back ("returned") or never taken ("none").
+	Money     string `json:"money,omitempty"`
+	PaymentID string `json:"paymentId"`
+	Status    string `json:"status"`
+	Total     int64  `json:"total"`
+	UserID    string `json:"userId"`
 }
 
 // OrderConfirmed is the data of order.confirmed.

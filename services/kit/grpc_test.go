@@ -365,6 +365,34 @@ func TestGRPCRetriesIdempotentMethodsOnly(t *testing.T) {
 	}
 }
 
+// A store's contention (503 contention) is the server's answer, not its
+// failure: the call is sent again, the breaker does not count it, and when
+// every attempt meets it the caller gets the 503 contention itself, neither
+// ambiguous nor "not sent".
+func TestGRPCContentionIsRetriedAndNeverOpensTheBreaker(t *testing.T) {
+	shop := kittest.NewPKI(t)
+	contended := func(_ context.Context, _ int32, _ *productv1.ReserveRequest) (*productv1.ReserveResponse, error) {
+		return nil, kit.AsError(kit.ErrContention)
+	}
+	s := &stock{reserve: contended}
+	srv := serveStock(t, shop, s)
+	o := testOptions()
+	o.BreakerFailures = 2
+	stock, cc, _ := dialStock(t, shop, "order", srv.addr, o)
+	for range 2 {
+		_, err := stock.Reserve(context.Background(), reserveReq)
+		if e := kit.AsError(err); e.Code != kit.CodeContention || errors.Is(err, kit.ErrAmbiguous) || errors.Is(err, kit.ErrNotSent) {
+			t.Fatalf("Reserve = %v; want the 503 contention answer", err)
+		}
+	}
+	if s.calls.Load() != 6 {
+		t.Errorf("the handler ran %d times, want 3 attempts of 2 calls", s.calls.Load())
+	}
+	if cc.Open() {
+		t.Fatal("contention opened the breaker")
+	}
+}
+
 func TestGRPCWorstOutcomeAcrossAttempts(t *testing.T) {
 	shop := kittest.NewPKI(t)
 	t.Run("a first attempt that reached the server keeps the call ambiguous when later ones are refused", func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -167,6 +168,9 @@ func (c *GRPCClient) Invoke(ctx context.Context, method string, args, reply any,
 		reached bool  // an attempt may have reached the server
 		open    bool  // the breaker refused the last attempt
 		last    error // the last attempt's error
+		// contention is the last contention answer: the server applied
+		// nothing, so it is no failure of the upstream.
+		contention error
 	)
 attempts:
 	for i := 0; i < attempts; i++ {
@@ -187,6 +191,14 @@ attempts:
 		case errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests):
 			open = true
 			break attempts
+		case contended(err):
+			// The server is up and applied nothing (its compare-and-set
+			// lost too often): send again; the last answer stands.
+			contention = err
+			if ctx.Err() != nil {
+				break attempts
+			}
+			continue
 		case transportFailure(err):
 			reached = reached || sent
 			if ctx.Err() != nil {
@@ -206,6 +218,10 @@ attempts:
 			outcome = code.String()
 			return FromStatus(err)
 		}
+	}
+	if contention != nil && errors.Is(last, contention) && !reached {
+		outcome = CodeContention
+		return FromStatus(contention)
 	}
 	var cause error
 	switch {
@@ -300,7 +316,23 @@ func ProtoIdempotent(fullMethod string) bool {
 func transportFailure(err error) bool {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded:
-		return true
+		return !contended(err)
+	}
+	return false
+}
+
+// contended reports a server's contention answer (503 contention, as
+// Unavailable with that reason): it is up and changed nothing, so the
+// breaker does not count it and the call may be sent again.
+func contended(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain && info.GetReason() == CodeContention {
+			return true
+		}
 	}
 	return false
 }

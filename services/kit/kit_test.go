@@ -238,6 +238,32 @@ func TestStoreUpdateNeverLosesWrites(t *testing.T) {
 	}
 }
 
+// UpdateAt writes from the value and revision its caller holds; a stale
+// revision falls back to reading, so nothing written in between is lost.
+func TestStoreUpdateAtFromAKnownRevision(t *testing.T) {
+	s, _ := kit.NewStore[counter](kittest.Bus(t, "product").Bucket("stock"))
+	ctx := context.Background()
+	rev, err := s.Create(ctx, "k", counter{N: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc := func(c *counter) error { c.N++; return nil }
+	v, rev, err := s.UpdateAt(ctx, "k", counter{N: 1}, rev, inc)
+	if err != nil || v.N != 2 {
+		t.Fatalf("from the current revision: %+v %v", v, err)
+	}
+	if _, err := s.Update(ctx, "k", inc); err != nil { // another writer: rev is stale now
+		t.Fatal(err)
+	}
+	v, next, err := s.UpdateAt(ctx, "k", v, rev, inc)
+	if err != nil || v.N != 4 || next <= rev {
+		t.Fatalf("from a stale revision: %+v rev %d→%d %v", v, rev, next, err)
+	}
+	if got, at, _ := s.Get(ctx, "k"); got.N != 4 || at != next {
+		t.Fatalf("stored %+v at %d, want N=4 at %d", got, at, next)
+	}
+}
+
 var confirmed = events.OrderConfirmed{OrderOutcome: events.OrderOutcome{ID: "1", Total: 1}}
 
 func TestBusRefusesWhatItsCatalogRowDoesNotList(t *testing.T) {

@@ -90,62 +90,88 @@ func (s *Store[T]) Put(ctx context.Context, key string, v T) error {
 // returns an error, nothing is written and Update returns that error. A
 // missing key is ErrNotFound.
 func (s *Store[T]) Update(ctx context.Context, key string, fn func(*T) error) (T, error) {
-	return s.update(ctx, key, false, func(v *T, _ bool) error { return fn(v) })
+	v, _, err := s.update(ctx, key, false, 0, nil, func(v *T, _ bool) error { return fn(v) })
+	return v, err
+}
+
+// UpdateAt is Update for a caller that holds the value cur it read (or
+// wrote) at revision rev: the first attempt applies fn to cur and writes
+// at rev without reading the key again, and only a conflict falls back to
+// Update's read-modify-write. With rev 0 it reads first, as Update does.
+// It returns the value stored and its revision.
+func (s *Store[T]) UpdateAt(ctx context.Context, key string, cur T, rev uint64, fn func(*T) error) (T, uint64, error) {
+	var known *T
+	if rev != 0 {
+		known = &cur
+	}
+	return s.update(ctx, key, false, rev, known, func(v *T, _ bool) error { return fn(v) })
 }
 
 // Upsert is Update that also runs fn on a zero T when the key is missing
 // (exists reports which) and creates it.
 func (s *Store[T]) Upsert(ctx context.Context, key string, fn func(v *T, exists bool) error) (T, error) {
-	return s.update(ctx, key, true, fn)
+	v, _, err := s.update(ctx, key, true, 0, nil, fn)
+	return v, err
 }
 
 // ErrNoChange returned by an Update function skips the write; Update then
 // returns the current value and a nil error.
 var ErrNoChange = errors.New("no change")
 
-func (s *Store[T]) update(ctx context.Context, key string, create bool, fn func(*T, bool) error) (T, error) {
+func (s *Store[T]) update(ctx context.Context, key string, create bool, knownRev uint64, known *T, fn func(*T, bool) error) (T, uint64, error) {
 	var zero T
 	for attempt := 0; attempt < s.MaxAttempts; attempt++ {
-		if attempt > 0 {
-			// Jittered backoff spreads out replicas that collided.
+		if attempt > 0 && !(attempt == 1 && known != nil) {
+			// Jittered backoff spreads out replicas that collided (a
+			// stale known revision is no collision: read at once).
 			d := time.Duration(rand.IntN(1+min(attempt, 10)*500)) * time.Microsecond
 			select {
 			case <-ctx.Done():
-				return zero, ctx.Err()
+				return zero, 0, ctx.Err()
 			case <-time.After(d):
 			}
 		}
-		v, rev, err := s.Get(ctx, key)
+		var (
+			v   T
+			rev uint64
+			err error
+		)
+		if attempt == 0 && known != nil {
+			v, rev = *known, knownRev
+		} else {
+			v, rev, err = s.Get(ctx, key)
+		}
 		exists := err == nil
 		if errors.Is(err, ErrNotFound) && create {
 			err = nil
 		}
 		if err != nil {
-			return zero, err
+			return zero, 0, err
 		}
 		if err := fn(&v, exists); err != nil {
 			if errors.Is(err, ErrNoChange) {
-				return v, nil
+				return v, rev, nil
 			}
-			return zero, err
+			return zero, 0, err
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
-			return zero, err
+			return zero, 0, err
 		}
+		var next uint64
 		if exists {
-			_, err = s.kv.Update(ctx, key, b, rev)
+			next, err = s.kv.Update(ctx, key, b, rev)
 		} else {
-			_, err = s.kv.Create(ctx, key, b)
+			next, err = s.kv.Create(ctx, key, b)
 		}
 		if err == nil {
-			return v, nil
+			return v, next, nil
 		}
 		if !isConflict(err) {
-			return zero, fmt.Errorf("update %s/%s: %w", s.kv.Bucket(), key, err)
+			return zero, 0, fmt.Errorf("update %s/%s: %w", s.kv.Bucket(), key, err)
 		}
 	}
-	return zero, fmt.Errorf("update %s/%s: %w", s.kv.Bucket(), key, ErrContention)
+	return zero, 0, fmt.Errorf("update %s/%s: %w", s.kv.Bucket(), key, ErrContention)
 }
 
 func isConflict(err error) bool {

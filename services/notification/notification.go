@@ -130,7 +130,7 @@ var templates = map[string]map[string]string{
 		Push:  "Order confirmed: {{money .Total}}",
 	},
 	catalog.OrderCancelled: {
-		Email: "Subject: Order {{.ID}} cancelled\n\nYour order {{.ID}} was cancelled{{with .Error}}: {{.Message}}{{end}}. Nothing was charged.",
+		Email: "Subject: Order {{.ID}} cancelled\n\nYour order {{.ID}} was cancelled{{with .Error}}: {{.Message}}{{end}}. {{if eq .Money \"returned\"}}{{money .Total}} was charged and has been returned to you.{{else}}Nothing was charged.{{end}}",
 		SMS:   "Order {{.ID}} cancelled{{with .Error}} ({{.Code}}){{end}}.",
 		Push:  "Order cancelled",
 	},

@@ -85,6 +85,25 @@ func TestEveryEventAndChannelRenders(t *testing.T) {
 	}
 }
 
+// A cancellation says whether the money was taken and given back, as
+// order.cancelled's money field tells.
+func TestCancellationEmailSaysWhatHappenedToTheMoney(t *testing.T) {
+	r, err := NewRenderer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for money, want := range map[string]string{
+		"returned": "Subject: Order o1 cancelled\n\nYour order o1 was cancelled: payment unavailable. 100.00 was charged and has been returned to you.",
+		"none":     "Subject: Order o1 cancelled\n\nYour order o1 was cancelled: payment unavailable. Nothing was charged.",
+	} {
+		ev := events.OrderCancelled{OrderOutcome: events.OrderOutcome{ID: "o1", Total: 10000, Money: money,
+			Error: &kit.Error{Code: kit.CodeUnavailable, Message: "payment unavailable"}}}
+		if body, err := r.Render(catalog.OrderCancelled, Email, ev); err != nil || body != want {
+			t.Errorf("money %s: %q %v, want %q", money, body, err, want)
+		}
+	}
+}
+
 func TestOneNotificationPerEvent(t *testing.T) {
 	ctx := context.Background()
 	st, _ := kit.NewStore[Notification](kittest.Bus(t, "notification").Bucket("notifications"))

@@ -1,23 +1,49 @@
-// Package order is the saga orchestrator: it persists an order as pending,
-// reserves each item (product), charges (payment), commits the reservations
-// and marks the order confirmed, compensating on a decline or missing stock.
+// Package order is the saga orchestrator: it places an order, reserves its
+// items (product), charges it (payment), commits the reservations and
+// confirms it, cancelling (release, refund) when it cannot go on, and
+// refunds a confirmed order when staff ask.
 //
-// Crash safety comes from three rules. Every step is idempotent, keyed by
-// the order id, so a saga can always be driven again from the start. A
-// decision to cancel is persisted before compensating, with the work still
-// owed listed in the record, so compensation is resumed, never forgotten.
-// And the instance driving a saga holds a lease in the order record (taken
-// by compare-and-set); pending sagas whose lease expired are resumed by a
-// sweep that runs at start-up and periodically, so two replicas never drive
-// one order at once.
+// The saga is a state machine whose whole truth is one table, Transitions:
 //
-// Staff refund a confirmed order (POST /orders/{id}/refund, admin only) the
-// same way: the decision, refunded with the refund and restock owed, is
-// persisted first, then paid, and the sweep resumes what a crash
-// interrupted. An order ends confirmed, cancelled or refunded:
+//	from     on            to       status     event written with it
+//	-        place         reserve  pending    order.created
+//	reserve  ok            charge
+//	reserve  refused       release  cancelled
+//	charge   ok            commit
+//	charge   refused       release  cancelled
+//	commit   ok            confirm  confirmed  order.confirmed
+//	commit   refused       release  cancelled
+//	confirm  ok            done
+//	release  ok            refund
+//	refund   ok            cancel              order.cancelled
+//	cancel   ok            done
+//	done     staff refund  repay    refunded
+//	repay    ok            restock
+//	restock  ok            close               order.refunded
+//	close    ok            done
 //
-//	pending ──► confirmed ──► refunded   (staff; money back, goods restocked or not)
-//	   └──────► cancelled                (decline, no stock, failure; reservations released)
+// A step that cannot end now (an upstream down, the instance stopping)
+// has no outcome: the order stays at that step and is resumed there.
+//
+// Four rules make it safe against crashes, pauses and races:
+//   - The record holds the step to run next, and every step is idempotent
+//     per order id, so whoever resumes runs the step again from its start.
+//   - Every transition is one compare-and-set on the order's record that
+//     carries the driver's fencing token, its lease owner and generation.
+//     A claim raises the generation; the lease is renewed while a step
+//     runs, and a driver that lost it stops before its next side effect.
+//   - Entering charge records that the charge is sent. Any cancellation
+//     after that voids the order at payment (refund if completed, and a
+//     marker that refuses a charge arriving later), asked until payment
+//     answers, and order.cancelled says whether money was taken and
+//     returned.
+//   - Events are written to the record's outbox by the transition that
+//     raises them and published after it is stored, with their id as
+//     Nats-Msg-Id; the next transition drops what went out, and a resume
+//     publishes what a crash left.
+//
+// Sagas whose lease expired are resumed by a sweep that runs at start-up
+// and periodically.
 package order
 
 import (
@@ -27,6 +53,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,22 +79,36 @@ const (
 	CodeKeyReused = "idempotency_key_reused"
 )
 
-// Owed compensation steps, persisted with a cancellation or a refund.
+// Legacy owed steps: records written before the saga had steps listed the
+// compensation they still owed; step() reads them.
 const (
 	oweRelease = "release"
-	oweRefund  = "refund"  // ask payment; refund if the charge completed
-	oweRestock = "restock" // return what the order bought to the stock
+	oweRefund  = "refund"
+	oweRestock = "restock"
 )
 
 // record is what the orders bucket holds: the order (the API shape, which
-// order.created carries) plus saga bookkeeping.
+// order.created carries) plus the saga's state.
 type record struct {
 	events.Order
-	Email      string    `json:"email,omitempty"`
-	ErrStatus  int       `json:"errStatus,omitempty"`
+	Email     string `json:"email,omitempty"`
+	ErrStatus int    `json:"errStatus,omitempty"`
+	// Step is the saga's next step (see Transitions).
+	Step string `json:"step,omitempty"`
+	// ChargeSent: the charge was (about to be) sent, so a cancellation
+	// owes payment a void, refunding it if it completed.
+	ChargeSent bool `json:"chargeSent,omitempty"`
+	// Money is, once a cancellation is settled, what happened to the
+	// customer's money (MoneyNone, MoneyReturned).
+	Money string `json:"money,omitempty"`
+	// The lease: who drives the saga, under which generation, until when.
 	LeaseOwner string    `json:"leaseOwner,omitempty"`
+	LeaseGen   uint64    `json:"leaseGen,omitempty"`
 	LeaseUntil time.Time `json:"leaseUntil"`
-	Owed       []string  `json:"owed,omitempty"`
+	// Outbox holds the events raised by transitions and not yet published.
+	Outbox []outboxEvent `json:"outbox,omitempty"`
+	// Owed is read from records written before Step (see step).
+	Owed []string `json:"owed,omitempty"`
 	// RefundedBy is the member of staff who refunded the order.
 	RefundedBy string `json:"refundedBy,omitempty"`
 	// RequestHash identifies the request that placed the order, so that
@@ -75,7 +116,30 @@ type record struct {
 	RequestHash string `json:"requestHash,omitempty"`
 }
 
-func (r *record) done() bool { return r.Status != Pending && len(r.Owed) == 0 }
+// step is the record's next step; records from before Step say it with
+// their status and what they owed.
+func (r *record) step() string {
+	if r.Step != "" {
+		return r.Step
+	}
+	owes := func(s string) bool { return slices.Contains(r.Owed, s) }
+	switch {
+	case r.Status == Pending:
+		return StepReserve
+	case r.Status == Cancelled && owes(oweRelease):
+		return StepRelease
+	case r.Status == Cancelled && owes(oweRefund):
+		r.ChargeSent = true
+		return StepRefund
+	case r.Status == Refunded && owes(oweRefund):
+		return StepRepay
+	case r.Status == Refunded && owes(oweRestock):
+		return StepRestock
+	}
+	return StepDone
+}
+
+func (r *record) done() bool { return r.step() == StepDone && len(r.Outbox) == 0 }
 
 // PlaceRequest is the body of POST /orders.
 type PlaceRequest struct {
@@ -163,22 +227,31 @@ var ErrKeyReused = &kit.Error{Status: http.StatusUnprocessableEntity, Code: Code
 var ErrMissingKey = &kit.Error{Status: http.StatusBadRequest, Code: kit.CodeInvalid, Field: kit.HeaderIdempotencyKey,
 	Message: "an Idempotency-Key header (1-128 characters) is required"}
 
-// newRecord builds the pending record of a new order, leased to owner.
+// newRecord builds the record of a new order, leased to owner, as the
+// saga's entry row (OnPlace) has it: pending, at its first step, with
+// order.created in its outbox.
 func newRecord(id string, c *kit.Claims, req PlaceRequest, owner string, now time.Time, lease time.Duration) record {
+	row, _ := next("", OnPlace)
 	items := make([]events.Item, len(req.Items))
 	copy(items, req.Items)
-	return record{
+	r := record{
 		Order: events.Order{
-			ID: id, UserID: c.Subject, Status: Pending, Items: items,
+			ID: id, UserID: c.Subject, Status: row.Status, Items: items,
 			PaymentMethod: req.PaymentMethod, ShippingAddress: strings.TrimSpace(req.ShippingAddress),
-			History:   []events.Change{{Status: Pending, At: now}},
+			History:   []events.Change{{Status: row.Status, At: now}},
 			CreatedAt: now, UpdatedAt: now,
 		},
 		Email:       c.Email,
+		Step:        row.To,
 		LeaseOwner:  owner,
+		LeaseGen:    1,
 		LeaseUntil:  now.Add(lease),
 		RequestHash: RequestHash(req),
 	}
+	if ev, err := eventOf(row.Event, &r); err == nil {
+		r.Outbox = []outboxEvent{ev}
+	}
+	return r
 }
 
 func (r *record) transition(status, reason string, now time.Time) {
@@ -190,7 +263,7 @@ func (r *record) transition(status, reason string, now time.Time) {
 // outcome is how the order ended, for order.confirmed and order.cancelled.
 func (r *record) outcome() events.OrderOutcome {
 	return events.OrderOutcome{ID: r.ID, UserID: r.UserID, Email: r.Email, Status: r.Status, Items: r.Items,
-		Total: r.Total, PaymentID: r.PaymentID, Error: r.Error}
+		Total: r.Total, PaymentID: r.PaymentID, Error: r.Error, Money: r.Money}
 }
 
 var errLeased = errors.New("saga leased by another instance")

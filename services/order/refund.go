@@ -50,25 +50,23 @@ func (s *Orders) Refund(ctx context.Context, staff *kit.Claims, id string, req R
 	}
 	reason := strings.TrimSpace(req.Reason)
 	var decided bool
-	rec, err := s.store.Update(ctx, k, func(r *record) error {
+	row, _ := next(StepDone, OnStaffRefund)
+	rec, rev, err := s.store.UpdateAt(ctx, k, record{}, 0, func(r *record) error {
 		decided = false
-		switch r.Status {
-		case Refunded:
+		switch {
+		case r.Status == Refunded:
 			return kit.ErrNoChange
-		case Confirmed:
-		default:
+		case r.Status != Confirmed || r.step() != row.From:
 			return &kit.Error{Status: http.StatusConflict, Code: CodeNotRefundable, Field: "id",
 				Message: fmt.Sprintf("order %s is %s; only a confirmed order can be refunded", id, r.Status)}
 		}
 		now := s.now().UTC()
-		r.transition(Refunded, reason, now)
+		r.transition(row.Status, reason, now)
+		r.Step = row.To
 		r.Refund = &events.Refund{Restock: *req.Restock, Reason: reason}
 		r.RefundedBy = staff.Subject
-		r.Owed = []string{oweRefund}
-		if *req.Restock {
-			r.Owed = append(r.Owed, oweRestock)
-		}
 		r.LeaseOwner, r.LeaseUntil = s.owner, now.Add(s.lease)
+		r.LeaseGen++
 		decided = true
 		return nil
 	})
@@ -78,12 +76,12 @@ func (s *Orders) Refund(ctx context.Context, staff *kit.Claims, id string, req R
 	if !decided && !rec.done() {
 		// Refunded before and not finished: finish it, unless another
 		// instance holds it.
-		if claimed, err := s.claim(ctx, k); err == nil {
-			rec, decided = claimed, true
+		if claimed, claimedAt, err := s.claim(ctx, k); err == nil {
+			rec, rev, decided = claimed, claimedAt, true
 		}
 	}
 	if decided {
-		rec = s.run(ctx, k, rec)
+		rec = s.run(ctx, k, rec, rev)
 	}
 	if !rec.done() {
 		return rec.Order, http.StatusAccepted, nil

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
@@ -53,17 +52,35 @@ func (s *Orders) Place(ctx context.Context, c *kit.Claims, idemKey string, req P
 	id := IDFor(c.Subject, idemKey)
 	k := key(c.Subject, id)
 	rec := newRecord(id, c, req, s.owner, s.now().UTC(), s.lease)
-	if _, err := s.store.Create(ctx, k, rec); errors.Is(err, kit.ErrExists) {
+	// Marked as driven before it exists, so that no sweep of this
+	// instance claims it between its creation and its first step.
+	mine := s.begin(k)
+	var rev uint64
+	var err error = errLeased // a concurrent retry of this very order drives it
+	if mine {
+		rev, err = s.store.Create(ctx, k, rec)
+		if err == nil {
+			defer s.end(k)
+			final := s.drive(ctx, k, rec, rev)
+			status, err := Outcome(&final)
+			return final.Order, status, err
+		}
+		s.end(k)
+	}
+	if errors.Is(err, kit.ErrExists) || errors.Is(err, errLeased) {
 		// A retry, or the key reused for another order (orders from before
 		// the hash have none, and pass).
-		if cur, _, gerr := s.store.Get(ctx, k); gerr != nil {
+		if cur, _, gerr := s.store.Get(ctx, k); errors.Is(gerr, kit.ErrNotFound) && !mine {
+			// The first of two identical requests is creating it.
+			return rec.Order, http.StatusAccepted, nil
+		} else if gerr != nil {
 			return events.Order{}, 0, gerr
 		} else if cur.RequestHash != "" && cur.RequestHash != rec.RequestHash {
 			return events.Order{}, 0, ErrKeyReused
 		}
 		// A retry: report the order as it stands, driving it if nobody is.
-		if r, err := s.claim(ctx, k); err == nil {
-			rec = r
+		if r, claimedAt, err := s.claim(ctx, k); err == nil {
+			rec, rev = r, claimedAt
 		} else if errors.Is(err, errLeased) || errors.Is(err, kit.ErrNoChange) {
 			cur, _, gerr := s.store.Get(ctx, k)
 			if gerr != nil {
@@ -74,20 +91,30 @@ func (s *Orders) Place(ctx context.Context, c *kit.Claims, idemKey string, req P
 		} else {
 			return events.Order{}, 0, err
 		}
-	} else if err != nil {
+	} else {
 		return events.Order{}, 0, err
 	}
-	final := s.run(ctx, k, rec)
+	final := s.run(ctx, k, rec, rev)
 	status, err := Outcome(&final)
 	return final.Order, status, err
 }
 
-// claim takes the lease of an unfinished saga whose lease has expired. A
-// saga with nothing left to do answers kit.ErrNoChange, with its record.
-func (s *Orders) claim(ctx context.Context, k string) (record, error) {
+// claim takes the lease of an unfinished saga whose lease has expired (or
+// is this instance's), raising its generation: a driver still holding the
+// old token is fenced off. A saga with nothing left to do answers
+// kit.ErrNoChange, with its record.
+func (s *Orders) claim(ctx context.Context, k string) (record, uint64, error) {
+	s.mu.Lock()
+	driving := s.inflight[k]
+	s.mu.Unlock()
+	if driving {
+		// This instance drives it right now (a retried POST came in):
+		// taking the lease again would fence that driver off.
+		return record{}, 0, errLeased
+	}
 	now := s.now().UTC()
 	var finished bool
-	rec, err := s.store.Update(ctx, k, func(r *record) error {
+	rec, rev, err := s.store.UpdateAt(ctx, k, record{}, 0, func(r *record) error {
 		finished = r.done()
 		if finished {
 			return kit.ErrNoChange
@@ -95,66 +122,138 @@ func (s *Orders) claim(ctx context.Context, k string) (record, error) {
 		if r.LeaseOwner != "" && r.LeaseOwner != s.owner && now.Before(r.LeaseUntil) {
 			return errLeased
 		}
+		r.Step = r.step()
 		r.LeaseOwner, r.LeaseUntil = s.owner, now.Add(s.lease)
+		r.LeaseGen++
 		return nil
 	})
 	if err == nil && finished {
 		// Update hides ErrNoChange; without it a finished order would be
-		// compensated again, announcing order.cancelled for a confirmed one.
-		return rec, kit.ErrNoChange
+		// driven again.
+		return rec, rev, kit.ErrNoChange
 	}
-	return rec, err
+	return rec, rev, err
 }
 
-// run drives or compensates a leased record once per instance at a time.
-func (s *Orders) run(ctx context.Context, k string, rec record) record {
-	s.mu.Lock()
-	if s.inflight[k] {
-		s.mu.Unlock()
+// run drives a leased record through the saga, once per instance at a
+// time, until it is done or cannot go on now: each turn publishes the
+// outbox, runs the record's step and applies the row its outcome selects.
+func (s *Orders) run(ctx context.Context, k string, rec record, rev uint64) record {
+	if !s.begin(k) {
 		return rec
+	}
+	defer s.end(k)
+	return s.drive(ctx, k, rec, rev)
+}
+
+// begin marks k as driven by this instance, false if it already is; end
+// clears the mark.
+func (s *Orders) begin(k string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight[k] {
+		return false
 	}
 	s.inflight[k] = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.inflight, k)
-		s.mu.Unlock()
-	}()
-	if rec.Status == Pending {
-		return s.drive(ctx, k, rec)
-	}
-	return s.compensate(ctx, k, rec)
+	return true
 }
 
-// stopped reports whether the saga must stop where it is because this
-// instance is shutting down; it will be resumed from the store.
-func stopped(ctx context.Context) bool { return ctx.Err() != nil }
+func (s *Orders) end(k string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.inflight, k)
+}
 
-// drive runs the forward steps. Each returns early, leaving the order
-// pending for a resume, when the instance is stopping.
-func (s *Orders) drive(ctx context.Context, k string, rec record) record {
+// drive is run's loop, for a caller that marked k (begin).
+func (s *Orders) drive(ctx context.Context, k string, rec record, rev uint64) record {
+	d := s.start(ctx, k, rec, rev)
+	defer d.stop()
 	log := kit.Logger(ctx).With("order", rec.ID)
-	if err := s.pub.Publish(ctx, kit.EventID(catalog.OrderCreated, rec.ID), "orders/"+rec.ID, events.OrderCreated{Order: rec.Order}); err != nil {
-		log.Warn("order.created not published; will resume", "err", err)
-		return rec
+	for rec.step() != StepDone {
+		if !d.live() {
+			return rec
+		}
+		if err := d.flush(rec); err != nil {
+			log.Warn("outbox not published; will resume", "step", rec.step(), "err", err)
+			return rec
+		}
+		on, apply := d.act(rec)
+		if on == "" {
+			return rec
+		}
+		row, ok := next(rec.step(), on)
+		if !ok {
+			log.Error("the saga has no transition", "step", rec.step(), "on", on)
+			return rec
+		}
+		out, err := d.advance(rec, row, apply)
+		if err != nil {
+			if !errors.Is(err, errFenced) || d.ctx.Err() == nil {
+				log.Warn("transition not stored; will resume", "from", row.From, "to", row.To, "err", err)
+			}
+			return rec
+		}
+		rec = out
 	}
-	// Fail fast, with nothing reserved, while an upstream is known down.
+	return rec
+}
+
+// stay is a step's answer when it cannot end now: no transition.
+func stay() (string, func(*record)) { return "", nil }
+
+// refuse ends a step with OnRefused: the order is cancelled with cause,
+// answered with status.
+func refuse(status int, cause *kit.Error) (string, func(*record)) {
+	e := *cause
+	e.Status = 0
+	return OnRefused, func(r *record) { r.Error, r.ErrStatus = &e, status }
+}
+
+// act runs the record's step: its side effects, each after live(), and
+// what it learned for the record. A step whose driver is stopping or has
+// lost its lease stays, whatever its call answered.
+func (d *driver) act(rec record) (string, func(*record)) {
+	switch rec.step() {
+	case StepReserve:
+		return d.reserve(rec)
+	case StepCharge:
+		return d.charge(rec)
+	case StepCommit:
+		return d.commit(rec)
+	case StepRelease:
+		return d.release(rec)
+	case StepRefund:
+		return d.refund(rec)
+	case StepRepay:
+		return d.repay(rec)
+	case StepRestock:
+		return d.restock(rec)
+	case StepConfirm, StepCancel, StepClose:
+		return OnOK, nil // the outbox went out before the step ran
+	}
+	return stay()
+}
+
+// reserve holds each item at the price of the moment. Failing fast, with
+// nothing reserved, while an upstream is known down.
+func (d *driver) reserve(rec record) (string, func(*record)) {
 	for _, up := range []struct {
 		name string
 		open bool
-	}{{"product", s.stock.Open()}, {"payment", s.payments.Open()}} {
+	}{{"product", d.s.stock.Open()}, {"payment", d.s.payments.Open()}} {
 		if up.open {
-			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.Unavailable("%s is unavailable (circuit open)", up.name), false)
+			return refuse(http.StatusServiceUnavailable, kit.Unavailable("%s is unavailable (circuit open)", up.name))
 		}
 	}
-
-	// 1. Reserve each item.
 	items := slices.Clone(rec.Items)
 	var total int64
 	for i, it := range items {
-		res, err := s.stock.Reserve(ctx, it.ProductID, rec.ID, it.Quantity)
-		if stopped(ctx) {
-			return rec
+		if !d.live() {
+			return stay()
+		}
+		res, err := d.s.stock.Reserve(d.ctx, it.ProductID, rec.ID, it.Quantity)
+		if d.ctx.Err() != nil {
+			return stay()
 		}
 		switch {
 		case err == nil:
@@ -163,178 +262,174 @@ func (s *Orders) drive(ctx context.Context, k string, rec record) record {
 		case errors.Is(err, ErrUnknownProduct):
 			e := kit.Invalid(fmt.Sprintf("items[%d].productId", i), "no product %q", it.ProductID)
 			e.Code = CodeUnknownProduct
-			return s.cancel(ctx, k, rec, http.StatusBadRequest, e, false)
+			return refuse(http.StatusBadRequest, e)
 		case errors.Is(err, ErrOutOfStock):
 			e := *kit.AsError(err)
 			e.Field = fmt.Sprintf("items[%d].quantity", i)
-			return s.cancel(ctx, k, rec, http.StatusConflict, &e, false)
-		case errors.Is(err, ErrAmbiguous) || errors.Is(err, ErrNotSent):
-			// A reserve that may have happened is released with the rest.
-			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), false)
+			return refuse(http.StatusConflict, &e)
+		case errors.Is(err, ErrAmbiguous) || errors.Is(err, ErrNotSent) || kit.AsError(err).Code == kit.CodeContention:
+			// A reserve that may have happened is released with the rest;
+			// one that met contention was not, and may be placed again.
+			return refuse(http.StatusServiceUnavailable, kit.AsError(err))
 		default:
-			return s.cancel(ctx, k, rec, http.StatusConflict, kit.AsError(err), false)
+			return refuse(http.StatusConflict, kit.AsError(err))
 		}
 	}
+	// Entering charge: the attempt is on record before it is sent, so any
+	// cancellation from here on voids it at payment.
+	return OnOK, func(r *record) { r.Items, r.Total, r.ChargeSent = items, total, true }
+}
 
-	// 2. Charge.
-	pay, err := s.payments.Charge(ctx, ChargeRequest{OrderID: rec.ID, UserID: rec.UserID, Amount: total, Method: rec.PaymentMethod})
-	if stopped(ctx) {
-		return rec
+// charge takes the total; an answer lost on the way is asked for.
+func (d *driver) charge(rec record) (string, func(*record)) {
+	if !d.live() {
+		return stay()
 	}
-	var paymentID string
+	pay, err := d.s.payments.Charge(d.ctx, ChargeRequest{OrderID: rec.ID, UserID: rec.UserID, Amount: rec.Total, Method: rec.PaymentMethod})
+	if d.ctx.Err() != nil {
+		return stay()
+	}
+	paid := func(id string) (string, func(*record)) { return OnOK, func(r *record) { r.PaymentID = id } }
 	switch {
 	case err == nil:
-		paymentID = pay.ID
+		return paid(pay.ID)
 	case errors.Is(err, ErrDeclined):
 		e := *kit.AsError(err)
 		e.Code = CodePaymentDeclined
-		return s.cancel(ctx, k, rec, http.StatusPaymentRequired, &e, false)
+		return refuse(http.StatusPaymentRequired, &e)
 	case errors.Is(err, ErrAmbiguous):
 		// The charge may have happened: ask payment before deciding.
-		truth, qerr := s.payments.Status(ctx, rec.ID)
-		if stopped(ctx) {
-			return rec
+		if !d.live() {
+			return stay()
+		}
+		truth, qerr := d.s.payments.Status(d.ctx, rec.ID)
+		if d.ctx.Err() != nil {
+			return stay()
 		}
 		switch {
-		case qerr != nil:
-			// Cannot know: cancel, and owe a refund check until payment answers.
-			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), true)
-		case truth.Status == PaymentCompleted:
-			paymentID = truth.ID
-		case truth.Status == PaymentDeclined:
-			return s.cancel(ctx, k, rec, http.StatusPaymentRequired, kit.Errorf(http.StatusPaymentRequired, CodePaymentDeclined, "payment declined"), false)
-		default:
-			return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), true)
+		case qerr == nil && truth.Status == PaymentCompleted:
+			return paid(truth.ID)
+		case qerr == nil && truth.Status == PaymentDeclined:
+			return refuse(http.StatusPaymentRequired, kit.Errorf(http.StatusPaymentRequired, CodePaymentDeclined, "payment declined"))
 		}
+		// Unknown, or not there yet: cancel; the refund step voids the
+		// order at payment, so a charge still on its way is refused.
+		return refuse(http.StatusServiceUnavailable, kit.AsError(err))
 	case errors.Is(err, ErrNotSent):
-		return s.cancel(ctx, k, rec, http.StatusServiceUnavailable, kit.AsError(err), false)
-	default:
-		// Payment refused the charge for another reason (a voided order, a
-		// mismatch): nothing of this call was taken, but check anyway.
-		return s.cancel(ctx, k, rec, http.StatusConflict, kit.AsError(err), true)
+		return refuse(http.StatusServiceUnavailable, kit.AsError(err))
 	}
-
-	// 3. Commit the reservations. Money is taken: from here on we only go
-	// forward, and a failure leaves the order pending for a resume.
-	for _, it := range items {
-		if err := s.stock.Commit(ctx, it.ProductID, rec.ID); err != nil {
-			if !stopped(ctx) {
-				log.Warn("commit failed; will resume", "product", it.ProductID, "err", err)
-			}
-			return rec
-		}
-	}
-
-	// 4. Confirm: publish first, then persist, so a crash in between
-	// republishes the same event id on resume.
-	confirmed := rec
-	confirmed.Items, confirmed.Total, confirmed.PaymentID = items, total, paymentID
-	confirmed.transition(Confirmed, "", s.now().UTC())
-	if err := s.pub.Publish(ctx, kit.EventID(catalog.OrderConfirmed, rec.ID), "orders/"+rec.ID, events.OrderConfirmed{OrderOutcome: confirmed.outcome()}); err != nil {
-		log.Warn("order.confirmed not published; will resume", "err", err)
-		return rec
-	}
-	out, err := s.store.Update(ctx, k, func(r *record) error {
-		if r.Status != Pending {
-			return kit.ErrNoChange
-		}
-		r.Items, r.Total, r.PaymentID = items, total, paymentID
-		r.transition(Confirmed, "", s.now().UTC())
-		r.LeaseOwner, r.LeaseUntil = "", time.Time{}
-		return nil
-	})
-	if err != nil {
-		log.Warn("confirm not persisted; will resume", "err", err)
-		return rec
-	}
-	return out
+	// Refused for another reason (a voided order, a mismatch).
+	return refuse(http.StatusConflict, kit.AsError(err))
 }
 
-// cancel persists the decision and what it owes, then compensates.
-func (s *Orders) cancel(ctx context.Context, k string, rec record, status int, cause *kit.Error, checkRefund bool) record {
-	e := *cause
-	e.Status = 0
-	owed := []string{oweRelease}
-	if checkRefund {
-		owed = append(owed, oweRefund)
-	}
-	out, err := s.store.Update(ctx, k, func(r *record) error {
-		if r.Status != Pending {
-			return kit.ErrNoChange
+// commit turns the reservations into sales. Money is taken: only a lost
+// reservation cancels (and the refund step returns the money); any other
+// failure leaves the step for a resume.
+func (d *driver) commit(rec record) (string, func(*record)) {
+	for _, it := range rec.Items {
+		if !d.live() {
+			return stay()
 		}
-		r.transition(Cancelled, e.Code, s.now().UTC())
-		r.Error, r.ErrStatus, r.Owed = &e, status, owed
-		return nil
-	})
-	if err != nil {
-		kit.Logger(ctx).Warn("cancel not persisted; will resume", "order", rec.ID, "err", err)
-		return rec
+		err := d.s.stock.Commit(d.ctx, it.ProductID, rec.ID)
+		if d.ctx.Err() != nil {
+			return stay()
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrReservationReleased) || errors.Is(err, ErrReservationNotFound):
+			return refuse(http.StatusConflict, kit.AsError(err))
+		default:
+			kit.Logger(d.ctx).Warn("commit failed; will resume", "order", rec.ID, "product", it.ProductID, "err", err)
+			return stay()
+		}
 	}
-	return s.compensate(ctx, k, out)
+	return OnOK, nil
 }
 
-// compensate pays what a cancelled or refunded order owes: releases every
-// reservation (idempotent, and a tombstone where none existed), refunds a
-// charge that went through, and restocks what a refund takes back. What
-// fails stays owed for the sweep; the order's event goes out once nothing
-// is.
-func (s *Orders) compensate(ctx context.Context, k string, rec record) record {
-	log := kit.Logger(ctx).With("order", rec.ID)
-	for _, owe := range rec.Owed {
-		switch owe {
-		case oweRelease:
-			for _, it := range rec.Items {
-				if err := s.stock.Release(ctx, it.ProductID, rec.ID); err != nil {
-					log.Warn("release failed; will retry", "product", it.ProductID, "err", err)
-					return rec
-				}
-			}
-		case oweRefund:
-			truth, err := s.payments.Status(ctx, rec.ID)
-			if err != nil {
-				log.Warn("payment status unknown; will retry", "err", err)
-				return rec
-			}
-			switch {
-			case truth.Status == PaymentCompleted:
-				if _, err := s.payments.Refund(ctx, rec.ID, refundReason(rec)); err != nil {
-					log.Warn("refund failed; will retry", "err", err)
-					return rec
-				}
-			case rec.Status == Refunded && truth.Status != PaymentRefunded:
-				// A confirmed order was paid for: payment lost track of it.
-				log.Error("refunded order has no charge to refund", "payment", rec.PaymentID, "status", truth.Status)
-			}
-		case oweRestock:
-			for _, it := range rec.Items {
-				if err := s.stock.Restock(ctx, it.ProductID, rec.ID, it.Quantity); err != nil {
-					log.Warn("restock failed; will retry", "product", it.ProductID, "err", err)
-					return rec
-				}
-			}
+// release gives every reservation back (a tombstone where none existed,
+// so a late reserve is refused); a sale already made is restocked.
+func (d *driver) release(rec record) (string, func(*record)) {
+	for _, it := range rec.Items {
+		if !d.live() {
+			return stay()
+		}
+		err := d.s.stock.Release(d.ctx, it.ProductID, rec.ID)
+		if errors.Is(err, ErrReservationCommitted) {
+			err = d.s.stock.Restock(d.ctx, it.ProductID, rec.ID, it.Quantity)
+		}
+		if err != nil {
+			kit.Logger(d.ctx).Warn("release failed; will resume", "order", rec.ID, "product", it.ProductID, "err", err)
+			return stay()
 		}
 	}
-	var ev kit.Payload = events.OrderCancelled{OrderOutcome: rec.outcome()}
-	if rec.Status == Refunded {
-		var decided events.Refund
-		if rec.Refund != nil {
-			decided = *rec.Refund
-		}
-		ev = events.OrderRefunded{OrderOutcome: rec.outcome(), Refund: decided}
+	return OnOK, nil
+}
+
+// refund settles the money of a cancelled order: after an attempted
+// charge, Void asks payment and refunds a completed charge in one step, and
+// leaves a marker that refuses a charge arriving later. It is asked until
+// payment answers.
+func (d *driver) refund(rec record) (string, func(*record)) {
+	if !rec.ChargeSent {
+		return OnOK, func(r *record) { r.Money = MoneyNone }
 	}
-	if err := s.pub.Publish(ctx, kit.EventID(ev.EventType(), rec.ID), "orders/"+rec.ID, ev); err != nil {
-		log.Warn(ev.EventType()+" not published; will retry", "err", err)
-		return rec
+	if !d.live() {
+		return stay()
 	}
-	out, err := s.store.Update(ctx, k, func(r *record) error {
-		r.Owed = nil
-		r.LeaseOwner, r.LeaseUntil = "", time.Time{}
-		return nil
-	})
+	v, err := d.s.payments.Void(d.ctx, rec.ID, refundReason(rec))
 	if err != nil {
-		return rec
+		kit.Logger(d.ctx).Warn("void failed; will retry", "order", rec.ID, "err", err)
+		return stay()
 	}
-	return out
+	money := MoneyNone
+	if v.MoneyTaken {
+		money = MoneyReturned
+	}
+	return OnOK, func(r *record) { r.Money = money }
+}
+
+// repay gives a refunded order's money back: asked, then refunded if the
+// charge completed.
+func (d *driver) repay(rec record) (string, func(*record)) {
+	if !d.live() {
+		return stay()
+	}
+	truth, err := d.s.payments.Status(d.ctx, rec.ID)
+	if err != nil {
+		kit.Logger(d.ctx).Warn("payment status unknown; will retry", "order", rec.ID, "err", err)
+		return stay()
+	}
+	switch {
+	case truth.Status == PaymentCompleted:
+		if !d.live() {
+			return stay()
+		}
+		if _, err := d.s.payments.Refund(d.ctx, rec.ID, refundReason(rec)); err != nil {
+			kit.Logger(d.ctx).Warn("refund failed; will retry", "order", rec.ID, "err", err)
+			return stay()
+		}
+	case truth.Status != PaymentRefunded:
+		// A confirmed order was paid for: payment lost track of it.
+		kit.Logger(d.ctx).Error("refunded order has no charge to refund", "order", rec.ID, "payment", rec.PaymentID, "status", truth.Status)
+	}
+	return OnOK, nil
+}
+
+// restock puts what a refunded order bought back on sale, if staff said so.
+func (d *driver) restock(rec record) (string, func(*record)) {
+	if rec.Refund == nil || !rec.Refund.Restock {
+		return OnOK, nil
+	}
+	for _, it := range rec.Items {
+		if !d.live() {
+			return stay()
+		}
+		if err := d.s.stock.Restock(d.ctx, it.ProductID, rec.ID, it.Quantity); err != nil {
+			kit.Logger(d.ctx).Warn("restock failed; will retry", "order", rec.ID, "product", it.ProductID, "err", err)
+			return stay()
+		}
+	}
+	return OnOK, nil
 }
 
 // refundReason is what payment records as the reason for giving the
@@ -368,7 +463,7 @@ func (s *Orders) Sweep(ctx context.Context) (resumed int, err error) {
 		if skip {
 			continue
 		}
-		rec, err := s.claim(ctx, k)
+		rec, rev, err := s.claim(ctx, k)
 		switch {
 		case errors.Is(err, kit.ErrNoChange):
 			if rec.Status != Confirmed {
@@ -385,7 +480,7 @@ func (s *Orders) Sweep(ctx context.Context) (resumed int, err error) {
 		}
 		resumed++
 		kit.Logger(ctx).Info("resuming saga", "order", rec.ID, "status", rec.Status, "owed", rec.Owed)
-		s.run(ctx, k, rec)
+		s.run(ctx, k, rec, rev)
 	}
 	return resumed, nil
 }

@@ -1,6 +1,10 @@
-// Package product is the catalog and stock service. Stock is reserved per
-// order with compare-and-set on the product's stock record, so two replicas
-// never oversell, and every stock operation is idempotent per order id.
+// Package product is the catalog and stock service. Each product's stock
+// record holds its levels and every order's reservation of it, so that
+// reserving, committing and releasing are each one compare-and-set of that
+// record: two replicas never oversell, the operations are atomic against
+// each other and idempotent per order id, each reservation ends in a state
+// of its own (committed or released), and at every instant
+// available + reserved + sold = stock set + restocked.
 //
 // Two audiences reach it. Staff (the admin role, checked here and not only
 // at the gateway) create and change products and set stock, through the
@@ -10,10 +14,12 @@
 package product
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,19 +87,80 @@ type item struct {
 	Price    int64  `json:"price"`
 }
 
-// stock is what the stock bucket holds per product. Active lists the
-// quantities reserved by orders not yet committed or released: it is what
-// makes Reserve, Commit and Release idempotent inside one CAS write.
-// Returning does the same for Restock while it moves a sale back to
-// Available: an order's entry lives from that write until its reservation
-// record says restocked.
+// stock is what the stock bucket holds per product: the levels and, in
+// Orders, every order's hold on the product with its state. Reserve,
+// Commit and Release are each one compare-and-set of this record, so they
+// are atomic against each other and idempotent per order, and the levels
+// always add up: available + reserved + sold = stock set + restocked.
+//
+// A hold ends released or committed. Ended holds stay for holdRetention
+// (and at most maxEndedHolds of them), far longer than a call can be on its
+// way (its deadline bounds it), so a late reserve finds its release; a
+// committed sale also goes to the reservations ledger, which Restock and
+// replays older than that read. Returning marks a restock in progress (see
+// Restock). Active is the reservations of records written before Orders.
 type stock struct {
 	Available int64            `json:"available"`
 	Reserved  int64            `json:"reserved"`
 	Sold      int64            `json:"sold"`
 	Restocked int64            `json:"restocked,omitempty"`
+	Orders    map[string]hold  `json:"orders,omitempty"`
 	Active    map[string]int64 `json:"active,omitempty"`
 	Returning map[string]int64 `json:"returning,omitempty"`
+}
+
+// hold is one order's reservation inside the stock record.
+type hold struct {
+	Quantity int64  `json:"q"`
+	Price    int64  `json:"p,omitempty"`
+	State    string `json:"s"`
+	At       int64  `json:"at"` // when it reached State, unix seconds
+}
+
+// Ended holds are kept this long, and at most this many per product.
+const (
+	holdRetention = 15 * time.Minute
+	maxEndedHolds = 512
+)
+
+// holdOf is the order's hold, reading a reservation of a record written
+// before Orders as held.
+func (s *stock) holdOf(orderID string) (hold, bool) {
+	if h, ok := s.Orders[orderID]; ok {
+		return h, true
+	}
+	if q, ok := s.Active[orderID]; ok {
+		return hold{Quantity: q, State: Reserved}, true
+	}
+	return hold{}, false
+}
+
+// set records the order's hold, and forgets ended holds past their
+// retention, the oldest first when there are too many.
+func (s *stock) set(orderID string, h hold, now time.Time) {
+	delete(s.Active, orderID)
+	if s.Orders == nil {
+		s.Orders = map[string]hold{}
+	}
+	h.At = now.Unix()
+	s.Orders[orderID] = h
+	var ended []string
+	for id, o := range s.Orders {
+		if o.State == Reserved {
+			continue
+		}
+		if now.Sub(time.Unix(o.At, 0)) > holdRetention {
+			delete(s.Orders, id)
+			continue
+		}
+		ended = append(ended, id)
+	}
+	if over := len(ended) - maxEndedHolds; over > 0 {
+		slices.SortFunc(ended, func(a, b string) int { return cmp.Compare(s.Orders[a].At, s.Orders[b].At) })
+		for _, id := range ended[:over] {
+			delete(s.Orders, id)
+		}
+	}
 }
 
 func (s stock) level(productID string) StockLevel {
@@ -367,18 +434,17 @@ func (c *Catalog) Level(ctx context.Context, id string) (StockLevel, error) {
 	return l, err
 }
 
-// Reserve holds quantity for orderID. Repeating it returns the existing
-// reservation (created false); a different quantity for the same order is a
-// conflict, and so is reserving again after a release.
+// Reserve holds quantity for orderID, in one compare-and-set of the stock
+// record. Repeating it returns the existing reservation (created false); a
+// different quantity for the same order is a conflict, and so is reserving
+// after a release (the release may have come first: it leaves a hold
+// saying so).
 func (c *Catalog) Reserve(ctx context.Context, productID, orderID string, quantity int64) (Reservation, bool, error) {
 	if err := validRefs(productID, orderID); err != nil {
 		return Reservation{}, false, err
 	}
 	if err := validQuantity(quantity); err != nil {
 		return Reservation{}, false, err
-	}
-	if r, ok, err := c.existing(ctx, productID, orderID, quantity); ok || err != nil {
-		return r, false, err
 	}
 	p, _, err := c.items.Get(ctx, productID)
 	if errors.Is(err, kit.ErrNotFound) {
@@ -387,9 +453,23 @@ func (c *Catalog) Reserve(ctx context.Context, productID, orderID string, quanti
 	if err != nil {
 		return Reservation{}, false, err
 	}
+	var h hold
+	var created bool
 	_, err = c.stocks.Upsert(ctx, productID, func(s *stock, _ bool) error {
-		if _, ok := s.Active[orderID]; ok {
-			return kit.ErrNoChange // reserved before a crash; the record follows
+		created = false
+		var ok bool
+		if h, ok = s.holdOf(orderID); ok {
+			switch {
+			case h.State == Released:
+				return kit.Errorf(http.StatusConflict, CodeReservationReleased, "the reservation of order %s was released", orderID)
+			case h.Quantity != quantity:
+				return &kit.Error{Status: http.StatusConflict, Code: CodeIdempotencyMismatch, Field: "quantity",
+					Message: fmt.Sprintf("order %s already reserved %d", orderID, h.Quantity)}
+			}
+			if h.Price == 0 {
+				h.Price = p.Price
+			}
+			return kit.ErrNoChange
 		}
 		if s.Available < quantity {
 			return &kit.Error{Status: http.StatusConflict, Code: CodeOutOfStock, Field: "quantity",
@@ -397,134 +477,148 @@ func (c *Catalog) Reserve(ctx context.Context, productID, orderID string, quanti
 		}
 		s.Available -= quantity
 		s.Reserved += quantity
-		if s.Active == nil {
-			s.Active = map[string]int64{}
-		}
-		s.Active[orderID] = quantity
+		h = hold{Quantity: quantity, Price: p.Price, State: Reserved}
+		s.set(orderID, h, c.now())
+		created = true
 		return nil
 	})
 	if err != nil {
 		return Reservation{}, false, err
 	}
-	r := Reservation{ProductID: productID, OrderID: orderID, Quantity: quantity, Price: p.Price, State: Reserved, UpdatedAt: c.now().UTC()}
-	if _, err := c.reservations.Create(ctx, resKey(productID, orderID), r); errors.Is(err, kit.ErrExists) {
-		r, ok, err := c.existing(ctx, productID, orderID, quantity)
-		if !ok && err == nil {
-			err = fmt.Errorf("reservation %s/%s vanished", productID, orderID)
-		}
-		return r, false, err
-	} else if err != nil {
-		return Reservation{}, false, err
-	}
-	return r, true, nil
+	return reservationOf(productID, orderID, h, c.now()), created, nil
 }
 
-// existing answers a repeated Reserve from the reservation record.
-func (c *Catalog) existing(ctx context.Context, productID, orderID string, quantity int64) (Reservation, bool, error) {
+func reservationOf(productID, orderID string, h hold, now time.Time) Reservation {
+	at := now.UTC()
+	if h.At != 0 {
+		at = time.Unix(h.At, 0).UTC()
+	}
+	return Reservation{ProductID: productID, OrderID: orderID, Quantity: h.Quantity, Price: h.Price, State: h.State, UpdatedAt: at}
+}
+
+// errNoHold: the stock record holds nothing for the order; the caller
+// looks in the ledger.
+var errNoHold = errors.New("no hold")
+
+// sale is the order's committed sale in the ledger, found false when it
+// has none.
+func (c *Catalog) sale(ctx context.Context, productID, orderID string) (Reservation, bool, error) {
 	r, _, err := c.reservations.Get(ctx, resKey(productID, orderID))
 	if errors.Is(err, kit.ErrNotFound) {
 		return Reservation{}, false, nil
 	}
-	if err != nil {
-		return Reservation{}, false, err
-	}
-	switch {
-	case r.State == Released:
-		return r, true, kit.Errorf(http.StatusConflict, CodeReservationReleased, "the reservation of order %s was released", orderID)
-	case r.Quantity != quantity:
-		return r, true, &kit.Error{Status: http.StatusConflict, Code: CodeIdempotencyMismatch, Field: "quantity",
-			Message: fmt.Sprintf("order %s already reserved %d", orderID, r.Quantity)}
-	}
-	return r, true, nil
+	return r, err == nil && (r.State == Committed || r.State == Restocked), err
 }
 
-// Release returns a reservation's quantity to the available stock. Releasing
-// an unknown reservation records a tombstone, so a late Reserve for that
-// order cannot take stock after its compensation.
+// Release returns a reservation's quantity to the available stock, in one
+// compare-and-set. Releasing an order that holds nothing records a
+// released hold, so a late Reserve for that order cannot take stock after
+// its compensation; a committed sale cannot be released.
 func (c *Catalog) Release(ctx context.Context, productID, orderID string) (Reservation, error) {
 	if err := validRefs(productID, orderID); err != nil {
 		return Reservation{}, err
 	}
-	r, _, err := c.reservations.Get(ctx, resKey(productID, orderID))
-	if err != nil && !errors.Is(err, kit.ErrNotFound) {
+	committed := func() error {
+		return kit.Errorf(http.StatusConflict, CodeReservationDone, "the reservation of order %s is committed", orderID)
+	}
+	var h hold
+	release := func(tombstone bool) error {
+		_, err := c.stocks.Update(ctx, productID, func(s *stock) error {
+			var ok bool
+			h, ok = s.holdOf(orderID)
+			switch {
+			case !ok && !tombstone:
+				return errNoHold
+			case !ok:
+				h = hold{State: Released}
+			case h.State == Released:
+				return kit.ErrNoChange
+			case h.State != Reserved:
+				return committed()
+			default:
+				s.Available += h.Quantity
+				s.Reserved -= h.Quantity
+				h.State = Released
+			}
+			s.set(orderID, h, c.now())
+			return nil
+		})
+		return err
+	}
+	err := release(false)
+	if errors.Is(err, errNoHold) {
+		// Nothing held: a sale older than the holds kept, or nothing yet.
+		if _, sold, serr := c.sale(ctx, productID, orderID); serr != nil {
+			return Reservation{}, serr
+		} else if sold {
+			return Reservation{}, committed()
+		}
+		err = release(true)
+	}
+	if errors.Is(err, kit.ErrNotFound) {
+		// No stock record: nothing was or can be reserved.
+		return Reservation{ProductID: productID, OrderID: orderID, State: Released, UpdatedAt: c.now().UTC()}, nil
+	}
+	if err != nil {
 		return Reservation{}, err
 	}
-	switch r.State {
-	case Released:
-		return r, nil
-	case Committed, Restocked:
-		return r, kit.Errorf(http.StatusConflict, CodeReservationDone, "the reservation of order %s is committed", orderID)
-	}
-	var qty int64
-	if _, err := c.stocks.Update(ctx, productID, func(s *stock) error {
-		q, ok := s.Active[orderID]
-		if !ok {
-			return kit.ErrNoChange
-		}
-		qty = q
-		s.Available += q
-		s.Reserved -= q
-		delete(s.Active, orderID)
-		return nil
-	}); err != nil && !errors.Is(err, kit.ErrNotFound) {
-		return Reservation{}, err
-	}
-	return c.reservations.Upsert(ctx, resKey(productID, orderID), func(r *Reservation, exists bool) error {
-		if exists && r.State != Reserved {
-			return kit.ErrNoChange
-		}
-		if !exists {
-			*r = Reservation{ProductID: productID, OrderID: orderID, Quantity: qty}
-		}
-		r.State, r.UpdatedAt = Released, c.now().UTC()
-		return nil
-	})
+	return reservationOf(productID, orderID, h, c.now()), nil
 }
 
-// Commit turns a reservation into a sale: the reserved quantity leaves the
-// stock for good.
+// Commit turns a reservation into a sale, in one compare-and-set: the
+// reserved quantity leaves the stock for good. The sale is then written to
+// the ledger (Restock reads it); a repeated Commit writes it again.
 func (c *Catalog) Commit(ctx context.Context, productID, orderID string) (Reservation, error) {
 	if err := validRefs(productID, orderID); err != nil {
 		return Reservation{}, err
 	}
-	r, _, err := c.reservations.Get(ctx, resKey(productID, orderID))
-	found := err == nil
-	if err != nil && !errors.Is(err, kit.ErrNotFound) {
-		return Reservation{}, err
-	}
-	switch r.State {
-	case Committed, Restocked:
-		return r, nil
-	case Released:
-		return r, kit.Errorf(http.StatusConflict, CodeReservationReleased, "the reservation of order %s was released", orderID)
-	}
-	var qty int64
-	var active bool
-	if _, err := c.stocks.Update(ctx, productID, func(s *stock) error {
-		qty, active = s.Active[orderID]
-		if !active {
+	var h hold
+	_, err := c.stocks.Update(ctx, productID, func(s *stock) error {
+		var ok bool
+		h, ok = s.holdOf(orderID)
+		switch {
+		case !ok:
+			return errNoHold
+		case h.State == Released:
+			return kit.Errorf(http.StatusConflict, CodeReservationReleased, "the reservation of order %s was released", orderID)
+		case h.State != Reserved:
 			return kit.ErrNoChange
 		}
-		s.Reserved -= qty
-		s.Sold += qty
-		delete(s.Active, orderID)
-		return nil
-	}); err != nil && !errors.Is(err, kit.ErrNotFound) {
-		return Reservation{}, err
-	}
-	if !found && !active {
-		return Reservation{}, reservationNotFound(productID, orderID)
-	}
-	return c.reservations.Upsert(ctx, resKey(productID, orderID), func(r *Reservation, exists bool) error {
-		if exists && r.State == Committed {
-			return kit.ErrNoChange
-		}
-		if !exists {
-			*r = Reservation{ProductID: productID, OrderID: orderID, Quantity: qty}
-		}
-		r.State, r.UpdatedAt = Committed, c.now().UTC()
+		s.Reserved -= h.Quantity
+		s.Sold += h.Quantity
+		h.State = Committed
+		s.set(orderID, h, c.now())
 		return nil
 	})
+	if errors.Is(err, errNoHold) || errors.Is(err, kit.ErrNotFound) {
+		r, sold, serr := c.sale(ctx, productID, orderID)
+		switch {
+		case serr != nil:
+			return Reservation{}, serr
+		case sold:
+			return r, nil
+		}
+		return Reservation{}, reservationNotFound(productID, orderID)
+	}
+	if err != nil {
+		return Reservation{}, err
+	}
+	r := reservationOf(productID, orderID, h, c.now())
+	r.State = Committed
+	if _, err := c.reservations.Create(ctx, resKey(productID, orderID), r); errors.Is(err, kit.ErrExists) {
+		// Written by an earlier Commit (or, before Orders, a reservation
+		// record): the sale it says stands.
+		return c.reservations.Upsert(ctx, resKey(productID, orderID), func(cur *Reservation, _ bool) error {
+			if cur.State == Committed || cur.State == Restocked {
+				return kit.ErrNoChange
+			}
+			*cur = r
+			return nil
+		})
+	} else if err != nil {
+		return Reservation{}, err
+	}
+	return r, nil
 }
 
 // restocked is what a refund returned of a restocked reservation; records

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
@@ -325,3 +326,44 @@ func TestPatchProduct(t *testing.T) {
 }
 
 func firstOf[T any](_ T, err error) error { return err }
+
+// Ended holds leave the stock record after holdRetention, so it stays
+// small; a sale's replays then read the ledger: a repeated Commit still
+// answers the sale, a Release is still refused.
+func TestEndedHoldsAreForgottenAndSalesStayInTheLedger(t *testing.T) {
+	ctx := context.Background()
+	c := newCatalog(t, kittest.Bus(t, "product"))
+	p, err := c.Create(ctx, NewProduct{Name: "Lamp", Category: "home", Price: 1000, Stock: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []string{"sold", "given"} {
+		if _, _, err := c.Reserve(ctx, p.ID, o, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Commit(ctx, p.ID, "sold"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Release(ctx, p.ID, "given"); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(holdRetention + time.Minute)
+	c.now = func() time.Time { return later }
+	if _, _, err := c.Reserve(ctx, p.ID, "next", 1); err != nil { // a write prunes
+		t.Fatal(err)
+	}
+	st, _, _ := c.stocks.Get(ctx, p.ID)
+	if _, ok := st.Orders["sold"]; ok || len(st.Orders) != 1 {
+		t.Fatalf("ended holds kept past their retention: %+v", st.Orders)
+	}
+	if r, err := c.Commit(ctx, p.ID, "sold"); err != nil || r.State != Committed || r.Quantity != 2 {
+		t.Fatalf("a repeated commit after the hold was forgotten: %+v %v", r, err)
+	}
+	if _, err := c.Release(ctx, p.ID, "sold"); code(err) != CodeReservationDone {
+		t.Fatalf("releasing a sale after its hold was forgotten: %v", err)
+	}
+	if s, _ := c.Stock(ctx, p.ID); s.Available != 7 || s.Reserved != 1 || s.Sold != 2 {
+		t.Fatalf("stock %+v", s)
+	}
+}
