@@ -10,6 +10,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/switchboard-dev/switchboard/services/catalog"
 )
 
 // The series of services/kit's metrics the console reads.
@@ -38,6 +40,19 @@ func newSample(at time.Time) *sample {
 
 type dtoFamily = dto.MetricFamily
 
+// streams are the route labels of the event streams, as the gateway and
+// their services register them: the gateway's pattern and the service's.
+var streams = func() map[string]bool {
+	out := map[string]bool{}
+	for _, r := range catalog.Routes() {
+		if r.EventStream {
+			out[r.Pattern()] = true
+			out[r.Method+" "+r.ServicePath()] = true
+		}
+	}
+	return out
+}()
+
 // parseMetrics reads the Prometheus text exposition format.
 func parseMetrics(r io.Reader) (map[string]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
@@ -57,6 +72,10 @@ func (s *sample) add(families map[string]*dto.MetricFamily) {
 	}
 	if f := families[metricDuration]; f != nil {
 		for _, m := range f.GetMetric() {
+			if streams[label(m, "route")] {
+				// A stream lasts as long as its watcher: not a latency.
+				continue
+			}
 			h := m.GetHistogram()
 			for _, b := range h.GetBucket() {
 				// The text format lists +Inf as a bucket; the registry's

@@ -266,6 +266,8 @@ func TestConsoleSnapshot(t *testing.T) {
 	}
 	m.HTTPRequests.WithLabelValues("POST /orders", "POST", "503").Inc()
 	m.HTTPDuration.WithLabelValues("POST /orders", "POST").Observe(0.8)
+	// An event stream's duration is its watcher's patience, not latency.
+	m.HTTPDuration.WithLabelValues("GET /live/stream", "GET").Observe(30)
 	m.EventsOut.WithLabelValues("order.confirmed", "ok").Add(4)
 	m.EventsOut.WithLabelValues("order.cancelled", "ok").Add(2)
 	clock = clock.Add(2 * time.Second)
