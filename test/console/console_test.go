@@ -1,10 +1,5 @@
 //go:build console
 
-// Package console drives the console in a real browser: `switchboard dev`,
-// Debian's Chromium through chromedp, orders and a playback session placed
-// through the public API, and the page watched as they show. It needs
-// Chromium (apt-get install chromium), so it is not part of make test:
-// run it with make console-test. Screenshots go to docs/img/.
 package console
 
 import (
