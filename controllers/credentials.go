@@ -75,8 +75,9 @@ func (r *PlatformReconciler) secrets(ctx context.Context, p *v1alpha1.Platform) 
 	return out, nil
 }
 
-// credentials returns the broker's route credentials from <p>-auth,
-// generating those missing.
+// credentials returns the broker's credentials (its route and
+// administrative user, and its system user) from <p>-auth, generating
+// those missing.
 func (r *PlatformReconciler) credentials(ctx context.Context, p *v1alpha1.Platform) (render.Credentials, error) {
 	secret, err := r.readSecret(ctx, p, render.AuthSecretName(p))
 	if err != nil {
@@ -89,18 +90,12 @@ func (r *PlatformReconciler) credentials(ctx context.Context, p *v1alpha1.Platfo
 	if err != nil {
 		return render.Credentials{}, fmt.Errorf("generating credentials: %w", err)
 	}
-	keep := func(k, generated string) string {
-		if secret != nil {
-			if v := secret.Data[k]; len(v) > 0 {
-				return string(v)
-			}
-		}
-		return generated
+	if secret == nil {
+		return fresh, nil
 	}
-	return render.Credentials{
-		NATSUser:     keep(render.SecretKeyNATSUser, fresh.NATSUser),
-		NATSPassword: keep(render.SecretKeyNATSPassword, fresh.NATSPassword),
-	}, nil
+	// Keep what exists: pods use it. Generate only the keys missing, such
+	// as those a newer operator added.
+	return fresh.WithCredentialsFrom(secret.Data), nil
 }
 
 // readSecret returns p's Secret name, or nil when it does not exist.

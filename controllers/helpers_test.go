@@ -83,7 +83,7 @@ func desiredFor(t testing.TB, p *v1alpha1.Platform) []client.Object {
 	}
 	objs, err := render.Platform(p, render.Options{
 		ServicesImage: testImage,
-		Credentials:   render.Credentials{NATSUser: "user-for-names-only", NATSPassword: "password-for-names-only"},
+		Credentials:   render.Credentials{NATSUser: "user-for-names-only", NATSPassword: "password-for-names-only", SystemUser: "system-user-for-names-only", SystemPassword: "system-password-for-names-only"},
 		BrokerUsers:   users,
 		Identity:      identity,
 		TokenKeys:     keys,

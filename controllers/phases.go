@@ -50,6 +50,7 @@ func (r *PlatformReconciler) phases() []phase {
 		{reason: reasonApplyFailed, action: "Apply", run: r.applyDesired},
 		{reason: reasonPruneFailed, action: "Prune", run: r.pruneUndesired},
 		{reason: reasonObserveFailed, run: r.observeChildren},
+		{reason: reasonPeerRemovalFailed, action: "RemoveBrokerPeers", run: r.removeDepartedPeers},
 	}
 }
 

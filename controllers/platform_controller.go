@@ -43,6 +43,9 @@ type PlatformReconciler struct {
 	// BrokerMonitor reads the broker servers' monitors for the JetStream
 	// cluster and storage in status; nil leaves them out.
 	BrokerMonitor BrokerMonitor
+	// BrokerPeers removes the servers a scale-down took away from the
+	// JetStream meta group, from what BrokerMonitor saw; nil leaves them.
+	BrokerPeers BrokerPeerRemover
 	// Clock tells the time of certificate decisions; nil means time.Now.
 	// Tests move it to bring renewals forward.
 	Clock func() time.Time

@@ -121,6 +121,7 @@ func run(metricsAddr, probeAddr, servicesImage, brokerImage, operatorNamespace s
 		ServicesImage:     servicesImage,
 		BrokerImage:       brokerImage,
 		BrokerMonitor:     &brokermon.Client{},
+		BrokerPeers:       &brokermon.PeerRemover{},
 		OperatorNamespace: operatorNamespace,
 	}
 	if err := mgr.Add(everyReplica(func(ctx context.Context) error {

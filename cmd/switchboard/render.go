@@ -162,13 +162,13 @@ func stripComments(doc []byte) []byte {
 // them from the cluster, and generates what is missing.
 func keepSecrets(p *v1alpha1.Platform, kept map[string]*corev1.Secret) (render.Options, error) {
 	var o render.Options
-	c, ok := render.CredentialsFromSecret(kept[render.AuthSecretName(p)])
-	if !ok {
-		fresh, err := render.NewCredentials(rand.Reader)
-		if err != nil {
-			return o, err
-		}
-		c = fresh
+	fresh, err := render.NewCredentials(rand.Reader)
+	if err != nil {
+		return o, err
+	}
+	c := fresh
+	if s := kept[render.AuthSecretName(p)]; s != nil {
+		c = fresh.WithCredentialsFrom(s.Data)
 	}
 	o.Credentials = c
 	have := render.BrokerUsers{}
@@ -179,7 +179,6 @@ func keepSecrets(p *v1alpha1.Platform, kept map[string]*corev1.Secret) (render.O
 		}
 		leaves[svc] = kept[render.TLSSecretName(p, svc)]
 	}
-	var err error
 	if o.BrokerUsers, _, err = (&render.BrokerUserKeeper{}).Keep(p, have); err != nil {
 		return o, err
 	}

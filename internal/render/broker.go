@@ -39,10 +39,12 @@ const annotationDefaultContainer = "kubectl.kubernetes.io/default-container"
 
 // Env vars of the broker container. nats.conf refers to them as $NAME.
 const (
-	envPodName      = "POD_NAME"
-	envNATSUser     = "NATS_USER"
-	envNATSPassword = "NATS_PASSWORD"
-	envRoutePrefix  = "NATS_ROUTE_"
+	envPodName            = "POD_NAME"
+	envNATSUser           = "NATS_USER"
+	envNATSPassword       = "NATS_PASSWORD"
+	envNATSSystemUser     = "NATS_SYSTEM_USER"
+	envNATSSystemPassword = "NATS_SYSTEM_PASSWORD"
+	envRoutePrefix        = "NATS_ROUTE_"
 )
 
 // defaultBrokerSize is the JetStream volume and limit when spec.broker.jetstream.size is unset.
@@ -105,8 +107,10 @@ func authSecret(p *v1alpha1.Platform, c Credentials) *corev1.Secret {
 		ObjectMeta: objectMeta(p, AuthSecretName(p), ComponentAuth),
 		Type:       corev1.SecretTypeOpaque,
 		Data: map[string][]byte{
-			SecretKeyNATSUser:     []byte(c.NATSUser),
-			SecretKeyNATSPassword: []byte(c.NATSPassword),
+			SecretKeyNATSUser:           []byte(c.NATSUser),
+			SecretKeyNATSPassword:       []byte(c.NATSPassword),
+			SecretKeyNATSSystemUser:     []byte(c.SystemUser),
+			SecretKeyNATSSystemPassword: []byte(c.SystemPassword),
 		},
 	}
 }
@@ -182,6 +186,15 @@ func natsConfig(p *v1alpha1.Platform, plans []ServicePlan, users BrokerUsers) (s
 		}
 		b.WriteString("  ]\n")
 		b.WriteString("}\n")
+		// A server a scale-down takes away stays a member of the JetStream
+		// meta group, counted in its quorum, until the system account
+		// removes it; the operator does, as this user (see
+		// controllers' removeDepartedPeers).
+		b.WriteString("\naccounts {\n")
+		b.WriteString("  # The system account: the operator removes departed servers from the JetStream meta group as this user.\n")
+		fmt.Fprintf(&b, "  SYS: {users: [{user: $%s, password: $%s}]}\n", envNATSSystemUser, envNATSSystemPassword)
+		b.WriteString("}\n")
+		b.WriteString("system_account: SYS\n")
 	}
 	return b.String(), nil
 }
@@ -277,6 +290,9 @@ func brokerEnv(p *v1alpha1.Platform) []corev1.EnvVar {
 		secretEnv(p, envNATSPassword, SecretKeyNATSPassword),
 	}
 	if n := BrokerReplicas(p); n > 1 {
+		env = append(env,
+			secretEnv(p, envNATSSystemUser, SecretKeyNATSSystemUser),
+			secretEnv(p, envNATSSystemPassword, SecretKeyNATSSystemPassword))
 		for i := range n {
 			env = append(env, corev1.EnvVar{
 				Name:  fmt.Sprintf("%s%d", envRoutePrefix, i),

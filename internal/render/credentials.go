@@ -15,6 +15,11 @@ import (
 const (
 	SecretKeyNATSUser     = "nats-user"
 	SecretKeyNATSPassword = "nats-password"
+	// The broker's system user, in a clustered broker's system account:
+	// the operator removes servers a scale-down took away from the
+	// JetStream meta group as this user, which nothing else holds.
+	SecretKeyNATSSystemUser     = "nats-system-user"
+	SecretKeyNATSSystemPassword = "nats-system-password"
 )
 
 // Credentials are the broker cluster's route credentials, generated and
@@ -25,6 +30,10 @@ const (
 type Credentials struct {
 	NATSUser     string
 	NATSPassword string
+	// SystemUser and SystemPassword log in to a clustered broker's system
+	// account (see natsConfig); only the operator uses them.
+	SystemUser     string
+	SystemPassword string
 }
 
 // credentialLength and credentialAlphabet give each credential
@@ -44,7 +53,7 @@ const (
 // production; tests pass a deterministic reader).
 func NewCredentials(r io.Reader) (Credentials, error) {
 	var c Credentials
-	for _, dst := range []*string{&c.NATSUser, &c.NATSPassword} {
+	for _, dst := range c.fields() {
 		s, err := randomLetters(r, credentialLength)
 		if err != nil {
 			return Credentials{}, err
@@ -80,13 +89,37 @@ func CredentialsFromSecret(s *corev1.Secret) (Credentials, bool) {
 		return Credentials{}, false
 	}
 	c := Credentials{
-		NATSUser:     string(s.Data[SecretKeyNATSUser]),
-		NATSPassword: string(s.Data[SecretKeyNATSPassword]),
+		NATSUser:       string(s.Data[SecretKeyNATSUser]),
+		NATSPassword:   string(s.Data[SecretKeyNATSPassword]),
+		SystemUser:     string(s.Data[SecretKeyNATSSystemUser]),
+		SystemPassword: string(s.Data[SecretKeyNATSSystemPassword]),
 	}
-	if c.NATSUser == "" || c.NATSPassword == "" {
-		return Credentials{}, false
+	for _, f := range c.fields() {
+		if *f == "" {
+			return Credentials{}, false
+		}
 	}
 	return c, true
+}
+
+// fields are the credentials in the order of credentialKeys.
+func (c *Credentials) fields() []*string {
+	return []*string{&c.NATSUser, &c.NATSPassword, &c.SystemUser, &c.SystemPassword}
+}
+
+// credentialKeys are the <p>-auth keys of the credentials, in field order.
+var credentialKeys = []string{SecretKeyNATSUser, SecretKeyNATSPassword, SecretKeyNATSSystemUser, SecretKeyNATSSystemPassword}
+
+// WithCredentialsFrom returns c with every credential that have (a Secret's
+// data) holds taken from it: an upgrade adds new keys without changing
+// the ones pods already use.
+func (c Credentials) WithCredentialsFrom(have map[string][]byte) Credentials {
+	for i, f := range c.fields() {
+		if v := have[credentialKeys[i]]; len(v) > 0 {
+			*f = string(v)
+		}
+	}
+	return c
 }
 
 // natsCredential is what the broker can take as a user or password: a token
@@ -101,11 +134,13 @@ func (c Credentials) validate() error {
 	if c.NATSUser == "" || c.NATSPassword == "" {
 		return errors.New("credentials are empty: the caller must read them from the auth Secret or generate them with NewCredentials")
 	}
-	if !natsCredential.MatchString(c.NATSUser) {
-		return fmt.Errorf("secret key %s must be at least 16 letters, digits or ._~- starting with a letter", SecretKeyNATSUser)
-	}
-	if !natsCredential.MatchString(c.NATSPassword) {
-		return fmt.Errorf("secret key %s must be at least 16 letters, digits or ._~- starting with a letter", SecretKeyNATSPassword)
+	for i, f := range c.fields() {
+		if *f == "" && i >= 2 {
+			return fmt.Errorf("secret key %s is empty: the caller must read it from the auth Secret or generate it with NewCredentials", credentialKeys[i])
+		}
+		if !natsCredential.MatchString(*f) {
+			return fmt.Errorf("secret key %s must be at least 16 letters, digits or ._~- starting with a letter", credentialKeys[i])
+		}
 	}
 	return nil
 }
@@ -114,8 +149,8 @@ func (c Credentials) validate() error {
 // pod-template annotation that rolls pods when they change.
 func (c Credentials) hash() string {
 	h := sha256.New()
-	for _, s := range []string{c.NATSUser, c.NATSPassword} {
-		fmt.Fprintf(h, "%d:%s;", len(s), s)
+	for _, s := range c.fields() {
+		fmt.Fprintf(h, "%d:%s;", len(*s), *s)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }

@@ -73,7 +73,7 @@ func TestNewCredentials(t *testing.T) {
 
 func TestCredentialsFromSecret(t *testing.T) {
 	full := func() map[string][]byte {
-		return map[string][]byte{"nats-user": []byte("u"), "nats-password": []byte("p")}
+		return map[string][]byte{"nats-user": []byte("u"), "nats-password": []byte("p"), "nats-system-user": []byte("su"), "nats-system-password": []byte("sp")}
 	}
 	tests := []struct {
 		name   string
@@ -86,6 +86,7 @@ func TestCredentialsFromSecret(t *testing.T) {
 		{"a key missing", func() *corev1.Secret { d := full(); delete(d, "nats-user"); return &corev1.Secret{Data: d} }(), false},
 		{"the token key of older versions is ignored", func() *corev1.Secret { d := full(); d["auth-key"] = []byte("k"); return &corev1.Secret{Data: d} }(), true},
 		{"a key empty", func() *corev1.Secret { d := full(); d["nats-password"] = nil; return &corev1.Secret{Data: d} }(), false},
+		{"the system user missing (written by an older operator)", func() *corev1.Secret { d := full(); delete(d, "nats-system-user"); return &corev1.Secret{Data: d} }(), false},
 		{"stringData is not read back (the server folds it into data)", &corev1.Secret{StringData: map[string]string{"nats-user": "u", "nats-password": "p"}}, false},
 	}
 	for _, tt := range tests {
@@ -94,7 +95,7 @@ func TestCredentialsFromSecret(t *testing.T) {
 			if ok != tt.ok {
 				t.Fatalf("ok = %v, want %v", ok, tt.ok)
 			}
-			if ok && c != (Credentials{NATSUser: "u", NATSPassword: "p"}) {
+			if ok && c != (Credentials{NATSUser: "u", NATSPassword: "p", SystemUser: "su", SystemPassword: "sp"}) {
 				t.Errorf("credentials %+v", c)
 			}
 			if !ok && c != (Credentials{}) {
@@ -102,6 +103,19 @@ func TestCredentialsFromSecret(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an older Secret keeps its keys and gains the missing ones", func(t *testing.T) {
+		fresh, err := NewCredentials(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := fresh.WithCredentialsFrom(map[string][]byte{"nats-user": []byte("u"), "nats-password": []byte("p")})
+		if got.NATSUser != "u" || got.NATSPassword != "p" || got.SystemUser != fresh.SystemUser || got.SystemPassword != fresh.SystemPassword {
+			t.Errorf("got %+v, want the Secret's route credentials and fresh system ones", got)
+		}
+		if err := got.validate(); err == nil {
+			t.Error("credentials of one letter validated")
+		}
+	})
 	t.Run("round trip through the rendered Secret", func(t *testing.T) {
 		c, ok := CredentialsFromSecret(authSecret(platform("shop"), testCredentials))
 		if !ok || c != testCredentials {

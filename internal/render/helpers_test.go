@@ -59,8 +59,10 @@ func requests(cpu, memory string) corev1.ResourceRequirements {
 // leak is easy to find.
 var (
 	testCredentials = Credentials{
-		NATSUser:     "testUserQwErTyUiOpAsDfGh",
-		NATSPassword: "testPasswordZxCvBnMLkJhGf",
+		NATSUser:       "testUserQwErTyUiOpAsDfGh",
+		NATSPassword:   "testPasswordZxCvBnMLkJhGf",
+		SystemUser:     "testSystemUserPoIuYtReWq",
+		SystemPassword: "testSystemPasswordLkJhGfDsA",
 	}
 	testAdmin = Admin{Email: "admin@example.com", Password: "testAdminPasswordMnBvCxZ"}
 )

@@ -157,6 +157,17 @@ func TestBrokerConfigParsesAsNATSServerReadsIt(t *testing.T) {
 				}
 				var users []string
 				for _, u := range o.Users {
+					if u.Username == tt.creds.SystemUser {
+						// The system user, in the system account, for the
+						// operator's removal of departed servers.
+						if replicas == 1 || u.Password != tt.creds.SystemPassword || u.Account == nil || u.Account.Name != "SYS" || o.SystemAccount != "SYS" {
+							t.Errorf("the system user with %d replicas: password %q, account %v, system account %q", replicas, u.Password, u.Account, o.SystemAccount)
+						}
+						continue
+					}
+					if u.Account != nil && u.Account.Name == "SYS" {
+						t.Errorf("user %s is in the system account", u.Username)
+					}
 					if u.Username == tt.creds.NATSUser {
 						// The administrative user: the route credentials, unlimited.
 						if u.Password != tt.creds.NATSPassword || u.Permissions != nil {

@@ -182,13 +182,19 @@ func brokerIngress(p *v1alpha1.Platform, plans []ServicePlan, opts Options) []ne
 		rules = append(rules, peersRule(scrapers, PortNameMetrics))
 	}
 	if ns := opts.OperatorNamespace; ns != "" {
-		// The operator reads each server's monitor for status.
+		// The operator reads each server's monitor for status and, when
+		// the broker is clustered, logs in as its system user to remove
+		// the servers a scale-down took away from the meta group.
+		ports := []string{PortNameMonitor}
+		if BrokerReplicas(p) > 1 {
+			ports = append(ports, portNameClient)
+		}
 		rules = append(rules, networkingv1.NetworkPolicyIngressRule{
 			From: []networkingv1.NetworkPolicyPeer{{
 				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns}},
 				PodSelector:       &metav1.LabelSelector{MatchLabels: maps.Clone(OperatorPodLabels)},
 			}},
-			Ports: tcpPorts(PortNameMonitor),
+			Ports: tcpPorts(ports...),
 		})
 	}
 	if slices.ContainsFunc(plans, func(s ServicePlan) bool { return s.KEDA }) {

@@ -279,7 +279,12 @@ func (w world) may(src, dst endpoint, p port) bool {
 		switch p.name {
 		case portNameClient:
 			// The gateway alone has no broker access; every other
-			// service keeps its state in the broker.
+			// service keeps its state in the broker. The operator logs in
+			// to a clustered broker as its system user, to remove the
+			// servers a scale-down took away.
+			if src.name == "operator" {
+				return w.opts.OperatorNamespace == "switchboard-system" && BrokerReplicas(w.p) > 1
+			}
 			return mine(src) && src.component() != ComponentBroker && src.component() != catalog.Gateway
 		case portNameCluster:
 			return mine(src) && src.component() == ComponentBroker
@@ -483,7 +488,7 @@ func TestNetworkPolicySentences(t *testing.T) {
 		{"the broker's pods route to each other", "broker", "broker", "cluster", true},
 		{"order cannot reach the broker's cluster port", "order", "broker", "cluster", false},
 		{"the operator reads the broker's monitor", "operator", "broker", "monitor", true},
-		{"the operator cannot reach the broker's clients' port", "operator", "broker", "client", false},
+		{"the operator logs in to the clustered broker as its system user", "operator", "broker", "client", true},
 		{"KEDA reads the broker's monitor", "keda", "broker", "monitor", true},
 		{"order resolves names with kube-dns over UDP", "order", "kube-dns", "dns/udp", true},
 		{"the gateway resolves names with kube-dns over TCP", "gateway", "kube-dns", "dns-tcp", true},

@@ -483,7 +483,10 @@ func TestSecretsOnlyInTheirSecrets(t *testing.T) {
 				}
 			}
 			sec := rendered[AuthSecretName(p)]
-			want := map[string][]byte{"nats-user": []byte(testCredentials.NATSUser), "nats-password": []byte(testCredentials.NATSPassword)}
+			want := map[string][]byte{
+				"nats-user": []byte(testCredentials.NATSUser), "nats-password": []byte(testCredentials.NATSPassword),
+				"nats-system-user": []byte(testCredentials.SystemUser), "nats-system-password": []byte(testCredentials.SystemPassword),
+			}
 			if sec.Type != corev1.SecretTypeOpaque || !reflect.DeepEqual(sec.Data, want) || sec.StringData != nil {
 				t.Errorf("auth Secret: type %q data %q stringData %v", sec.Type, sec.Data, sec.StringData)
 			}

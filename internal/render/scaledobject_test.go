@@ -308,6 +308,13 @@ func TestTheOperatorReachesTheBrokerMonitor(t *testing.T) {
 	if len(without.Spec.Ingress) != len(np.Spec.Ingress)-1 {
 		t.Errorf("without an operator namespace %d rules, with one %d: want one rule fewer", len(without.Spec.Ingress), len(np.Spec.Ingress))
 	}
+	// A clustered broker also admits the operator to its client port, where
+	// it logs in as the system user to remove departed servers.
+	clustered := find[*networkingv1.NetworkPolicy](t, mustRenderWith(t, platform("shop", testgen.WithBrokerReplicas(3)), opts), "shop-nats")
+	want.Ports = tcpPorts("monitor", "client")
+	if !slices.ContainsFunc(clustered.Spec.Ingress, func(r networkingv1.NetworkPolicyIngressRule) bool { return reflect.DeepEqual(r, want) }) {
+		t.Errorf("no rule %+v in %+v", want, clustered.Spec.Ingress)
+	}
 	if got := BrokerMonitorURL(platform("shop"), 2); got != "http://shop-nats-2.shop-nats-headless.demo.svc.cluster.local:8222" {
 		t.Errorf("BrokerMonitorURL = %s", got)
 	}
