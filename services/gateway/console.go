@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"embed"
 	"encoding/json"
@@ -441,11 +443,32 @@ func (c *console) serveAsset(w http.ResponseWriter, r *http.Request) {
 	c.serveFile(w, r, name)
 }
 
+// consoleGzip holds each embedded file compressed once, for the browsers
+// that accept gzip (all of them): a third of the bytes.
+var consoleGzip = func() map[string][]byte {
+	out := map[string][]byte{}
+	entries, _ := consoleFiles.ReadDir("console")
+	for _, e := range entries {
+		b, _ := consoleFiles.ReadFile("console/" + e.Name())
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		_, _ = zw.Write(b)
+		_ = zw.Close()
+		out[e.Name()] = buf.Bytes()
+	}
+	return out
+}()
+
 func (c *console) serveFile(w http.ResponseWriter, r *http.Request, name string) {
 	b, err := consoleFiles.ReadFile("console/" + name)
 	if err != nil {
 		kit.WriteError(w, r, kit.NotFound("no console asset %q", name))
 		return
+	}
+	w.Header().Set("Vary", "Accept-Encoding")
+	if z, ok := consoleGzip[name]; ok && acceptsGzip(r) {
+		w.Header().Set("Content-Encoding", "gzip")
+		b = z
 	}
 	ct := mime.TypeByExtension(path.Ext(name))
 	if ct == "" {
@@ -459,4 +482,14 @@ func (c *console) serveFile(w http.ResponseWriter, r *http.Request, name string)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	_, _ = w.Write(b)
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.ReplaceAll(strings.TrimSpace(q), " ", "") != "q=0" {
+			return true
+		}
+	}
+	return false
 }

@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -476,6 +479,29 @@ func TestConsolePageAndAssets(t *testing.T) {
 		a := r.do("GET", "/console/assets/"+ref[1], "")
 		if a.status != http.StatusOK || !strings.HasPrefix(a.header.Get("Content-Type"), types[filepath.Ext(ref[1])]) || len(a.body) == 0 {
 			t.Errorf("%s: %d %s", ref[1], a.status, a.header.Get("Content-Type"))
+		}
+	}
+	// Compressed for a browser that asks, the same bytes once inflated.
+	for _, ref := range append(refs, []string{"", "index.html"}) {
+		path := "/console/assets/" + ref[1]
+		if ref[1] == "index.html" {
+			path = "/console"
+		}
+		req, _ := http.NewRequest("GET", r.api+path, nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil || resp.Header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("%s: %v, Content-Encoding %q", path, err, resp.Header.Get("Content-Encoding"))
+		}
+		inflated, _ := io.ReadAll(zr)
+		resp.Body.Close()
+		plain, _ := consoleFiles.ReadFile("console/" + ref[1])
+		if !bytes.Equal(inflated, plain) {
+			t.Errorf("%s: gzip inflates to %d bytes, the file has %d", path, len(inflated), len(plain))
 		}
 	}
 	for _, path := range []string{"/console/assets/nothing.js", "/console/assets/index.html", "/console/", "/console/api/nothing"} {
