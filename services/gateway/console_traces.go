@@ -57,8 +57,8 @@ type Trace struct {
 const (
 	DefaultTraceLimit = 20
 	MaxTraceLimit     = 100
-	// orderSearchDepth is how many recent traces a search by order id
-	// opens, newest first.
+	// orderSearchDepth is how many recent traces through order a search by
+	// order id opens, newest first.
 	orderSearchDepth = 50
 )
 
@@ -190,7 +190,13 @@ func (c *console) traceFrom(ctx context.Context, targets []*url.URL, id string) 
 // whose attributes name orderID: the saga's spans carry the order's id.
 func (c *console) tracesOfOrder(ctx context.Context, orderID string, limit int) []TraceSummary {
 	targets := c.opsTargets(ctx)
-	recent := c.traces(ctx, orderSearchDepth)
+	var recent []TraceSummary
+	for _, t := range c.traces(ctx, MaxTraceLimit) {
+		// The console's own reads name no order's saga.
+		if !strings.Contains(t.RootName, "/console/") && slices.Contains(t.Services, "order") && len(recent) < orderSearchDepth {
+			recent = append(recent, t)
+		}
+	}
 	found := make([]bool, len(recent))
 	var wg sync.WaitGroup
 	for i, t := range recent {
