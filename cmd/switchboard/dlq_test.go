@@ -85,7 +85,7 @@ func TestDLQListAndReplay(t *testing.T) {
 			t.Errorf("dlq list does not show %q:\n%s", want, out)
 		}
 	}
-	if got := list("--consumer", "notification-orders"); !strings.Contains(got, "no dead letters") {
+	if got := list("--consumer", "notification-order-confirmed"); !strings.Contains(got, "no dead letters") {
 		t.Errorf("another consumer's list:\n%s", got)
 	}
 	if got := list("--json"); !strings.Contains(got, `"consumer":"user-points"`) {

@@ -158,11 +158,12 @@ func natsConfig(p *v1alpha1.Platform, plans []ServicePlan, users BrokerUsers) (s
 	b.WriteString("authorization {\n")
 	b.WriteString("  # One user per service, allowed what its catalog row says and nothing else.\n")
 	b.WriteString("  users: [\n")
+	running := brokerServices(plans)
 	for _, s := range plans {
 		if !s.UsesBroker() {
 			continue
 		}
-		perms, err := PermissionsFor(s.Service)
+		perms, err := PermissionsFor(s.Service, running)
 		if err != nil {
 			return "", err
 		}
@@ -197,6 +198,20 @@ func natsConfig(p *v1alpha1.Platform, plans []ServicePlan, users BrokerUsers) (s
 		b.WriteString("system_account: SYS\n")
 	}
 	return b.String(), nil
+}
+
+// brokerServices are the names of the enabled services that use the
+// broker, in catalog order: who owns which stream and bucket follows from
+// them (catalog.StreamOwner, BucketOwner), in the permissions and in each
+// service's BROKER_SERVICES alike.
+func brokerServices(plans []ServicePlan) []string {
+	var out []string
+	for _, s := range plans {
+		if s.UsesBroker() {
+			out = append(out, s.Name)
+		}
+	}
+	return out
 }
 
 // writeBrokerUser writes a service's entry of the users list. Empty

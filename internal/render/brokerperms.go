@@ -36,27 +36,36 @@ const (
 )
 
 // PermissionsFor derives a service's broker permissions from its catalog
-// row, and nothing else:
+// row and the platform's broker services (running: catalog.BrokerServices
+// of the enabled ones), which decide what it owns, and nothing else:
 //
-//   - $JS.API.INFO, which nats.go asks before it creates a bucket;
+//   - $JS.API.INFO, which nats.go asks before it creates a bucket, if it
+//     owns one;
 //   - for every stream holding a subject it publishes or consumes, and
-//     the dead-letter stream if it consumes: the stream's create, update
-//     and info calls (kit creates its streams, idempotently, at start, and
-//     updates their replicas and limits), never delete or purge;
+//     the dead-letter stream if it consumes: the stream's info; and its
+//     create and update calls only if it owns the stream
+//     (catalog.StreamOwner): kit creates or updates what it owns at start,
+//     to its catalog config, replicas and limits, and waits for the
+//     rest. Never delete or purge;
 //   - every subject it publishes, exactly, and the dead-letter subject of
 //     each of its consumers (catalog.Service.DeadLetters), where kit puts
 //     what the consumer gives up on; reading or replaying dead letters is
 //     for the administrative user (switchboard dlq);
 //   - for every durable consumer of its row: creating that consumer by
-//     its name (the durable names are the service's own), its info,
-//     pulling its messages and acknowledging them;
-//   - for every bucket it writes or reads: its KV_ stream's create, update
-//     and info calls, direct gets of its keys, and the ordered consumers
-//     of watches and key listings: creating them filtered to its keys,
-//     their flow control, and deleting them when the watch stops (nats.go
-//     waits for that answer, seconds, if it is refused). Their names are
-//     random and no service may list a stream's consumers, so one cannot
-//     name another's watch to delete it;
+//     its name (the durable names are the service's own) with its one
+//     filter (catalog.Consumer.Filter) in the subject, where the broker
+//     checks it against the request, so it cannot be re-created reading
+//     more; its info, pulling its messages and acknowledging them. For a
+//     former durable a consumer replaces (catalog.Consumer.Replaces): its
+//     info and deletion, so kit can take it over and retire it;
+//   - for every bucket it writes or reads: its KV_ stream's info, and its
+//     create and update calls only if it owns the bucket
+//     (catalog.BucketOwner); direct gets of its keys, and the ordered
+//     consumers of watches and key listings: creating them filtered to its
+//     keys, their flow control, and deleting them when the watch stops
+//     (nats.go waits for that answer, seconds, if it is refused). Their
+//     names are random and no service may list a stream's consumers, so
+//     one cannot name another's watch to delete it;
 //   - for every bucket it writes: publishing to its keys ($KV.<bucket>.>),
 //     which puts, creates, updates and deletes entries. A bucket it only
 //     reads gets no publish permission at all;
@@ -65,7 +74,7 @@ const (
 //     pulled messages all arrive there.
 //
 // The order follows the row, so the rendered nats.conf stays stable.
-func PermissionsFor(svc catalog.Service) (BrokerPermissions, error) {
+func PermissionsFor(svc catalog.Service, running []string) (BrokerPermissions, error) {
 	var pub []string
 	add := func(subjects ...string) {
 		for _, s := range subjects {
@@ -77,33 +86,48 @@ func PermissionsFor(svc catalog.Service) (BrokerPermissions, error) {
 	if !svc.UsesBroker() {
 		return BrokerPermissions{}, nil
 	}
-	add(jsAccountInfo)
+	buckets := slices.Concat(svc.Buckets, svc.Reads)
+	ownsBucket := func(b string) bool { owner, _ := catalog.BucketOwner(b, running); return owner == svc.Name }
+	if slices.ContainsFunc(buckets, ownsBucket) {
+		add(jsAccountInfo)
+	}
 
-	for _, subj := range slices.Concat(svc.Publishes, svc.Consumes(), svc.DeadLetters()) {
-		st, err := catalog.StreamFor(subj)
-		if err != nil {
-			return BrokerPermissions{}, fmt.Errorf("%s: %w", svc.Name, err)
+	streams, err := svc.Streams()
+	if err != nil {
+		return BrokerPermissions{}, err
+	}
+	for _, st := range streams {
+		if owner, _ := catalog.StreamOwner(st.Name, running); owner == svc.Name {
+			add(jsStreamCreate+st.Name, jsStreamUpdate+st.Name)
 		}
-		add(jsStreamCreate+st.Name, jsStreamUpdate+st.Name, jsStreamInfo+st.Name)
+		add(jsStreamInfo + st.Name)
 	}
 	add(svc.Publishes...)
 	add(svc.DeadLetters()...)
 
 	for _, c := range svc.Consumers {
-		if len(c.Subjects) == 0 {
-			return BrokerPermissions{}, fmt.Errorf("%s: consumer %s reads no subject", svc.Name, c.Durable)
+		filter, err := c.Filter()
+		if err != nil {
+			return BrokerPermissions{}, fmt.Errorf("%s: %w", svc.Name, err)
 		}
 		st, err := catalog.StreamFor(c.Subjects[0])
 		if err != nil {
 			return BrokerPermissions{}, fmt.Errorf("%s: %w", svc.Name, err)
 		}
 		on := st.Name + "." + c.Durable
-		add(jsConsumerMake+on, jsConsumerInfo+on, jsConsumerNext+on, jsAck+on+".>")
+		add(jsConsumerMake+on+"."+filter, jsConsumerInfo+on, jsConsumerNext+on, jsAck+on+".>")
+		if c.Replaces != "" {
+			former := st.Name + "." + c.Replaces
+			add(jsConsumerInfo+former, jsConsumerDrop+former)
+		}
 	}
 
-	for _, b := range slices.Concat(svc.Buckets, svc.Reads) {
+	for _, b := range buckets {
 		stream, keys := kvStreamPrefix+b, kvSubjectPrefix+b+".>"
-		add(jsStreamCreate+stream, jsStreamUpdate+stream, jsStreamInfo+stream,
+		if ownsBucket(b) {
+			add(jsStreamCreate+stream, jsStreamUpdate+stream)
+		}
+		add(jsStreamInfo+stream,
 			jsDirectGet+stream+"."+keys,
 			jsConsumerMake+stream+".*", jsConsumerMake+stream+".*."+keys, jsConsumerDrop+stream+".*",
 			jsFlowControl+stream+".>")

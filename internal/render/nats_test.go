@@ -177,7 +177,7 @@ func TestBrokerConfigParsesAsNATSServerReadsIt(t *testing.T) {
 						continue
 					}
 					users = append(users, u.Username)
-					want, err := PermissionsFor(catalogService(t, u.Username))
+					want, err := PermissionsFor(catalogService(t, u.Username), brokerServices(EnabledServices(p)))
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -518,11 +518,14 @@ func TestServiceEnv(t *testing.T) {
 		}
 	}
 	// lifecycle is the same for every service of a platform that talks to
-	// the broker; the gateway gets only the drain.
-	lifecycle := func(replicas, bytes string) []corev1.EnvVar {
-		return []corev1.EnvVar{{Name: "BROKER_REPLICAS", Value: replicas}, {Name: "BROKER_STORE_BYTES", Value: bytes}, {Name: "SHUTDOWN_DRAIN", Value: "5s"}}
+	// the broker, with the platform's broker services, from which each
+	// learns what it owns; the gateway gets only the drain.
+	lifecycle := func(replicas, bytes, services string) []corev1.EnvVar {
+		return []corev1.EnvVar{{Name: "BROKER_REPLICAS", Value: replicas}, {Name: "BROKER_STORE_BYTES", Value: bytes},
+			{Name: "BROKER_SERVICES", Value: services}, {Name: "SHUTDOWN_DRAIN", Value: "5s"}}
 	}
-	oneGi := lifecycle("1", "1073741824")
+	commerce, streaming := "user,product,order,payment,notification", "account,content,playback,analytics,recommendation"
+	oneGi := func(services string) []corev1.EnvVar { return lifecycle("1", "1073741824", services) }
 	drain := []corev1.EnvVar{{Name: "SHUTDOWN_DRAIN", Value: "5s"}}
 	tokenKeys := func(p string) []corev1.EnvVar {
 		return []corev1.EnvVar{{Name: "TOKEN_KEYS", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
@@ -542,29 +545,29 @@ func TestServiceEnv(t *testing.T) {
 				[]corev1.EnvVar{
 					{Name: "PRODUCT_GRPC", Value: "dns:///shop-product.demo.svc.cluster.local:9090"},
 					{Name: "PAYMENT_GRPC", Value: "dns:///shop-payment.demo.svc.cluster.local:9090"},
-				}, oneGi),
+				}, oneGi(commerce)),
 		},
 		{
-			name:     "order keeps the gRPC target of a disabled product, to fail loudly",
+			name:     "order keeps the gRPC target of a disabled product, to fail loudly, and knows product runs no broker user",
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithService("product", testgen.Disabled())),
 			service:  "order",
 			want: slices.Concat(identity(false), broker("shop", "demo", "order"), tokenKeys("shop"),
 				[]corev1.EnvVar{
 					{Name: "PRODUCT_GRPC", Value: "dns:///shop-product.demo.svc.cluster.local:9090"},
 					{Name: "PAYMENT_GRPC", Value: "dns:///shop-payment.demo.svc.cluster.local:9090"},
-				}, oneGi),
+				}, oneGi("user,order,payment,notification")),
 		},
 		{
 			name:     "payment serves gRPC and calls no one",
 			platform: platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce)),
 			service:  "payment",
-			want:     slices.Concat(identity(true), broker("shop", "demo", "payment"), tokenKeys("shop"), oneGi),
+			want:     slices.Concat(identity(true), broker("shop", "demo", "payment"), tokenKeys("shop"), oneGi(commerce)),
 		},
 		{
 			name:     "a service without upstreams gets only the broker",
 			platform: platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming), testgen.WithNamespace("media")),
 			service:  "analytics",
-			want:     slices.Concat(identity(false), broker("tv", "media", "analytics"), tokenKeys("tv"), oneGi),
+			want:     slices.Concat(identity(false), broker("tv", "media", "analytics"), tokenKeys("tv"), oneGi(streaming)),
 		},
 		{
 			name:     "the gateway gets each enabled upstream's API and ops URL, and the proxies it trusts",
@@ -594,7 +597,7 @@ func TestServiceEnv(t *testing.T) {
 					{Name: "TOKEN_TTL", Value: "30m0s"},
 					fromSecret("ADMIN_EMAIL", "tv-admin", "email"),
 					fromSecret("ADMIN_PASSWORD", "tv-admin", "password"),
-				}, oneGi),
+				}, oneGi(streaming)),
 		},
 		{
 			name:     "the gateway verifies tokens, signs none and has no broker at all",
@@ -619,7 +622,7 @@ func TestServiceEnv(t *testing.T) {
 			name:     "a three-server broker with 10Gi: replicas and store for every service",
 			platform: platform("big", testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithBrokerReplicas(3), testgen.WithStorage(v1alpha1.StorageFile, "10Gi", "")),
 			service:  "product",
-			want:     slices.Concat(identity(true), broker("big", "demo", "product"), tokenKeys("big"), lifecycle("3", "10737418240")),
+			want:     slices.Concat(identity(true), broker("big", "demo", "product"), tokenKeys("big"), lifecycle("3", "10737418240", commerce)),
 		},
 	}
 	for _, tt := range tests {

@@ -78,19 +78,27 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 	if cidrs := p.Spec.Gateway.TrustedProxyCIDRs; gateway && len(cidrs) > 0 {
 		env = append(env, corev1.EnvVar{Name: catalog.EnvTrustedProxyCIDRs, Value: strings.Join(cidrs, ",")})
 	}
-	return append(env, lifecycleEnv(p, svc.Service)...)
+	return append(env, lifecycleEnv(p, svc.Service, enabled)...)
 }
 
 // lifecycleEnv: streams and buckets follow the broker (their replicas and
-// byte limits derive from its replicas and store, so every service that
-// talks to the broker asks JetStream for the same config), and every
-// service's drain matches its preStop sleep.
-func lifecycleEnv(p *v1alpha1.Platform, svc catalog.Service) []corev1.EnvVar {
+// byte limits derive from its replicas and store, so whichever service
+// owns one asks JetStream for the same config), each service learns which
+// it owns from the platform's broker services, as its permissions do, and
+// every service's drain matches its preStop sleep.
+func lifecycleEnv(p *v1alpha1.Platform, svc catalog.Service, enabled map[string]bool) []corev1.EnvVar {
 	var env []corev1.EnvVar
 	if svc.UsesBroker() {
+		var running []catalog.Service
+		for _, s := range catalog.All() {
+			if enabled[s.Name] {
+				running = append(running, s)
+			}
+		}
 		env = append(env,
 			corev1.EnvVar{Name: catalog.EnvBrokerReplicas, Value: itoa(BrokerReplicas(p))},
-			corev1.EnvVar{Name: catalog.EnvBrokerStoreBytes, Value: strconv.FormatInt(brokerStoreBytes(p), 10)})
+			corev1.EnvVar{Name: catalog.EnvBrokerStoreBytes, Value: strconv.FormatInt(brokerStoreBytes(p), 10)},
+			corev1.EnvVar{Name: catalog.EnvBrokerServices, Value: strings.Join(catalog.BrokerServices(running), ",")})
 	}
 	return append(env, corev1.EnvVar{Name: catalog.EnvShutdownDrain, Value: catalog.DefaultShutdownDrain.String()})
 }

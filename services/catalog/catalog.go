@@ -234,10 +234,18 @@ func InboxPrefix(service string) string { return "_INBOX_" + service }
 // Consumer is a durable JetStream consumer. The replicas of a service share
 // it, so each event is handled by one of them. Its subjects lie in one
 // stream, and its name is the service's, or starts with it and a dash, so no
-// two services ever share one.
+// two services ever share one. It reads one subject, or all those of its
+// stream (see Filter).
 type Consumer struct {
 	Durable  string
 	Subjects []string
+	// Replaces names a durable of an earlier release whose subjects this
+	// one (with the others replacing it) took over. The first replica
+	// that creates this one starts it where the former durable's
+	// acknowledgements end, and once all of them exist the former one is
+	// deleted (see kit's CreateConsumer): nothing it had not acknowledged
+	// is lost.
+	Replaces string
 }
 
 // Consumes lists the subjects s reads, over all its consumers.
@@ -337,9 +345,9 @@ func DeadLetterSubject(service, durable string) string {
 	return "dlq." + service + "." + durable
 }
 
-// Streams are created idempotently by every service that publishes or
-// consumes one of their subjects (and the dead-letter stream by every
-// service with consumers), so start-up order does not matter.
+// Streams are created and updated by their owner (StreamOwner); every
+// other service that publishes or consumes one of their subjects waits
+// for them to exist, so start-up order does not matter.
 //
 // Each is bounded in bytes (StoreShare) and in age. Streaming's
 // high-rate PLAYBACK has the largest share, all its own: a flood of
@@ -375,8 +383,8 @@ type Bucket struct {
 const TokenRevocations = "token-revocations"
 
 // KVBuckets lists every bucket a service writes or reads, with its
-// settings. Every service that uses one asks for the same config, so
-// CreateOrUpdate never flip-flops.
+// settings. Its owner (BucketOwner) creates and updates it; the other
+// services using it wait for it to exist.
 var KVBuckets = []Bucket{
 	{Name: "users", StoreShare: 30}, {Name: "user-emails", StoreShare: 10}, {Name: "user-points", StoreShare: 10},
 	// Failed-login counters are forgotten a while after the last failure.
@@ -468,16 +476,22 @@ var services = []Service{
 		Name:      "notification",
 		Workloads: []Workload{Commerce},
 		Port:      HTTPPort,
+		// One durable per subject, so the broker pins each one's filter:
+		// notification may not read order.created or payment.refunded.
+		// Each event makes its own notification, in any order.
 		Consumers: []Consumer{
-			{Durable: "notification-orders", Subjects: []string{OrderConfirmed, OrderCancelled, OrderRefunded}},
-			{Durable: "notification-payments", Subjects: []string{PaymentCompleted, PaymentFailed}},
+			{Durable: "notification-order-confirmed", Subjects: []string{OrderConfirmed}, Replaces: "notification-orders"},
+			{Durable: "notification-order-cancelled", Subjects: []string{OrderCancelled}, Replaces: "notification-orders"},
+			{Durable: "notification-order-refunded", Subjects: []string{OrderRefunded}, Replaces: "notification-orders"},
+			{Durable: "notification-payment-completed", Subjects: []string{PaymentCompleted}, Replaces: "notification-payments"},
+			{Durable: "notification-payment-failed", Subjects: []string{PaymentFailed}, Replaces: "notification-payments"},
 		},
 		Buckets:  []string{"notifications"},
 		Reads:    []string{TokenRevocations},
 		Replicas: 1,
 		// Sending is slow (a provider call per message): a small backlog
 		// already deserves another replica.
-		LagScaling: &LagScaling{Durables: []string{"notification-orders", "notification-payments"}, LagThreshold: 20},
+		LagScaling: &LagScaling{Durables: []string{"notification-order-confirmed", "notification-order-cancelled", "notification-order-refunded", "notification-payment-completed", "notification-payment-failed"}, LagThreshold: 20},
 		Tokens:     VerifyTokens,
 	},
 	// Streaming.

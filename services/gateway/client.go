@@ -11,10 +11,6 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// clientKey carries the client's address, as the gateway resolved it, in
-// a request's context.
-type clientKey struct{}
-
 // clientAddr finds a call's client address. The direct peer is the client,
 // unless it is a trusted proxy: then X-Forwarded-For is read from the right,
 // past the trusted proxies, and the first address no trusted proxy owns is

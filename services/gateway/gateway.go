@@ -16,6 +16,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -146,9 +147,14 @@ func NewGateway(upstreams map[string]Upstream, tokens kit.Verifier, m *kit.Metri
 			Transport:      upstreamTransport(tr, o.Identity, name),
 			ModifyResponse: up.modifyResponse,
 			ErrorHandler:   up.errorHandler,
-			// Flush as bytes arrive: server-sent events and large bodies
-			// stream through instead of being buffered.
-			FlushInterval: -1,
+			// Bodies stream through a pooled buffer, never whole. A
+			// server-sent event stream, or any answer of unknown length,
+			// is flushed as its bytes arrive (ReverseProxy does so by
+			// itself); an answer of known length leaves in as few writes
+			// as the server's buffer allows. Flushing every answer at
+			// every write (FlushInterval -1) cost a timer goroutine and
+			// one more write(2) per request.
+			BufferPool: copyBuffers,
 		}
 		g.upstreams[name] = up
 	}
@@ -174,12 +180,27 @@ func NewGateway(upstreams map[string]Upstream, tokens kit.Verifier, m *kit.Metri
 	return g, nil
 }
 
+// copyBuffers are the proxy's copy buffers: without a pool, ReverseProxy
+// allocates 32 KiB per request.
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }
+
 // newTransport is the pooled transport the upstreams' are copies of: many
 // idle connections per host, so a busy gateway never re-dials (and never
 // repeats a TLS handshake), short dials, and o.Timeout for the answer's
-// headers.
+// headers. It speaks HTTP/1.1 with keep-alive, what the services' API
+// ports serve (they offer no h2), without looking for an HTTP/2
+// connection first on every call, and passes bodies through as the
+// upstream encoded them (no gzip of its own asking, no decoding).
 func newTransport(timeout time.Duration) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ForceAttemptHTTP2 = false
+	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	t.DisableCompression = true
 	t.MaxIdleConns = 1024
 	t.MaxIdleConnsPerHost = 256
 	t.IdleConnTimeout = 90 * time.Second
@@ -197,6 +218,10 @@ func upstreamTransport(base *http.Transport, ident *kit.Identity, name string) *
 	t.TLSClientConfig = kit.ClientTLSConfig(ident, func(peer kit.SPIFFEID) error {
 		return kit.AuthorizeID(ident.ID().Sibling(name))(peer)
 	})
+	// A new connection (after an idle timeout, or past the pool) resumes
+	// a session instead of a full handshake; the upstream's identity is
+	// checked again all the same (VerifyConnection runs on resumption).
+	t.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(256)
 	return t
 }
 
@@ -231,9 +256,9 @@ func (g *Gateway) guard(rt catalog.Route, h http.Handler) http.Handler {
 			return
 		}
 		claims, authErr := g.authenticate(r)
-		client := g.clients.of(r)
-		r = r.WithContext(context.WithValue(r.Context(), clientKey{}, client))
-		key := "addr:" + limitKey(client)
+		c := &routed{client: g.clients.of(r)}
+		r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
+		key := "addr:" + limitKey(c.client)
 		if claims != nil {
 			key = "user:" + claims.Subject
 		}
@@ -250,10 +275,15 @@ func (g *Gateway) guard(rt catalog.Route, h http.Handler) http.Handler {
 	})
 }
 
+// errNoToken is the refusal of a call without a token, made once: most
+// calls to public routes carry none, and only need it when the route is
+// not public.
+var errNoToken = kit.Unauthenticated("missing bearer token")
+
 // authenticate verifies the call's bearer token, if it carries one.
 func (g *Gateway) authenticate(r *http.Request) (*kit.Claims, error) {
 	if _, ok := kit.BearerToken(r); !ok {
-		return nil, kit.Unauthenticated("missing bearer token")
+		return nil, errNoToken
 	}
 	return kit.Authenticate(g.tokens, r)
 }
@@ -277,7 +307,21 @@ func admit(a catalog.Audience, c *kit.Claims, authErr error) error {
 	return kit.Forbidden("route audience %q admits nobody", a)
 }
 
-type breakerDone struct{}
+// callKey carries a routed call's *routed in its context: one value, set
+// once by guard, so the proxy's hot path copies the request no more.
+type callKey struct{}
+
+// routed is what the gateway knows of a routed call: the client's address
+// as it resolved it, and, once forwarded, the breaker's reporter.
+type routed struct {
+	client string
+	rep    reporter
+}
+
+func callOf(ctx context.Context) *routed {
+	c, _ := ctx.Value(callKey{}).(*routed)
+	return c
+}
 
 // reporter records a call's outcome in its breaker exactly once.
 type reporter struct {
@@ -285,7 +329,11 @@ type reporter struct {
 	done func(error)
 }
 
-func (r *reporter) report(err error) { r.once.Do(func() { r.done(err) }) }
+func (r *reporter) report(err error) {
+	if r.done != nil {
+		r.once.Do(func() { r.done(err) })
+	}
+}
 
 // ServeHTTP forwards a routed call to the upstream through its breaker.
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -294,9 +342,17 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, kit.Errorf(http.StatusServiceUnavailable, CodeUpstreamDown, "%s is unavailable (circuit open)", u.name))
 		return
 	}
-	rep := &reporter{done: done}
-	defer rep.report(nil)
-	u.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), breakerDone{}, rep)))
+	c := callOf(r.Context())
+	if c == nil { // not through guard: the client is the peer
+		c = &routed{client: r.RemoteAddr}
+		if a, err := parseAddr(r.RemoteAddr); err == nil {
+			c.client = a.String()
+		}
+		r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
+	}
+	c.rep.done = done
+	defer c.rep.report(nil)
+	u.proxy.ServeHTTP(w, r)
 }
 
 // rewrite sends /api/<service><path> to <base><path>. The path keeps its
@@ -309,11 +365,15 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Path = base + strings.TrimPrefix(pr.In.URL.Path, prefix)
 	pr.Out.URL.RawPath = base + strings.TrimPrefix(pr.In.URL.EscapedPath(), prefix)
 	pr.Out.Host = u.base.Host
-	pr.SetXForwarded()
 	// One hop: the client's address as the gateway resolved it, through
-	// the trusted proxies only.
-	if client, ok := pr.In.Context().Value(clientKey{}).(string); ok {
-		pr.Out.Header.Set("X-Forwarded-For", client)
+	// the trusted proxies only, and what SetXForwarded would add.
+	h := pr.Out.Header
+	h["X-Forwarded-For"] = []string{callOf(pr.In.Context()).client}
+	h["X-Forwarded-Host"] = []string{pr.In.Host}
+	if pr.In.TLS == nil {
+		h["X-Forwarded-Proto"] = []string{"http"}
+	} else {
+		h["X-Forwarded-Proto"] = []string{"https"}
 	}
 	pr.Out.Header.Set(kit.HeaderRequestID, kit.RequestID(pr.In.Context()))
 }
@@ -322,21 +382,21 @@ func (u *upstream) modifyResponse(resp *http.Response) error {
 	// The gateway's middleware has set the request id already, the same
 	// one the upstream echoes: keep one.
 	resp.Header.Del(kit.HeaderRequestID)
-	if r, ok := resp.Request.Context().Value(breakerDone{}).(*reporter); ok {
+	if c := callOf(resp.Request.Context()); c != nil {
 		// The upstream answered: only a gateway-level failure counts. A 503
 		// from order because payment is down must not open order's breaker.
 		var err error
 		if resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout {
 			err = fmt.Errorf("%s answered %d", u.name, resp.StatusCode)
 		}
-		r.report(err)
+		c.rep.report(err)
 	}
 	return nil
 }
 
 func (u *upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	if rep, ok := r.Context().Value(breakerDone{}).(*reporter); ok {
-		rep.report(err)
+	if c := callOf(r.Context()); c != nil {
+		c.rep.report(err)
 	}
 	var mbe *http.MaxBytesError
 	var ne net.Error

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +24,10 @@ import (
 const DuplicateWindow = 2 * time.Minute
 
 // Bus is a service's connection to NATS: JetStream, its streams and its KV
-// buckets, created idempotently at start so start-up order does not matter.
+// buckets. Each stream and bucket has one owner (catalog.StreamOwner,
+// BucketOwner), which creates and updates it at start; the other services
+// using it wait, not ready, until it exists, so start-up order does not
+// matter and no other service may change it.
 type Bus struct {
 	NC      *nats.Conn
 	JS      jetstream.JetStream
@@ -31,6 +35,9 @@ type Bus struct {
 	log     *slog.Logger
 	metrics *Metrics
 	limits  Limits
+	// running are the platform's broker services (Config.BrokerServices);
+	// nil means the service owns everything it uses.
+	running []string
 	streams []string
 	buckets map[string]jetstream.KeyValue
 	// owed are the config updates the broker refused so far (more replicas
@@ -60,10 +67,12 @@ type Limits struct {
 	StoreBytes int64
 }
 
-// ConnectBus connects to NATS with endless reconnects and ensures the
-// streams holding every subject the service publishes or consumes, and its
-// buckets. It retries until ctx ends, so a service may start before the
-// broker.
+// ConnectBus connects to NATS with endless reconnects, creates or updates
+// the streams and buckets the service owns, and waits for the others it
+// uses (those holding every subject it publishes or consumes, and the
+// buckets it writes or reads) to exist. It retries until ctx ends, so a
+// service may start before the broker and before the owners of its
+// streams; until it returns, the service is not ready.
 func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (*Bus, error) {
 	opts := []nats.Option{
 		nats.Name("switchboard-" + cfg.Service.Name),
@@ -97,9 +106,12 @@ func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (
 		return nil, err
 	}
 	b := &Bus{NC: nc, JS: js, svc: cfg.Service, log: log, metrics: m, buckets: map[string]jetstream.KeyValue{},
-		limits: Limits{BrokerReplicas: cfg.BrokerReplicas, StoreBytes: cfg.BrokerStoreBytes},
-		owed:   map[string]func(context.Context) error{}, done: make(chan struct{})}
-	for {
+		limits:  Limits{BrokerReplicas: cfg.BrokerReplicas, StoreBytes: cfg.BrokerStoreBytes},
+		running: cfg.BrokerServices,
+		owed:    map[string]func(context.Context) error{}, done: make(chan struct{})}
+	// Services of a platform start together, and those waiting for an
+	// owner's streams look again soon, then less often.
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		err = b.ensure(ctx, cfg.Service)
 		if err == nil {
 			if len(b.owed) > 0 {
@@ -107,42 +119,50 @@ func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (
 			}
 			return b, nil
 		}
-		log.Warn("waiting for JetStream", "err", err, "lastNATSError", nc.LastError())
+		if errors.Is(err, errWaitingForOwners) {
+			log.Info("waiting for the owners of its streams and buckets", "err", err)
+		} else {
+			log.Warn("waiting for JetStream", "err", err, "lastNATSError", nc.LastError())
+		}
 		select {
 		case <-ctx.Done():
 			nc.Close()
 			return nil, fmt.Errorf("nats: %w (last error: %v)", ctx.Err(), err)
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		}
 	}
 }
 
-// streamsOf lists the streams svc needs: those of every subject it
-// publishes or consumes, and the dead-letter stream if it consumes.
-func streamsOf(svc catalog.Service) ([]catalog.Stream, error) {
-	subjects := slices.Concat(svc.Publishes, svc.Consumes(), svc.DeadLetters())
-	var out []catalog.Stream
-	for _, subj := range subjects {
-		st, err := catalog.StreamFor(subj)
-		if err != nil {
-			return nil, err
-		}
-		if !slices.ContainsFunc(out, func(o catalog.Stream) bool { return o.Name == st.Name }) {
-			out = append(out, st)
-		}
-	}
-	return out, nil
+// errWaitingForOwners says that the streams and buckets the service owns
+// exist, and some it does not own do not yet.
+var errWaitingForOwners = errors.New("waiting for their owners to create")
+
+// ownsStream and ownsBucket say whether the service creates and updates
+// a stream or bucket, or only waits for it.
+func (b *Bus) ownsStream(name string) bool {
+	owner, _ := catalog.StreamOwner(name, b.running)
+	return b.running == nil || owner == b.svc.Name
 }
 
+func (b *Bus) ownsBucket(name string) bool {
+	owner, _ := catalog.BucketOwner(name, b.running)
+	return b.running == nil || owner == b.svc.Name
+}
+
+// ensure makes what the service owns first, so that no two services wait
+// for each other, then looks for the rest: a stream or bucket it does not
+// own is only read (its info), never created or updated, and until it
+// exists ensure fails, naming what it waits for.
 func (b *Bus) ensure(ctx context.Context, svc catalog.Service) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	streams, err := streamsOf(svc)
+	streams, err := svc.Streams()
 	if err != nil {
 		return err
 	}
+	buckets := slices.Concat(svc.Buckets, svc.Reads)
 	for _, st := range streams {
-		if slices.Contains(b.streams, st.Name) {
+		if slices.Contains(b.streams, st.Name) || !b.ownsStream(st.Name) {
 			continue
 		}
 		if err := b.ensureStream(ctx, StreamConfig(st, b.limits)); err != nil {
@@ -150,10 +170,8 @@ func (b *Bus) ensure(ctx context.Context, svc catalog.Service) error {
 		}
 		b.streams = append(b.streams, st.Name)
 	}
-	// A bucket the service only reads is created too, with the same
-	// settings, so no start-up order between writer and readers matters.
-	for _, name := range slices.Concat(svc.Buckets, svc.Reads) {
-		if _, ok := b.buckets[name]; ok {
+	for _, name := range buckets {
+		if _, ok := b.buckets[name]; ok || !b.ownsBucket(name) {
 			continue
 		}
 		cfg, err := BucketConfig(name, b.limits)
@@ -165,6 +183,39 @@ func (b *Bus) ensure(ctx context.Context, svc catalog.Service) error {
 			return err
 		}
 		b.buckets[name] = kv
+	}
+
+	var missing []string
+	for _, st := range streams {
+		if slices.Contains(b.streams, st.Name) {
+			continue
+		}
+		switch _, err := b.JS.Stream(ctx, st.Name); {
+		case err == nil:
+			b.streams = append(b.streams, st.Name)
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			owner, _ := catalog.StreamOwner(st.Name, b.running)
+			missing = append(missing, fmt.Sprintf("stream %s (owner %s)", st.Name, owner))
+		default:
+			return fmt.Errorf("stream %s: %w", st.Name, err)
+		}
+	}
+	for _, name := range buckets {
+		if _, ok := b.buckets[name]; ok {
+			continue
+		}
+		switch kv, err := b.JS.KeyValue(ctx, name); {
+		case err == nil:
+			b.buckets[name] = kv
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+			owner, _ := catalog.BucketOwner(name, b.running)
+			missing = append(missing, fmt.Sprintf("bucket %s (owner %s)", name, owner))
+		default:
+			return fmt.Errorf("bucket %s: %w", name, err)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w %s", errWaitingForOwners, strings.Join(missing, ", "))
 	}
 	return nil
 }
@@ -255,10 +306,10 @@ func (b *Bus) settle(owed map[string]func(context.Context) error) {
 	}
 }
 
-// StreamConfig is the one definition of a catalog stream, so every service
-// creating it asks for the same thing and CreateOrUpdate never flip-flops:
-// the limits come from env vars the operator renders alike for every
-// service of a platform.
+// StreamConfig is the one definition of a catalog stream, which its owner
+// creates or updates it to: the limits come from env vars the operator
+// renders alike for every service of a platform, so an owner that changes
+// (a service enabled or disabled) asks for the same thing.
 func StreamConfig(st catalog.Stream, l Limits) jetstream.StreamConfig {
 	discard := jetstream.DiscardOld
 	if st.DiscardNew {
@@ -277,8 +328,8 @@ func StreamConfig(st catalog.Stream, l Limits) jetstream.StreamConfig {
 	}
 }
 
-// BucketConfig is the one definition of a catalog bucket, so every service
-// using it asks for the same thing.
+// BucketConfig is the one definition of a catalog bucket, which its owner
+// creates or updates it to.
 func BucketConfig(name string, l Limits) (jetstream.KeyValueConfig, error) {
 	bk, err := catalog.BucketFor(name)
 	if err != nil {
@@ -488,8 +539,24 @@ type ConsumerSpec struct {
 }
 
 // CreateConsumer creates (or updates) the service's catalog consumer named
-// durable, with the settings of cfg. The name and subjects come from the
-// catalog row, the stream from the subjects.
+// durable, with the settings of cfg. The name, subjects and stream come
+// from the catalog row.
+//
+// The durable gets one filter subject (catalog.Consumer.Filter), which
+// nats.go sends in the subject of the create call
+// ($JS.API.CONSUMER.CREATE.<stream>.<durable>.<filter>): the broker
+// refuses a request whose filter differs from that subject's, and the
+// service's permissions name that subject only, so the service cannot
+// re-create its durable reading more of the stream.
+//
+// Where a durable starts (cfg.DeliverPolicy and its start sequence or
+// time) is fixed once it exists, as the broker refuses to change it; an
+// existing durable keeps its own. A durable that replaces a former one
+// (catalog.Consumer.Replaces) and does not exist yet starts where the
+// former one's acknowledgements end, so that nothing it had not
+// acknowledged is lost (what it had acknowledged past that point comes
+// again, and handlers drop it by event id); once every durable replacing
+// it exists, the former one is deleted.
 func (b *Bus) CreateConsumer(ctx context.Context, durable string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	c, ok := b.svc.Consumer(durable)
 	if !ok {
@@ -499,13 +566,86 @@ func (b *Bus) CreateConsumer(ctx context.Context, durable string, cfg jetstream.
 	if err != nil {
 		return nil, err
 	}
-	// Replicas stays 0: a consumer follows its stream's.
-	cfg.Durable, cfg.FilterSubjects = c.Durable, c.Subjects
-	cons, err := b.JS.CreateOrUpdateConsumer(ctx, st.Name, cfg)
+	filter, err := c.Filter()
 	if err != nil {
+		return nil, err
+	}
+	// Replicas stays 0: a consumer follows its stream's.
+	cfg.Name, cfg.Durable, cfg.FilterSubject, cfg.FilterSubjects = "", c.Durable, filter, nil
+	var cons jetstream.Consumer
+	for attempt := 0; ; attempt++ {
+		create := b.JS.CreateOrUpdateConsumer
+		cur, err := b.JS.Consumer(ctx, st.Name, c.Durable)
+		switch {
+		case err == nil:
+			at := cur.CachedInfo().Config
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = at.DeliverPolicy, at.OptStartSeq, at.OptStartTime
+		case !errors.Is(err, jetstream.ErrConsumerNotFound):
+			return nil, fmt.Errorf("consumer %s: %w", durable, err)
+		case c.Replaces != "":
+			took, err := b.takeOver(ctx, st.Name, c, &cfg)
+			if err != nil {
+				return nil, err
+			}
+			if took {
+				// Another replica taking over at the same time made it
+				// with another start: create, never update, and look
+				// again.
+				create = b.JS.CreateConsumer
+			}
+		}
+		cons, err = create(ctx, st.Name, cfg)
+		if err == nil {
+			break
+		}
+		if attempt == 0 && errors.Is(err, jetstream.ErrConsumerExists) {
+			continue
+		}
 		return nil, fmt.Errorf("consumer %s: %w", durable, err)
 	}
+	if c.Replaces != "" {
+		b.retire(ctx, st.Name, c.Replaces)
+	}
 	return cons, nil
+}
+
+// takeOver starts cfg where the former durable c replaces stopped
+// acknowledging, if it still exists.
+func (b *Bus) takeOver(ctx context.Context, stream string, c catalog.Consumer, cfg *jetstream.ConsumerConfig) (bool, error) {
+	former, err := b.JS.Consumer(ctx, stream, c.Replaces)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil // a new platform, or taken over long ago
+	}
+	if err != nil {
+		return false, fmt.Errorf("consumer %s, replacing %s: %w", c.Durable, c.Replaces, err)
+	}
+	floor := former.CachedInfo().AckFloor.Stream
+	cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, floor+1, nil
+	b.log.Info("consumer takes over from a former durable", "consumer", c.Durable, "former", c.Replaces, "stream", stream,
+		"startSequence", floor+1)
+	return true, nil
+}
+
+// retire deletes the former durable once every consumer replacing it
+// exists. Until then it stays, so a replica that starts later still finds
+// where to begin; a failure is retried at the next start.
+func (b *Bus) retire(ctx context.Context, stream, former string) {
+	if _, err := b.JS.Consumer(ctx, stream, former); err != nil {
+		return
+	}
+	for _, c := range b.svc.Consumers {
+		if c.Replaces != former {
+			continue
+		}
+		if _, err := b.JS.Consumer(ctx, stream, c.Durable); err != nil {
+			return
+		}
+	}
+	if err := b.JS.DeleteConsumer(ctx, stream, former); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		b.log.Warn("could not delete a former durable; trying again at the next start", "former", former, "stream", stream, "err", err)
+		return
+	}
+	b.log.Info("deleted a former durable, taken over by its successors", "former", former, "stream", stream)
 }
 
 // Consume creates (or updates) one of the service's catalog consumers and

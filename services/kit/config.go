@@ -49,6 +49,13 @@ type Config struct {
 	// (BROKER_STORE_BYTES); 0 when unknown, and then streams and buckets
 	// have no byte limits.
 	BrokerStoreBytes int64
+	// BrokerServices are the platform's services that use the broker
+	// (BROKER_SERVICES): the service creates and updates the streams and
+	// buckets it owns among them (catalog.StreamOwner, BucketOwner) and
+	// waits for the others. Nil when unset: it then creates and updates
+	// everything it uses, which only a broker user without limits may do
+	// (tests, a dev broker).
+	BrokerServices []string
 	// ShutdownDrain is how long a stopping service keeps serving with
 	// readiness failed (SHUTDOWN_DRAIN); 0 skips the drain.
 	ShutdownDrain time.Duration
@@ -133,6 +140,9 @@ func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
 				return Config{}, fmt.Errorf("%s=%q: want the store's size in bytes, a positive integer", catalog.EnvBrokerStoreBytes, v)
 			}
 		}
+		if c.BrokerServices, err = brokerServices(env, svc); err != nil {
+			return Config{}, err
+		}
 		c.NATSURL = strings.TrimSpace(env(catalog.EnvNATSURL))
 		if c.NATSURL == "" {
 			return Config{}, fmt.Errorf("%s is required", catalog.EnvNATSURL)
@@ -185,6 +195,27 @@ func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
 		c.Upstreams[up] = u
 	}
 	return c, nil
+}
+
+// brokerServices reads BROKER_SERVICES: catalog services that use the
+// broker, among them svc itself, which would otherwise own nothing.
+func brokerServices(env Getenv, svc catalog.Service) ([]string, error) {
+	v := strings.TrimSpace(env(catalog.EnvBrokerServices))
+	if v == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, name := range strings.Split(v, ",") {
+		name = strings.TrimSpace(name)
+		if s, ok := catalog.Lookup(name); !ok || !s.UsesBroker() {
+			return nil, fmt.Errorf("%s=%q: %q is no service that uses the broker", catalog.EnvBrokerServices, v, name)
+		}
+		out = append(out, name)
+	}
+	if !slices.Contains(out, svc.Name) {
+		return nil, fmt.Errorf("%s=%q does not name %s itself", catalog.EnvBrokerServices, v, svc.Name)
+	}
+	return out, nil
 }
 
 // listenAddr reads a host:port to listen on, ":<port>" when unset.

@@ -62,7 +62,7 @@ func TestExhaustedMessagesAreDeadLetteredAndReplayed(t *testing.T) {
 	var fixed atomic.Bool
 	var mu sync.Mutex
 	handled := map[string]int{}
-	err = bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-orders", MaxDeliver: 2, AckWait: 5 * time.Second,
+	err = bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-order-confirmed", MaxDeliver: 2, AckWait: 5 * time.Second,
 		Handler: func(_ context.Context, ev kit.Event) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -82,25 +82,25 @@ func TestExhaustedMessagesAreDeadLetteredAndReplayed(t *testing.T) {
 	}
 
 	raw := deadLetters(t, pub.JS, 1)[0]
-	if raw.Subject != "dlq.notification.notification-orders" || string(raw.Data) != string(msg.Data) {
+	if raw.Subject != "dlq.notification.notification-order-confirmed" || string(raw.Data) != string(msg.Data) {
 		t.Fatalf("dead letter on %s with %s", raw.Subject, raw.Data)
 	}
 	for k, want := range map[string]string{
 		"Traceparent": "00-abc-def-01", kit.HeaderDLQSubject: catalog.OrderConfirmed, kit.HeaderDLQMsgID: "order.confirmed:o1",
-		kit.HeaderDLQConsumer: "notification-orders", kit.HeaderDLQService: "notification", kit.HeaderDLQReason: kit.ReasonExhausted,
+		kit.HeaderDLQConsumer: "notification-order-confirmed", kit.HeaderDLQService: "notification", kit.HeaderDLQReason: kit.ReasonExhausted,
 		kit.HeaderDLQError: "mail relay refused: 554 no", kit.HeaderDLQDeliveries: "2", kit.HeaderDLQStream: "ORDERS",
 	} {
 		if got := raw.Header.Get(k); got != want {
 			t.Errorf("header %s = %q, want %q", k, got, want)
 		}
 	}
-	cons, _ := pub.JS.Consumer(ctx, "ORDERS", "notification-orders")
+	cons, _ := pub.JS.Consumer(ctx, "ORDERS", "notification-order-confirmed")
 	kittest.Eventually(t, 10*time.Second, "the original to be terminated", func() bool {
 		info, err := cons.Info(ctx)
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 	})
 	var counted dto.Metric
-	_ = m.DeadLetters.WithLabelValues("notification-orders", catalog.OrderConfirmed, kit.ReasonExhausted).Write(&counted)
+	_ = m.DeadLetters.WithLabelValues("notification-order-confirmed", catalog.OrderConfirmed, kit.ReasonExhausted).Write(&counted)
 	if n := counted.GetCounter().GetValue(); n != 1 {
 		t.Errorf("dead letters counted: %v, want 1", n)
 	}
@@ -110,7 +110,7 @@ func TestExhaustedMessagesAreDeadLetteredAndReplayed(t *testing.T) {
 		t.Fatalf("list: %+v %v", list, err)
 	}
 	dl := list[0]
-	if dl.Consumer != "notification-orders" || dl.Subject != catalog.OrderConfirmed || !strings.Contains(dl.Error, "554") || dl.Time.IsZero() {
+	if dl.Consumer != "notification-order-confirmed" || dl.Subject != catalog.OrderConfirmed || !strings.Contains(dl.Error, "554") || dl.Time.IsZero() {
 		t.Fatalf("listed %+v", dl)
 	}
 	if other, _ := kit.DeadLetters(ctx, pub.JS, "user-points"); len(other) != 0 {
@@ -150,13 +150,13 @@ func TestMalformedAndPermanentFailuresAreDeadLettered(t *testing.T) {
 	ctx := context.Background()
 	b := kittest.StartNATS(t, "")
 	pub, bus := b.Bus(t, "order"), b.Bus(t, "notification")
-	err := bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-orders", Handler: func(_ context.Context, ev kit.Event) error {
+	err := bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-order-confirmed", Handler: func(_ context.Context, ev kit.Event) error {
 		return fmt.Errorf("%w: no template for %s", kit.ErrPermanent, ev.Type)
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pub.JS.Publish(ctx, catalog.OrderCancelled, []byte("not json"), jetstream.WithMsgID("junk-1")); err != nil {
+	if _, err := pub.JS.Publish(ctx, catalog.OrderConfirmed, []byte("not json"), jetstream.WithMsgID("junk-1")); err != nil {
 		t.Fatal(err)
 	}
 	if err := pub.Publish(ctx, "order.confirmed:o2", "orders/o2", confirmed); err != nil {
@@ -173,7 +173,7 @@ func TestMalformedAndPermanentFailuresAreDeadLettered(t *testing.T) {
 	if r := reasons["order.confirmed:o2"]; !strings.HasPrefix(r, kit.ReasonPermanent+": permanent: no template") {
 		t.Errorf("the refused event: %q", r)
 	}
-	if d, err := kit.DeadLetters(ctx, pub.JS, "notification-orders"); err != nil || len(d) != 2 || string(d[0].Data) != "not json" {
+	if d, err := kit.DeadLetters(ctx, pub.JS, "notification-order-confirmed"); err != nil || len(d) != 2 || string(d[0].Data) != "not json" {
 		t.Fatalf("listed %+v (%v)", d, err)
 	}
 }

@@ -80,7 +80,8 @@
 // failed, ErrPermanent, or not an event) goes to the dead-letter stream,
 // never dropped (see DeadLetter, DeadLetters, Replay). Streams and buckets
 // keep min(BROKER_REPLICAS, 3) copies and their catalog share of
-// BROKER_STORE_BYTES.
+// BROKER_STORE_BYTES; each is created and updated by its owner among
+// BROKER_SERVICES alone, and the other services wait for it.
 //
 // Errors: return *kit.Error (kit.Invalid, kit.NotFound, kit.Errorf …) and
 // kit.WriteError renders {"error":{"code","message","field"}};
@@ -94,6 +95,6 @@
 // Optional env knobs read through Config: UPSTREAM_TIMEOUT,
 // UPSTREAM_ATTEMPTS, BREAKER_FAILURES, BREAKER_OPEN_FOR (see
 // ClientOptionsFromEnv), SHUTDOWN_DRAIN, HTTP_READ_TIMEOUT,
-// HTTP_WRITE_TIMEOUT, BROKER_REPLICAS, BROKER_STORE_BYTES, LOG_LEVEL (read
-// by the binary).
+// HTTP_WRITE_TIMEOUT, BROKER_REPLICAS, BROKER_STORE_BYTES, BROKER_SERVICES,
+// LOG_LEVEL (read by the binary).
 package kit

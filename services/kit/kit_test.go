@@ -254,7 +254,7 @@ func TestBusRefusesWhatItsCatalogRowDoesNotList(t *testing.T) {
 		t.Fatal("order published payment.completed, which its row does not list")
 	}
 	handle := func(context.Context, kit.Event) error { return nil }
-	if err := notification.Consume(ctx, kit.ConsumerSpec{Durable: "notification-orders", Handler: handle}); err != nil {
+	if err := notification.Consume(ctx, kit.ConsumerSpec{Durable: "notification-order-confirmed", Handler: handle}); err != nil {
 		t.Fatalf("notification running its catalog consumer: %v", err)
 	}
 	if err := notification.Consume(ctx, kit.ConsumerSpec{Durable: "user-points", Handler: handle}); err == nil {
@@ -272,7 +272,7 @@ func TestConsumerRetriesThenAcks(t *testing.T) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	seen := map[string]int{}
-	err := bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-orders", AckWait: 5 * time.Second,
+	err := bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-order-confirmed", AckWait: 5 * time.Second,
 		Handler: func(_ context.Context, ev kit.Event) error {
 			mu.Lock()
 			defer mu.Unlock()

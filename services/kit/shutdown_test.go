@@ -200,7 +200,7 @@ func TestShutdownSpendsNoDeliveries(t *testing.T) {
 	var once sync.Once
 	s := start(t, "notification", env, func(d kit.Deps) kit.Service {
 		return testService{run: func(ctx context.Context) error {
-			err := d.Bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-orders", Handler: func(ctx context.Context, ev kit.Event) error {
+			err := d.Bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-order-confirmed", Handler: func(ctx context.Context, ev kit.Event) error {
 				if ev.ID == "e0" {
 					once.Do(func() { close(first) })
 					select {
@@ -230,7 +230,7 @@ func TestShutdownSpendsNoDeliveries(t *testing.T) {
 	}
 	s.done <- nil
 
-	cons, err := pub.JS.Consumer(ctx, "ORDERS", "notification-orders")
+	cons, err := pub.JS.Consumer(ctx, "ORDERS", "notification-order-confirmed")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -335,7 +335,7 @@ func TestEndToEndThroughTheGateway(t *testing.T) {
 		if err != nil || ack.Duplicate {
 			t.Fatalf("republish: %v %+v", err, ack)
 		}
-		for _, durable := range []string{"user-points", "notification-orders"} {
+		for _, durable := range []string{"user-points", "notification-order-confirmed"} {
 			kittest.Eventually(t, 10*time.Second, durable+" to ack the copy", func() bool {
 				c, err := js.Consumer(ctx, "ORDERS", durable)
 				if err != nil {

@@ -194,8 +194,8 @@ func startAll(t *testing.T) *local.Platform {
 
 // The embedded broker has the users the operator renders: each service
 // logs in as its own, allowed its catalog row, and the gateway has none.
-// Notification's user may not publish payment.completed; the
-// administrative user may.
+// Notification's user may not publish payment.completed nor change ORDERS,
+// whose owner is order; the administrative user may.
 func TestLocalBrokerUsersAreTheRenderedOnes(t *testing.T) {
 	p := startAll(t)
 	if env := p.Env(catalog.Gateway); env[catalog.EnvNATSUser] != "" || env[catalog.EnvNATSURL] != "" {
@@ -213,19 +213,25 @@ func TestLocalBrokerUsersAreTheRenderedOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if err := nc.Publish(catalog.PaymentCompleted, []byte(`{}`)); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-violations:
-		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
-			t.Fatalf("publishing payment.completed as notification: %v", err)
+	// Nor change ORDERS, which it reads and order owns.
+	for _, subj := range []string{catalog.PaymentCompleted, "$JS.API.STREAM.UPDATE.ORDERS"} {
+		if err := nc.Publish(subj, []byte(`{}`)); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the broker let notification publish payment.completed")
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-violations:
+			if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") || !strings.Contains(err.Error(), subj) {
+				t.Fatalf("publishing %s as notification: %v", subj, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the broker let notification publish %s", subj)
+		}
+	}
+	if got, want := env[catalog.EnvBrokerServices], strings.Join(catalog.BrokerServices(catalog.All()), ","); got != want {
+		t.Errorf("notification's %s = %q, want %q", catalog.EnvBrokerServices, got, want)
 	}
 	admin, err := nats.Connect(p.NATSURL, nats.UserInfo(p.BrokerUser, p.BrokerPassword))
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -226,7 +227,7 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		return nil, err
 	}
 
-	users, creds, err := brokerUsers(defs)
+	users, creds, brokerServices, err := brokerUsers(defs)
 	if err != nil {
 		return nil, err
 	}
@@ -318,6 +319,9 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		if c, ok := creds[name]; ok {
 			env[catalog.EnvNATSURL], env[catalog.EnvNATSUser], env[catalog.EnvNATSPassword] = p.NATSURL, c[0], c[1]
 			env[catalog.EnvBrokerStoreBytes] = strconv.FormatInt(o.StoreBytes, 10)
+			// Each service creates and updates what it owns among them, as
+			// its broker user allows, and waits for the rest.
+			env[catalog.EnvBrokerServices] = strings.Join(brokerServices, ",")
 		}
 		if a, ok := p.grpcAddr[name]; ok {
 			env[catalog.EnvGRPCAddr] = a
@@ -369,27 +373,34 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 
 // brokerUsers are the broker's users as the operator renders them: one per
 // service that uses the broker, allowed exactly what its catalog row says
-// (render.PermissionsFor); the gateway gets none. creds holds each one's
-// user name and password.
-func brokerUsers(defs []kit.Definition) (users []*server.User, creds map[string][2]string, err error) {
-	creds = map[string][2]string{}
+// (render.PermissionsFor), creating and updating only the streams and
+// buckets it owns among the platform's broker services (running); the
+// gateway gets none. creds holds each one's user name and password.
+func brokerUsers(defs []kit.Definition) (users []*server.User, creds map[string][2]string, running []string, err error) {
+	var rows []catalog.Service
 	for _, d := range defs {
-		row, ok := catalog.Lookup(d.Name)
-		if !ok || !row.UsesBroker() {
+		if row, ok := catalog.Lookup(d.Name); ok {
+			rows = append(rows, row)
+		}
+	}
+	running = catalog.BrokerServices(rows)
+	creds = map[string][2]string{}
+	for _, row := range rows {
+		if !row.UsesBroker() {
 			continue
 		}
-		perms, err := render.PermissionsFor(row)
+		perms, err := render.PermissionsFor(row, running)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		pass := random(16)
-		users = append(users, &server.User{Username: d.Name, Password: pass, Permissions: &server.Permissions{
+		users = append(users, &server.User{Username: row.Name, Password: pass, Permissions: &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: perms.Publish},
 			Subscribe: &server.SubjectPermission{Allow: perms.Subscribe},
 		}})
-		creds[d.Name] = [2]string{d.Name, pass}
+		creds[row.Name] = [2]string{row.Name, pass}
 	}
-	return users, creds, nil
+	return users, creds, running, nil
 }
 
 // dialable turns a wildcard listen address into one a client can dial.

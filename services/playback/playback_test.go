@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -464,6 +465,11 @@ func TestHeartbeatsTooSoon(t *testing.T) {
 	if len(hist.Items) != 1 || hist.Items[0].PositionSec != 10 {
 		t.Fatalf("history after refused heartbeats: %+v", hist.Items)
 	}
+	// The session's events come in the order they were published: once
+	// its stop has arrived, every heartbeat published before it has too.
+	kittest.Eventually(t, 10*time.Second, "playback.stopped for the session", func() bool {
+		return slices.Contains(published(), "playback.stopped:"+st.SessionID)
+	})
 	beats := 0
 	for _, id := range published() {
 		if strings.HasPrefix(id, "playback.heartbeat:") {

@@ -25,19 +25,7 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if d.Tokens == nil {
 		return nil, errors.New("product: needs a token verifier")
 	}
-	items, err := kit.NewStore[item](d.Bus.Bucket("products"))
-	if err != nil {
-		return nil, err
-	}
-	stocks, err := kit.NewStore[stock](d.Bus.Bucket("stock"))
-	if err != nil {
-		return nil, err
-	}
-	res, err := kit.NewStore[Reservation](d.Bus.Bucket("stock"))
-	if err != nil {
-		return nil, err
-	}
-	cat, err := NewCatalog(items, stocks, res)
+	cat, err := CatalogOn(d.Bus)
 	if err != nil {
 		return nil, err
 	}
@@ -50,6 +38,25 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 }
 
 var errMissingBus = errors.New("product: needs NATS")
+
+// CatalogOn opens the catalog on b's products and stock buckets. Besides
+// New, the transport benchmark (test/bench) uses it to serve the same
+// reservations over REST and NATS request-reply, to compare with gRPC.
+func CatalogOn(b *kit.Bus) (*Catalog, error) {
+	items, err := kit.NewStore[item](b.Bucket("products"))
+	if err != nil {
+		return nil, err
+	}
+	stocks, err := kit.NewStore[stock](b.Bucket("stock"))
+	if err != nil {
+		return nil, err
+	}
+	res, err := kit.NewStore[Reservation](b.Bucket("stock"))
+	if err != nil {
+		return nil, err
+	}
+	return NewCatalog(items, stocks, res)
+}
 
 func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /products", s.list)

@@ -74,12 +74,12 @@ func BenchmarkAnalyticsIngest(b *testing.B) {
 		publish(b, ev, backlog, "")
 		svc := kittest.Serve(b, analytics.Definition, streamtest.Merge(broker.Env(), map[string]string{"INGEST_BATCH": os.Getenv("BENCH_BATCH")}))
 		start = time.Now()
-		waitApplied(b, svc.URL, staff, benchSessions*benchBeats)
+		waitApplied(b, svc.HTTP, svc.URL, staff, benchSessions*benchBeats)
 		drain += time.Since(start)
 
 		start = time.Now()
 		publish(b, ev, live, "")
-		waitApplied(b, svc.URL, staff, 2*benchSessions*benchBeats)
+		waitApplied(b, svc.HTTP, svc.URL, staff, 2*benchSessions*benchBeats)
 		e2e += time.Since(start)
 
 		b.StopTimer()
@@ -109,12 +109,13 @@ func publish(b *testing.B, ev *streamtest.Events, msgs []benchMsg, prefix string
 	ev.Wait()
 }
 
-// waitApplied polls /stats until it counts want heartbeats.
-func waitApplied(b *testing.B, url, token string, want int) {
+// waitApplied polls /stats, with c (the gateway's identity: analytics'
+// API admits no other), until it counts want heartbeats.
+func waitApplied(b *testing.B, c *http.Client, url, token string, want int) {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		var s analytics.Stats
-		status, raw, err := call("GET", url+"/stats", token, nil)
+		status, raw, err := callWith(c, "GET", url+"/stats", token, nil)
 		if err == nil && status != http.StatusOK {
 			err = fmt.Errorf("/stats answered %d: %s", status, raw)
 		}
@@ -164,6 +165,10 @@ func benchEvents(tag string) []benchMsg {
 var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second}
 
 func call(method, url, token string, body any) (int, []byte, error) {
+	return callWith(benchClient, method, url, token, body)
+}
+
+func callWith(c *http.Client, method, url, token string, body any) (int, []byte, error) {
 	var buf bytes.Buffer
 	if body != nil {
 		_ = json.NewEncoder(&buf).Encode(body)
@@ -173,7 +178,7 @@ func call(method, url, token string, body any) (int, []byte, error) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := benchClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

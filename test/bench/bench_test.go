@@ -164,14 +164,14 @@ func BenchmarkProductGetThroughput(b *testing.B) {
 		{"gateway", p.GatewayURL + "/api/product/products/keyboard", token},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			lat := runConcurrent(b, 16, func(int, int64) error {
+			lat, rate := runConcurrent(b, 16, func(int, int64) error {
 				st, err := call("GET", tc.url, tc.token, nil)
 				if err == nil && st != 200 {
 					err = fmt.Errorf("status %d", st)
 				}
 				return err
 			})
-			report(b, lat, "req/s")
+			report(b, lat, rate, "req/s")
 		})
 	}
 }
@@ -185,22 +185,9 @@ func BenchmarkOrders(b *testing.B) {
 	for i := range clients {
 		tokens[i], _ = userToken(b, p, fmt.Sprintf("buyer%d@example.com", i))
 	}
-	products := make([]string, nProducts)
-	for i := range nProducts {
-		body, _ := json.Marshal(map[string]any{"name": "Bench item", "category": "bench", "price": 1999, "stock": 1_000_000_000})
-		req, _ := http.NewRequest("POST", p.GatewayURL+"/api/product/products", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+kittest.Issue(b, p.Signer, "bench-staff", kit.RoleAdmin))
-		resp, err := client.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var pr struct{ ID string }
-		_ = json.NewDecoder(resp.Body).Decode(&pr)
-		resp.Body.Close()
-		products[i] = pr.ID
-	}
+	products := createProducts(b, p, nProducts)
 	run := kit.NewID()
-	lat := runConcurrent(b, clients, func(client int, i int64) error {
+	lat, rate := runConcurrent(b, clients, func(client int, i int64) error {
 		body, _ := json.Marshal(map[string]any{
 			"items":         []map[string]any{{"productId": products[i%nProducts], "quantity": 1}},
 			"paymentMethod": "card", "shippingAddress": "1 Bench St",
@@ -211,18 +198,43 @@ func BenchmarkOrders(b *testing.B) {
 		}
 		return err
 	})
-	report(b, lat, "orders/s")
+	report(b, lat, rate, "orders/s")
+}
+
+// createProducts creates n products through the gateway as staff, each
+// with stock no benchmark exhausts, and returns their ids.
+func createProducts(b *testing.B, p *local.Platform, n int) []string {
+	b.Helper()
+	products := make([]string, n)
+	for i := range n {
+		body, _ := json.Marshal(map[string]any{"name": "Bench item", "category": "bench", "price": 1999, "stock": 1_000_000_000})
+		req, _ := http.NewRequest("POST", p.GatewayURL+"/api/product/products", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+kittest.Issue(b, p.Signer, "bench-staff", kit.RoleAdmin))
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var pr struct{ ID string }
+		_ = json.NewDecoder(resp.Body).Decode(&pr)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated || pr.ID == "" {
+			b.Fatalf("create product: status %d", resp.StatusCode)
+		}
+		products[i] = pr.ID
+	}
+	return products
 }
 
 // runConcurrent runs b.N calls of fn spread over n workers and returns each
-// call's latency.
-func runConcurrent(b *testing.B, n int, fn func(worker int, i int64) error) []time.Duration {
+// call's latency and the calls per second; it reports the process's CPU
+// time per call.
+func runConcurrent(b *testing.B, n int, fn func(worker int, i int64) error) ([]time.Duration, float64) {
 	var next atomic.Int64
 	lat := make([]time.Duration, b.N)
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	for w := range n {
 		wg.Go(func() {
 			for {
@@ -241,16 +253,18 @@ func runConcurrent(b *testing.B, n int, fn func(worker int, i int64) error) []ti
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	// Client and servers alike: everything runs in this process.
+	reportCPU(b, processCPU()-cpu0)
 	b.StopTimer()
 	if e := failed.Load(); e != nil {
 		b.Fatal(*e)
 	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "throughput")
-	return lat
+	return lat, float64(b.N) / elapsed.Seconds()
 }
 
-func report(b *testing.B, lat []time.Duration, unit string) {
+// report reports the latency percentiles and the rate, in unit.
+func report(b *testing.B, lat []time.Duration, rate float64, unit string) {
 	b.ReportMetric(us(percentile(lat, .5)), "p50-µs")
 	b.ReportMetric(us(percentile(lat, .99)), "p99-µs")
-	_ = unit
+	b.ReportMetric(rate, unit)
 }

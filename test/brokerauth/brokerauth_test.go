@@ -16,6 +16,13 @@
 // where a widened permission — a literal turned into a wildcard, a "."
 // turned into ".>" — would let something through. TestRefusalsCatchEveryWidening
 // checks that claim for every rendered permission without a server.
+//
+// Two things subject permissions alone cannot see are pinned by who sends
+// what: only a stream's or bucket's owner may create or update it (owner),
+// and a durable is created with its one filter in the call's subject,
+// which the broker holds the request to (filter).
+// TestACompromisedPodCannotChangeWhatItDoesNotOwn tries both through the
+// JetStream API, as a compromised pod would.
 package brokerauth
 
 import (
@@ -49,14 +56,53 @@ import (
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
+// owner is the one service that may create and update a stream (a bucket's
+// being KV_<bucket>) on a platform running every service: the service whose
+// events it holds, or that writes the bucket. The dead letters of all and
+// the revocations both issuers write belong to user, the first service
+// with consumers and the first issuer. Every other service using one only
+// reads its info: a consumer cannot shorten the stream it reads, a second
+// issuer or a verifier cannot change the revocations' bucket.
+func owner(t testing.TB, stream string) string {
+	switch stream {
+	case catalog.DeadLetterStream, "KV_" + catalog.TokenRevocations:
+		return "user"
+	}
+	var writers []string
+	for _, s := range catalog.All() {
+		for _, subj := range s.Publishes {
+			if st, _ := catalog.StreamFor(subj); st.Name == stream && !slices.Contains(writers, s.Name) {
+				writers = append(writers, s.Name)
+			}
+		}
+		if slices.Contains(s.Buckets, strings.TrimPrefix(stream, "KV_")) && strings.HasPrefix(stream, "KV_") {
+			writers = append(writers, s.Name)
+		}
+	}
+	if len(writers) != 1 {
+		t.Fatalf("%s is written by %v: say here which one owns it", stream, writers)
+	}
+	return writers[0]
+}
+
+// filter is the one subject a durable reads, which the broker checks in
+// the subject of its create call: its subject, or all of its stream's
+// (analytics reads every playback event).
+func filter(c catalog.Consumer) string {
+	if len(c.Subjects) == 1 {
+		return c.Subjects[0]
+	}
+	st, _ := catalog.StreamFor(c.Subjects[0])
+	return st.Subjects[0]
+}
+
 // allowed is what a service's broker user may publish and subscribe to,
 // read from its catalog row: the specification the rendered permissions
 // are held to.
-func allowed(s catalog.Service) (pub, sub []string) {
+func allowed(t testing.TB, s catalog.Service) (pub, sub []string) {
 	if !s.UsesBroker() {
 		return nil, nil
 	}
-	pub = append(pub, "$JS.API.INFO")
 	var streams []string
 	for _, subj := range s.Publishes {
 		st, _ := catalog.StreamFor(subj)
@@ -74,8 +120,16 @@ func allowed(s catalog.Service) (pub, sub []string) {
 	if len(s.Consumers) > 0 {
 		streams = append(streams, "DLQ")
 	}
+	buckets := slices.Concat(s.Buckets, s.Reads)
+	// nats.go asks the account's JetStream info before it creates a bucket.
+	if slices.ContainsFunc(buckets, func(b string) bool { return owner(t, "KV_"+b) == s.Name }) {
+		pub = append(pub, "$JS.API.INFO")
+	}
 	for _, st := range streams {
-		pub = append(pub, "$JS.API.STREAM.CREATE."+st, "$JS.API.STREAM.UPDATE."+st, "$JS.API.STREAM.INFO."+st)
+		if owner(t, st) == s.Name {
+			pub = append(pub, "$JS.API.STREAM.CREATE."+st, "$JS.API.STREAM.UPDATE."+st)
+		}
+		pub = append(pub, "$JS.API.STREAM.INFO."+st)
 	}
 	pub = append(pub, s.Publishes...)
 	for _, c := range s.Consumers {
@@ -84,14 +138,22 @@ func allowed(s catalog.Service) (pub, sub []string) {
 	for _, c := range s.Consumers {
 		st, _ := catalog.StreamFor(c.Subjects[0])
 		pub = append(pub,
-			"$JS.API.CONSUMER.CREATE."+st.Name+"."+c.Durable,
+			"$JS.API.CONSUMER.CREATE."+st.Name+"."+c.Durable+"."+filter(c),
 			"$JS.API.CONSUMER.INFO."+st.Name+"."+c.Durable,
 			"$JS.API.CONSUMER.MSG.NEXT."+st.Name+"."+c.Durable,
 			"$JS.ACK."+st.Name+"."+c.Durable+".>")
+		// The durable it took over from, to find where to start and to
+		// delete it once taken over.
+		if c.Replaces != "" {
+			pub = append(pub, "$JS.API.CONSUMER.INFO."+st.Name+"."+c.Replaces, "$JS.API.CONSUMER.DELETE."+st.Name+"."+c.Replaces)
+		}
 	}
-	for _, b := range slices.Concat(s.Buckets, s.Reads) {
+	for _, b := range buckets {
+		if owner(t, "KV_"+b) == s.Name {
+			pub = append(pub, "$JS.API.STREAM.CREATE.KV_"+b, "$JS.API.STREAM.UPDATE.KV_"+b)
+		}
 		pub = append(pub,
-			"$JS.API.STREAM.CREATE.KV_"+b, "$JS.API.STREAM.UPDATE.KV_"+b, "$JS.API.STREAM.INFO.KV_"+b,
+			"$JS.API.STREAM.INFO.KV_"+b,
 			"$JS.API.DIRECT.GET.KV_"+b+".$KV."+b+".>",
 			"$JS.API.CONSUMER.CREATE.KV_"+b+".*",
 			"$JS.API.CONSUMER.CREATE.KV_"+b+".*.$KV."+b+".>",
@@ -155,8 +217,8 @@ func neighbours(pattern string) []string {
 }
 
 // probes are the subjects s must be refused: published, then subscribed.
-func probes(s catalog.Service) (pub, sub []string) {
-	okPub, okSub := allowed(s)
+func probes(t testing.TB, s catalog.Service) (pub, sub []string) {
+	okPub, okSub := allowed(t, s)
 	add := func(dst *[]string, ok []string, subjects ...string) {
 		for _, subj := range subjects {
 			if !coveredBy(ok, subj) && !slices.Contains(*dst, subj) {
@@ -172,6 +234,24 @@ func probes(s catalog.Service) (pub, sub []string) {
 	}
 
 	// Every other service's events, dead letters, durables and inbox.
+	// Its own durables with any other filter, or none (then the filter
+	// travels in the request body, where no permission reaches it), and
+	// through the older create call, which never carries one.
+	for _, c := range s.Consumers {
+		st, _ := catalog.StreamFor(c.Subjects[0])
+		on := st.Name + "." + c.Durable
+		add(&pub, okPub, "$JS.API.CONSUMER.CREATE."+on, "$JS.API.CONSUMER.CREATE."+on+"."+st.Subjects[0],
+			"$JS.API.CONSUMER.CREATE."+on+".>", "$JS.API.CONSUMER.DURABLE.CREATE."+on)
+		for _, o := range catalog.All() {
+			for _, subj := range o.Publishes {
+				if ost, _ := catalog.StreamFor(subj); ost.Name == st.Name {
+					add(&pub, okPub, "$JS.API.CONSUMER.CREATE."+on+"."+subj)
+				}
+			}
+		}
+		// A durable of a name not in its row, on a stream it reads.
+		add(&pub, okPub, "$JS.API.CONSUMER.CREATE."+st.Name+"."+s.Name+"-intruder."+filter(c))
+	}
 	for _, o := range catalog.All() {
 		add(&pub, okPub, o.Publishes...)
 		for _, c := range o.Consumers {
@@ -182,7 +262,7 @@ func probes(s catalog.Service) (pub, sub []string) {
 		for _, c := range o.Consumers {
 			st, _ := catalog.StreamFor(c.Subjects[0])
 			on := st.Name + "." + c.Durable
-			add(&pub, okPub, "$JS.API.CONSUMER.CREATE."+on, "$JS.API.CONSUMER.CREATE."+on+"."+c.Subjects[0],
+			add(&pub, okPub, "$JS.API.CONSUMER.CREATE."+on, "$JS.API.CONSUMER.CREATE."+on+"."+filter(c),
 				"$JS.API.CONSUMER.DURABLE.CREATE."+on, "$JS.API.CONSUMER.MSG.NEXT."+on, "$JS.API.CONSUMER.INFO."+on,
 				"$JS.API.CONSUMER.DELETE."+on, "$JS.API.CONSUMER.PAUSE."+on, "$JS.API.CONSUMER.RESET."+on, "$JS.API.CONSUMER.UNPIN."+on,
 				"$JS.ACK."+on+".1.1.1.1.0")
@@ -372,19 +452,52 @@ type connected struct {
 	log *logBuffer
 }
 
-func connect(t *testing.T, r rendered, url string, svc catalog.Service) connected {
+// brokerServicesEnv is BROKER_SERVICES as a service's Deployment sets it:
+// the platform's services that use the broker, from which it learns which
+// streams and buckets it owns.
+func brokerServicesEnv(t *testing.T, r rendered, svc string) []string {
 	t.Helper()
-	user, password := credentials(t, r, svc.Name)
-	lb := &logBuffer{}
+	d := find[*appsv1.Deployment](t, r, render.ObjectName(r.p, svc))
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == catalog.EnvBrokerServices {
+			return strings.Split(e.Value, ",")
+		}
+	}
+	t.Fatalf("Deployment %s sets no %s", d.Name, catalog.EnvBrokerServices)
+	return nil
+}
+
+// connectAll connects every service with a broker user, all at once as
+// their pods start: each creates what it owns and waits for the rest, so
+// one at a time would wait for owners not started yet.
+func connectAll(t *testing.T, r rendered, url string) []connected {
+	t.Helper()
+	svcs := brokerServices()
+	out := make([]connected, len(svcs))
+	errs := make([]error, len(svcs))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	bus, err := kit.ConnectBus(ctx, kit.Config{Service: svc, NATSURL: url, NATSUser: user, NATSPassword: password},
-		slog.New(slog.NewTextHandler(lb, nil)), kit.NewMetrics(svc.Name))
-	if err != nil {
-		t.Fatalf("%s: ConnectBus: %v\n%s", svc.Name, err, lb)
+	var wg sync.WaitGroup
+	for i, svc := range svcs {
+		user, password := credentials(t, r, svc.Name)
+		cfg := kit.Config{Service: svc, NATSURL: url, NATSUser: user, NATSPassword: password,
+			BrokerServices: brokerServicesEnv(t, r, svc.Name)}
+		lb := &logBuffer{}
+		out[i] = connected{svc: svc, log: lb}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].bus, errs[i] = kit.ConnectBus(ctx, cfg, slog.New(slog.NewTextHandler(lb, nil)), kit.NewMetrics(svc.Name))
+		}()
 	}
-	t.Cleanup(bus.Close)
-	return connected{svc: svc, bus: bus, log: lb}
+	wg.Wait()
+	for i, c := range out {
+		if errs[i] != nil {
+			t.Fatalf("%s: ConnectBus: %v\n%s", c.svc.Name, errs[i], c.log)
+		}
+		t.Cleanup(c.bus.Close)
+	}
+	return out
 }
 
 func event(subject, id string) []byte {
@@ -413,7 +526,7 @@ func TestEveryServiceCanDoExactlyItsCatalogRow(t *testing.T) {
 				t.Errorf("%s: no user with publish and subscribe permissions", s.Name)
 				continue
 			}
-			pub, sub := allowed(s)
+			pub, sub := allowed(t, s)
 			for dir, lists := range map[string][2][]string{
 				"publish": {u.Permissions.Publish.Allow, pub}, "subscribe": {u.Permissions.Subscribe.Allow, sub},
 			} {
@@ -451,10 +564,7 @@ func TestEveryServiceCanDoExactlyItsCatalogRow(t *testing.T) {
 		}
 	})
 
-	var conns []connected
-	for _, s := range brokerServices() {
-		conns = append(conns, connect(t, r, url, s))
-	}
+	conns := connectAll(t, r, url)
 
 	// Publish every event and write every bucket first, so each consumer
 	// and reader below finds something of its producers.
@@ -612,8 +722,8 @@ func TestEveryServiceIsRefusedEverythingElse(t *testing.T) {
 	r := renderPlatform(t)
 	url, _ := startBroker(t, r)
 	conns := map[string]connected{}
-	for _, s := range brokerServices() {
-		conns[s.Name] = connect(t, r, url, s)
+	for _, c := range connectAll(t, r, url) {
+		conns[c.svc.Name] = c
 	}
 	ctx := ctxT(t)
 	// Something in every stream and bucket, to see that nothing is lost.
@@ -639,7 +749,7 @@ func TestEveryServiceIsRefusedEverythingElse(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer nc.Close()
-			pub, sub := probes(s)
+			pub, sub := probes(t, s)
 			for _, subj := range pub {
 				if !refused(t, nc, false, subj) {
 					t.Errorf("%s may publish %s", s.Name, subj)
@@ -658,6 +768,9 @@ func TestEveryServiceIsRefusedEverythingElse(t *testing.T) {
 	}
 
 	t.Run("nothing the refusals tried took effect", func(t *testing.T) {
+		// A context of its own: the probes before may take a while on a
+		// loaded machine.
+		ctx := ctxT(t)
 		for _, c := range conns {
 			for _, subj := range c.svc.Publishes {
 				st, _ := catalog.StreamFor(subj)
@@ -683,6 +796,197 @@ func TestEveryServiceIsRefusedEverythingElse(t *testing.T) {
 					}
 				}
 			}
+		}
+	})
+}
+
+// What a compromised pod would try first, through the JetStream API as a
+// client would call it: change a stream or bucket it does not own, read
+// more of a stream than its durables' filters, take another service's
+// durable. Each is refused, and the streams, bucket and durables keep the
+// settings their owners gave them.
+func TestACompromisedPodCannotChangeWhatItDoesNotOwn(t *testing.T) {
+	r := renderPlatform(t)
+	url, _ := startBroker(t, r)
+	conns := map[string]connected{}
+	for _, c := range connectAll(t, r, url) {
+		conns[c.svc.Name] = c
+	}
+	// Long enough for the refused calls below, which wait out their own.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, svc := range []string{"notification", "user"} {
+		for _, d := range conns[svc].svc.Consumers {
+			if _, err := conns[svc].bus.CreateConsumer(ctx, d.Durable, jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+				t.Fatalf("%s: %v", d.Durable, err)
+			}
+		}
+	}
+	admin := routeCredentials(t, r)
+	anc, err := nats.Connect(url, nats.UserInfo(admin.NATSUser, admin.NATSPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anc.Close()
+	ajs, err := jetstream.New(anc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamConfig := func(t *testing.T, name string) jetstream.StreamConfig {
+		st, err := ajs.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		return st.CachedInfo().Config
+	}
+	consumerConfig := func(t *testing.T, stream, durable string) jetstream.ConsumerConfig {
+		c, err := ajs.Consumer(ctx, stream, durable)
+		if err != nil {
+			t.Fatalf("consumer %s: %v", durable, err)
+		}
+		return c.CachedInfo().Config
+	}
+	before := map[string]jetstream.StreamConfig{}
+	for _, st := range []string{"ORDERS", "PLAYBACK", "DLQ", "KV_" + catalog.TokenRevocations} {
+		before[st] = streamConfig(t, st)
+	}
+	durables := map[string]jetstream.ConsumerConfig{
+		"notification-order-confirmed": consumerConfig(t, "ORDERS", "notification-order-confirmed"),
+		"user-points":                  consumerConfig(t, "ORDERS", "user-points"),
+	}
+	shorter := func(st string) jetstream.StreamConfig {
+		c := before[st]
+		c.MaxAge = time.Second
+		return c
+	}
+	consumer := func(durable string, filters ...string) jetstream.ConsumerConfig {
+		c := jetstream.ConsumerConfig{Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, FilterSubjects: filters}
+		if len(filters) == 1 {
+			c.FilterSubject, c.FilterSubjects = filters[0], nil
+		}
+		return c
+	}
+	// A forged create call: the allowed subject, with another filter in
+	// the body. The broker holds the body to the subject.
+	forged := func(ctx context.Context, _ jetstream.JetStream, nc *nats.Conn) error {
+		body, _ := json.Marshal(map[string]any{"stream_name": "ORDERS", "config": map[string]any{
+			"durable_name": "notification-order-confirmed", "ack_policy": "explicit", "filter_subject": "order.created"}})
+		msg, err := nc.RequestWithContext(ctx, "$JS.API.CONSUMER.CREATE.ORDERS.notification-order-confirmed.order.confirmed", body)
+		if err != nil {
+			return err
+		}
+		var resp struct {
+			Error *struct{ Description string } `json:"error"`
+		}
+		if err := json.Unmarshal(msg.Data, &resp); err != nil || resp.Error == nil {
+			return nil
+		}
+		return errors.New(resp.Error.Description)
+	}
+	type attack struct {
+		name, service string
+		try           func(ctx context.Context, js jetstream.JetStream, nc *nats.Conn) error
+		// permission: the broker refuses the call's subject; otherwise it
+		// answers the call with an error.
+		permission bool
+	}
+	var attacks []attack
+	for _, tt := range []attack{
+		{"notification shortens ORDERS, which it reads", "notification", func(ctx context.Context, js jetstream.JetStream, _ *nats.Conn) error {
+			_, err := js.UpdateStream(ctx, shorter("ORDERS"))
+			return err
+		}, true},
+		{"notification shortens the dead letters it writes", "notification", func(ctx context.Context, js jetstream.JetStream, _ *nats.Conn) error {
+			_, err := js.UpdateStream(ctx, shorter("DLQ"))
+			return err
+		}, true},
+		{"analytics shortens PLAYBACK, which it reads", "analytics", func(ctx context.Context, js jetstream.JetStream, _ *nats.Conn) error {
+			_, err := js.UpdateStream(ctx, shorter("PLAYBACK"))
+			return err
+		}, true},
+		{"product, a verifier, forgets revocations after a second", "product", func(ctx context.Context, js jetstream.JetStream, _ *nats.Conn) error {
+			_, err := js.UpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: catalog.TokenRevocations, TTL: time.Second})
+			return err
+		}, true},
+		{"account, the second issuer, forgets revocations after a second", "account", func(ctx context.Context, js jetstream.JetStream, _ *nats.Conn) error {
+			_, err := js.UpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: catalog.TokenRevocations, TTL: time.Second})
+			return err
+		}, true},
+		{"notification re-creates its durable reading order.created", "notification", func(ctx context.Context, js jetstream.JetStream, _ *nats.Conn) error {
+			_, err := js.CreateOrUpdateConsumer(ctx, "ORDERS", consumer("notification-order-confirmed", "order.created"))
+			return err
+		}, true},
+		{"notification re-creates its durable reading all of ORDERS", "notification", func(ctx context.Context, js jetstream.JetStream, _ *nats.Conn) error {
+			_, err := js.CreateOrUpdateConsumer(ctx, "ORDERS", consumer("notification-order-confirmed", "order.>"))
+			return err
+		}, true},
+		{"notification re-creates its durable with a second filter", "notification", func(ctx context.Context, js jetstream.JetStream, _ *nats.Conn) error {
+			_, err := js.CreateOrUpdateConsumer(ctx, "ORDERS", consumer("notification-order-confirmed", "order.confirmed", "order.created"))
+			return err
+		}, true},
+		{"notification forges its durable's create call with another filter", "notification", forged, false},
+		{"notification takes user's durable", "notification", func(ctx context.Context, js jetstream.JetStream, _ *nats.Conn) error {
+			_, err := js.CreateOrUpdateConsumer(ctx, "ORDERS", consumer("user-points", "order.confirmed"))
+			return err
+		}, true},
+		{"notification makes a durable of a name of its own but not in its row", "notification", func(ctx context.Context, js jetstream.JetStream, _ *nats.Conn) error {
+			_, err := js.CreateOrUpdateConsumer(ctx, "ORDERS", consumer("notification-spy", "order.created"))
+			return err
+		}, true},
+	} {
+		attacks = append(attacks, tt)
+	}
+	// All at once, as each refused call waits out its context (the
+	// broker never answers it), then judged one by one.
+	type outcome struct{ err, last error }
+	outcomes := make([]outcome, len(attacks))
+	var wg sync.WaitGroup
+	for i, tt := range attacks {
+		user, password := credentials(t, r, tt.service)
+		nc, err := nats.Connect(url, nats.UserInfo(user, password), nats.CustomInboxPrefix(catalog.InboxPrefix(tt.service)),
+			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			err := tt.try(actx, js, nc)
+			outcomes[i] = outcome{err: err, last: nc.LastError()}
+		}()
+	}
+	wg.Wait()
+	for i, tt := range attacks {
+		t.Run(tt.name, func(t *testing.T) {
+			o := outcomes[i]
+			if o.err == nil {
+				t.Fatal("the call succeeded")
+			}
+			if violated := o.last != nil && strings.Contains(o.last.Error(), "Permissions Violation"); violated != tt.permission {
+				t.Errorf("%v; the broker's last word: %v", o.err, o.last)
+			}
+		})
+	}
+	t.Run("the streams, the bucket and the durables are as their owners made them", func(t *testing.T) {
+		for st, want := range before {
+			if got := streamConfig(t, st); got.MaxAge != want.MaxAge || got.MaxBytes != want.MaxBytes {
+				t.Errorf("%s: max age %v, max bytes %d; was %v, %d", st, got.MaxAge, got.MaxBytes, want.MaxAge, want.MaxBytes)
+			}
+		}
+		for d, want := range durables {
+			if got := consumerConfig(t, "ORDERS", d); got.FilterSubject != want.FilterSubject || !slices.Equal(got.FilterSubjects, want.FilterSubjects) {
+				t.Errorf("%s: filters %q %v, was %q %v", d, got.FilterSubject, got.FilterSubjects, want.FilterSubject, want.FilterSubjects)
+			}
+		}
+		if _, err := ajs.Consumer(ctx, "ORDERS", "notification-spy"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			t.Errorf("notification-spy: %v, want not found", err)
 		}
 	})
 }
@@ -726,12 +1030,12 @@ func TestTheGatewayCannotConnect(t *testing.T) {
 func TestRefusalsCatchEveryWidening(t *testing.T) {
 	for _, s := range brokerServices() {
 		t.Run(s.Name, func(t *testing.T) {
-			perms, err := render.PermissionsFor(s)
+			perms, err := render.PermissionsFor(s, catalog.BrokerServices(catalog.All()))
 			if err != nil {
 				t.Fatal(err)
 			}
-			okPub, okSub := allowed(s)
-			pub, sub := probes(s)
+			okPub, okSub := allowed(t, s)
+			pub, sub := probes(t, s)
 			for _, dir := range []struct {
 				name            string
 				rendered, ok, p []string
