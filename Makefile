@@ -104,6 +104,16 @@ bench: envtest ## Run the benchmarks (figures go to docs/benchmarks.md).
 	go test -run '^$$' -bench Proxy -benchtime 1x ./test/bench/
 	go test -run '^$$' -bench . -benchtime 3x ./services/streaming/
 
+# make chaos: SEEDS consecutive seeds (from 1) of ORDERS orders and FAULTS
+# faults each; make chaos SEED=n reproduces one seed with its full report.
+SEEDS ?= 20
+ORDERS ?= 2000
+FAULTS ?= 30
+
+.PHONY: chaos
+chaos: ## Chaos run (issue 12): the commerce platform as processes under seeded kills, pauses and broker restarts; checks money, stock, points and notifications. SEED=n for one seed.
+	go run ./cmd/chaos -orders $(ORDERS) -faults $(FAULTS) $(if $(SEED),-seed $(SEED),-seeds $(SEEDS))
+
 .PHONY: dev
 dev: ## Run every service with an embedded NATS in one process (gateway on :8080).
 	go run ./cmd/switchboard dev
