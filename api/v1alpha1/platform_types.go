@@ -75,6 +75,11 @@ type PlatformSpec struct {
 	// +kubebuilder:default={}
 	Identity IdentitySpec `json:"identity,omitempty"`
 
+	// Observability configures the services' traces: where they are
+	// exported and which are kept.
+	// +optional
+	Observability ObservabilitySpec `json:"observability,omitempty"`
+
 	// Defaults apply to every service unless its entry in services overrides them.
 	// +optional
 	Defaults ServiceDefaults `json:"defaults,omitempty"`
@@ -323,6 +328,43 @@ type NetworkPolicySpec struct {
 	// relay. Ignored when enabled is false.
 	// +optional
 	SMTPEgress *EgressSpec `json:"smtpEgress,omitempty"`
+}
+
+// ObservabilitySpec configures the services' OpenTelemetry traces. Every
+// service keeps its recent traces in memory whatever is set here (GET
+// /debug/traces on its ops port); these fields export them and choose how
+// many are recorded.
+type ObservabilitySpec struct {
+	// OTLPEndpoint is the OpenTelemetry collector (or Jaeger) every service
+	// exports its spans to over OTLP/gRPC: a URL with its port, such as
+	// http://jaeger-collector.observability:4317 (https for TLS). Unset:
+	// spans are exported nowhere. With networkPolicy enabled, every
+	// service's egress admits the endpoint's port, to collectorTo.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^https?://[^/?#@\s]+:[0-9]{1,5}/?$`
+	OTLPEndpoint string `json:"otlpEndpoint,omitempty"`
+
+	// SamplingRatio is the share of new traces recorded, a decimal from 0
+	// to 1 with at most 6 decimals: "0.01" keeps one in a hundred, "1"
+	// every one. A trace whose caller sampled it is always recorded, one
+	// it did not never (parentbased_traceidratio). Unset: every trace.
+	// +optional
+	// +kubebuilder:validation:MaxLength=8
+	// +kubebuilder:validation:Pattern=`^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$`
+	SamplingRatio string `json:"samplingRatio,omitempty"`
+
+	// CollectorTo are where the collector runs, for the services' egress
+	// to otlpEndpoint's port: a namespaceSelector (and podSelector) for
+	// pods in the cluster, an ipBlock outside it. Empty: any destination on
+	// that port. Ignored without otlpEndpoint or when networkPolicy is
+	// disabled.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:XValidation:rule="self.all(p, has(p.ipBlock) || has(p.podSelector) || has(p.namespaceSelector))",message="each collectorTo peer needs an ipBlock, a podSelector or a namespaceSelector",reason=FieldValueRequired
+	// +kubebuilder:validation:XValidation:rule="self.all(p, !has(p.ipBlock) || !(has(p.podSelector) || has(p.namespaceSelector)))",message="a collectorTo peer with an ipBlock may not also have a podSelector or namespaceSelector",reason=FieldValueForbidden
+	CollectorTo []networkingv1.NetworkPolicyPeer `json:"collectorTo,omitempty"`
 }
 
 // EgressSpec admits the platform's pods to destinations outside the

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/template"
 
@@ -43,7 +44,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p, err := local.Start(ctx, local.Options{Addr: *addr, DataDir: *data, Workloads: ws, Log: log})
+	p, err := local.Start(ctx, local.Options{Addr: *addr, DataDir: *data, Workloads: ws, Log: log, Env: tracingEnv(os.Getenv)})
 	if err != nil {
 		return err
 	}
@@ -145,3 +146,17 @@ Streaming (demo library seeded: big-buck-bunny, sintel, tears-of-steel, cosmos-l
 {{end}}
 Stop with Ctrl-C.
 `))
+
+// tracingEnv passes the tracing settings of dev's own environment to every
+// service: OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317 switchboard dev
+// exports to a local Jaeger. Unset, each service keeps its recent traces
+// for /debug/traces on its ops port, with no collector.
+func tracingEnv(getenv func(string) string) map[string]string {
+	env := map[string]string{}
+	for _, k := range []string{catalog.EnvOTLPEndpoint, catalog.EnvTracesSampler, catalog.EnvTracesSamplerArg, catalog.EnvTraceBuffer} {
+		if v := getenv(k); v != "" {
+			env[k] = v
+		}
+	}
+	return env
+}

@@ -18,6 +18,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
 // command is one subcommand. Add new ones to commands.
@@ -77,7 +79,8 @@ func usage(w io.Writer) {
 	}
 }
 
-// newLogger logs JSON to w at LOG_LEVEL (debug, info, warn, error).
+// newLogger logs JSON (or text) to w at LOG_LEVEL (debug, info, warn,
+// error).
 func newLogger(w io.Writer, text bool) (*slog.Logger, error) {
 	var lvl slog.Level
 	if v := os.Getenv("LOG_LEVEL"); v != "" {
@@ -86,8 +89,9 @@ func newLogger(w io.Writer, text bool) (*slog.Logger, error) {
 		}
 	}
 	o := &slog.HandlerOptions{Level: lvl}
+	// Records written inside a span carry trace_id and span_id.
 	if text {
-		return slog.New(slog.NewTextHandler(w, o)), nil
+		return slog.New(kit.TraceHandler(slog.NewTextHandler(w, o))), nil
 	}
-	return slog.New(slog.NewJSONHandler(w, o)), nil
+	return slog.New(kit.TraceHandler(slog.NewJSONHandler(w, o))), nil
 }

@@ -154,6 +154,15 @@ func serviceEgress(p *v1alpha1.Platform, s ServicePlan, enabled map[string]bool)
 	if relay := p.Spec.NetworkPolicy.SMTPEgress; relay != nil && s.Name == emailSender {
 		rules = append(rules, egressRule(*relay))
 	}
+	if port, err := OTLPPort(p); err == nil && port > 0 {
+		// Every service exports its spans to the collector.
+		rule := networkingv1.NetworkPolicyEgressRule{Ports: []networkingv1.NetworkPolicyPort{
+			{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromInt32(port))}}}
+		for _, peer := range p.Spec.Observability.CollectorTo {
+			rule.To = append(rule.To, *peer.DeepCopy())
+		}
+		rules = append(rules, rule)
+	}
 	return rules
 }
 

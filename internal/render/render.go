@@ -166,6 +166,13 @@ func validate(p *v1alpha1.Platform, opts Options) (tokenKeySet, error) {
 	errs = append(errs, validateEgress("dnsEgress", p.Spec.NetworkPolicy.DNSEgress)...)
 	errs = append(errs, validateEgress("smtpEgress", p.Spec.NetworkPolicy.SMTPEgress)...)
 	errs = append(errs, validateLag(p)...)
+	if _, err := OTLPPort(p); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := SamplingRatio(p); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, validatePeersAt("spec.observability.collectorTo", p.Spec.Observability.CollectorTo)...)
 	for i, c := range p.Spec.Gateway.TrustedProxyCIDRs {
 		if pf, err := netip.ParsePrefix(c); err != nil || pf != pf.Masked() || pf.Addr().Is4In6() {
 			errs = append(errs, fmt.Errorf("spec.gateway.trustedProxyCIDRs[%d]: %q is not a network address in CIDR notation, like 10.0.0.0/8", i, c))
@@ -212,18 +219,24 @@ func validate(p *v1alpha1.Platform, opts Options) (tokenKeySet, error) {
 // validatePeers refuses what the CRD refuses in a list of NetworkPolicy
 // peers of spec.networkPolicy.
 func validatePeers(field string, peers []networkingv1.NetworkPolicyPeer) []error {
+	return validatePeersAt("spec.networkPolicy."+field, peers)
+}
+
+// validatePeersAt refuses what the CRD refuses in the list of
+// NetworkPolicy peers at path.
+func validatePeersAt(path string, peers []networkingv1.NetworkPolicyPeer) []error {
 	var errs []error
 	for i, peer := range peers {
 		selects := peer.PodSelector != nil || peer.NamespaceSelector != nil
 		switch {
 		case peer.IPBlock == nil && !selects:
-			errs = append(errs, fmt.Errorf("spec.networkPolicy.%s[%d]: needs an ipBlock, a podSelector or a namespaceSelector", field, i))
+			errs = append(errs, fmt.Errorf("%s[%d]: needs an ipBlock, a podSelector or a namespaceSelector", path, i))
 		case peer.IPBlock != nil && selects:
-			errs = append(errs, fmt.Errorf("spec.networkPolicy.%s[%d]: an ipBlock may not come with a podSelector or namespaceSelector", field, i))
+			errs = append(errs, fmt.Errorf("%s[%d]: an ipBlock may not come with a podSelector or namespaceSelector", path, i))
 		}
 	}
 	if n := len(peers); n > maxPeers {
-		errs = append(errs, fmt.Errorf("spec.networkPolicy.%s: %d peers, at most %d", field, n, maxPeers))
+		errs = append(errs, fmt.Errorf("%s: %d peers, at most %d", path, n, maxPeers))
 	}
 	return errs
 }

@@ -1,6 +1,9 @@
 package render
 
 import (
+	"fmt"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -78,7 +81,63 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 	if cidrs := p.Spec.Gateway.TrustedProxyCIDRs; gateway && len(cidrs) > 0 {
 		env = append(env, corev1.EnvVar{Name: catalog.EnvTrustedProxyCIDRs, Value: strings.Join(cidrs, ",")})
 	}
+	env = append(env, observabilityEnv(p)...)
 	return append(env, lifecycleEnv(p, svc.Service, enabled)...)
+}
+
+// observabilityEnv points every service's tracing at the collector and
+// sets its sampling, OpenTelemetry's standard variables, when
+// spec.observability says so. Without it a service keeps every trace, in
+// its own memory only.
+func observabilityEnv(p *v1alpha1.Platform) []corev1.EnvVar {
+	o := p.Spec.Observability
+	var env []corev1.EnvVar
+	if o.OTLPEndpoint != "" {
+		env = append(env, corev1.EnvVar{Name: catalog.EnvOTLPEndpoint, Value: o.OTLPEndpoint})
+	}
+	if o.SamplingRatio != "" {
+		// validate parsed it already.
+		r, _ := SamplingRatio(p)
+		env = append(env, corev1.EnvVar{Name: catalog.EnvTracesSampler, Value: "parentbased_traceidratio"},
+			corev1.EnvVar{Name: catalog.EnvTracesSamplerArg, Value: strconv.FormatFloat(r, 'f', -1, 64)})
+	}
+	return env
+}
+
+// SamplingRatio parses spec.observability.samplingRatio: a decimal from 0
+// to 1; 1 when unset.
+func SamplingRatio(p *v1alpha1.Platform) (float64, error) {
+	v := p.Spec.Observability.SamplingRatio
+	if v == "" {
+		return 1, nil
+	}
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || r != r || r < 0 || r > 1 || !samplingRatioPattern.MatchString(v) {
+		return 0, fmt.Errorf("spec.observability.samplingRatio: %q is not a ratio from 0 to 1 with at most 6 decimals, such as \"0.01\" (one trace in a hundred) or \"1\" (every trace)", v)
+	}
+	return r, nil
+}
+
+// The patterns of the CRD's markers on spec.observability.
+var (
+	samplingRatioPattern = regexp.MustCompile(`^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$`)
+	otlpEndpointPattern  = regexp.MustCompile(`^https?://[^/?#@\s]+:[0-9]{1,5}/?$`)
+)
+
+// OTLPPort is the port of spec.observability.otlpEndpoint, which services'
+// egress admits; 0 when unset.
+func OTLPPort(p *v1alpha1.Platform) (int32, error) {
+	v := p.Spec.Observability.OTLPEndpoint
+	if v == "" {
+		return 0, nil
+	}
+	u, err := url.Parse(v)
+	if err == nil && otlpEndpointPattern.MatchString(v) {
+		if n, perr := strconv.ParseUint(u.Port(), 10, 16); perr == nil && n > 0 {
+			return int32(n), nil
+		}
+	}
+	return 0, fmt.Errorf("spec.observability.otlpEndpoint: %q is not a collector URL with its port, such as http://jaeger-collector.observability:4317", v)
 }
 
 // lifecycleEnv: streams and buckets follow the broker (their replicas and

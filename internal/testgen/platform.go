@@ -246,3 +246,11 @@ func TokenKey(name string) string {
 	}
 	return s
 }
+
+// WithObservability sets spec.observability: the OTLP endpoint, the
+// sampling ratio and where the collector runs.
+func WithObservability(endpoint, ratio string, collectorTo ...networkingv1.NetworkPolicyPeer) PlatformOption {
+	return func(p *v1alpha1.Platform) {
+		p.Spec.Observability = v1alpha1.ObservabilitySpec{OTLPEndpoint: endpoint, SamplingRatio: ratio, CollectorTo: collectorTo}
+	}
+}

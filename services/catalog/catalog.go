@@ -97,6 +97,23 @@ const (
 	// DefaultHeartbeatMinInterval; 0s turns the limit off); one sooner is
 	// answered 429.
 	EnvHeartbeatMinInterval = "HEARTBEAT_MIN_INTERVAL"
+
+	// Tracing, with OpenTelemetry's standard names. EnvOTLPEndpoint is the
+	// collector spans are exported to over OTLP/gRPC (a URL such as
+	// http://collector.observability:4317; spec.observability.otlpEndpoint);
+	// unset, spans only feed the service's buffer of recent traces.
+	EnvOTLPEndpoint = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	// EnvTracesSampler and EnvTracesSamplerArg choose which traces are
+	// recorded: always_on, always_off, traceidratio or their parentbased_
+	// forms (default parentbased_always_on), the ratio a number in [0, 1].
+	// The operator renders parentbased_traceidratio with
+	// spec.observability.samplingRatio.
+	EnvTracesSampler    = "OTEL_TRACES_SAMPLER"
+	EnvTracesSamplerArg = "OTEL_TRACES_SAMPLER_ARG"
+	// EnvTraceBuffer is how many recent traces a service keeps in memory
+	// for GET /debug/traces on its ops port (a positive integer, default
+	// 512).
+	EnvTraceBuffer = "TRACE_BUFFER_TRACES"
 )
 
 // Shutdown timing. A stopping service fails readiness and drains for

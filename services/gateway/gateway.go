@@ -69,6 +69,9 @@ type Options struct {
 	Transport *http.Transport
 	// Console says where the console reads what the gateway does not hold.
 	Console ConsoleOptions
+	// Tracing traces each call to an upstream and passes the trace on;
+	// nil traces nothing.
+	Tracing *kit.Tracing
 }
 
 type upstream struct {
@@ -144,7 +147,7 @@ func NewGateway(upstreams map[string]Upstream, tokens kit.Verifier, m *kit.Metri
 		m.BreakerState.WithLabelValues(name).Set(0)
 		up.proxy = &httputil.ReverseProxy{
 			Rewrite:        up.rewrite,
-			Transport:      upstreamTransport(tr, o.Identity, name),
+			Transport:      o.Tracing.HTTPTransport(upstreamTransport(tr, o.Identity, name), name),
 			ModifyResponse: up.modifyResponse,
 			ErrorHandler:   up.errorHandler,
 			// Bodies stream through a pooled buffer, never whole. A

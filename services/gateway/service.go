@@ -64,6 +64,7 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	if o.Console, err = consoleOptions(c); err != nil {
 		return nil, err
 	}
+	o.Tracing = d.Tracing
 	g, err := NewGateway(ups, d.Tokens, d.Metrics, o)
 	if err != nil {
 		return nil, err

@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
 )
@@ -35,6 +37,8 @@ type Bus struct {
 	log     *slog.Logger
 	metrics *Metrics
 	limits  Limits
+	// tracing traces publishes and consumers; nil traces nothing.
+	tracing *Tracing
 	// running are the platform's broker services (Config.BrokerServices);
 	// nil means the service owns everything it uses.
 	running []string
@@ -498,7 +502,14 @@ func (b *Bus) Publish(ctx context.Context, id, subject string, data Payload) err
 	if err != nil {
 		return err
 	}
-	_, err = b.JS.Publish(ctx, typ, body, jetstream.WithMsgID(id))
+	ctx, sp := b.tracing.tracerOrNoop().Start(ctx, "publish "+typ, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", typ),
+			attribute.String("messaging.message.id", id)))
+	msg := &nats.Msg{Subject: typ, Data: body, Header: nats.Header{}}
+	// The trace goes with the message: its consumers' spans follow on.
+	b.tracing.Propagator().Inject(ctx, natsCarrier(msg.Header))
+	_, err = b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
+	EndSpan(sp, err)
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -707,8 +718,14 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, msg jetstream.Msg) 
 		return
 	}
 	hctx, cancel := context.WithTimeout(ctx, spec.AckWait)
+	hctx, sp := b.consumeSpan(hctx, spec.Durable, msg, ev)
 	err := spec.Handler(hctx, ev)
 	cancel()
+	if err != nil && !errors.Is(err, ErrDuplicate) {
+		EndSpan(sp, err)
+	} else {
+		sp.End()
+	}
 	switch {
 	case err == nil:
 		count(ev.Type, "ack")
@@ -733,4 +750,52 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, msg jetstream.Msg) 
 		b.log.Warn("event handler failed; will retry", "consumer", spec.Durable, "event", ev.ID, "err", err)
 		_ = msg.NakWithDelay(delay)
 	}
+}
+
+// SetTracing makes the bus trace its publishes and its consumers' work
+// with t, passing the trace on in message headers. Run sets the service's;
+// call it before publishing or consuming.
+func (b *Bus) SetTracing(t *Tracing) { b.tracing = t }
+
+// consumeSpan starts the span of one delivery of msg to a consumer. It
+// continues the publisher's trace, so that an order's trace holds what its
+// events caused, and links to the publisher's span, as a consumer's span
+// does in OpenTelemetry's messaging conventions.
+func (b *Bus) consumeSpan(ctx context.Context, durable string, msg jetstream.Msg, ev Event) (context.Context, trace.Span) {
+	if b.tracing == nil {
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	ctx = b.tracing.Propagator().Extract(ctx, natsCarrier(msg.Headers()))
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject()),
+			attribute.String("messaging.consumer.group.name", durable), attribute.String("messaging.message.id", ev.ID))}
+	if pub := trace.SpanContextFromContext(ctx); pub.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: pub}))
+	}
+	if md, err := msg.Metadata(); err == nil {
+		opts = append(opts, trace.WithAttributes(attribute.Int64("messaging.nats.delivered", int64(md.NumDelivered))))
+	}
+	return b.tracing.tracer.Start(ctx, "process "+msg.Subject(), opts...)
+}
+
+// natsCarrier carries trace context in NATS message headers, keys as the
+// propagator writes them (traceparent, tracestate, baggage): NATS headers
+// are case-sensitive, and lowercase is what every W3C reader expects.
+type natsCarrier nats.Header
+
+func (c natsCarrier) Get(key string) string {
+	if v := c[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c natsCarrier) Set(key, value string) { c[key] = []string{value} }
+
+func (c natsCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
 }

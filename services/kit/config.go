@@ -75,6 +75,10 @@ type Config struct {
 	// GRPCUpstreams maps upstream name → gRPC target (<UPSTREAM>_GRPC):
 	// every other service's upstreams, each required.
 	GRPCUpstreams map[string]string
+	// Tracing is where spans go and which traces are sampled
+	// (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER[_ARG],
+	// TRACE_BUFFER_TRACES).
+	Tracing TracingConfig
 	// Env gives access to service-specific optional settings (see Duration,
 	// Int).
 	Env Getenv
@@ -128,6 +132,10 @@ func LoadConfig(name string, needs Needs, env Getenv) (Config, error) {
 		return Config{}, err
 	}
 	if c.WriteTimeout, err = c.Duration(catalog.EnvHTTPWriteTimeout, catalog.DefaultHTTPWriteTimeout); err != nil {
+		return Config{}, err
+	}
+
+	if c.Tracing, err = LoadTracingConfig(env); err != nil {
 		return Config{}, err
 	}
 

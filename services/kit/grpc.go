@@ -131,7 +131,7 @@ func NewGRPCServer(ident *Identity, m *Metrics, policy GRPCPolicy, log *slog.Log
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second,
 			MaxConnectionAge: 30 * time.Minute, MaxConnectionAgeGrace: 30 * time.Second}),
 		grpc.ChainUnaryInterceptor(
-			sm.UnaryServerInterceptor(),
+			sm.UnaryServerInterceptor(grpcprom.WithExemplarFromContext(exemplarOf)),
 			func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 				ctx, err := authz(ctx, info.FullMethod)
 				if err != nil {
@@ -151,7 +151,7 @@ func NewGRPCServer(ident *Identity, m *Metrics, policy GRPCPolicy, log *slog.Log
 			recovery.UnaryServerInterceptor(onPanic),
 		),
 		grpc.ChainStreamInterceptor(
-			sm.StreamServerInterceptor(),
+			sm.StreamServerInterceptor(grpcprom.WithExemplarFromContext(exemplarOf)),
 			func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 				ctx, err := authz(ss.Context(), info.FullMethod)
 				if err != nil {

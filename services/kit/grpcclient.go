@@ -121,7 +121,7 @@ func NewGRPCClient(upstream, target string, ident *Identity, m *Metrics, o GRPCC
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(ClientTLSConfig(ident, authorize))),
 		grpc.WithStatsHandler(sendTracker{}),
-		grpc.WithChainUnaryInterceptor(c.metrics.attempts.UnaryClientInterceptor()),
+		grpc.WithChainUnaryInterceptor(c.metrics.attempts.UnaryClientInterceptor(grpcprom.WithExemplarFromContext(exemplarOf))),
 		// Spread calls over every address the name resolves to (a headless
 		// Service's pods); one ClusterIP address behaves as before.
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
@@ -157,7 +157,7 @@ func (c *GRPCClient) Invoke(ctx context.Context, method string, args, reply any,
 	outcome := "OK"
 	defer func() {
 		c.metrics.calls.WithLabelValues(c.name, short, outcome).Inc()
-		c.metrics.duration.WithLabelValues(c.name, short).Observe(time.Since(start).Seconds())
+		observe(c.metrics.duration.WithLabelValues(c.name, short), time.Since(start).Seconds(), ctx)
 	}()
 	attempts := 1
 	if c.idempotent(method) {

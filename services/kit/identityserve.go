@@ -76,7 +76,7 @@ func apiListener(ln net.Listener, name string, ident *Identity) net.Listener {
 // gRPC services registered, each method's callers from the catalog, every
 // method covered by the policy (CheckPolicy) and the health service
 // reporting each one SERVING.
-func newServiceGRPC(svc Service, row catalog.Service, ident *Identity, m *Metrics, log *slog.Logger) (*GRPCServer, error) {
+func newServiceGRPC(svc Service, row catalog.Service, ident *Identity, m *Metrics, log *slog.Logger, tr *Tracing) (*GRPCServer, error) {
 	reg, ok := svc.(GRPCRegistrar)
 	switch {
 	case !row.ServesGRPC() && ok:
@@ -86,7 +86,7 @@ func newServiceGRPC(svc Service, row catalog.Service, ident *Identity, m *Metric
 	case !ok:
 		return nil, fmt.Errorf("%s's catalog row names gRPC services %v, but it registers none", row.Name, row.GRPC)
 	}
-	s, err := NewGRPCServer(ident, m, GRPCPolicyFor(row.Name), log)
+	s, err := NewGRPCServer(ident, m, GRPCPolicyFor(row.Name), log, tr.GRPCServerOptions()...)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
+	"github.com/switchboard-dev/switchboard/services/kit/traces"
 )
 
 // Deps is what a service constructor receives. Bus is nil for services with
@@ -34,6 +35,9 @@ type Deps struct {
 	// Identity is the service's own: what its servers present and its
 	// clients prove.
 	Identity *Identity
+	// Tracing is the service's tracing: clients the service makes itself
+	// pass Tracing.HTTPTransport or GRPCDialOptions. Nil traces nothing.
+	Tracing *Tracing
 
 	closers *closers
 }
@@ -52,6 +56,7 @@ func (d Deps) GRPC(upstream string) (*GRPCClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.DialOptions = append(o.DialOptions, d.Tracing.GRPCDialOptions()...)
 	c, err := NewGRPCClient(upstream, target, d.Identity, d.Metrics, o)
 	if err != nil {
 		return nil, err
@@ -125,6 +130,25 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		o.ShutdownGrace = catalog.DefaultShutdownGrace
 	}
 	m := NewMetrics(def.Name)
+	log = slog.New(TraceHandler(log.Handler()))
+	tr, err := NewTracing(def.Name, cfg.Tracing)
+	if err != nil {
+		for _, l := range []net.Listener{o.Listener, o.OpsListener, o.GRPCListener} {
+			if l != nil {
+				l.Close()
+			}
+		}
+		return err
+	}
+	defer func() {
+		// Export what is pending; a collector that does not answer in
+		// time loses it.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(ctx); err != nil {
+			log.Warn("tracing shutdown", "err", err)
+		}
+	}()
 
 	ident, err := identityFor(def.Name, cfg, o)
 	if err != nil {
@@ -168,6 +192,7 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	ops.Handle("GET /metrics", m.Handler())
+	traces.Routes(ops, tr.Buffer())
 	ops.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*opsApp.Load()).ServeHTTP(w, r) }))
 
 	newServer := func(h http.Handler) *http.Server {
@@ -199,16 +224,16 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 
 	// The service's context outlives ctx: shutdown cancels it only once
 	// consumers and requests are done with it.
-	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	runCtx, cancelRun := context.WithCancel(WithLogger(withTracing(context.WithoutCancel(ctx), tr), log))
 	defer cancelRun()
 	svcErr := make(chan error, 1)
 	go func() {
-		svc, d, err := build(runCtx, def, cfg, log, m, ident, clients)
+		svc, d, err := build(runCtx, def, cfg, log, m, ident, clients, tr)
 		if err != nil {
 			svcErr <- err
 			return
 		}
-		gs, err := newServiceGRPC(svc, cfg.Service, ident, m, log)
+		gs, err := newServiceGRPC(svc, cfg.Service, ident, m, log, tr)
 		if err != nil {
 			if d.Bus != nil {
 				d.Bus.Close()
@@ -227,7 +252,8 @@ func Run(ctx context.Context, def Definition, cfg Config, o RunOptions) error {
 		if or, ok := svc.(OpsRouter); ok {
 			or.OpsRoutes(opsMux)
 		}
-		h, oh := Middleware(log, m, mux), Middleware(log, m, opsMux)
+		// The API is traced; the ops routes (probes, scrapes) are not.
+		h, oh := tr.HTTPHandler(Middleware(log, m, mux)), Middleware(log, m, opsMux)
 		app.Store(&h)
 		opsApp.Store(&oh)
 		if gs != nil {
@@ -312,13 +338,14 @@ func listen(cfg Config, o RunOptions) (api, ops, grpcLn net.Listener, err error)
 	return api, ops, grpcLn, nil
 }
 
-func build(ctx context.Context, def Definition, cfg Config, log *slog.Logger, m *Metrics, ident *Identity, c *closers) (Service, Deps, error) {
-	d := Deps{Config: cfg, Log: log, Metrics: m, Signer: cfg.Signer, Identity: ident, closers: c}
+func build(ctx context.Context, def Definition, cfg Config, log *slog.Logger, m *Metrics, ident *Identity, c *closers, tr *Tracing) (Service, Deps, error) {
+	d := Deps{Config: cfg, Log: log, Metrics: m, Signer: cfg.Signer, Identity: ident, Tracing: tr, closers: c}
 	if NeedsNATS(cfg.Service) {
 		b, err := ConnectBus(ctx, cfg, log, m)
 		if err != nil {
 			return nil, Deps{}, err
 		}
+		b.SetTracing(tr)
 		d.Bus = b
 	}
 	fail := func(err error) (Service, Deps, error) {

@@ -9,8 +9,13 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // HeaderRequestID carries a request's correlation id across services.
@@ -24,6 +29,8 @@ const (
 	ctxClaims
 	// ctxClosing is done when the request's server shuts down.
 	ctxClosing
+	// ctxTracing is the service's *Tracing, for StartSpan.
+	ctxTracing
 )
 
 // RequestID returns the id of the request being served, "" outside one.
@@ -38,12 +45,20 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 }
 
 // Logger returns the request-scoped logger (carrying the request id), or the
-// default logger.
+// default logger. Where the logger's handler is a TraceHandler, its records
+// carry the trace and span ids of ctx.
 func Logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(ctxLogger).(*slog.Logger); ok {
-		return l
+	l, ok := ctx.Value(ctxLogger).(*slog.Logger)
+	if !ok {
+		l = slog.Default()
 	}
-	return slog.Default()
+	return bindLogger(l, ctx)
+}
+
+// WithLogger returns ctx whose Logger is l. Run gives the service's
+// background work (consumers, sweeps) its logger this way.
+func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
+	return context.WithValue(ctx, ctxLogger, l)
 }
 
 // NewID returns a random 16-hex-character id, safe as a KV key and in URLs.
@@ -65,6 +80,7 @@ func Middleware(log *slog.Logger, m *Metrics, mux *http.ServeMux) http.Handler {
 		}
 		rl := log.With("request_id", id)
 		ctx := context.WithValue(WithRequestID(r.Context(), id), ctxLogger, rl)
+		rl = bindLogger(rl, ctx)
 		r = r.WithContext(ctx)
 		w.Header().Set(HeaderRequestID, id)
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
@@ -103,7 +119,16 @@ func Middleware(log *slog.Logger, m *Metrics, mux *http.ServeMux) http.Handler {
 			}
 			code := strconv.Itoa(rec.status)
 			m.HTTPRequests.WithLabelValues(route, r.Method, code).Inc()
-			m.HTTPDuration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+			observe(m.HTTPDuration.WithLabelValues(route, r.Method), time.Since(start).Seconds(), ctx)
+			if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
+				// The server span (see Tracing.HTTPHandler) is named after
+				// the route, known only now.
+				sp.SetName(spanName(r.Method, route))
+				sp.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", rec.status))
+				if rec.status >= 500 {
+					sp.SetStatus(codes.Error, http.StatusText(rec.status))
+				}
+			}
 			if rec.status >= 500 {
 				rl.Warn("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "dur", time.Since(start))
 			} else if rl.Enabled(ctx, slog.LevelDebug) {
@@ -137,6 +162,15 @@ func Middleware(log *slog.Logger, m *Metrics, mux *http.ServeMux) http.Handler {
 		}
 		mux.ServeHTTP(rec, r)
 	})
+}
+
+// spanName is "GET /orders/{id}" for the route pattern "GET /orders/{id}"
+// or "/orders/{id}".
+func spanName(method, route string) string {
+	if strings.HasPrefix(route, method+" ") {
+		return route
+	}
+	return method + " " + route
 }
 
 // MaxDrainBytes bounds how much of an oversize body is read and thrown away

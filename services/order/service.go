@@ -47,7 +47,7 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	orders, err := NewOrders(st, NewGRPCStock(products), NewGRPCPayments(payments), d.Bus, "order-"+kit.NewID(), lease)
+	orders, err := NewOrders(st, TraceStock(NewGRPCStock(products)), TracePayments(NewGRPCPayments(payments)), d.Bus, "order-"+kit.NewID(), lease)
 	if err != nil {
 		return nil, err
 	}
