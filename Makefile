@@ -118,6 +118,11 @@ chaos: ## Chaos run (issue 12): the commerce platform as processes under seeded 
 dev: ## Run every service with an embedded NATS in one process (gateway on :8080).
 	go run ./cmd/switchboard dev
 
+.PHONY: console-test
+console-test: ## Drive the console in Chromium (apt-get install chromium): switchboard dev, orders and a playback session through the API; screenshots to docs/img/. Not part of make test.
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "$$CHROMIUM" ] || { echo "Chromium not found: apt-get update && apt-get install -y chromium (or set CHROMIUM)"; exit 1; }
+	go test -tags console -count=1 -v -timeout 5m ./test/console/
+
 .PHONY: keda-crds
 keda-crds: ## Copy KEDA's ScaledObject CRD from the KEDA module go.mod requires into config/keda (for envtest).
 	cp "$$(go list -m -f '{{.Dir}}' github.com/kedacore/keda/v2)/config/crd/bases/keda.sh_scaledobjects.yaml" config/keda/

@@ -497,5 +497,8 @@ func success(r catalog.Route) string {
 	if r.EventStream {
 		s += ", `text/event-stream`"
 	}
+	for _, m := range r.Media {
+		s += ", `" + m + "`"
+	}
 	return s
 }

@@ -150,6 +150,14 @@ func ServiceGRPCTarget(p *v1alpha1.Platform, service string) string {
 // GatewayURL is the in-cluster base URL of the API gateway.
 func GatewayURL(p *v1alpha1.Platform) string { return ServiceURL(p, catalog.Gateway) }
 
+// BrokerMonitorServiceURL is the broker's HTTP monitor through its client
+// Service, which the gateway's console reads (/jsz): any server answers
+// for the streams it holds, and with replicated streams every one holds
+// them all.
+func BrokerMonitorServiceURL(p *v1alpha1.Platform) string {
+	return fmt.Sprintf("http://%s.%s.svc.%s:%d", BrokerName(p), p.Namespace, ClusterDomain, MonitorPort)
+}
+
 // BrokerMonitorURL is the base URL of broker pod i's HTTP monitor, which
 // the operator reads for status.
 func BrokerMonitorURL(p *v1alpha1.Platform, i int32) string {

@@ -31,12 +31,14 @@ import (
 //     reaches no other port;
 //   - the broker's client port: the services that use the broker (the
 //     gateway has no broker access); cluster: the broker's pods; monitor:
-//     the operator and, while a service scales on lag, KEDA; metrics:
-//     metricsFrom.
+//     the operator, the gateway (its console reads streams and consumers
+//     there, with no broker credentials) and, while a service scales on
+//     lag, KEDA; metrics: metricsFrom.
 //
 // Egress: DNS (spec.networkPolicy.dnsEgress, kube-dns by default), the
-// broker's client port for the services that use it, the upstreams' grpc
-// port (the gateway: their http and ops ports), the broker's pods to each
+// broker's client port for the services that use it (the gateway: its
+// monitor port), the upstreams' grpc port (the gateway: their http and ops
+// ports), the broker's pods to each
 // other on the cluster port, and, for notification, the e-mail relay of
 // spec.networkPolicy.smtpEgress.
 //
@@ -128,11 +130,13 @@ func serviceIngress(p *v1alpha1.Platform, s ServicePlan, enabled map[string]bool
 // for the sender.
 func serviceEgress(p *v1alpha1.Platform, s ServicePlan, enabled map[string]bool) []networkingv1.NetworkPolicyEgressRule {
 	rules := []networkingv1.NetworkPolicyEgressRule{dnsEgress(p)}
-	if usesBroker(s.Service) {
-		rules = append(rules, networkingv1.NetworkPolicyEgressRule{
-			To:    []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)}}},
-			Ports: tcpPorts(portNameClient),
-		})
+	brokerPods := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)}}}
+	switch {
+	case usesBroker(s.Service):
+		rules = append(rules, networkingv1.NetworkPolicyEgressRule{To: brokerPods, Ports: tcpPorts(portNameClient)})
+	case s.Name == catalog.Gateway:
+		// The console's view of the broker: its monitor, never its clients' port.
+		rules = append(rules, networkingv1.NetworkPolicyEgressRule{To: brokerPods, Ports: tcpPorts(PortNameMonitor)})
 	}
 	var upstreams []string
 	for _, up := range s.Upstreams {
@@ -179,6 +183,10 @@ func brokerIngress(p *v1alpha1.Platform, plans []ServicePlan, opts Options) []ne
 		From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: SelectorLabels(p, ComponentBroker)}}},
 		Ports: tcpPorts(portNameCluster),
 	})
+	if slices.ContainsFunc(plans, func(s ServicePlan) bool { return s.Name == catalog.Gateway }) {
+		// The gateway's console reads streams and consumers on the monitor.
+		rules = append(rules, networkingv1.NetworkPolicyIngressRule{From: servicePeers(p, catalog.Gateway), Ports: tcpPorts(PortNameMonitor)})
+	}
 	if scrapers := p.Spec.NetworkPolicy.MetricsFrom; len(scrapers) > 0 && brokerMetricsEnabled(p) {
 		rules = append(rules, peersRule(scrapers, PortNameMetrics))
 	}

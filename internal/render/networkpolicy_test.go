@@ -289,7 +289,9 @@ func (w world) may(src, dst endpoint, p port) bool {
 		case portNameCluster:
 			return mine(src) && src.component() == ComponentBroker
 		case PortNameMonitor:
-			return (src.name == "operator" && w.opts.OperatorNamespace == "switchboard-system") || (src.name == "keda" && w.scalesOnLag())
+			// The gateway's console reads streams and consumers there.
+			return (src.name == "operator" && w.opts.OperatorNamespace == "switchboard-system") || (src.name == "keda" && w.scalesOnLag()) ||
+				(mine(src) && src.component() == catalog.Gateway)
 		case PortNameMetrics:
 			return src.name == "prometheus" && len(np.MetricsFrom) > 0 && brokerMetricsEnabled(w.p)
 		}
@@ -479,6 +481,8 @@ func TestNetworkPolicySentences(t *testing.T) {
 		{"metricsFrom cannot reach the broker's clients' port", "prometheus", "broker", "client", false},
 		{"order reaches the broker", "order", "broker", "client", true},
 		{"the gateway has no broker access", "gateway", "broker", "client", false},
+		{"the gateway's console reads the broker's monitor", "gateway", "broker", "monitor", true},
+		{"order cannot read the broker's monitor", "order", "broker", "monitor", false},
 		{"a stray pod in the namespace cannot reach the broker", "intruder", "broker", "client", false},
 		{"a pod of another namespace cannot reach the broker", "elsewhere", "broker", "client", false},
 		{"the broker's pods route to each other", "broker", "broker", "cluster", true},

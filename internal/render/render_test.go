@@ -583,6 +583,7 @@ func TestServiceEnv(t *testing.T) {
 					{Name: "ORDER_OPS_URL", Value: "http://shop-order.demo.svc.cluster.local:8081"},
 					{Name: "PAYMENT_URL", Value: "https://shop-payment.demo.svc.cluster.local:80"},
 					{Name: "PAYMENT_OPS_URL", Value: "http://shop-payment.demo.svc.cluster.local:8081"},
+					{Name: "BROKER_MONITOR_URL", Value: "http://shop-nats.demo.svc.cluster.local:8222"},
 					{Name: "TRUSTED_PROXY_CIDRS", Value: "10.0.0.0/8,fd00::/8"},
 				}, drain),
 		},
@@ -614,6 +615,7 @@ func TestServiceEnv(t *testing.T) {
 					{Name: "ANALYTICS_OPS_URL", Value: "http://tv-analytics.demo.svc.cluster.local:8081"},
 					{Name: "RECOMMENDATION_URL", Value: "https://tv-recommendation.demo.svc.cluster.local:80"},
 					{Name: "RECOMMENDATION_OPS_URL", Value: "http://tv-recommendation.demo.svc.cluster.local:8081"},
+					{Name: "BROKER_MONITOR_URL", Value: "http://tv-nats.demo.svc.cluster.local:8222"},
 				}, drain),
 		},
 		{
@@ -639,7 +641,7 @@ func TestGatewayRoutesOnlyEnabledServices(t *testing.T) {
 	upstreamURLs := func(c corev1.Container) []string {
 		var out []string
 		for _, n := range envNames(c) {
-			if strings.HasSuffix(n, "_URL") && !strings.HasSuffix(n, "_OPS_URL") && n != "NATS_URL" {
+			if strings.HasSuffix(n, "_URL") && !strings.HasSuffix(n, "_OPS_URL") && n != "NATS_URL" && n != catalog.EnvBrokerMonitorURL {
 				out = append(out, n)
 			}
 		}

@@ -73,6 +73,11 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 				corev1.EnvVar{Name: catalog.EnvOpsURL(up), Value: ServiceOpsURL(p, up)})
 		}
 	}
+	if gateway {
+		// The console reads the broker's monitor; the gateway has no
+		// broker credentials.
+		env = append(env, corev1.EnvVar{Name: catalog.EnvBrokerMonitorURL, Value: BrokerMonitorServiceURL(p)})
+	}
 	if cidrs := p.Spec.Gateway.TrustedProxyCIDRs; gateway && len(cidrs) > 0 {
 		env = append(env, corev1.EnvVar{Name: catalog.EnvTrustedProxyCIDRs, Value: strings.Join(cidrs, ",")})
 	}

@@ -17,3 +17,8 @@ const EnvOpsAddr = "OPS_ADDR"
 func EnvOpsURL(upstream string) string {
 	return strings.TrimSuffix(EnvURL(upstream), "_URL") + "_OPS_URL"
 }
+
+// EnvBrokerMonitorURL is the broker's HTTP monitor (/jsz) as the gateway
+// reaches it: the console reads streams and consumers there, which needs
+// no broker credentials, and the gateway has none.
+const EnvBrokerMonitorURL = "BROKER_MONITOR_URL"

@@ -53,6 +53,9 @@ type Route struct {
 	Status int
 	// EventStream means the answer is text/event-stream, not JSON.
 	EventStream bool
+	// Media are the media types of an answer that is neither JSON nor an
+	// event stream: the console's page and assets.
+	Media []string
 }
 
 // Pattern is the route's ServeMux pattern, "METHOD /path".
@@ -114,6 +117,25 @@ var routes = []Route{
 		Summary: `The platform's health: {"status":"ok"}, or {"status":"degraded","degraded":[service names]} with a 503.`},
 	{Method: http.MethodGet, Path: "/api/openapi.json", Service: Gateway, Audience: Public, Status: http.StatusOK,
 		Summary: "This API as an OpenAPI 3.1 document."},
+	// The console: a page anyone may load, which logs staff in through
+	// /api/user/login and reads the admin-only data routes below with the
+	// token.
+	{Method: http.MethodGet, Path: "/console", Service: Gateway, Audience: Public, Status: http.StatusOK, Media: []string{"text/html"},
+		Summary: "The operations console, a web page for staff: it logs in, then reads the console's admin routes."},
+	{Method: http.MethodGet, Path: "/console/assets/{name}", Service: Gateway, Audience: Public, Status: http.StatusOK, Media: []string{"text/css", "text/javascript"},
+		Summary: "The console's stylesheet and script, embedded in the binary."},
+	{Method: http.MethodGet, Path: "/console/api/snapshot", Service: Gateway, Audience: Admin, Status: http.StatusOK,
+		Summary: "The console's figures now: each service's readiness, instances, request and error rates, p99 and breaker; orders per second and the last orders; live viewers and top titles; the broker's streams and consumers."},
+	{Method: http.MethodGet, Path: "/console/api/events", Service: Gateway, Audience: Admin, Status: http.StatusOK, EventStream: true,
+		Summary: "The console's figures, pushed as server-sent events (event: snapshot) every second."},
+	{Method: http.MethodGet, Path: "/console/api/traces", Service: Gateway, Audience: Admin, Status: http.StatusOK,
+		Summary: "Recent traces, merged by trace id from the trace buffers of every service, newest first.",
+		Query: []Param{
+			{Name: "limit", Description: "How many traces to list (1 to 100, default 20)."},
+			{Name: "orderId", Description: "Only the traces with a span naming this order."},
+		}},
+	{Method: http.MethodGet, Path: "/console/api/traces/{traceId}", Service: Gateway, Audience: Admin, Status: http.StatusOK,
+		Summary: "One trace's spans, gathered from every service's trace buffer, in start order."},
 
 	// Commerce.
 	{Method: http.MethodPost, Path: "/api/user/users", Service: "user", Audience: Public, Body: true, Status: http.StatusCreated,
@@ -152,6 +174,9 @@ var routes = []Route{
 		Summary: "One of the caller's own orders."},
 	{Method: http.MethodPost, Path: "/api/order/orders/{id}/refund", Service: "order", Audience: Admin, Body: true, Status: http.StatusOK,
 		Summary: `Staff refund {"restock": bool, "reason": string}: the order becomes refunded, the money is returned, the stock restocked or not (202 while some of it is still under way).`},
+	{Method: http.MethodGet, Path: "/api/order/admin/orders", Service: "order", Audience: Admin, Status: http.StatusOK,
+		Summary: "Every customer's most recently changed orders, newest first, with their status and saga steps (staff; the console's flow).",
+		Query:   []Param{{Name: "limit", Description: "How many orders to list (1 to 200, default 20)."}}},
 
 	{Method: http.MethodGet, Path: "/api/payment/payments", Service: "payment", Audience: Customer, Status: http.StatusOK,
 		Summary: "The payment of one of the caller's own orders.",

@@ -84,7 +84,7 @@ func TestRouteHelpers(t *testing.T) {
 			t.Errorf("RoutesOf(payment) has %s", r.Pattern())
 		}
 	}
-	if n := len(catalog.RoutesOf(catalog.Gateway)); n != 2 {
-		t.Errorf("the gateway has %d routes of its own, want /health and /api/openapi.json", n)
+	if n := len(catalog.RoutesOf(catalog.Gateway)); n != 8 {
+		t.Errorf("the gateway has %d routes of its own, want /health, /api/openapi.json and the console's six", n)
 	}
 }

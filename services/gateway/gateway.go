@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -66,6 +67,8 @@ type Options struct {
 	// Transport is the base of every upstream's transport; each upstream
 	// gets a copy with mutual TLS to its own identity.
 	Transport *http.Transport
+	// Console says where the console reads what the gateway does not hold.
+	Console ConsoleOptions
 	// Tracing traces each call to an upstream and passes the trace on;
 	// nil traces nothing.
 	Tracing *kit.Tracing
@@ -92,7 +95,8 @@ type Gateway struct {
 	routes  []catalog.Route
 	openAPI []byte
 	// own are the handlers of the gateway's own routes, by pattern.
-	own map[string]http.HandlerFunc
+	own     map[string]http.HandlerFunc
+	console *console
 }
 
 // NewGateway builds a gateway for the given upstreams, by service name. A
@@ -161,6 +165,8 @@ func NewGateway(upstreams map[string]Upstream, tokens kit.Verifier, m *kit.Metri
 		"GET /health":           g.serveHealth,
 		"GET /api/openapi.json": g.serveOpenAPI,
 	}
+	g.console = newConsole(g, m, o.Console)
+	maps.Copy(g.own, g.console.handlers())
 	for _, rt := range catalog.Routes() {
 		if rt.Own() && g.own[rt.Pattern()] == nil {
 			return nil, fmt.Errorf("gateway: the catalog declares %s, which the gateway does not serve", rt.Pattern())

@@ -198,6 +198,10 @@ func (r *rig) doAt(base, method, path, token string, hdr ...string) answer {
 		r.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		// A stream does not end: its status and headers are the answer.
+		return answer{resp.StatusCode, resp.Header, nil}
+	}
 	b, _ := io.ReadAll(resp.Body)
 	return answer{resp.StatusCode, resp.Header, b}
 }
@@ -310,9 +314,16 @@ func TestEveryRouteEnforcesItsAudience(t *testing.T) {
 			}
 			for _, at := range attempts {
 				a := r.do(rt.Method, path, at.token)
+				// A call reached a service if one saw it with this
+				// attempt's token; the console's own reads of order and
+				// analytics carry the staff's.
+				auth := ""
+				if at.token != "" {
+					auth = "Bearer " + at.token
+				}
 				reached := false
 				for _, s := range r.stubs {
-					reached = reached || len(s.take()) > 0
+					reached = reached || slices.ContainsFunc(s.take(), func(c call) bool { return c.Auth == auth })
 				}
 				switch {
 				case at.status == 0 && (a.status == 401 || a.status == 403 || (!rt.Own() && !reached)):
@@ -471,8 +482,12 @@ func TestRoutesOfAbsentServicesAreUnknown(t *testing.T) {
 	if err := json.Unmarshal(r.do("GET", "/api/openapi.json", "").body, &doc); err != nil {
 		t.Fatal(err)
 	}
+	own := map[string]bool{}
+	for _, rt := range catalog.RoutesOf(catalog.Gateway) {
+		own[rt.Path] = true
+	}
 	for path := range doc.Paths {
-		if !strings.HasPrefix(path, "/api/user/") && path != "/health" && path != "/api/openapi.json" {
+		if !strings.HasPrefix(path, "/api/user/") && !own[path] {
 			t.Errorf("the document lists %s", path)
 		}
 	}

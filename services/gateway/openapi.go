@@ -198,6 +198,11 @@ func operation(rt catalog.Route) Operation {
 	case rt.Status == http.StatusNoContent:
 	case rt.EventStream:
 		ok.Content = map[string]MediaType{"text/event-stream": {Schema: Schema{Type: "string"}}}
+	case len(rt.Media) > 0:
+		ok.Content = map[string]MediaType{}
+		for _, m := range rt.Media {
+			ok.Content[m] = MediaType{Schema: Schema{Type: "string"}}
+		}
 	case rt.Path == "/health":
 		ok.Content = jsonOf(Schema{Ref: "#/components/schemas/Health"})
 	default:

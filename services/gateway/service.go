@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -60,12 +61,35 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 		ups[name] = Upstream{API: api, Ops: ops}
 	}
 	o.Identity = d.Identity
+	if o.Console, err = consoleOptions(c); err != nil {
+		return nil, err
+	}
 	o.Tracing = d.Tracing
 	g, err := NewGateway(ups, d.Tokens, d.Metrics, o)
 	if err != nil {
 		return nil, err
 	}
 	return &service{g: g}, nil
+}
+
+// consoleOptions reads BROKER_MONITOR_URL, optional, and the gateway's own
+// ops address, whose trace buffer the console reads like the others'.
+func consoleOptions(c kit.Config) (ConsoleOptions, error) {
+	var o ConsoleOptions
+	if v := c.String(catalog.EnvBrokerMonitorURL); v != "" {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return o, fmt.Errorf("%s=%q: want the broker monitor's http URL, like http://shop-nats.demo.svc:8222", catalog.EnvBrokerMonitorURL, v)
+		}
+		o.BrokerMonitor = u
+	}
+	if host, port, err := net.SplitHostPort(c.OpsAddr); err == nil {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			host = "127.0.0.1"
+		}
+		o.SelfOps = &url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}
+	}
+	return o, nil
 }
 
 // Routes serves the route table, and nothing else.

@@ -14,8 +14,10 @@ import (
 
 	"github.com/switchboard-dev/switchboard/services/account"
 	"github.com/switchboard-dev/switchboard/services/analytics"
+	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/content"
 	"github.com/switchboard-dev/switchboard/services/events"
+	"github.com/switchboard-dev/switchboard/services/gateway"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 	"github.com/switchboard-dev/switchboard/services/order"
@@ -59,6 +61,16 @@ func (w *world) publicTargets() map[string]publicTarget {
 			}
 			if r.json(t, &doc); doc.OpenAPI == "" || len(doc.Paths) == 0 {
 				t.Errorf("openapi %.200s", r.Body)
+			}
+		}},
+		"GET /console": {check: func(t *testing.T, r resp) {
+			if !strings.Contains(string(r.Body), "<main") || !strings.Contains(string(r.Body), "/console/assets/console.js") {
+				t.Errorf("console page %.300s", r.Body)
+			}
+		}},
+		"GET /console/assets/{name}": {params: ps("name", "console.js"), check: func(t *testing.T, r resp) {
+			if !strings.Contains(string(r.Body), "/console/api/events") {
+				t.Errorf("console script %.300s", r.Body)
 			}
 		}},
 		"POST /api/user/users": {body: func() any {
@@ -261,7 +273,51 @@ func (w *world) adminTargets() map[string]adminTarget {
 		}
 	}
 	const newPrice = 31415
+	// snapshot checks a console snapshot: the gateway and every upstream
+	// (both workloads run) ready, the latest orders, the broker's ORDERS
+	// stream.
+	gw, _ := catalog.Lookup(catalog.Gateway)
+	snapshot := func(t *testing.T, r resp) {
+		var s gateway.Snapshot
+		if r.json(t, &s); len(s.Services) != 1+len(gw.Upstreams) {
+			t.Fatalf("snapshot of %d services, want the gateway and its %d upstreams: %.300s", len(s.Services), len(gw.Upstreams), r.Body)
+		}
+		for _, svc := range s.Services {
+			if svc.Ready != 1 || svc.Instances != 1 || svc.Error != "" {
+				t.Errorf("service %+v", svc)
+			}
+		}
+		if len(s.Flow.Orders) == 0 || s.Flow.Error != "" {
+			t.Errorf("no latest orders: %s", s.Flow.Error)
+		}
+		if !slices.ContainsFunc(s.Broker.Streams, func(st gateway.BrokerStream) bool { return st.Name == "ORDERS" }) {
+			t.Errorf("no ORDERS stream: %+v", s.Broker)
+		}
+	}
 	return map[string]adminTarget{
+		"GET /console/api/snapshot": {check: snapshot},
+		"GET /console/api/events":   {check: snapshot},
+		"GET /console/api/traces": {check: func(t *testing.T, r resp) {
+			var l struct{ Traces []gateway.TraceSummary }
+			if r.json(t, &l); l.Traces == nil {
+				t.Errorf("traces %s", r.Body)
+			}
+		}},
+		// Until the services record traces, no trace exists anywhere.
+		"GET /console/api/traces/{traceId}": {params: ps("traceId", "4bf92f3577b34da6a3ce929d0e0e4736"), status: http.StatusNotFound,
+			check: func(t *testing.T, r resp) {
+				if r.code() != kit.CodeNotFound {
+					t.Errorf("trace %s", r.Body)
+				}
+			}},
+		"GET /api/order/admin/orders": {check: func(t *testing.T, r resp) {
+			var l struct{ Items []map[string]any }
+			r.json(t, &l)
+			i := slices.IndexFunc(l.Items, func(o map[string]any) bool { return o["id"] == a.orderID })
+			if i < 0 || l.Items[i]["status"] == nil || l.Items[i]["email"] != nil {
+				t.Errorf("A's order %s in the staff list: %.500s", a.orderID, r.Body)
+			}
+		}},
 		"POST /api/user/admins": {body: user.GrantAdmin{UserID: w.carol.userID},
 			// Carol's next token carries whatever role she has.
 			state: func(t *testing.T) string {

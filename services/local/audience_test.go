@@ -286,6 +286,8 @@ type adminTarget struct {
 	state func(t *testing.T) string
 	// check validates the admin's answer.
 	check func(t *testing.T, r resp)
+	// status is the admin's answer when it is not the route's success.
+	status int
 }
 
 // walkAdmin calls an admin route anonymously (401), as customers A and B
@@ -312,9 +314,18 @@ func (w *world) walkAdmin(t *testing.T, r catalog.Route, tg adminTarget) {
 		}
 	}
 	sent.token = w.adminFor(r)
-	got := sent.send(t, w.base)
-	if got.Status != r.Status {
-		t.Fatalf("admin: %d, want %d: %s", got.Status, r.Status, got.Body)
+	var got resp
+	if r.EventStream {
+		got = firstEvent(t, w.base, sent)
+	} else {
+		got = sent.send(t, w.base)
+	}
+	want := r.Status
+	if tg.status != 0 {
+		want = tg.status
+	}
+	if got.Status != want {
+		t.Fatalf("admin: %d, want %d: %s", got.Status, want, got.Body)
 	}
 	if tg.check == nil {
 		t.Fatal("the fixture does not check the admin's answer")

@@ -74,7 +74,10 @@ type Platform struct {
 	// user of its own, allowed what its catalog row says (Env shows its
 	// credentials).
 	BrokerUser, BrokerPassword string
-	GatewayURL                 string
+	// BrokerMonitorURL is the broker's HTTP monitor (/jsz, /varz), which
+	// the gateway's console reads.
+	BrokerMonitorURL string
+	GatewayURL       string
 	// URLs maps each service to its API's base URL (https but for the
 	// gateway's), OpsURLs to its ops port's (/healthz, /readyz, /metrics;
 	// the gateway's /health/detail), GRPCAddrs each service that serves
@@ -234,6 +237,9 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		ServerName: "switchboard-dev", Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
 		JetStreamMaxStore: o.StoreBytes, JetStreamMaxMemory: 64 << 20,
 		Users: users, NoSigs: true, NoLog: true,
+		// The monitor, on loopback, as the console reads the broker's on a
+		// cluster: no credentials needed.
+		HTTPHost: "127.0.0.1", HTTPPort: -1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
@@ -243,6 +249,9 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		return nil, errors.New("nats: embedded server did not start")
 	}
 	p.NATSURL = p.Broker.ClientURL()
+	if a := p.Broker.MonitorAddr(); a != nil {
+		p.BrokerMonitorURL = "http://" + a.String()
+	}
 
 	// The platform's CA, as the operator makes one per Platform, and every
 	// service's certificate from it.
@@ -316,6 +325,9 @@ func Start(ctx context.Context, o Options) (p *Platform, err error) {
 		}
 		if a, ok := p.grpcAddr[name]; ok {
 			env[catalog.EnvGRPCAddr] = a
+		}
+		if name == catalog.Gateway && p.BrokerMonitorURL != "" {
+			env[catalog.EnvBrokerMonitorURL] = p.BrokerMonitorURL
 		}
 		// As the operator wires them: public keys to every verifier, the
 		// signing key and the first admin to the issuers alone.

@@ -14,6 +14,7 @@ var Definition = kit.Definition{Name: "order", Needs: kit.Needs{Auth: true}, New
 
 type service struct {
 	orders *Orders
+	recent *Recent
 	tokens kit.Verifier
 	life   context.Context
 	sweep  time.Duration
@@ -50,7 +51,7 @@ func New(ctx context.Context, d kit.Deps) (kit.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &service{orders: orders, tokens: d.Tokens, life: ctx, sweep: sweep}, nil
+	return &service{orders: orders, recent: NewRecent(st.Bucket(), time.Minute), tokens: d.Tokens, life: ctx, sweep: sweep}, nil
 }
 
 func (s *service) Routes(mux *http.ServeMux) {
@@ -59,6 +60,7 @@ func (s *service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /orders/{id}", kit.RequireAuth(s.tokens, s.get))
 	// Staff only, checked here whatever the gateway checked.
 	mux.HandleFunc("POST /orders/{id}/refund", kit.RequireAdmin(s.tokens, s.refund))
+	mux.HandleFunc("GET /admin/orders", kit.RequireAdmin(s.tokens, s.adminOrders))
 }
 
 // Run resumes unfinished sagas at start and then every SAGA_SWEEP.

@@ -260,8 +260,12 @@ func runPlatform(t *testing.T, bin string, r *rendered) (string, string, map[str
 	for _, s := range r.services {
 		if s.Name == render.BrokerName(r.pf) {
 			for _, sp := range s.Spec.Ports {
-				if sp.Name == "client" {
+				switch sp.Name {
+				case "client":
 					routes[fmt.Sprintf("%s.%s.svc.%s:%d", s.Name, s.Namespace, render.ClusterDomain, sp.Port)] = natsURL
+				case render.PortNameMonitor:
+					// The gateway's console reads the monitor.
+					routes[fmt.Sprintf("%s.%s.svc.%s:%d", s.Name, s.Namespace, render.ClusterDomain, sp.Port)] = monitorAddr
 				}
 			}
 			continue
@@ -882,6 +886,27 @@ func driveAdmin(t *testing.T, gateway string, r *rendered, loginPath string) {
 	service := strings.Split(strings.TrimPrefix(loginPath, "/api/"), "/")[0]
 	own := map[string]string{"user": "/api/user/users/", "account": "/api/account/accounts/"}[service] + claims.Sub
 	call(t, "GET", gateway+own, login.Token, "", nil, nil, 200)
+	// The console, as rendered: every service ready on its ops port, and
+	// the broker's streams read on its monitor (BROKER_MONITOR_URL).
+	var snap struct {
+		Services []struct {
+			Name             string
+			Ready, Instances int
+		}
+		Broker struct {
+			Error   string
+			Streams []struct{ Name string }
+		}
+	}
+	call(t, "GET", gateway+"/console/api/snapshot", login.Token, "", nil, &snap, 200)
+	if len(snap.Broker.Streams) == 0 || snap.Broker.Error != "" {
+		t.Errorf("the console's broker: %+v", snap.Broker)
+	}
+	for _, s := range snap.Services {
+		if s.Ready != 1 || s.Instances != 1 {
+			t.Errorf("the console's %s: %d of %d ready", s.Name, s.Ready, s.Instances)
+		}
+	}
 	call(t, "POST", gateway+"/api/"+service+"/logout", login.Token, "", nil, nil, 204)
 	call(t, "GET", gateway+own, login.Token, "", nil, nil, 401)
 }

@@ -1,0 +1,260 @@
+package gateway
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The trace buffer every service serves on its ops port:
+//
+//	GET /debug/traces?limit=N    → {"traces":[TraceSummary]}
+//	GET /debug/traces/{traceId}  → {"traceId","spans":[Span]}
+//
+// Each holds the spans that service recorded; the console merges them by
+// trace id, so a trace that crossed five services reads as one.
+const tracesPath = "debug/traces"
+
+// TraceSummary is one trace in a list.
+type TraceSummary struct {
+	TraceID    string    `json:"traceId"`
+	RootName   string    `json:"rootName"`
+	Start      time.Time `json:"start"`
+	DurationMs float64   `json:"durationMs"`
+	Services   []string  `json:"services"`
+}
+
+// Span is one span of a trace. Status, attributes and links pass through
+// as their services wrote them.
+type Span struct {
+	SpanID       string          `json:"spanId"`
+	ParentSpanID string          `json:"parentSpanId,omitempty"`
+	Name         string          `json:"name"`
+	Service      string          `json:"service"`
+	Kind         string          `json:"kind,omitempty"`
+	Start        time.Time       `json:"start"`
+	End          time.Time       `json:"end"`
+	Status       json.RawMessage `json:"status,omitempty"`
+	Attributes   map[string]any  `json:"attributes,omitempty"`
+	Links        json.RawMessage `json:"links,omitempty"`
+}
+
+// Trace is one trace's spans, in start order.
+type Trace struct {
+	TraceID string `json:"traceId"`
+	Spans   []Span `json:"spans"`
+}
+
+// Trace list limits of GET /console/api/traces.
+const (
+	DefaultTraceLimit = 20
+	MaxTraceLimit     = 100
+	// orderSearchDepth is how many recent traces through order a search by
+	// order id opens, newest first.
+	orderSearchDepth = 50
+)
+
+// opsTargets are the ops base URLs of every instance the console reads:
+// the gateway's own and each upstream's, each host resolved to all its
+// addresses (one behind a Service's virtual IP, every pod behind a
+// headless one).
+func (c *console) opsTargets(ctx context.Context) []*url.URL {
+	var bases []*url.URL
+	if c.opts.SelfOps != nil {
+		bases = append(bases, c.opts.SelfOps)
+	}
+	for _, name := range c.names {
+		bases = append(bases, c.g.upstreams[name].ops)
+	}
+	var out []*url.URL
+	for _, b := range bases {
+		out = append(out, c.instances(ctx, b)...)
+	}
+	return out
+}
+
+// fanOut GETs path (with query) from every target concurrently and hands
+// each 200 answer's body to decode; other answers and errors are skipped,
+// counted in the returned number of failures.
+func (c *console) fanOut(ctx context.Context, targets []*url.URL, path, query string, decode func(json.RawMessage) error) int {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	failed := 0
+	for _, t := range targets {
+		wg.Go(func() {
+			u := t.JoinPath(path)
+			u.RawQuery = query
+			body, err := c.getJSON(ctx, u.String())
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				err = decode(body)
+			}
+			if err != nil {
+				failed++
+			}
+		})
+	}
+	wg.Wait()
+	return failed
+}
+
+// traces lists recent traces, merged by id, newest first.
+func (c *console) traces(ctx context.Context, limit int) []TraceSummary {
+	byID := map[string]*TraceSummary{}
+	c.fanOut(ctx, c.opsTargets(ctx), tracesPath, "limit="+strconv.Itoa(MaxTraceLimit), func(raw json.RawMessage) error {
+		var l struct{ Traces []TraceSummary }
+		if err := json.Unmarshal(raw, &l); err != nil {
+			return err
+		}
+		for _, t := range l.Traces {
+			mergeSummary(byID, t)
+		}
+		return nil
+	})
+	out := make([]TraceSummary, 0, len(byID))
+	for _, t := range byID {
+		slices.Sort(t.Services)
+		out = append(out, *t)
+	}
+	slices.SortFunc(out, func(a, b TraceSummary) int {
+		return cmp.Or(b.Start.Compare(a.Start), cmp.Compare(a.TraceID, b.TraceID))
+	})
+	return out[:min(limit, len(out))]
+}
+
+// mergeSummary folds one service's view of a trace into byID: the earliest
+// start names the root, the latest end bounds the duration, and the
+// services add up.
+func mergeSummary(byID map[string]*TraceSummary, t TraceSummary) {
+	end := t.Start.Add(time.Duration(t.DurationMs * float64(time.Millisecond)))
+	m, ok := byID[t.TraceID]
+	if !ok {
+		cp := t
+		cp.Services = slices.Clone(t.Services)
+		byID[t.TraceID] = &cp
+		return
+	}
+	mEnd := m.Start.Add(time.Duration(m.DurationMs * float64(time.Millisecond)))
+	if t.Start.Before(m.Start) {
+		m.Start, m.RootName = t.Start, t.RootName
+	}
+	if end.After(mEnd) {
+		mEnd = end
+	}
+	m.DurationMs = float64(mEnd.Sub(m.Start)) / float64(time.Millisecond)
+	for _, s := range t.Services {
+		if !slices.Contains(m.Services, s) {
+			m.Services = append(m.Services, s)
+		}
+	}
+}
+
+// trace gathers one trace's spans from every service, each span once.
+func (c *console) trace(ctx context.Context, id string) Trace {
+	return c.traceFrom(ctx, c.opsTargets(ctx), id)
+}
+
+func (c *console) traceFrom(ctx context.Context, targets []*url.URL, id string) Trace {
+	seen := map[string]bool{}
+	tr := Trace{TraceID: id, Spans: []Span{}}
+	c.fanOut(ctx, targets, tracesPath+"/"+url.PathEscape(id), "", func(raw json.RawMessage) error {
+		var t Trace
+		if err := json.Unmarshal(raw, &t); err != nil {
+			return err
+		}
+		for _, s := range t.Spans {
+			if s.SpanID == "" || seen[s.SpanID] {
+				continue
+			}
+			seen[s.SpanID] = true
+			tr.Spans = append(tr.Spans, s)
+		}
+		return nil
+	})
+	slices.SortStableFunc(tr.Spans, func(a, b Span) int {
+		return cmp.Or(a.Start.Compare(b.Start), b.End.Compare(a.End), cmp.Compare(a.SpanID, b.SpanID))
+	})
+	return tr
+}
+
+// tracesOfOrder finds, among the most recent traces, those with a span
+// whose attributes name orderID: the saga's spans carry the order's id.
+func (c *console) tracesOfOrder(ctx context.Context, orderID string, limit int) []TraceSummary {
+	targets := c.opsTargets(ctx)
+	var recent []TraceSummary
+	for _, t := range c.traces(ctx, MaxTraceLimit) {
+		// The console's own reads name no order's saga.
+		if !strings.Contains(t.RootName, "/console/") && slices.Contains(t.Services, "order") && len(recent) < orderSearchDepth {
+			recent = append(recent, t)
+		}
+	}
+	found := make([]bool, len(recent))
+	var wg sync.WaitGroup
+	for i, t := range recent {
+		wg.Go(func() {
+			found[i] = slices.ContainsFunc(c.traceFrom(ctx, targets, t.TraceID).Spans, func(s Span) bool { return names(s, orderID) })
+		})
+	}
+	wg.Wait()
+	out := []TraceSummary{}
+	for i, t := range recent {
+		if found[i] && len(out) < limit {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// names reports whether one of the span's attribute values is id, or a
+// string holding it (an URL path, a key such as "user.order").
+func names(s Span, id string) bool {
+	for _, v := range s.Attributes {
+		if str, ok := v.(string); ok && strings.Contains(str, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseTraceLimit reads the limit of GET /console/api/traces.
+func parseTraceLimit(s string) (int, error) {
+	if s == "" {
+		return DefaultTraceLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxTraceLimit {
+		return 0, fmt.Errorf("limit must be between 1 and %d", MaxTraceLimit)
+	}
+	return n, nil
+}
+
+// getJSON GETs u on a plain (ops or monitor) port and answers the body of
+// a 200.
+func (c *console) getJSON(ctx context.Context, u string) (json.RawMessage, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.plain.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %d", u, resp.StatusCode)
+	}
+	var raw json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
