@@ -303,7 +303,9 @@ func (w *world) adminTargets() map[string]adminTarget {
 				t.Errorf("traces %s", r.Body)
 			}
 		}},
-		// Until the services record traces, no trace exists anywhere.
+		// A trace id that no service recorded: the admin reaches the route, and
+		// the trace is not found (recorded traces are read in the gateway's tests
+		// and TestAnOrderIsOneTrace).
 		"GET /console/api/traces/{traceId}": {params: ps("traceId", "4bf92f3577b34da6a3ce929d0e0e4736"), status: http.StatusNotFound,
 			check: func(t *testing.T, r resp) {
 				if r.code() != kit.CodeNotFound {
