@@ -31,6 +31,13 @@ import (
 // and its monitor on a loopback port, as the broker pods run them.
 func startBrokers(t *testing.T, maxStore int64, names ...string) []*server.Server {
 	t.Helper()
+	return startBrokersWith(t, maxStore, nil, names...)
+}
+
+// startBrokersWith is startBrokers with each server's options finished by
+// configure, when it is not nil.
+func startBrokersWith(t *testing.T, maxStore int64, configure func(*server.Options), names ...string) []*server.Server {
+	t.Helper()
 	ports := make([]int, len(names))
 	var routes []string
 	for i := range names {
@@ -51,6 +58,9 @@ func startBrokers(t *testing.T, maxStore int64, names ...string) []*server.Serve
 		if len(names) > 1 {
 			opts.Cluster = server.ClusterOpts{Name: "shop", Host: "127.0.0.1", Port: ports[i]}
 			opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		}
+		if configure != nil {
+			configure(opts)
 		}
 		s, err := server.NewServer(opts)
 		if err != nil {

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	corev1 "k8s.io/api/core/v1"
@@ -19,51 +17,24 @@ import (
 	"github.com/switchboard-dev/switchboard/api/v1alpha1"
 	"github.com/switchboard-dev/switchboard/controllers"
 	"github.com/switchboard-dev/switchboard/internal/brokermon"
-	"github.com/switchboard-dev/switchboard/internal/loopback"
 	"github.com/switchboard-dev/switchboard/internal/render"
 	"github.com/switchboard-dev/switchboard/internal/testgen"
 )
 
 // startSystemBrokers starts n clustered embedded servers named as
-// Platform p's broker pods, whose system account has the user of p's
-// <p>-auth Secret, as the rendered nats.conf of a clustered broker has it.
+// Platform p's broker pods, whose system account has the user of c, as the
+// rendered nats.conf of a clustered broker has it.
 func startSystemBrokers(t *testing.T, p *v1alpha1.Platform, c render.Credentials, n int) []*server.Server {
 	t.Helper()
-	var routes []string
-	ports := make([]int, n)
-	for i := range ports {
-		port, err := loopback.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = port
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", port))
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%d", render.BrokerName(p), i)
 	}
-	var servers []*server.Server
-	for i := range ports {
+	return startBrokersWith(t, 4<<20, func(o *server.Options) {
 		sys := server.NewAccount("SYS")
-		s, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("%s-%d", render.BrokerName(p), i),
-			Host:       "127.0.0.1", Port: -1, HTTPHost: "127.0.0.1", HTTPPort: -1,
-			JetStream: true, StoreDir: t.TempDir(), JetStreamMaxStore: 4 << 20, JetStreamMaxMemory: 1 << 20,
-			Cluster:  server.ClusterOpts{Name: p.Name, Host: "127.0.0.1", Port: ports[i]},
-			Routes:   server.RoutesFromStr(strings.Join(routes, ",")),
-			Accounts: []*server.Account{sys}, SystemAccount: "SYS",
-			Users: []*server.User{{Username: c.SystemUser, Password: c.SystemPassword, Account: sys}},
-			NoLog: true, NoSigs: true,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
-			s.Shutdown()
-			t.Fatal("nats-server not ready")
-		}
-		t.Cleanup(s.Shutdown)
-		servers = append(servers, s)
-	}
-	return servers
+		o.Accounts, o.SystemAccount = []*server.Account{sys}, "SYS"
+		o.Users = []*server.User{{Username: c.SystemUser, Password: c.SystemPassword, Account: sys}}
+	}, names...)
 }
 
 // dialTo is a nats.CustomDialer that sends every connection to the broker's
@@ -91,29 +62,13 @@ func TestScalingDownRemovesTheDepartedServer(t *testing.T) {
 		t.Fatalf("Secret %s lacks a credential: keys %v", auth.Name, keys(auth.Data))
 	}
 	servers := startSystemBrokers(t, p, creds, 5)
-	r.BrokerMonitor = monitorOf(servers)
-	r.BrokerPeers = &brokermon.PeerRemover{Dialer: dialTo{servers[0].Addr().String()}}
-	markReady(t, p)
-	eventually(t, "BrokerReady with 5/5 peers current", func() error {
-		reconcile(t, r, p)
-		return conditionOf(t, p, controllers.ConditionBrokerReady, metav1.ConditionTrue, "BrokerAvailable", "5/5 peers current")
-	})
+	watchBrokers(t, r, p, servers)
 	if got := log.count(corev1.EventTypeNormal + " BrokerPeersRemoved"); got != 0 {
 		t.Fatalf("%d BrokerPeersRemoved Events with every server running", got)
 	}
 
 	// Scale to three: the StatefulSet's controller stops the two last pods.
-	latest := get(t, p)
-	latest.Spec.Broker.Replicas = 3
-	if err := k8s.Update(testCtx, latest); err != nil {
-		t.Fatal(err)
-	}
-	reconcile(t, r, p)
-	markReady(t, p)
-	for _, s := range servers[3:] {
-		s.Shutdown()
-		s.WaitForShutdown()
-	}
+	scaleToThree(t, r, p, servers)
 
 	eventually(t, "the departed servers removed and BrokerReady with 3/3 peers current", func() error {
 		reconcile(t, r, p)
@@ -140,6 +95,24 @@ func TestARefusedRemovalIsReported(t *testing.T) {
 	r.Recorder = log
 	p := createAndReconcile(t, r, testgen.Platform("rf", testgen.WithNamespace(ns), testgen.WithWorkloads(v1alpha1.WorkloadCommerce), testgen.WithBrokerReplicas(5)))
 	servers := startSystemBrokers(t, p, render.Credentials{SystemUser: "someone-else-entirely", SystemPassword: "not-the-secrets-password"}, 5)
+	watchBrokers(t, r, p, servers)
+	scaleToThree(t, r, p, servers)
+	eventually(t, "a BrokerPeerRemovalFailed Warning", func() error {
+		req := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Name}}
+		if _, err := r.Reconcile(context.Background(), req); err == nil {
+			return fmt.Errorf("the reconcile succeeded; events %v", log.all())
+		}
+		if log.count(corev1.EventTypeWarning+" BrokerPeerRemovalFailed") == 0 {
+			return fmt.Errorf("no Warning yet: %v", log.all())
+		}
+		return conditionOf(t, p, controllers.ConditionDegraded, metav1.ConditionTrue, "BrokerPeerRemovalFailed", "connecting to the broker as its system user")
+	})
+}
+
+// watchBrokers points r at the five embedded brokers and waits for
+// BrokerReady to see them all current.
+func watchBrokers(t *testing.T, r *controllers.PlatformReconciler, p *v1alpha1.Platform, servers []*server.Server) {
+	t.Helper()
 	r.BrokerMonitor = monitorOf(servers)
 	r.BrokerPeers = &brokermon.PeerRemover{Dialer: dialTo{servers[0].Addr().String()}}
 	markReady(t, p)
@@ -147,6 +120,12 @@ func TestARefusedRemovalIsReported(t *testing.T) {
 		reconcile(t, r, p)
 		return conditionOf(t, p, controllers.ConditionBrokerReady, metav1.ConditionTrue, "BrokerAvailable", "5/5 peers current")
 	})
+}
+
+// scaleToThree sets spec.broker.replicas to 3 and stops the two last
+// servers, as the StatefulSet's controller stops their pods.
+func scaleToThree(t *testing.T, r *controllers.PlatformReconciler, p *v1alpha1.Platform, servers []*server.Server) {
+	t.Helper()
 	latest := get(t, p)
 	latest.Spec.Broker.Replicas = 3
 	if err := k8s.Update(testCtx, latest); err != nil {
@@ -158,16 +137,6 @@ func TestARefusedRemovalIsReported(t *testing.T) {
 		s.Shutdown()
 		s.WaitForShutdown()
 	}
-	eventually(t, "a BrokerPeerRemovalFailed Warning", func() error {
-		req := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Name}}
-		if _, err := r.Reconcile(context.Background(), req); err == nil {
-			return fmt.Errorf("the reconcile succeeded; events %v", log.all())
-		}
-		if log.count(corev1.EventTypeWarning+" BrokerPeerRemovalFailed") == 0 {
-			return fmt.Errorf("no Warning yet: %v", log.all())
-		}
-		return conditionOf(t, p, controllers.ConditionDegraded, metav1.ConditionTrue, "BrokerPeerRemovalFailed", "connecting to the broker as its system user")
-	})
 }
 
 func (l *eventLog) count(event string) int {
