@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
+	"github.com/switchboard-dev/switchboard/services/kit/traces"
 )
 
 // The console is a page for staff, served by the gateway: its HTML, CSS
@@ -411,7 +412,7 @@ func (c *console) serveTraces(w http.ResponseWriter, r *http.Request) {
 		kit.WriteError(w, r, kit.Invalid("limit", "%v", err))
 		return
 	}
-	var out []TraceSummary
+	var out []traces.Summary
 	if id := r.URL.Query().Get("orderId"); id != "" {
 		out = c.tracesOfOrder(r.Context(), id, limit)
 	} else {

@@ -28,6 +28,7 @@ import (
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
+	"github.com/switchboard-dev/switchboard/services/kit/traces"
 )
 
 // The trace the recorded buffers hold, and the order its saga spans name.
@@ -365,7 +366,7 @@ func TestConsoleDataRoutesAreForStaff(t *testing.T) {
 // order id finds the trace whose saga spans name it.
 func TestConsoleMergesTraces(t *testing.T) {
 	r := newConsoleRig(t, ConsoleOptions{})
-	list := decode[struct{ Traces []TraceSummary }](t, r.do("GET", "/console/api/traces", staff))
+	list := decode[traces.List](t, r.do("GET", "/console/api/traces", staff))
 	if len(list.Traces) != 2 || list.Traces[0].TraceID != recordedTrace || list.Traces[1].TraceID != olderTrace {
 		t.Fatalf("traces %s", mustJSON(list.Traces))
 	}
@@ -374,11 +375,11 @@ func TestConsoleMergesTraces(t *testing.T) {
 		!slices.Equal(top.Services, []string{"gateway", "notification", "order", "product"}) {
 		t.Errorf("merged summary %s", mustJSON(top))
 	}
-	if l := decode[struct{ Traces []TraceSummary }](t, r.do("GET", "/console/api/traces?limit=1", staff)); len(l.Traces) != 1 {
+	if l := decode[traces.List](t, r.do("GET", "/console/api/traces?limit=1", staff)); len(l.Traces) != 1 {
 		t.Errorf("limit=1: %d traces", len(l.Traces))
 	}
 
-	tr := decode[Trace](t, r.do("GET", "/console/api/traces/"+recordedTrace, staff))
+	tr := decode[traces.Trace](t, r.do("GET", "/console/api/traces/"+recordedTrace, staff))
 	var spans []string
 	for _, s := range tr.Spans {
 		spans = append(spans, s.Service+" "+s.Name)
@@ -390,15 +391,15 @@ func TestConsoleMergesTraces(t *testing.T) {
 	if !slices.Equal(spans, want) {
 		t.Errorf("spans\n%q\nwant\n%q", spans, want)
 	}
-	if last := tr.Spans[len(tr.Spans)-1]; !strings.Contains(string(last.Links), "b000000000000004") || last.ParentSpanID != "b000000000000004" {
+	if last := tr.Spans[len(tr.Spans)-1]; len(last.Links) != 1 || last.Links[0].SpanID != "b000000000000004" || last.ParentSpanID != "b000000000000004" {
 		t.Errorf("the consumer's span lost its link: %s", mustJSON(last))
 	}
 
-	found := decode[struct{ Traces []TraceSummary }](t, r.do("GET", "/console/api/traces?orderId="+recordedOrder, staff))
+	found := decode[traces.List](t, r.do("GET", "/console/api/traces?orderId="+recordedOrder, staff))
 	if len(found.Traces) != 1 || found.Traces[0].TraceID != recordedTrace {
 		t.Errorf("by order: %s", mustJSON(found.Traces))
 	}
-	if none := decode[struct{ Traces []TraceSummary }](t, r.do("GET", "/console/api/traces?orderId=ord-none", staff)); len(none.Traces) != 0 {
+	if none := decode[traces.List](t, r.do("GET", "/console/api/traces?orderId=ord-none", staff)); len(none.Traces) != 0 {
 		t.Errorf("an order no span names: %s", mustJSON(none.Traces))
 	}
 

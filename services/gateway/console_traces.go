@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,47 +10,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
+
+	"github.com/switchboard-dev/switchboard/services/kit/traces"
 )
 
-// The trace buffer every service serves on its ops port:
-//
-//	GET /debug/traces?limit=N    → {"traces":[TraceSummary]}
-//	GET /debug/traces/{traceId}  → {"traceId","spans":[Span]}
-//
-// Each holds the spans that service recorded; the console merges them by
-// trace id, so a trace that crossed five services reads as one.
+// The trace buffer every service serves on its ops port (services/kit/traces:
+// GET /debug/traces and /debug/traces/{traceId}) holds the spans that
+// service recorded; the console merges them by trace id with the same
+// package, so a trace that crossed five services reads as one.
 const tracesPath = "debug/traces"
-
-// TraceSummary is one trace in a list.
-type TraceSummary struct {
-	TraceID    string    `json:"traceId"`
-	RootName   string    `json:"rootName"`
-	Start      time.Time `json:"start"`
-	DurationMs float64   `json:"durationMs"`
-	Services   []string  `json:"services"`
-}
-
-// Span is one span of a trace. Status, attributes and links pass through
-// as their services wrote them.
-type Span struct {
-	SpanID       string          `json:"spanId"`
-	ParentSpanID string          `json:"parentSpanId,omitempty"`
-	Name         string          `json:"name"`
-	Service      string          `json:"service"`
-	Kind         string          `json:"kind,omitempty"`
-	Start        time.Time       `json:"start"`
-	End          time.Time       `json:"end"`
-	Status       json.RawMessage `json:"status,omitempty"`
-	Attributes   map[string]any  `json:"attributes,omitempty"`
-	Links        json.RawMessage `json:"links,omitempty"`
-}
-
-// Trace is one trace's spans, in start order.
-type Trace struct {
-	TraceID string `json:"traceId"`
-	Spans   []Span `json:"spans"`
-}
 
 // Trace list limits of GET /console/api/traces.
 const (
@@ -108,89 +75,48 @@ func (c *console) fanOut(ctx context.Context, targets []*url.URL, path, query st
 }
 
 // traces lists recent traces, merged by id, newest first.
-func (c *console) traces(ctx context.Context, limit int) []TraceSummary {
-	byID := map[string]*TraceSummary{}
+func (c *console) traces(ctx context.Context, limit int) []traces.Summary {
+	var mu sync.Mutex
+	var lists []traces.List
 	c.fanOut(ctx, c.opsTargets(ctx), tracesPath, "limit="+strconv.Itoa(MaxTraceLimit), func(raw json.RawMessage) error {
-		var l struct{ Traces []TraceSummary }
+		var l traces.List
 		if err := json.Unmarshal(raw, &l); err != nil {
 			return err
 		}
-		for _, t := range l.Traces {
-			mergeSummary(byID, t)
-		}
+		mu.Lock()
+		defer mu.Unlock()
+		lists = append(lists, l)
 		return nil
 	})
-	out := make([]TraceSummary, 0, len(byID))
-	for _, t := range byID {
-		slices.Sort(t.Services)
-		out = append(out, *t)
-	}
-	slices.SortFunc(out, func(a, b TraceSummary) int {
-		return cmp.Or(b.Start.Compare(a.Start), cmp.Compare(a.TraceID, b.TraceID))
-	})
-	return out[:min(limit, len(out))]
-}
-
-// mergeSummary folds one service's view of a trace into byID: the earliest
-// start names the root, the latest end bounds the duration, and the
-// services add up.
-func mergeSummary(byID map[string]*TraceSummary, t TraceSummary) {
-	end := t.Start.Add(time.Duration(t.DurationMs * float64(time.Millisecond)))
-	m, ok := byID[t.TraceID]
-	if !ok {
-		cp := t
-		cp.Services = slices.Clone(t.Services)
-		byID[t.TraceID] = &cp
-		return
-	}
-	mEnd := m.Start.Add(time.Duration(m.DurationMs * float64(time.Millisecond)))
-	if t.Start.Before(m.Start) {
-		m.Start, m.RootName = t.Start, t.RootName
-	}
-	if end.After(mEnd) {
-		mEnd = end
-	}
-	m.DurationMs = float64(mEnd.Sub(m.Start)) / float64(time.Millisecond)
-	for _, s := range t.Services {
-		if !slices.Contains(m.Services, s) {
-			m.Services = append(m.Services, s)
-		}
-	}
+	return traces.MergeLists(limit, lists...).Traces
 }
 
 // trace gathers one trace's spans from every service, each span once.
-func (c *console) trace(ctx context.Context, id string) Trace {
+func (c *console) trace(ctx context.Context, id string) traces.Trace {
 	return c.traceFrom(ctx, c.opsTargets(ctx), id)
 }
 
-func (c *console) traceFrom(ctx context.Context, targets []*url.URL, id string) Trace {
-	seen := map[string]bool{}
-	tr := Trace{TraceID: id, Spans: []Span{}}
+func (c *console) traceFrom(ctx context.Context, targets []*url.URL, id string) traces.Trace {
+	var mu sync.Mutex
+	parts := []traces.Trace{{TraceID: id}}
 	c.fanOut(ctx, targets, tracesPath+"/"+url.PathEscape(id), "", func(raw json.RawMessage) error {
-		var t Trace
+		var t traces.Trace
 		if err := json.Unmarshal(raw, &t); err != nil {
 			return err
 		}
-		for _, s := range t.Spans {
-			if s.SpanID == "" || seen[s.SpanID] {
-				continue
-			}
-			seen[s.SpanID] = true
-			tr.Spans = append(tr.Spans, s)
-		}
+		mu.Lock()
+		defer mu.Unlock()
+		parts = append(parts, t)
 		return nil
 	})
-	slices.SortStableFunc(tr.Spans, func(a, b Span) int {
-		return cmp.Or(a.Start.Compare(b.Start), b.End.Compare(a.End), cmp.Compare(a.SpanID, b.SpanID))
-	})
-	return tr
+	return traces.Merge(parts...)
 }
 
 // tracesOfOrder finds, among the most recent traces, those with a span
 // whose attributes name orderID: the saga's spans carry the order's id.
-func (c *console) tracesOfOrder(ctx context.Context, orderID string, limit int) []TraceSummary {
+func (c *console) tracesOfOrder(ctx context.Context, orderID string, limit int) []traces.Summary {
 	targets := c.opsTargets(ctx)
-	var recent []TraceSummary
+	var recent []traces.Summary
 	for _, t := range c.traces(ctx, MaxTraceLimit) {
 		// The console's own reads name no order's saga.
 		if !strings.Contains(t.RootName, "/console/") && slices.Contains(t.Services, "order") && len(recent) < orderSearchDepth {
@@ -201,11 +127,11 @@ func (c *console) tracesOfOrder(ctx context.Context, orderID string, limit int) 
 	var wg sync.WaitGroup
 	for i, t := range recent {
 		wg.Go(func() {
-			found[i] = slices.ContainsFunc(c.traceFrom(ctx, targets, t.TraceID).Spans, func(s Span) bool { return names(s, orderID) })
+			found[i] = slices.ContainsFunc(c.traceFrom(ctx, targets, t.TraceID).Spans, func(s traces.Span) bool { return names(s, orderID) })
 		})
 	}
 	wg.Wait()
-	out := []TraceSummary{}
+	out := []traces.Summary{}
 	for i, t := range recent {
 		if found[i] && len(out) < limit {
 			out = append(out, t)
@@ -216,7 +142,7 @@ func (c *console) tracesOfOrder(ctx context.Context, orderID string, limit int) 
 
 // names reports whether one of the span's attribute values is id, or a
 // string holding it (an URL path, a key such as "user.order").
-func names(s Span, id string) bool {
+func names(s traces.Span, id string) bool {
 	for _, v := range s.Attributes {
 		if str, ok := v.(string); ok && strings.Contains(str, id) {
 			return true

@@ -20,6 +20,7 @@ import (
 	"github.com/switchboard-dev/switchboard/services/gateway"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
+	"github.com/switchboard-dev/switchboard/services/kit/traces"
 	"github.com/switchboard-dev/switchboard/services/order"
 	"github.com/switchboard-dev/switchboard/services/payment"
 	"github.com/switchboard-dev/switchboard/services/playback"
@@ -298,7 +299,7 @@ func (w *world) adminTargets() map[string]adminTarget {
 		"GET /console/api/snapshot": {check: snapshot},
 		"GET /console/api/events":   {check: snapshot},
 		"GET /console/api/traces": {check: func(t *testing.T, r resp) {
-			var l struct{ Traces []gateway.TraceSummary }
+			var l traces.List
 			if r.json(t, &l); l.Traces == nil {
 				t.Errorf("traces %s", r.Body)
 			}
