@@ -62,7 +62,11 @@ const (
 //     create and update calls only if it owns the bucket
 //     (catalog.BucketOwner); direct gets of its keys, and the ordered
 //     consumers of watches and key listings: creating them filtered to its
-//     keys, their flow control, and deleting them when the watch stops
+//     keys (and through the legacy ephemeral endpoint, the stream's name
+//     alone, which nats.go uses while reconnecting before it has learned
+//     the server's version; the server refuses a durable there, and a KV
+//     stream holds only the bucket's keys), their flow control, and
+//     deleting them when the watch stops
 //     (nats.go waits for that answer, seconds, if it is refused). Their
 //     names are random and no service may list a stream's consumers, so
 //     one cannot name another's watch to delete it;
@@ -129,7 +133,7 @@ func PermissionsFor(svc catalog.Service, running []string) (BrokerPermissions, e
 		}
 		add(jsStreamInfo+stream,
 			jsDirectGet+stream+"."+keys,
-			jsConsumerMake+stream+".*", jsConsumerMake+stream+".*."+keys, jsConsumerDrop+stream+".*",
+			jsConsumerMake+stream, jsConsumerMake+stream+".*", jsConsumerMake+stream+".*."+keys, jsConsumerDrop+stream+".*",
 			jsFlowControl+stream+".>")
 	}
 	for _, b := range svc.Buckets {

@@ -155,6 +155,7 @@ func allowed(t testing.TB, s catalog.Service) (pub, sub []string) {
 		pub = append(pub,
 			"$JS.API.STREAM.INFO.KV_"+b,
 			"$JS.API.DIRECT.GET.KV_"+b+".$KV."+b+".>",
+			"$JS.API.CONSUMER.CREATE.KV_"+b,
 			"$JS.API.CONSUMER.CREATE.KV_"+b+".*",
 			"$JS.API.CONSUMER.CREATE.KV_"+b+".*.$KV."+b+".>",
 			"$JS.API.CONSUMER.DELETE.KV_"+b+".*",
@@ -925,6 +926,21 @@ func TestACompromisedPodCannotChangeWhatItDoesNotOwn(t *testing.T) {
 			return err
 		}, true},
 		{"notification forges its durable's create call with another filter", "notification", forged, false},
+		{"order makes a durable on its bucket's stream through the legacy ephemeral endpoint it may use", "order", func(ctx context.Context, _ jetstream.JetStream, nc *nats.Conn) error {
+			body, _ := json.Marshal(map[string]any{"stream_name": "KV_orders", "config": map[string]any{
+				"durable_name": "order-spy", "ack_policy": "explicit", "deliver_policy": "all"}})
+			msg, err := nc.RequestWithContext(ctx, "$JS.API.CONSUMER.CREATE.KV_orders", body)
+			if err != nil {
+				return err
+			}
+			var resp struct {
+				Error *struct{ Description string } `json:"error"`
+			}
+			if err := json.Unmarshal(msg.Data, &resp); err != nil || resp.Error == nil {
+				return nil
+			}
+			return errors.New(resp.Error.Description)
+		}, false},
 		{"notification takes user's durable", "notification", func(ctx context.Context, js jetstream.JetStream, _ *nats.Conn) error {
 			_, err := js.CreateOrUpdateConsumer(ctx, "ORDERS", consumer("user-points", "order.confirmed"))
 			return err
