@@ -87,7 +87,7 @@ func renderCmd(_ context.Context, args []string, stdout, stderr io.Writer) error
 		if p.Namespace == "" {
 			p.Namespace = "default"
 		}
-		opts, err := keepSecrets(p, kept)
+		opts, err := render.KeepSecrets(p, kept, nil, rand.Reader, time.Now())
 		if err != nil {
 			return err
 		}
@@ -156,40 +156,6 @@ func stripComments(doc []byte) []byte {
 		}
 	}
 	return b.Bytes()
-}
-
-// keepSecrets takes p's generated secrets from kept, as the operator takes
-// them from the cluster, and generates what is missing.
-func keepSecrets(p *v1alpha1.Platform, kept map[string]*corev1.Secret) (render.Options, error) {
-	var o render.Options
-	fresh, err := render.NewCredentials(rand.Reader)
-	if err != nil {
-		return o, err
-	}
-	c := fresh
-	if s := kept[render.AuthSecretName(p)]; s != nil {
-		c = fresh.WithCredentialsFrom(s.Data)
-	}
-	o.Credentials = c
-	have := render.BrokerUsers{}
-	leaves := map[string]*corev1.Secret{}
-	for _, svc := range render.ServiceNames(p) {
-		if s, ok := kept[render.BrokerUserSecretName(p, svc)]; ok {
-			have[svc] = render.BrokerUserFromSecret(s)
-		}
-		leaves[svc] = kept[render.TLSSecretName(p, svc)]
-	}
-	if o.BrokerUsers, _, err = (&render.BrokerUserKeeper{}).Keep(p, have); err != nil {
-		return o, err
-	}
-	if o.Identity, _, err = render.KeepIdentity(p, render.IdentityFromSecrets(kept[render.CASecretName(p)], leaves), time.Now(), nil); err != nil {
-		return o, err
-	}
-	if o.TokenKeys, err = render.KeepTokenKeys(p, render.TokenKeysFromSecret(kept[render.TokenSigningSecretName(p)])); err != nil {
-		return o, err
-	}
-	o.Admin, err = render.KeepAdmin(render.AdminFromSecret(kept[render.AdminSecretName(p)]), rand.Reader)
-	return o, err
 }
 
 // readSecrets returns the Secrets of a YAML stream by name; other

@@ -59,9 +59,9 @@ type rendered struct {
 }
 
 // renderPlatform renders the commerce Platform the way the operator does,
-// with freshly kept secrets, so the run gets the production broker config
-// (its users and permissions), certificates and token keys. When render
-// grows a new kept input (a CA, broker users…), it is added here.
+// with freshly kept secrets (render.KeepSecrets), so the run gets the
+// production broker config (its users and permissions), certificates and
+// token keys.
 func renderPlatform() (*rendered, error) {
 	opts := []testgen.PlatformOption{
 		testgen.WithNamespace(namespace), testgen.WithWorkloads(v1alpha1.WorkloadCommerce),
@@ -71,27 +71,11 @@ func renderPlatform() (*rendered, error) {
 		opts = append(opts, testgen.WithService(name, testgen.Replicas(Replicas[name]), testgen.AutoscalingOff()))
 	}
 	p := testgen.Platform(platformName, opts...)
-	creds, err := render.NewCredentials(rand.Reader)
+	kept, err := render.KeepSecrets(p, nil, nil, rand.Reader, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	users, _, err := (&render.BrokerUserKeeper{}).Keep(p, nil)
-	if err != nil {
-		return nil, err
-	}
-	identity, _, err := render.KeepIdentity(p, render.Identity{}, time.Now(), nil)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := render.KeepTokenKeys(p, nil)
-	if err != nil {
-		return nil, err
-	}
-	admin, err := render.KeepAdmin(render.Admin{}, rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	objs, err := render.Platform(p, render.Options{Credentials: creds, BrokerUsers: users, Identity: identity, TokenKeys: keys, Admin: admin})
+	objs, err := render.Platform(p, kept)
 	if err != nil {
 		return nil, err
 	}

@@ -319,27 +319,11 @@ type rendered struct {
 func renderPlatform(t *testing.T) rendered {
 	t.Helper()
 	p := testgen.Platform("shop", testgen.WithNamespace("demo"), testgen.WithImage("example.test/switchboard:brokerauth"))
-	creds, err := render.NewCredentials(rand.Reader)
+	opts, err := render.KeepSecrets(p, nil, &render.BrokerUserKeeper{Cost: bcrypt.MinCost}, rand.Reader, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	users, _, err := (&render.BrokerUserKeeper{Cost: bcrypt.MinCost}).Keep(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	identity, _, err := render.KeepIdentity(p, render.Identity{}, time.Now(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := render.KeepTokenKeys(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := render.KeepAdmin(render.Admin{}, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := render.Platform(p, render.Options{Credentials: creds, BrokerUsers: users, Identity: identity, TokenKeys: keys, Admin: admin})
+	objs, err := render.Platform(p, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

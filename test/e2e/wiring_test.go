@@ -165,28 +165,12 @@ type rendered struct {
 
 func newPlatform(t *testing.T, name, ns string, w v1alpha1.Workload) *rendered {
 	t.Helper()
-	creds, err := render.NewCredentials(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := testgen.Platform(name, testgen.WithNamespace(ns), testgen.WithWorkloads(w), testgen.WithImage("example.test/switchboard:e2e"))
-	users, _, err := (&render.BrokerUserKeeper{}).Keep(p, nil)
+	opts, err := render.KeepSecrets(p, nil, nil, rand.Reader, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	identity, _, err := render.KeepIdentity(p, render.Identity{}, time.Now(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := render.KeepTokenKeys(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := render.KeepAdmin(render.Admin{}, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := render.Platform(p, render.Options{Credentials: creds, BrokerUsers: users, Identity: identity, TokenKeys: keys, Admin: admin})
+	objs, err := render.Platform(p, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
