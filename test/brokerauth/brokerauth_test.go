@@ -851,23 +851,28 @@ func TestACompromisedPodCannotChangeWhatItDoesNotOwn(t *testing.T) {
 		}
 		return c
 	}
+	// createCall sends a consumer create request by hand, to subject with
+	// config in the body, and returns the error the JetStream API answers.
+	createCall := func(stream, subject string, config map[string]any) func(context.Context, jetstream.JetStream, *nats.Conn) error {
+		return func(ctx context.Context, _ jetstream.JetStream, nc *nats.Conn) error {
+			body, _ := json.Marshal(map[string]any{"stream_name": stream, "config": config})
+			msg, err := nc.RequestWithContext(ctx, subject, body)
+			if err != nil {
+				return err
+			}
+			var resp struct {
+				Error *struct{ Description string } `json:"error"`
+			}
+			if err := json.Unmarshal(msg.Data, &resp); err != nil || resp.Error == nil {
+				return nil
+			}
+			return errors.New(resp.Error.Description)
+		}
+	}
 	// A forged create call: the allowed subject, with another filter in
 	// the body. The broker holds the body to the subject.
-	forged := func(ctx context.Context, _ jetstream.JetStream, nc *nats.Conn) error {
-		body, _ := json.Marshal(map[string]any{"stream_name": "ORDERS", "config": map[string]any{
-			"durable_name": "notification-order-confirmed", "ack_policy": "explicit", "filter_subject": "order.created"}})
-		msg, err := nc.RequestWithContext(ctx, "$JS.API.CONSUMER.CREATE.ORDERS.notification-order-confirmed.order.confirmed", body)
-		if err != nil {
-			return err
-		}
-		var resp struct {
-			Error *struct{ Description string } `json:"error"`
-		}
-		if err := json.Unmarshal(msg.Data, &resp); err != nil || resp.Error == nil {
-			return nil
-		}
-		return errors.New(resp.Error.Description)
-	}
+	forged := createCall("ORDERS", "$JS.API.CONSUMER.CREATE.ORDERS.notification-order-confirmed.order.confirmed",
+		map[string]any{"durable_name": "notification-order-confirmed", "ack_policy": "explicit", "filter_subject": "order.created"})
 	type attack struct {
 		name, service string
 		try           func(ctx context.Context, js jetstream.JetStream, nc *nats.Conn) error
@@ -910,21 +915,8 @@ func TestACompromisedPodCannotChangeWhatItDoesNotOwn(t *testing.T) {
 			return err
 		}, true},
 		{"notification forges its durable's create call with another filter", "notification", forged, false},
-		{"order makes a durable on its bucket's stream through the legacy ephemeral endpoint it may use", "order", func(ctx context.Context, _ jetstream.JetStream, nc *nats.Conn) error {
-			body, _ := json.Marshal(map[string]any{"stream_name": "KV_orders", "config": map[string]any{
-				"durable_name": "order-spy", "ack_policy": "explicit", "deliver_policy": "all"}})
-			msg, err := nc.RequestWithContext(ctx, "$JS.API.CONSUMER.CREATE.KV_orders", body)
-			if err != nil {
-				return err
-			}
-			var resp struct {
-				Error *struct{ Description string } `json:"error"`
-			}
-			if err := json.Unmarshal(msg.Data, &resp); err != nil || resp.Error == nil {
-				return nil
-			}
-			return errors.New(resp.Error.Description)
-		}, false},
+		{"order makes a durable on its bucket's stream through the legacy ephemeral endpoint it may use", "order",
+			createCall("KV_orders", "$JS.API.CONSUMER.CREATE.KV_orders", map[string]any{"durable_name": "order-spy", "ack_policy": "explicit", "deliver_policy": "all"}), false},
 		{"notification takes user's durable", "notification", func(ctx context.Context, js jetstream.JetStream, _ *nats.Conn) error {
 			_, err := js.CreateOrUpdateConsumer(ctx, "ORDERS", consumer("user-points", "order.confirmed"))
 			return err
