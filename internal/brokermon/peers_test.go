@@ -40,17 +40,10 @@ func TestDeparted(t *testing.T) {
 	}
 }
 
-// node is one embedded server of a cluster, restartable on its store.
-type node struct {
-	name, store string
-	opts        func() *server.Options
-	s           *server.Server
-}
-
 // threeNodes starts three clustered servers, each with a system account
 // holding the user "sys" and an application user "app", as the rendered
 // nats.conf of a clustered broker has them.
-func threeNodes(t *testing.T) []*node {
+func threeNodes(t *testing.T) []*server.Server {
 	t.Helper()
 	ports := make([]int, 3)
 	var routes []string
@@ -62,51 +55,29 @@ func threeNodes(t *testing.T) []*node {
 		ports[i] = p
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 	}
-	nodes := make([]*node, 3)
+	nodes := make([]*server.Server, 3)
 	for i := range nodes {
-		n := &node{name: fmt.Sprintf("shop-nats-%d", i), store: t.TempDir()}
-		n.opts = func() *server.Options {
-			sys := server.NewAccount("SYS")
-			return &server.Options{
-				ServerName: n.name, Host: "127.0.0.1", Port: -1, HTTPHost: "127.0.0.1", HTTPPort: -1,
-				JetStream: true, StoreDir: n.store, JetStreamMaxStore: 4 << 20, JetStreamMaxMemory: 1 << 20,
-				Cluster:  server.ClusterOpts{Name: "shop", Host: "127.0.0.1", Port: ports[i]},
-				Routes:   server.RoutesFromStr(strings.Join(routes, ",")),
-				Accounts: []*server.Account{sys}, SystemAccount: "SYS",
-				Users: []*server.User{{Username: "sys", Password: "sys-password", Account: sys}, {Username: "app", Password: "app-password"}},
-				NoLog: true, NoSigs: true,
-			}
-		}
-		nodes[i] = n
-		n.start(t)
+		sys := server.NewAccount("SYS")
+		nodes[i] = startServer(t, &server.Options{
+			ServerName: fmt.Sprintf("shop-nats-%d", i),
+			Cluster:    server.ClusterOpts{Name: "shop", Host: "127.0.0.1", Port: ports[i]},
+			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
+			Accounts:   []*server.Account{sys}, SystemAccount: "SYS",
+			Users: []*server.User{{Username: "sys", Password: "sys-password", Account: sys}, {Username: "app", Password: "app-password"}},
+		}, 4<<20)
 	}
 	return nodes
 }
 
-func (n *node) start(t *testing.T) {
-	t.Helper()
-	s, err := server.NewServer(n.opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	n.s = s
-}
-
 // views reads the monitor of every running node.
-func views(t *testing.T, nodes []*node) []*Server {
+func views(t *testing.T, nodes []*server.Server) []*Server {
 	t.Helper()
 	var out []*Server
 	for _, n := range nodes {
-		if !n.s.Running() {
+		if !n.Running() {
 			continue
 		}
-		v, err := (&Client{}).Server(context.Background(), "http://"+n.s.MonitorAddr().String())
+		v, err := (&Client{}).Server(context.Background(), monitorURL(n))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +87,7 @@ func views(t *testing.T, nodes []*node) []*Server {
 }
 
 // waitFor polls the running nodes' monitors until ok holds of them.
-func waitFor(t *testing.T, nodes []*node, what string, ok func([]*Server) bool) []*Server {
+func waitFor(t *testing.T, nodes []*server.Server, what string, ok func([]*Server) bool) []*Server {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -143,8 +114,8 @@ func TestRemovingADepartedServer(t *testing.T) {
 		return c != nil && c.Leader != "" && c.Current == 3
 	})
 
-	nodes[2].s.Shutdown()
-	nodes[2].s.WaitForShutdown()
+	nodes[2].Shutdown()
+	nodes[2].WaitForShutdown()
 	v := waitFor(t, nodes, "shop-nats-2 offline to the leader", func(v []*Server) bool {
 		return len(Departed(v, "shop-nats", 2)) == 1
 	})
@@ -155,7 +126,7 @@ func TestRemovingADepartedServer(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	url := nodes[0].s.ClientURL()
+	url := nodes[0].ClientURL()
 	if err := (&PeerRemover{}).Remove(ctx, url, "app", "app-password", gone); err == nil {
 		t.Fatal("an application user removed a server from the meta group")
 	}
@@ -174,11 +145,11 @@ func TestRemoveWithoutALeaderSaysWhy(t *testing.T) {
 		c := ClusterOf(v)
 		return c != nil && c.Leader != ""
 	})
-	nodes[1].s.Shutdown()
-	nodes[2].s.Shutdown()
+	nodes[1].Shutdown()
+	nodes[2].Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err := (&PeerRemover{}).Remove(ctx, nodes[0].s.ClientURL(), "sys", "sys-password", []string{"shop-nats-2"})
+	err := (&PeerRemover{}).Remove(ctx, nodes[0].ClientURL(), "sys", "sys-password", []string{"shop-nats-2"})
 	if err == nil || !strings.Contains(err.Error(), "shop-nats-2") {
 		t.Fatalf("removing without a quorum: %v, want an error naming the server", err)
 	}
