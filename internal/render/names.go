@@ -111,6 +111,12 @@ func ManagedBySelector() labels.Selector {
 // ObjectName is the name of service's Deployment, Service, HPA and PDB.
 func ObjectName(p *v1alpha1.Platform, service string) string { return p.Name + "-" + service }
 
+// OpsServiceName is the headless Service of service's ops port, for the
+// services the gateway reads (its upstreams).
+func OpsServiceName(p *v1alpha1.Platform, service string) string {
+	return ObjectName(p, service) + "-ops"
+}
+
 // BrokerName is the name of the broker's StatefulSet, client Service and PDB.
 func BrokerName(p *v1alpha1.Platform) string { return p.Name + "-nats" }
 
