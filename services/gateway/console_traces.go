@@ -43,7 +43,7 @@ func (c *console) opsTargets(ctx context.Context) []*url.URL {
 	}
 	var out []*url.URL
 	for _, b := range bases {
-		out = append(out, c.instances(ctx, b)...)
+		out = append(out, c.g.instances(ctx, b)...)
 	}
 	return out
 }
