@@ -69,10 +69,7 @@ func svcRefs(p, name string, extraKinds ...string) []string {
 	if name != catalog.Gateway {
 		out = append(out, "Secret/"+p+"-"+name+"-nats")
 	}
-	out = append(out, "Deployment/"+p+"-"+name, "Service/"+p+"-"+name)
-	if name != catalog.Gateway {
-		out = append(out, "Service/"+p+"-"+name+"-ops")
-	}
+	out = append(out, "Deployment/"+p+"-"+name, "Service/"+p+"-"+name, "Service/"+p+"-"+name+"-ops")
 	for _, k := range extraKinds {
 		out = append(out, k+"/"+p+"-"+name)
 	}
@@ -167,8 +164,8 @@ func TestFullPlatformObjectCount(t *testing.T) {
 	// gateway, the broker); now one policy per service (ten, recommendation
 	// being off) and the broker's: eight more; the CA, ten certificates and
 	// nine broker users (not the gateway): twenty more; a headless ops
-	// Service per upstream of the gateway: nine more.
-	if got, want := len(objs), 75; got != want {
+	// Service per service: ten more.
+	if got, want := len(objs), 76; got != want {
 		t.Errorf("full platform renders %d objects, want %d:\n%s", got, want, strings.Join(refs(objs), "\n"))
 	}
 }
@@ -590,6 +587,7 @@ func TestServiceEnv(t *testing.T) {
 					{Name: "PAYMENT_URL", Value: "https://shop-payment.demo.svc.cluster.local:80"},
 					{Name: "PAYMENT_OPS_URL", Value: "http://shop-payment-ops.demo.svc.cluster.local:8081"},
 					{Name: "BROKER_MONITOR_URL", Value: "http://shop-nats.demo.svc.cluster.local:8222"},
+					{Name: "GATEWAY_OPS_URL", Value: "http://shop-gateway-ops.demo.svc.cluster.local:8081"},
 					{Name: "TRUSTED_PROXY_CIDRS", Value: "10.0.0.0/8,fd00::/8"},
 				}, drain),
 		},
@@ -622,6 +620,7 @@ func TestServiceEnv(t *testing.T) {
 					{Name: "RECOMMENDATION_URL", Value: "https://tv-recommendation.demo.svc.cluster.local:80"},
 					{Name: "RECOMMENDATION_OPS_URL", Value: "http://tv-recommendation-ops.demo.svc.cluster.local:8081"},
 					{Name: "BROKER_MONITOR_URL", Value: "http://tv-nats.demo.svc.cluster.local:8222"},
+					{Name: "GATEWAY_OPS_URL", Value: "http://tv-gateway-ops.demo.svc.cluster.local:8081"},
 				}, drain),
 		},
 		{
@@ -985,10 +984,11 @@ func TestServiceObjects(t *testing.T) {
 	}
 }
 
-// The gateway reads each upstream's ops port on every instance: the
-// headless ops Service resolves to each pod (not ready ones included, for
-// the console to count), the gateway's <UPSTREAM>_OPS_URL names it, and
-// the upstream's policy admits the gateway's pods to that port.
+// The gateway reads each service's ops port on every instance, its own
+// included: the headless ops Service resolves to each pod (not ready ones
+// included, for the console to count), the gateway's <SERVICE>_OPS_URL
+// names it, and the service's policy admits the gateway's pods alone to
+// that port (no scraper is configured here).
 func TestOpsServices(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -998,6 +998,7 @@ func TestOpsServices(t *testing.T) {
 		{"a fixed-size service", platform("shop", testgen.WithService("order", testgen.Replicas(3))), "order"},
 		{"an autoscaled service", platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming)), "playback"},
 		{"a single-replica service", platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce)), "user"},
+		{"the gateway itself, whose console reads its sibling pods", platform("shop", testgen.WithGateway(corev1.ServiceTypeNodePort, 30080)), "gateway"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1035,12 +1036,6 @@ func TestOpsServices(t *testing.T) {
 			}
 		})
 	}
-	t.Run("the gateway has none: nothing reads its ops port through a Service", func(t *testing.T) {
-		p := platform("shop")
-		if r := "Service/" + OpsServiceName(p, catalog.Gateway); has(mustRender(t, p), r) {
-			t.Errorf("%s rendered", r)
-		}
-	})
 }
 
 func TestBroker(t *testing.T) {

@@ -77,8 +77,10 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 	}
 	if gateway {
 		// The console reads the broker's monitor; the gateway has no
-		// broker credentials.
-		env = append(env, corev1.EnvVar{Name: catalog.EnvBrokerMonitorURL, Value: BrokerMonitorServiceURL(p)})
+		// broker credentials. It reads every gateway pod's ops port too:
+		// the request that began a trace may have come through another.
+		env = append(env, corev1.EnvVar{Name: catalog.EnvBrokerMonitorURL, Value: BrokerMonitorServiceURL(p)},
+			corev1.EnvVar{Name: catalog.EnvOpsURL(catalog.Gateway), Value: ServiceOpsURL(p, catalog.Gateway)})
 	}
 	if cidrs := p.Spec.Gateway.TrustedProxyCIDRs; gateway && len(cidrs) > 0 {
 		env = append(env, corev1.EnvVar{Name: catalog.EnvTrustedProxyCIDRs, Value: strings.Join(cidrs, ",")})
@@ -272,7 +274,8 @@ func serviceService(p *v1alpha1.Platform, svc ServicePlan) *corev1.Service {
 }
 
 // opsService is the headless Service of a service's ops port, which the
-// gateway reads every instance through (ServiceOpsURL). It lists pods
+// gateway's console reads every instance through (ServiceOpsURL), the
+// gateway's own pods included. It lists pods
 // that are not ready too: the console counts them as instances that are
 // not ready, and their trace buffers hold spans of what they did before,
 // often the very requests that failed. The gateway's readiness of a

@@ -44,6 +44,11 @@ type ConsoleOptions struct {
 	// SelfOps is the gateway's own ops port, whose trace buffer holds the
 	// gateway's spans.
 	SelfOps *url.URL
+	// Peers is the ops host of every gateway instance, this one included
+	// (GATEWAY_OPS_URL: a headless Service): the request that began a
+	// trace may have come through another. Nil: this instance alone, at
+	// SelfOps, with its own registry's figures.
+	Peers *url.URL
 	// Interval is how often the console's event stream pushes; default 1s.
 	Interval time.Duration
 }
@@ -155,7 +160,7 @@ func (c *console) snapshot(ctx context.Context, token string) Snapshot {
 	samples := make([]map[string]*sample, 1+len(c.names))
 	var wg sync.WaitGroup
 	// The gateway first: it reads its own registry.
-	wg.Go(func() { s.Services[0], samples[0] = c.self(now) })
+	wg.Go(func() { s.Services[0], samples[0] = c.self(ctx, now) })
 	for i, name := range c.names {
 		wg.Go(func() { s.Services[i+1], samples[i+1] = c.service(ctx, name, now) })
 	}
@@ -193,9 +198,16 @@ func (c *console) snapshot(ctx context.Context, token string) Snapshot {
 	return s
 }
 
-// self is the gateway's own line, from its own registry.
-func (c *console) self(now time.Time) (ServiceStatus, map[string]*sample) {
-	st := ServiceStatus{Name: catalog.Gateway, Instances: 1, Ready: 1}
+// self is the gateway's own line: every instance's, read on their ops
+// ports like an upstream's, or this one's own registry when it knows no
+// peers.
+func (c *console) self(ctx context.Context, now time.Time) (ServiceStatus, map[string]*sample) {
+	st := ServiceStatus{Name: catalog.Gateway}
+	if c.opts.Peers != nil {
+		samples := c.readInstances(ctx, &st, c.g.instances(ctx, c.opts.Peers), now)
+		return st, samples
+	}
+	st.Instances, st.Ready = 1, 1
 	families, err := c.m.Registry.Gather()
 	if err != nil {
 		st.Error = err.Error()
@@ -215,7 +227,13 @@ func (c *console) self(now time.Time) (ServiceStatus, map[string]*sample) {
 func (c *console) service(ctx context.Context, name string, now time.Time) (ServiceStatus, map[string]*sample) {
 	up := c.g.upstreams[name]
 	st := ServiceStatus{Name: name, Breaker: up.cb.State().String()}
-	targets := c.g.instances(ctx, up.ops)
+	samples := c.readInstances(ctx, &st, c.g.instances(ctx, up.ops), now)
+	return st, samples
+}
+
+// readInstances reads each target's readiness and metrics into st, and answers
+// the samples of those whose metrics answered, by address.
+func (c *console) readInstances(ctx context.Context, st *ServiceStatus, targets []*url.URL, now time.Time) map[string]*sample {
 	st.Instances = len(targets)
 	samples := map[string]*sample{}
 	var mu sync.Mutex
@@ -239,7 +257,7 @@ func (c *console) service(ctx context.Context, name string, now time.Time) (Serv
 		})
 	}
 	wg.Wait()
-	return st, samples
+	return samples
 }
 
 func (c *console) ready(ctx context.Context, ops *url.URL) bool {

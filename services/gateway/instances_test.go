@@ -19,13 +19,16 @@ import (
 	"github.com/switchboard-dev/switchboard/services/kit/traces"
 )
 
-// opsHost is order's ops host as the operator names it: a headless
-// Service, which resolves to each of its pods.
-const opsHost = "shop-order-ops.demo.svc.cluster.local"
+// Ops hosts as the operator names them: headless Services, which resolve
+// to each of their pods.
+const (
+	opsHost        = "shop-order-ops.demo.svc.cluster.local"
+	gatewayOpsHost = "shop-gateway-ops.demo.svc.cluster.local"
+)
 
-// instance is one pod of order behind opsHost: its own loopback address,
-// the port every instance shares, as pods do, and a real ops port (its
-// readiness, its registry, its trace buffer).
+// instance is one pod of a service behind its ops host: its own loopback
+// address, the port every instance shares, as pods do, and a real ops
+// port (its readiness, its registry, its trace buffer).
 type instance struct {
 	addr    string
 	ready   atomic.Bool
@@ -33,9 +36,9 @@ type instance struct {
 	tracer  trace.Tracer
 }
 
-// twoInstances starts two order instances on 127.0.0.1 and 127.0.0.2 at
-// one port. Linux routes all of 127.0.0.0/8 to loopback.
-func twoInstances(t *testing.T) (port string, a, b *instance) {
+// twoInstances starts two instances of service on 127.0.0.1 and
+// 127.0.0.2 at one port. Linux routes all of 127.0.0.0/8 to loopback.
+func twoInstances(t *testing.T, service string) (port string, a, b *instance) {
 	t.Helper()
 	var lns []net.Listener
 	for range 20 {
@@ -58,13 +61,13 @@ func twoInstances(t *testing.T) (port string, a, b *instance) {
 	}
 	var out []*instance
 	for _, ln := range lns {
-		in := &instance{addr: ln.Addr().(*net.TCPAddr).IP.String(), metrics: kit.NewMetrics("order")}
+		in := &instance{addr: ln.Addr().(*net.TCPAddr).IP.String(), metrics: kit.NewMetrics(service)}
 		in.ready.Store(true)
 		buf := traces.NewBuffer(0, 0)
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(buf), sdktrace.WithSampler(sdktrace.AlwaysSample()),
-			sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "order"))))
+			sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", service))))
 		t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-		in.tracer = tp.Tracer("order")
+		in.tracer = tp.Tracer(service)
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 			if !in.ready.Load() {
@@ -90,7 +93,7 @@ func twoInstances(t *testing.T) (port string, a, b *instance) {
 // two hold; /health finds order ready while any pod is.
 func TestConsoleReadsEveryInstanceBehindTheOpsHost(t *testing.T) {
 	r := newConsoleRig(t, ConsoleOptions{})
-	port, a, b := twoInstances(t)
+	port, a, b := twoInstances(t, "order")
 	const starting = "127.0.0.3" // nothing listens there
 	r.g.upstreams["order"].ops = &url.URL{Scheme: "http", Host: net.JoinHostPort(opsHost, port)}
 	r.g.resolve = func(_ context.Context, host string) ([]string, error) {
@@ -161,5 +164,34 @@ func TestConsoleReadsEveryInstanceBehindTheOpsHost(t *testing.T) {
 	}
 	if d.Status != StatusDegraded {
 		t.Errorf("health %s with order down", d.Status)
+	}
+}
+
+// The gateway runs two pods too, and the order began on the other one:
+// with GATEWAY_OPS_URL the console reads both gateways' buffers, so the
+// trace keeps its root, and counts both on the gateway's line.
+func TestConsoleReadsEveryGatewayInstance(t *testing.T) {
+	port, here, there := twoInstances(t, "gateway")
+	peers := &url.URL{Scheme: "http", Host: net.JoinHostPort(gatewayOpsHost, port)}
+	r := newConsoleRig(t, ConsoleOptions{Peers: peers})
+	r.g.resolve = func(_ context.Context, host string) ([]string, error) {
+		if host == gatewayOpsHost {
+			return []string{here.addr, there.addr}, nil
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	ctx, root := there.tracer.Start(context.Background(), "POST /api/order/orders", trace.WithSpanKind(trace.SpanKindServer))
+	_, call := here.tracer.Start(ctx, "GET /readyz")
+	call.End()
+	root.End()
+	id := root.SpanContext().TraceID().String()
+
+	s := decode[Snapshot](t, r.do("GET", "/console/api/snapshot", staff))
+	if g := statusOf(s, "gateway"); g.Instances != 2 || g.Ready != 2 {
+		t.Errorf("gateway's instances: %d, ready %d; want 2, 2", g.Instances, g.Ready)
+	}
+	tr := decode[traces.Trace](t, r.do("GET", "/console/api/traces/"+id, staff))
+	if len(tr.Spans) != 2 || tr.Spans[0].Name != "POST /api/order/orders" || tr.Spans[0].ParentSpanID != "" {
+		t.Errorf("trace %s: %s, want its root from the other gateway and the span from this one", id, mustJSON(tr.Spans))
 	}
 }
