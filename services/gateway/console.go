@@ -119,8 +119,9 @@ type Snapshot struct {
 // ServiceStatus is one service's line.
 type ServiceStatus struct {
 	Name string `json:"name"`
-	// Instances answered on the service's ops address; Ready of them are
-	// ready.
+	// Instances are the addresses the service's ops host resolves to
+	// (on a cluster every pod, ready or not); Ready of them answer their
+	// /readyz.
 	Instances int `json:"instances"`
 	Ready     int `json:"ready"`
 	Rates
@@ -159,7 +160,7 @@ func (c *console) snapshot(ctx context.Context, token string) Snapshot {
 	s := Snapshot{At: now.UTC(), Services: make([]ServiceStatus, 1+len(c.names))}
 	samples := make([]map[string]*sample, 1+len(c.names))
 	var wg sync.WaitGroup
-	// The gateway first: it reads its own registry.
+	// The gateway first.
 	wg.Go(func() { s.Services[0], samples[0] = c.self(ctx, now) })
 	for i, name := range c.names {
 		wg.Go(func() { s.Services[i+1], samples[i+1] = c.service(ctx, name, now) })

@@ -27,8 +27,8 @@ type UpstreamHealth struct {
 	Ready  bool   `json:"ready"`
 	Status int    `json:"status,omitempty"`
 	Error  string `json:"error,omitempty"`
-	// Instances answer on the service's ops host, ReadyInstances of them
-	// ready.
+	// Instances are the addresses the service's ops host resolves to,
+	// ReadyInstances of them ready.
 	Instances      int `json:"instances"`
 	ReadyInstances int `json:"readyInstances"`
 }
@@ -76,7 +76,8 @@ func (g *Gateway) Health(ctx context.Context) HealthDetail {
 }
 
 // upstreamHealth asks each of up's instances. A ready service answers 200;
-// one with no instance ready tells the first refusal or error, by address.
+// one with no instance ready tells the first refusal's status and the
+// first error (which names the address).
 func (g *Gateway) upstreamHealth(ctx context.Context, up *upstream) UpstreamHealth {
 	targets := g.instances(ctx, up.ops)
 	type answer struct {
@@ -110,7 +111,7 @@ func (g *Gateway) upstreamHealth(ctx context.Context, up *upstream) UpstreamHeal
 	}
 	for _, a := range answers {
 		switch {
-		case a.err != nil:
+		case a.err != nil && uh.Error == "":
 			uh.Error = a.err.Error()
 		case uh.Status == 0:
 			uh.Status = a.status
