@@ -58,7 +58,8 @@ type Options struct {
 // Secret, the token-signing Secret, the token-keys ConfigMap, the admin
 // Secret and the CA Secret, the broker's ConfigMap, Services, StatefulSet
 // and PDB, the NetworkPolicies, then per service in catalog order its tls
-// and nats Secrets, Deployment, Service, headless ops Service, HPA (or KEDA ScaledObject) and PDB. It fails only on input no render can satisfy.
+// and nats Secrets, Deployment, Service, headless ops Service, HPA (or
+// KEDA ScaledObject) and PDB. It fails only on input no render can satisfy.
 //
 // Every object has its TypeMeta, p's namespace, the standard labels and,
 // when p has a UID (it came from the API server), a controller reference to
