@@ -39,8 +39,19 @@ func readFromLeader(nc *nats.Conn, kv jetstream.KeyValue) jetstream.KeyValue {
 // errNoMessageFound is the server's JSNoMessageFoundErr.
 const errNoMessageFound = 10037
 
+// readTimeout bounds a read whose context has no deadline, as nats.go's
+// own API calls are bounded: a request whose answer is lost (the broker
+// restarting) would otherwise wait for ever, and with it a saga holding
+// its lease.
+const readTimeout = 5 * time.Second
+
 // Get reads the key's last revision from the stream's leader.
 func (k leaderReads) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, readTimeout)
+		defer cancel()
+	}
 	req, err := json.Marshal(struct {
 		LastFor string `json:"last_by_subj"`
 	}{k.prefix + key})

@@ -103,3 +103,28 @@ func TestAReadSeesTheWriteBeforeItOnAReplicatedBucket(t *testing.T) {
 		t.Fatalf("of %d reads, %d went to the leader (message get) and %d were direct gets any replica may answer", writes+2, msgGets.Load(), directGets.Load())
 	}
 }
+
+// A read whose answer never comes ends, as nats.go's own calls do, even
+// when its caller set no deadline: the chaos run's sagas and consumers
+// otherwise waited for ever on a read sent as the broker restarted.
+func TestAReadWithNoDeadlineEndsWhenItsAnswerNeverComes(t *testing.T) {
+	broker := kittest.StartNATS(t, "")
+	bus := broker.Bus(t, "order")
+	// The broker goes away: the client buffers the request for its
+	// reconnection, and no answer comes.
+	broker.Server.Shutdown()
+	broker.Server.WaitForShutdown()
+	done := make(chan error, 1)
+	go func() {
+		_, err := bus.Bucket("orders").Get(context.Background(), "ada.o1")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a read with no broker answered")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a read with no deadline and no answer still waits after 30 s")
+	}
+}
