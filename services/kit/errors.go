@@ -83,6 +83,11 @@ func Unavailable(format string, args ...any) *Error {
 	return Errorf(http.StatusServiceUnavailable, CodeUnavailable, format, args...)
 }
 
+// ErrBrokerUnavailable is a read the broker did not answer in time (a
+// stream electing its leader, the connection being re-established):
+// nothing changed, and the caller may try again. It answers 503.
+var ErrBrokerUnavailable = errors.New("the broker is unavailable")
+
 // ErrorBody is the JSON envelope of every error response.
 type ErrorBody struct {
 	Error Error `json:"error"`
@@ -102,6 +107,10 @@ func AsError(err error) *Error {
 	if errors.Is(err, ErrContention) {
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeContention,
 			Message: "too many concurrent changes to the same record; retry", RetryAfter: ContentionRetryAfter}
+	}
+	if errors.Is(err, ErrBrokerUnavailable) {
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+			Message: "the broker is unavailable; retry", RetryAfter: time.Second}
 	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
@@ -161,6 +170,10 @@ func DecodeJSON(body io.Reader, v any) error {
 		return decodeError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if errors.Is(err, ErrBrokerUnavailable) {
+			return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+				Message: "the broker is unavailable; retry", RetryAfter: time.Second}
+		}
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return AsError(err)

@@ -3,6 +3,7 @@ package kit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -45,6 +46,12 @@ const errNoMessageFound = 10037
 // its lease.
 const readTimeout = 5 * time.Second
 
+// readAttempt bounds one request of a read. Only the stream's leader
+// answers a message get: while the stream elects a new one (its server
+// lost) or the connection comes back, a request goes unanswered, and the
+// read asks again until its context ends.
+const readAttempt = time.Second
+
 // Get reads the key's last revision from the stream's leader.
 func (k leaderReads) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
 	if _, ok := ctx.Deadline(); !ok {
@@ -58,8 +65,31 @@ func (k leaderReads) Get(ctx context.Context, key string) (jetstream.KeyValueEnt
 	if err != nil {
 		return nil, err
 	}
-	msg, err := k.nc.RequestWithContext(ctx, k.subject, req)
-	if err != nil {
+	for {
+		e, err := k.get(ctx, key, req)
+		if !errors.Is(err, errNoAnswer) {
+			return e, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("get %s/%s: %w: %w", k.Bucket(), key, ErrBrokerUnavailable, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// errNoAnswer is a request no leader answered in time.
+var errNoAnswer = errors.New("no answer from the stream's leader")
+
+// get is one request of Get.
+func (k leaderReads) get(ctx context.Context, key string, req []byte) (jetstream.KeyValueEntry, error) {
+	actx, cancel := context.WithTimeout(ctx, readAttempt)
+	defer cancel()
+	msg, err := k.nc.RequestWithContext(actx, k.subject, req)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders):
+		return nil, fmt.Errorf("%w: %w", errNoAnswer, err)
+	case err != nil:
 		return nil, fmt.Errorf("get %s/%s: %w", k.Bucket(), key, err)
 	}
 	var resp struct {
@@ -81,6 +111,9 @@ func (k leaderReads) Get(ctx context.Context, key string) (jetstream.KeyValueEnt
 	switch {
 	case resp.Error != nil && resp.Error.ErrCode == errNoMessageFound:
 		return nil, jetstream.ErrKeyNotFound
+	case resp.Error != nil && resp.Error.Code == 503:
+		// JetStream or the stream's cluster is not ready yet.
+		return nil, fmt.Errorf("%w: %s (%d)", errNoAnswer, resp.Error.Description, resp.Error.ErrCode)
 	case resp.Error != nil:
 		return nil, fmt.Errorf("get %s/%s: %s (%d)", k.Bucket(), key, resp.Error.Description, resp.Error.ErrCode)
 	case resp.Message == nil:

@@ -128,3 +128,49 @@ func TestAReadWithNoDeadlineEndsWhenItsAnswerNeverComes(t *testing.T) {
 		t.Fatal("a read with no deadline and no answer still waits after 30 s")
 	}
 }
+
+// A read while the bucket's stream has no leader (its server lost) waits
+// for the election and answers, as the direct gets of the followers did;
+// one that gets no answer in time is a 503 to retry, not an internal
+// error. The cluster run's broker failover saw an order cancelled with
+// "product unavailable: internal error".
+func TestAReadWaitsForTheStreamsNewLeader(t *testing.T) {
+	ctx := context.Background()
+	c := startCluster(t)
+	c.start(2)
+	c.waitForMeta(3)
+	owner := c.connect("order", 3)
+	var leader string
+	kittest.Eventually(t, 60*time.Second, "KV_orders at three replicas with a leader", func() bool {
+		s, err := owner.JS.Stream(ctx, "KV_orders")
+		if err != nil {
+			return false
+		}
+		info := s.CachedInfo()
+		if info.Config.Replicas != 3 || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+			return false
+		}
+		leader = info.Cluster.Leader
+		return true
+	})
+	store, _ := kit.NewStore[counter](owner.Bucket("orders"))
+	rev, err := store.Create(ctx, "ada.o1", counter{N: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.servers {
+		if s.Name() == leader {
+			s.Shutdown() // the stream's leader goes, with no step-down
+			s.WaitForShutdown()
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if v, got, err := store.Get(rctx, "ada.o1"); err != nil || got != rev || v.N != 1 {
+		t.Fatalf("a read while the stream elects a new leader: revision %d (want %d), %+v, %v", got, rev, v, err)
+	}
+
+	if e := kit.AsError(fmt.Errorf("get: %w", kit.ErrBrokerUnavailable)); e.Status != 503 || e.Code != kit.CodeUnavailable || e.RetryAfter == 0 {
+		t.Fatalf("a read the broker did not answer is %+v, want a 503 to retry", e)
+	}
+}
