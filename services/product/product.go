@@ -1,9 +1,10 @@
 // Package product is the catalog and stock service. Each product's stock
-// record holds its levels and every order's reservation of it, so that
-// reserving, committing and releasing are each one compare-and-set of that
-// record: two replicas never oversell, the operations are atomic against
-// each other and idempotent per order id, each reservation ends in a state
-// of its own (committed or released), and at every instant
+// record holds its levels and the reservations in flight, so that
+// reserving, committing and releasing each move units in one
+// compare-and-set of that record: two replicas never oversell, the
+// operations are atomic against each other and idempotent per order id,
+// each reservation ends in a state of its own (committed in the sales
+// ledger, or released), and at every instant
 // available + reserved + sold = stock set + restocked.
 //
 // Two audiences reach it. Staff (the admin role, checked here and not only
@@ -88,17 +89,22 @@ type item struct {
 }
 
 // stock is what the stock bucket holds per product: the levels and, in
-// Orders, every order's hold on the product with its state. Reserve,
-// Commit and Release are each one compare-and-set of this record, so they
-// are atomic against each other and idempotent per order, and the levels
+// Orders, the holds of orders not yet sold. Reserve, Commit and Release
+// each move units in one compare-and-set of this record, so they are
+// atomic against each other and idempotent per order, and the levels
 // always add up: available + reserved + sold = stock set + restocked.
 //
-// A hold ends released or committed. Ended holds stay for holdRetention
-// (and at most maxEndedHolds of them), far longer than a call can be on its
-// way (its deadline bounds it), so a late reserve finds its release; a
-// committed sale also goes to the reservations ledger, which Restock and
-// replays older than that read. Returning marks a restock in progress (see
-// Restock). Active is the reservations of records written before Orders.
+// A sale leaves the record: Commit writes it to the reservations ledger
+// first, then moves the units and forgets the hold in one compare-and-set,
+// and from then on Reserve, Commit and Release find it in the ledger. So
+// the record stays as small as the reservations in flight, however many
+// orders a product sells (keeping sold holds made every reserve and commit
+// of a busy product read and write hundreds of them). A released hold
+// stays as a tombstone for holdRetention (at most maxEndedHolds of them),
+// far longer than a call can be on its way (its deadline bounds it), so a
+// late reserve finds its release. Returning marks a restock in progress
+// (see Restock). Active is the reservations of records written before
+// Orders; a committed hold is one written before sales left the record.
 type stock struct {
 	Available int64            `json:"available"`
 	Reserved  int64            `json:"reserved"`
@@ -158,6 +164,18 @@ func (s *stock) set(orderID string, h hold, now time.Time) {
 	if over := len(ended) - maxEndedHolds; over > 0 {
 		slices.SortFunc(ended, func(a, b string) int { return cmp.Compare(s.Orders[a].At, s.Orders[b].At) })
 		for _, id := range ended[:over] {
+			delete(s.Orders, id)
+		}
+	}
+}
+
+// forget drops the order's hold (its sale is in the ledger), and ended
+// holds past their retention.
+func (s *stock) forget(orderID string, now time.Time) {
+	delete(s.Active, orderID)
+	delete(s.Orders, orderID)
+	for id, o := range s.Orders {
+		if o.State != Reserved && now.Sub(time.Unix(o.At, 0)) > holdRetention {
 			delete(s.Orders, id)
 		}
 	}
@@ -455,8 +473,9 @@ func (c *Catalog) Reserve(ctx context.Context, productID, orderID string, quanti
 	}
 	var h hold
 	var created bool
+	var sale *Reservation
 	_, err = c.stocks.Upsert(ctx, productID, func(s *stock, _ bool) error {
-		created = false
+		created, sale = false, nil
 		var ok bool
 		if h, ok = s.holdOf(orderID); ok {
 			switch {
@@ -469,6 +488,20 @@ func (c *Catalog) Reserve(ctx context.Context, productID, orderID string, quanti
 			if h.Price == 0 {
 				h.Price = p.Price
 			}
+			return kit.ErrNoChange
+		}
+		// No hold: a sale has left the record for the ledger. Commit writes
+		// the ledger before it removes the hold, and this read comes after
+		// the record's, so a late or repeated reserve of a sold order finds
+		// the sale and reserves nothing again.
+		if r, sold, err := c.sale(ctx, productID, orderID); err != nil {
+			return err
+		} else if sold {
+			if r.Quantity != quantity {
+				return &kit.Error{Status: http.StatusConflict, Code: CodeIdempotencyMismatch, Field: "quantity",
+					Message: fmt.Sprintf("order %s already bought %d", orderID, r.Quantity)}
+			}
+			sale = &r
 			return kit.ErrNoChange
 		}
 		if s.Available < quantity {
@@ -484,6 +517,9 @@ func (c *Catalog) Reserve(ctx context.Context, productID, orderID string, quanti
 	})
 	if err != nil {
 		return Reservation{}, false, err
+	}
+	if sale != nil {
+		return *sale, false, nil
 	}
 	return reservationOf(productID, orderID, h, c.now()), created, nil
 }
@@ -565,32 +601,27 @@ func (c *Catalog) Release(ctx context.Context, productID, orderID string) (Reser
 	return reservationOf(productID, orderID, h, c.now()), nil
 }
 
-// Commit turns a reservation into a sale, in one compare-and-set: the
-// reserved quantity leaves the stock for good. The sale is then written to
-// the ledger (Restock reads it); a repeated Commit writes it again.
+// Commit turns a reservation into a sale. The sale is written to the
+// ledger first; then one compare-and-set of the stock record moves the
+// reserved units to sold and forgets the hold. A crash between the two
+// leaves the hold reserved and the sale in the ledger, and the saga's
+// retry of Commit finishes the move; a repeated Commit after it finds the
+// sale in the ledger.
 func (c *Catalog) Commit(ctx context.Context, productID, orderID string) (Reservation, error) {
 	if err := validRefs(productID, orderID); err != nil {
 		return Reservation{}, err
 	}
-	var h hold
-	_, err := c.stocks.Update(ctx, productID, func(s *stock) error {
-		var ok bool
-		h, ok = s.holdOf(orderID)
-		switch {
-		case !ok:
-			return errNoHold
-		case h.State == Released:
-			return kit.Errorf(http.StatusConflict, CodeReservationReleased, "the reservation of order %s was released", orderID)
-		case h.State != Reserved:
-			return kit.ErrNoChange
-		}
-		s.Reserved -= h.Quantity
-		s.Sold += h.Quantity
-		h.State = Committed
-		s.set(orderID, h, c.now())
-		return nil
-	})
-	if errors.Is(err, errNoHold) || errors.Is(err, kit.ErrNotFound) {
+	released := func() error {
+		return kit.Errorf(http.StatusConflict, CodeReservationReleased, "the reservation of order %s was released", orderID)
+	}
+	s, rev, err := c.stocks.Get(ctx, productID)
+	if err != nil && !errors.Is(err, kit.ErrNotFound) {
+		return Reservation{}, err
+	}
+	h, held := s.holdOf(orderID)
+	switch {
+	case !held:
+		// Sold already, or never reserved.
 		r, sold, serr := c.sale(ctx, productID, orderID)
 		switch {
 		case serr != nil:
@@ -599,16 +630,58 @@ func (c *Catalog) Commit(ctx context.Context, productID, orderID string) (Reserv
 			return r, nil
 		}
 		return Reservation{}, reservationNotFound(productID, orderID)
+	case h.State == Released:
+		return Reservation{}, released()
+	}
+	r := reservationOf(productID, orderID, h, c.now())
+	r.State = Committed
+	if r, err = c.recordSale(ctx, r); err != nil || h.State == Committed {
+		// A committed hold was sold before sales left the record; the
+		// ledger now has it too.
+		return r, err
+	}
+	var lost bool
+	_, _, err = c.stocks.UpdateAt(ctx, productID, s, rev, func(s *stock) error {
+		h, held := s.holdOf(orderID)
+		switch {
+		case !held || h.State == Committed:
+			return kit.ErrNoChange // a concurrent Commit moved it
+		case h.State == Released:
+			// Released between the read and this write: only a driver that
+			// lost its saga's lease can race its own order like this. The
+			// ledger must not claim the sale.
+			lost = true
+			return released()
+		}
+		s.Reserved -= h.Quantity
+		s.Sold += h.Quantity
+		s.forget(orderID, c.now())
+		return nil
+	})
+	if lost {
+		if _, uerr := c.reservations.Update(ctx, resKey(productID, orderID), func(cur *Reservation) error {
+			if cur.State != Committed {
+				return kit.ErrNoChange
+			}
+			cur.State, cur.UpdatedAt = Released, c.now().UTC()
+			return nil
+		}); uerr != nil {
+			return Reservation{}, errors.Join(err, uerr)
+		}
 	}
 	if err != nil {
 		return Reservation{}, err
 	}
-	r := reservationOf(productID, orderID, h, c.now())
-	r.State = Committed
-	if _, err := c.reservations.Create(ctx, resKey(productID, orderID), r); errors.Is(err, kit.ErrExists) {
-		// Written by an earlier Commit (or, before Orders, a reservation
-		// record): the sale it says stands.
-		return c.reservations.Upsert(ctx, resKey(productID, orderID), func(cur *Reservation, _ bool) error {
+	return r, nil
+}
+
+// recordSale writes a sale to the ledger. One written before (an earlier
+// Commit, or a reservation record from before the stock record held
+// reservations) stands if it is a sale, and is replaced otherwise.
+func (c *Catalog) recordSale(ctx context.Context, r Reservation) (Reservation, error) {
+	k := resKey(r.ProductID, r.OrderID)
+	if _, err := c.reservations.Create(ctx, k, r); errors.Is(err, kit.ErrExists) {
+		return c.reservations.Upsert(ctx, k, func(cur *Reservation, _ bool) error {
 			if cur.State == Committed || cur.State == Restocked {
 				return kit.ErrNoChange
 			}

@@ -327,9 +327,11 @@ func TestPatchProduct(t *testing.T) {
 
 func firstOf[T any](_ T, err error) error { return err }
 
-// Ended holds leave the stock record after holdRetention, so it stays
-// small; a sale's replays then read the ledger: a repeated Commit still
-// answers the sale, a Release is still refused.
+// A sale leaves the stock record for the ledger at once, and a released
+// hold after holdRetention, so the record stays as small as the
+// reservations in flight; replays then read the ledger: a repeated Commit
+// still answers the sale, a Release is still refused, a late Reserve
+// reserves nothing again.
 func TestEndedHoldsAreForgottenAndSalesStayInTheLedger(t *testing.T) {
 	ctx := context.Background()
 	c := newCatalog(t, kittest.Bus(t, "product"))
@@ -348,13 +350,17 @@ func TestEndedHoldsAreForgottenAndSalesStayInTheLedger(t *testing.T) {
 	if _, err := c.Release(ctx, p.ID, "given"); err != nil {
 		t.Fatal(err)
 	}
+	st, _, _ := c.stocks.Get(ctx, p.ID)
+	if _, ok := st.Orders["sold"]; ok || st.Orders["given"].State != Released {
+		t.Fatalf("after a sale and a release the record holds %+v, want the release's tombstone only", st.Orders)
+	}
 	later := time.Now().Add(holdRetention + time.Minute)
 	c.now = func() time.Time { return later }
 	if _, _, err := c.Reserve(ctx, p.ID, "next", 1); err != nil { // a write prunes
 		t.Fatal(err)
 	}
-	st, _, _ := c.stocks.Get(ctx, p.ID)
-	if _, ok := st.Orders["sold"]; ok || len(st.Orders) != 1 {
+	st, _, _ = c.stocks.Get(ctx, p.ID)
+	if _, ok := st.Orders["given"]; ok || len(st.Orders) != 1 {
 		t.Fatalf("ended holds kept past their retention: %+v", st.Orders)
 	}
 	if r, err := c.Commit(ctx, p.ID, "sold"); err != nil || r.State != Committed || r.Quantity != 2 {
@@ -363,7 +369,78 @@ func TestEndedHoldsAreForgottenAndSalesStayInTheLedger(t *testing.T) {
 	if _, err := c.Release(ctx, p.ID, "sold"); code(err) != CodeReservationDone {
 		t.Fatalf("releasing a sale after its hold was forgotten: %v", err)
 	}
+	if r, created, err := c.Reserve(ctx, p.ID, "sold", 2); err != nil || created || r.State != Committed {
+		t.Fatalf("a late reserve of a sold order: %+v created=%v %v, want the sale", r, created, err)
+	}
+	if _, _, err := c.Reserve(ctx, p.ID, "sold", 3); code(err) != CodeIdempotencyMismatch {
+		t.Fatalf("a late reserve of a sold order for another quantity: %v", err)
+	}
 	if s, _ := c.Stock(ctx, p.ID); s.Available != 7 || s.Reserved != 1 || s.Sold != 2 {
 		t.Fatalf("stock %+v", s)
+	}
+}
+
+// However many orders a product sells, its stock record holds only the
+// reservations in flight: every reserve and commit reads and writes it.
+func TestTheStockRecordDoesNotGrowWithSales(t *testing.T) {
+	ctx := context.Background()
+	c := newCatalog(t, kittest.Bus(t, "product"))
+	p, err := c.Create(ctx, NewProduct{Name: "Lamp", Category: "home", Price: 1000, Stock: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.stocks.Bucket().Get(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := len(e.Value())
+	for i := range 100 {
+		o := fmt.Sprint("o", i)
+		if _, _, err := c.Reserve(ctx, p.ID, o, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Commit(ctx, p.ID, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e, err = c.stocks.Bucket().Get(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := c.Stock(ctx, p.ID); s.Sold != 100 || s.Available != 900 || s.Reserved != 0 {
+		t.Fatalf("stock %+v", s)
+	}
+	if got := len(e.Value()); got > empty+16 {
+		t.Fatalf("after 100 sales the stock record is %d bytes (%d with none): %s", got, empty, e.Value())
+	}
+}
+
+// Commit writes the sale to the ledger before it moves the units: a
+// Commit that stopped between the two (a crash) leaves the units reserved
+// and the sale in the ledger, and the saga's retry finishes the move once.
+func TestACommitInterruptedAfterTheLedgerIsFinishedByItsRetry(t *testing.T) {
+	ctx := context.Background()
+	c := newCatalog(t, kittest.Bus(t, "product"))
+	p, err := c.Create(ctx, NewProduct{Name: "Lamp", Category: "home", Price: 1000, Stock: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := c.Reserve(ctx, p.ID, "o1", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.State = Committed
+	if _, err := c.recordSale(ctx, r); err != nil { // the first half of a Commit
+		t.Fatal(err)
+	}
+	if s, _ := c.Stock(ctx, p.ID); s.Reserved != 3 || s.Sold != 0 {
+		t.Fatalf("after the ledger half the stock is %+v", s)
+	}
+	for range 2 {
+		if got, err := c.Commit(ctx, p.ID, "o1"); err != nil || got.State != Committed || got.Quantity != 3 {
+			t.Fatalf("the retried commit: %+v %v", got, err)
+		}
+	}
+	if s, _ := c.Stock(ctx, p.ID); s.Available != 7 || s.Reserved != 0 || s.Sold != 3 {
+		t.Fatalf("after the retried commit the stock is %+v", s)
 	}
 }
