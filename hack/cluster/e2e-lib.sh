@@ -147,21 +147,27 @@ rescales() {
 }
 
 # jaeger_traces FILE: the traces of a Jaeger query API answer (/api/traces),
-# one a line: "traceID spans roots durationMs service×spans,…". A root is a
-# span that references no span of its own trace (Jaeger shows a consumer's
-# parent, which is also its link, as FOLLOWS_FROM): a whole trace has one.
+# one a line: "traceID spans roots durationMs errors service×spans,…". A
+# root is a span that references no span of its own trace (Jaeger shows a
+# consumer's parent, which is also its link, as FOLLOWS_FROM): a whole
+# trace has one. errors: spans with status error (a failed delivery that
+# was redelivered, a retried call).
 jaeger_traces() {
   jq -r '.data[]? | . as $t | [$t.spans[].spanID] as $ids
     | ([$t.spans[] | select(all(.references[]?; .spanID as $r | all($ids[]; . != $r)))] | length) as $roots
     | ((([$t.spans[] | .startTime + .duration] | max) - ([$t.spans[].startTime] | min)) / 1000 | floor) as $ms
+    | ([$t.spans[] | select(any(.tags[]?; .key == "error" and .value == true))] | length) as $errors
     | ([$t.spans[] | $t.processes[.processID].serviceName] | group_by(.) | map("\(.[0])×\(length)") | join(",")) as $svc
-    | "\($t.traceID) \($t.spans | length) \($roots) \($ms) \($svc)"' "$1" 2>/dev/null || true
+    | "\($t.traceID) \($t.spans | length) \($roots) \($ms) \($errors) \($svc)"' "$1" 2>/dev/null || true
 }
 # jaeger_waterfall FILE: the first trace of a Jaeger answer, a span a line
-# in start order: offset and duration in ms, service, kind, name.
+# in start order: offset and duration in ms, service, kind, name, and the
+# status message of a span that failed.
 jaeger_waterfall() {
   jq -r '.data[0] as $t | ([$t.spans[].startTime] | min) as $t0 | $t.spans | sort_by(.startTime) | .[]
     | [((.startTime - $t0) / 1000), (.duration / 1000), $t.processes[.processID].serviceName,
-       ([.tags[]? | select(.key == "span.kind") | .value] | first // "internal"), .operationName] | @tsv' "$1" |
-    awk -F'\t' '{printf "  +%7.1fms %7.1fms  %-13s %-9s %s\n", $1, $2, $3, $4, $5}'
+       ([.tags[]? | select(.key == "span.kind") | .value] | first // "internal"), .operationName,
+       (if any(.tags[]?; .key == "error" and .value == true)
+        then "  ERROR: " + ([.tags[]? | select(.key == "otel.status_description") | .value] | first // "") else "" end)] | @tsv' "$1" |
+    awk -F'\t' '{printf "  +%7.1fms %7.1fms  %-13s %-9s %s%s\n", $1, $2, $3, $4, $5, $6}'
 }

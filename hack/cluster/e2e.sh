@@ -579,7 +579,7 @@ if [[ $JAEGER != 0 ]]; then
       echo '{}' >"$STATE/jaeger-search.json"
     lines=$(jaeger_traces "$STATE/jaeger-search.json")
     # The trace with the most services.
-    best=$(awk 'NF {print split($5, a, ","), $0}' <<<"$lines" | sort -rn | head -1 | cut -d' ' -f2-)
+    best=$(awk 'NF {print split($NF, a, ","), $0}' <<<"$lines" | sort -rn | head -1 | cut -d' ' -f2-)
     missing=""
     for s in "${TRACE_SERVICES[@]}"; do [[ ",${best##* }," == *",$s×"* ]] || missing+=" $s"; done
     [[ -n $best && -z $missing ]] && break
@@ -588,13 +588,13 @@ if [[ $JAEGER != 0 ]]; then
   complete=$(elapsed "$placed")
   [[ -n $best ]] || fail "Jaeger holds no trace with order.id=$oid 120s after the order (services it knows: $(curl -fsS --max-time 5 "$JAEGER_QUERY/api/services" | jq -c .data))"
   [[ -z $missing ]] ||
-    fail "order $oid: no trace in Jaeger holds spans of every one of ${TRACE_SERVICES[*]} after 120s; missing from the fullest:$missing; traces with its order.id (id spans roots ms services): $(tr '\n' ';' <<<"$lines")"
+    fail "order $oid: no trace in Jaeger holds spans of every one of ${TRACE_SERVICES[*]} after 120s; missing from the fullest:$missing; traces with its order.id (id spans roots ms errors services): $(tr '\n' ';' <<<"$lines")"
   read -r tid _ <<<"$best"
   curl -fsS --max-time 5 "$JAEGER_QUERY/api/traces/$tid" >"$STATE/jaeger-trace.json" || fail "Jaeger's /api/traces/$tid does not answer"
-  read -r _ nspans roots dur services <<<"$(jaeger_traces "$STATE/jaeger-trace.json")"
+  read -r _ nspans roots dur nerr services <<<"$(jaeger_traces "$STATE/jaeger-trace.json")"
   [[ -n $services ]] || fail "Jaeger's /api/traces/$tid holds no trace, though its search found it"
   jaeger_waterfall "$STATE/jaeger-trace.json" | tee "$STATE/jaeger-waterfall.txt"
-  result "issue 14, Jaeger $CLUSTER_JAEGER_VERSION: otlpEndpoint $OTLP, samplingRatio 1 on $PF: $(wc -w <<<"$deploys") Deployments rolled out, Ready in ${rolled}s; order $oid (confirmed) is trace $tid, complete in Jaeger ${complete}s after the order was answered: $nspans spans ($services), $roots root span(s), ${dur} ms from first span start to last span end; $(grep -c . <<<"$lines") trace(s) carry its order.id"
+  result "issue 14, Jaeger $CLUSTER_JAEGER_VERSION: otlpEndpoint $OTLP, samplingRatio 1 on $PF: $(wc -w <<<"$deploys") Deployments rolled out, Ready in ${rolled}s; order $oid (confirmed) is trace $tid, complete in Jaeger ${complete}s after the order was answered: $nspans spans ($services), $roots root span(s), $nerr with status error, ${dur} ms from first span start to last span end; $(grep -c . <<<"$lines") trace(s) carry its order.id"
 fi
 
 step "kubectl get pf: READY, SERVICES and BROKER match the pods"
