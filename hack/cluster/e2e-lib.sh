@@ -160,6 +160,13 @@ jaeger_traces() {
     | ([$t.spans[] | $t.processes[.processID].serviceName] | group_by(.) | map("\(.[0])×\(length)") | join(",")) as $svc
     | "\($t.traceID) \($t.spans | length) \($roots) \($ms) \($errors) \($svc)"' "$1" 2>/dev/null || true
 }
+# jaeger_has_span FILE TRACEID SERVICE OPERATION: whether that trace of a
+# Jaeger answer holds a span of SERVICE named OPERATION.
+jaeger_has_span() {
+  jq -e --arg id "$2" --arg s "$3" --arg op "$4" \
+    '[.data[]? | select(.traceID == $id) | . as $t | .spans[] | select($t.processes[.processID].serviceName == $s and .operationName == $op)] | length > 0' \
+    "$1" >/dev/null 2>&1
+}
 # jaeger_waterfall FILE: the first trace of a Jaeger answer, a span a line
 # in start order: offset and duration in ms, service, kind, name, and the
 # status message of a span that failed.

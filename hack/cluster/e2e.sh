@@ -532,7 +532,10 @@ if [[ $JAEGER != 0 ]]; then
   OTLP=http://jaeger.tracing.svc.cluster.local:4317
   JAEGER_QUERY=http://$NODE_IP:$JAEGER_NODE_PORT
   TRACE_SERVICES=(gateway order product payment notification)
-  step "issue 14: $PF exports its traces to Jaeger ($OTLP, sampling 1); one order is one trace with spans of ${TRACE_SERVICES[*]}"
+  # and the consumers of the order's confirmation (issue 14: "the
+  # notification and points consumers"), the last spans the order causes.
+  TRACE_CONSUMERS=("notification/process order.confirmed" "user/process order.confirmed")
+  step "issue 14: $PF exports its traces to Jaeger ($OTLP, sampling 1); one order is one trace with spans of ${TRACE_SERVICES[*]} and order.confirmed's consumers"
   $KUBECTL -n tracing rollout status deploy/jaeger --timeout 120s >/dev/null
   curl -fsS --max-time 5 "$JAEGER_QUERY/api/services" >/dev/null || fail "Jaeger's query API does not answer at $JAEGER_QUERY/api/services"
   j0=$(date +%s.%N)
@@ -582,13 +585,14 @@ if [[ $JAEGER != 0 ]]; then
     best=$(awk 'NF {print split($NF, a, ","), $0}' <<<"$lines" | sort -rn | head -1 | cut -d' ' -f2-)
     missing=""
     for s in "${TRACE_SERVICES[@]}"; do [[ ",${best##* }," == *",$s×"* ]] || missing+=" $s"; done
+    for c in "${TRACE_CONSUMERS[@]}"; do jaeger_has_span "$STATE/jaeger-search.json" "${best%% *}" "${c%%/*}" "${c#*/}" || missing+=" ${c%%/*}'s \"${c#*/}\""; done
     [[ -n $best && -z $missing ]] && break
     sleep 1
   done
   complete=$(elapsed "$placed")
   [[ -n $best ]] || fail "Jaeger holds no trace with order.id=$oid 120s after the order (services it knows: $(curl -fsS --max-time 5 "$JAEGER_QUERY/api/services" | jq -c .data))"
   [[ -z $missing ]] ||
-    fail "order $oid: no trace in Jaeger holds spans of every one of ${TRACE_SERVICES[*]} after 120s; missing from the fullest:$missing; traces with its order.id (id spans roots ms errors services): $(tr '\n' ';' <<<"$lines")"
+    fail "order $oid: no trace in Jaeger holds spans of every one of ${TRACE_SERVICES[*]} and order.confirmed's consumers after 120s; missing from the fullest:$missing; traces with its order.id (id spans roots ms errors services): $(tr '\n' ';' <<<"$lines")"
   read -r tid _ <<<"$best"
   curl -fsS --max-time 5 "$JAEGER_QUERY/api/traces/$tid" >"$STATE/jaeger-trace.json" || fail "Jaeger's /api/traces/$tid does not answer"
   read -r _ nspans roots dur nerr services <<<"$(jaeger_traces "$STATE/jaeger-trace.json")"
