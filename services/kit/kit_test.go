@@ -264,25 +264,6 @@ func TestStoreUpdateAtFromAKnownRevision(t *testing.T) {
 	}
 }
 
-func TestStoreUpsertRevReturnsTheRevisionOfWhatItReturns(t *testing.T) {
-	s, _ := kit.NewStore[counter](kittest.Bus(t, "product").Bucket("stock"))
-	ctx := context.Background()
-	inc := func(c *counter, _ bool) error { c.N++; return nil }
-	for _, want := range []int{1, 2} { // created, then updated
-		v, rev, err := s.UpsertRev(ctx, "k", inc)
-		if err != nil || v.N != want {
-			t.Fatalf("upsert %d: %+v %v", want, v, err)
-		}
-		if got, at, _ := s.Get(ctx, "k"); got.N != want || at != rev {
-			t.Fatalf("upsert %d returned revision %d; stored %+v at %d", want, rev, got, at)
-		}
-	}
-	v, rev, err := s.UpsertRev(ctx, "k", func(*counter, bool) error { return kit.ErrNoChange })
-	if _, at, _ := s.Get(ctx, "k"); err != nil || v.N != 2 || rev != at {
-		t.Fatalf("no change: %+v at %d %v, want N=2 at %d", v, rev, err, at)
-	}
-}
-
 var confirmed = events.OrderConfirmed{OrderOutcome: events.OrderOutcome{ID: "1", Total: 1}}
 
 func TestBusRefusesWhatItsCatalogRowDoesNotList(t *testing.T) {

@@ -114,16 +114,6 @@ func (s *Store[T]) Upsert(ctx context.Context, key string, fn func(v *T, exists 
 	return v, err
 }
 
-// UpsertRev is Upsert that also returns the revision of the value it
-// returns (written, or read when fn returned ErrNoChange), for a caller
-// that writes the key again: UpdateAt from that revision needs no read. On
-// a replicated bucket a read may be answered by a follower that has not
-// yet applied the write just acknowledged (the KV's direct gets), and
-// would find the key missing or old.
-func (s *Store[T]) UpsertRev(ctx context.Context, key string, fn func(v *T, exists bool) error) (T, uint64, error) {
-	return s.update(ctx, key, true, 0, nil, fn)
-}
-
 // ErrNoChange returned by an Update function skips the write; Update then
 // returns the current value and a nil error.
 var ErrNoChange = errors.New("no change")

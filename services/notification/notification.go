@@ -329,7 +329,7 @@ func (n *Notifier) Handle(ctx context.Context, ev kit.Event) error {
 	key := to.userID + "." + id
 	now := n.now().UTC()
 	var claimed, interrupted bool
-	rec, rev, err := n.store.UpsertRev(ctx, key, func(cur *Notification, exists bool) error {
+	rec, err := n.store.Upsert(ctx, key, func(cur *Notification, exists bool) error {
 		claimed, interrupted = false, false
 		switch {
 		case !exists:
@@ -370,10 +370,7 @@ func (n *Notifier) Handle(ctx context.Context, ev kit.Event) error {
 	case sendErr != nil:
 		status = StatusFailed
 	}
-	// From the revision the claim wrote, not a fresh read: on a replicated
-	// bucket a read can reach a follower that has not applied the claim
-	// yet, find no record, and fail a notification that was sent.
-	_, _, err = n.store.UpdateAt(wctx, key, rec, rev, func(cur *Notification) error {
+	_, err = n.store.Update(wctx, key, func(cur *Notification) error {
 		// Unknown when a concurrent delivery of the same event found the
 		// claim: this attempt knows better.
 		if cur.status() != StatusPending && cur.status() != StatusUnknown {
