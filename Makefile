@@ -104,6 +104,11 @@ bench: envtest ## Run the benchmarks (figures go to docs/benchmarks.md).
 	go test -run '^$$' -bench Proxy -benchtime 1x ./test/bench/
 	go test -run '^$$' -bench . -benchtime 3x ./services/streaming/
 
+.PHONY: bench-compare
+bench-compare: ## BenchmarkOrders of BASE (a commit) and of this tree side by side, in turns: make bench-compare BASE=a2caa68^1 [ROUNDS=3] [BENCHTIMES="3s 12000x"].
+	@[ -n "$(BASE)" ] || { echo "bench-compare: say which commit to compare with, e.g. make bench-compare BASE=a2caa68^1"; exit 2; }
+	hack/bench-compare.sh '$(BASE)' $(or $(ROUNDS),3) $(BENCHTIMES)
+
 # make chaos: SEEDS consecutive seeds (from 1) of ORDERS orders and FAULTS
 # faults each; make chaos SEED=n reproduces one seed with its full report.
 SEEDS ?= 20

@@ -75,6 +75,24 @@ func TestTheManagerPutsBackWhatDrifts(t *testing.T) {
 		})
 	})
 
+	t.Run("a deleted headless ops Service comes back, headless", func(t *testing.T) {
+		svc := &corev1.Service{}
+		mustGet(t, liveNamespace, name+"-order-ops", svc)
+		if err := k8s.Delete(testCtx, svc); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "order's ops Service recreated", func() error {
+			back := &corev1.Service{}
+			if err := k8s.Get(testCtx, client.ObjectKeyFromObject(svc), back); err != nil {
+				return err
+			}
+			if back.Spec.ClusterIP != corev1.ClusterIPNone || !back.Spec.PublishNotReadyAddresses {
+				return fmt.Errorf("recreated with clusterIP %q, publishNotReadyAddresses %v", back.Spec.ClusterIP, back.Spec.PublishNotReadyAddresses)
+			}
+			return nil
+		})
+	})
+
 	t.Run("a patched env var is put back", func(t *testing.T) {
 		patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"order","env":[{"name":"PRODUCT_GRPC","value":"dns:///elsewhere:9090"}]}]}}}}`)
 		d := &appsv1.Deployment{}

@@ -199,9 +199,9 @@ func TestPruningRemovesOnlyWhatIsNoLongerDesired(t *testing.T) {
 		gone   []string // "Kind/name" expected to be pruned
 	}{
 		{
-			name:   "a disabled service loses its Deployment, Service and HPA",
+			name:   "a disabled service loses its Deployment, both its Services and its HPA",
 			change: testgen.WithService("analytics", testgen.Disabled()),
-			gone:   []string{"Deployment/pf-analytics", "Service/pf-analytics", "HorizontalPodAutoscaler/pf-analytics", "PodDisruptionBudget/pf-analytics"},
+			gone:   []string{"Deployment/pf-analytics", "Service/pf-analytics", "Service/pf-analytics-ops", "HorizontalPodAutoscaler/pf-analytics", "PodDisruptionBudget/pf-analytics"},
 		},
 		{
 			name:   "a removed workload loses every service of its own but not the shared gateway",

@@ -429,7 +429,7 @@ func publicAPIDoc() string {
 		"then it is the right-most address of `X-Forwarded-For` that no trusted proxy owns.\n", catalog.EnvTrustedProxyCIDRs)
 	fmt.Fprintf(&b, "- Every response carries one `X-Request-Id`, the caller's own when it sent one.\n")
 	fmt.Fprintf(&b, "- `GET /health` answers `{\"status\":\"%s\"}`, or `{\"status\":\"%s\",\"degraded\":[…]}` with a 503 and the names of the services that are not ready; nothing more. "+
-		"The detail (each service's readiness status or error) is `GET /health/detail` on the gateway's ops port (%d), which no Service or route exposes, "+
+		"A service is ready when any of its instances is. The detail (each service's readiness status or error, and how many of its instances are ready) is `GET /health/detail` on the gateway's ops port (%d), which no route and no load-balanced Service exposes (only the gateway's own pods and the metrics scrapers may reach it), "+
 		"beside `/healthz`, `/readyz` and `/metrics`.\n\n", gateway.StatusOK, gateway.StatusDegraded, catalog.OpsPort)
 
 	b.WriteString("## Routes\n")

@@ -29,6 +29,7 @@ const (
 	jsConsumerNext  = jsAPI + "CONSUMER.MSG.NEXT."
 	jsConsumerDrop  = jsAPI + "CONSUMER.DELETE."
 	jsDirectGet     = jsAPI + "DIRECT.GET."
+	jsMsgGet        = jsAPI + "STREAM.MSG.GET."
 	jsAck           = "$JS.ACK."
 	jsFlowControl   = "$JS.FC."
 	kvStreamPrefix  = "KV_"
@@ -131,7 +132,12 @@ func PermissionsFor(svc catalog.Service, running []string) (BrokerPermissions, e
 		if ownsBucket(b) {
 			add(jsStreamCreate+stream, jsStreamUpdate+stream)
 		}
+		// Reads go to the stream's leader (kit's leaderReads), a message
+		// get; the KV API itself still reads by direct get. A bucket's
+		// stream holds its keys only, so neither reaches further than the
+		// other.
 		add(jsStreamInfo+stream,
+			jsMsgGet+stream,
 			jsDirectGet+stream+"."+keys,
 			jsConsumerMake+stream, jsConsumerMake+stream+".*", jsConsumerMake+stream+".*."+keys, jsConsumerDrop+stream+".*",
 			jsFlowControl+stream+".>")

@@ -18,6 +18,7 @@ func kv(b string, owner bool) []string {
 	}
 	return append(own,
 		"$JS.API.STREAM.INFO.KV_"+b,
+		"$JS.API.STREAM.MSG.GET.KV_"+b,
 		"$JS.API.DIRECT.GET.KV_"+b+".$KV."+b+".>",
 		"$JS.API.CONSUMER.CREATE.KV_"+b, "$JS.API.CONSUMER.CREATE.KV_"+b+".*", "$JS.API.CONSUMER.CREATE.KV_"+b+".*.$KV."+b+".>",
 		"$JS.API.CONSUMER.DELETE.KV_"+b+".*",

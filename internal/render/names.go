@@ -111,6 +111,13 @@ func ManagedBySelector() labels.Selector {
 // ObjectName is the name of service's Deployment, Service, HPA and PDB.
 func ObjectName(p *v1alpha1.Platform, service string) string { return p.Name + "-" + service }
 
+// OpsServiceName is the headless Service of service's ops port, through
+// which the gateway's console reads every instance of every service, its
+// own included.
+func OpsServiceName(p *v1alpha1.Platform, service string) string {
+	return ObjectName(p, service) + "-ops"
+}
+
 // BrokerName is the name of the broker's StatefulSet, client Service and PDB.
 func BrokerName(p *v1alpha1.Platform) string { return p.Name + "-nats" }
 

@@ -99,7 +99,8 @@ func networkPolicy(p *v1alpha1.Platform, name, component string, ingress []netwo
 }
 
 // serviceIngress: the public port to anyone, the API to the gateway, gRPC
-// to the catalog's callers, ops to the gateway and the scrapers.
+// to the catalog's callers, ops to the gateway (its own pods' too) and the
+// scrapers.
 func serviceIngress(p *v1alpha1.Platform, s ServicePlan, enabled map[string]bool) []networkingv1.NetworkPolicyIngressRule {
 	var rules []networkingv1.NetworkPolicyIngressRule
 	if s.Public {
@@ -119,6 +120,11 @@ func serviceIngress(p *v1alpha1.Platform, s ServicePlan, enabled map[string]bool
 	if len(grpcCallers) > 0 {
 		rules = append(rules, networkingv1.NetworkPolicyIngressRule{From: servicePeers(p, grpcCallers...), Ports: tcpPorts(PortNameGRPC)})
 	}
+	if s.Name == catalog.Gateway {
+		// Each gateway pod's console reads the others' trace buffers and
+		// metrics.
+		rules = append(rules, networkingv1.NetworkPolicyIngressRule{From: servicePeers(p, catalog.Gateway), Ports: tcpPorts(PortNameOps)})
+	}
 	if scrapers := p.Spec.NetworkPolicy.MetricsFrom; len(scrapers) > 0 {
 		rules = append(rules, peersRule(scrapers, PortNameOps))
 	}
@@ -126,7 +132,8 @@ func serviceIngress(p *v1alpha1.Platform, s ServicePlan, enabled map[string]bool
 }
 
 // serviceEgress: DNS, the broker if the service uses it, its enabled
-// upstreams (gRPC; the gateway: their API and ops), and the e-mail relay
+// upstreams (gRPC; the gateway: their API and ops, and its own pods' ops),
+// and the e-mail relay
 // for the sender.
 func serviceEgress(p *v1alpha1.Platform, s ServicePlan, enabled map[string]bool) []networkingv1.NetworkPolicyEgressRule {
 	rules := []networkingv1.NetworkPolicyEgressRule{dnsEgress(p)}
@@ -150,6 +157,9 @@ func serviceEgress(p *v1alpha1.Platform, s ServicePlan, enabled map[string]bool)
 			ports = tcpPorts(PortNameHTTP, PortNameOps)
 		}
 		rules = append(rules, networkingv1.NetworkPolicyEgressRule{To: servicePeers(p, upstreams...), Ports: ports})
+	}
+	if s.Name == catalog.Gateway {
+		rules = append(rules, networkingv1.NetworkPolicyEgressRule{To: servicePeers(p, catalog.Gateway), Ports: tcpPorts(PortNameOps)})
 	}
 	if relay := p.Spec.NetworkPolicy.SMTPEgress; relay != nil && s.Name == emailSender {
 		rules = append(rules, egressRule(*relay))

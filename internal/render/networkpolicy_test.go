@@ -304,8 +304,11 @@ func (w world) may(src, dst endpoint, p port) bool {
 			switch p.name {
 			case PortNameGRPC:
 				return s != catalog.Gateway && slices.Contains(callers, s)
-			case PortNameHTTP, PortNameOps:
+			case PortNameHTTP:
 				return s == catalog.Gateway && slices.Contains(callers, s)
+			case PortNameOps:
+				// The console reads every instance, the gateway's own.
+				return s == catalog.Gateway && (slices.Contains(callers, s) || d == catalog.Gateway)
 			}
 			return false
 		}
@@ -470,6 +473,8 @@ func TestNetworkPolicySentences(t *testing.T) {
 		{"the internet reaches the gateway's public port", "internet", "gateway", "http", true},
 		{"a pod of another namespace reaches the gateway's public port", "elsewhere", "gateway", "http", true},
 		{"the internet cannot reach the gateway's ops port", "internet", "gateway", "ops", false},
+		{"a gateway pod's console reads the other gateway pods' ops port", "gateway", "gateway", "ops", true},
+		{"order cannot read the gateway's ops port", "order", "gateway", "ops", false},
 		{"a pod of another namespace cannot call order's API", "elsewhere", "order", "http", false},
 		{"a stray pod in the namespace cannot call payment's gRPC", "intruder", "payment", "grpc", false},
 		{"the neighbouring platform's order cannot call this product's gRPC", "shopping/order", "product", "grpc", false},

@@ -58,8 +58,8 @@ type Options struct {
 // Secret, the token-signing Secret, the token-keys ConfigMap, the admin
 // Secret and the CA Secret, the broker's ConfigMap, Services, StatefulSet
 // and PDB, the NetworkPolicies, then per service in catalog order its tls
-// and nats Secrets, Deployment, Service, HPA (or KEDA ScaledObject) and
-// PDB. It fails only on input no render can satisfy.
+// and nats Secrets, Deployment, Service, headless ops Service, HPA (or
+// KEDA ScaledObject) and PDB. It fails only on input no render can satisfy.
 //
 // Every object has its TypeMeta, p's namespace, the standard labels and,
 // when p has a UID (it came from the API server), a controller reference to
@@ -108,6 +108,7 @@ func Platform(p *v1alpha1.Platform, opts Options) ([]client.Object, error) {
 			objs = append(objs, brokerUserSecret(p, s.Name, opts.BrokerUsers[s.Name]))
 		}
 		objs = append(objs, serviceDeployment(p, s, opts, keys, enabled), serviceService(p, s))
+		objs = append(objs, opsService(p, s))
 		switch {
 		case s.KEDA:
 			objs = append(objs, scaledObject(p, s))

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -68,7 +69,7 @@ func svcRefs(p, name string, extraKinds ...string) []string {
 	if name != catalog.Gateway {
 		out = append(out, "Secret/"+p+"-"+name+"-nats")
 	}
-	out = append(out, "Deployment/"+p+"-"+name, "Service/"+p+"-"+name)
+	out = append(out, "Deployment/"+p+"-"+name, "Service/"+p+"-"+name, "Service/"+p+"-"+name+"-ops")
 	for _, k := range extraKinds {
 		out = append(out, k+"/"+p+"-"+name)
 	}
@@ -162,8 +163,9 @@ func TestFullPlatformObjectCount(t *testing.T) {
 	// Before issue 11: 38, with three policies (the internal services, the
 	// gateway, the broker); now one policy per service (ten, recommendation
 	// being off) and the broker's: eight more; the CA, ten certificates and
-	// nine broker users (not the gateway): twenty more.
-	if got, want := len(objs), 66; got != want {
+	// nine broker users (not the gateway): twenty more; a headless ops
+	// Service per service: ten more.
+	if got, want := len(objs), 76; got != want {
 		t.Errorf("full platform renders %d objects, want %d:\n%s", got, want, strings.Join(refs(objs), "\n"))
 	}
 }
@@ -246,6 +248,7 @@ func TestComponentLabels(t *testing.T) {
 		"NetworkPolicy/shop-nats":               "broker",
 		"Deployment/shop-order":                 "order",
 		"Service/shop-order":                    "order",
+		"Service/shop-order-ops":                "order",
 		"HorizontalPodAutoscaler/shop-playback": "playback",
 	}
 	for _, o := range objs {
@@ -309,7 +312,7 @@ func TestSelectorsMatchTheirPods(t *testing.T) {
 				want = one("StatefulSet/" + o.Name)
 			}
 		case *corev1.Service:
-			sel, want = &metav1.LabelSelector{MatchLabels: o.Spec.Selector}, one("Deployment/"+o.Name)
+			sel, want = &metav1.LabelSelector{MatchLabels: o.Spec.Selector}, one("Deployment/"+strings.TrimSuffix(o.Name, "-ops"))
 			if strings.HasPrefix(o.Name, BrokerName(p)) {
 				want = one("StatefulSet/" + BrokerName(p))
 			}
@@ -576,14 +579,15 @@ func TestServiceEnv(t *testing.T) {
 			want: slices.Concat(identity(false), tokenKeys("shop"),
 				[]corev1.EnvVar{
 					{Name: "USER_URL", Value: "https://shop-user.demo.svc.cluster.local:80"},
-					{Name: "USER_OPS_URL", Value: "http://shop-user.demo.svc.cluster.local:8081"},
+					{Name: "USER_OPS_URL", Value: "http://shop-user-ops.demo.svc.cluster.local:8081"},
 					{Name: "PRODUCT_URL", Value: "https://shop-product.demo.svc.cluster.local:80"},
-					{Name: "PRODUCT_OPS_URL", Value: "http://shop-product.demo.svc.cluster.local:8081"},
+					{Name: "PRODUCT_OPS_URL", Value: "http://shop-product-ops.demo.svc.cluster.local:8081"},
 					{Name: "ORDER_URL", Value: "https://shop-order.demo.svc.cluster.local:80"},
-					{Name: "ORDER_OPS_URL", Value: "http://shop-order.demo.svc.cluster.local:8081"},
+					{Name: "ORDER_OPS_URL", Value: "http://shop-order-ops.demo.svc.cluster.local:8081"},
 					{Name: "PAYMENT_URL", Value: "https://shop-payment.demo.svc.cluster.local:80"},
-					{Name: "PAYMENT_OPS_URL", Value: "http://shop-payment.demo.svc.cluster.local:8081"},
+					{Name: "PAYMENT_OPS_URL", Value: "http://shop-payment-ops.demo.svc.cluster.local:8081"},
 					{Name: "BROKER_MONITOR_URL", Value: "http://shop-nats.demo.svc.cluster.local:8222"},
+					{Name: "GATEWAY_OPS_URL", Value: "http://shop-gateway-ops.demo.svc.cluster.local:8081"},
 					{Name: "TRUSTED_PROXY_CIDRS", Value: "10.0.0.0/8,fd00::/8"},
 				}, drain),
 		},
@@ -606,16 +610,17 @@ func TestServiceEnv(t *testing.T) {
 			want: slices.Concat(identity(false), tokenKeys("tv"),
 				[]corev1.EnvVar{
 					{Name: "ACCOUNT_URL", Value: "https://tv-account.demo.svc.cluster.local:80"},
-					{Name: "ACCOUNT_OPS_URL", Value: "http://tv-account.demo.svc.cluster.local:8081"},
+					{Name: "ACCOUNT_OPS_URL", Value: "http://tv-account-ops.demo.svc.cluster.local:8081"},
 					{Name: "CONTENT_URL", Value: "https://tv-content.demo.svc.cluster.local:80"},
-					{Name: "CONTENT_OPS_URL", Value: "http://tv-content.demo.svc.cluster.local:8081"},
+					{Name: "CONTENT_OPS_URL", Value: "http://tv-content-ops.demo.svc.cluster.local:8081"},
 					{Name: "PLAYBACK_URL", Value: "https://tv-playback.demo.svc.cluster.local:80"},
-					{Name: "PLAYBACK_OPS_URL", Value: "http://tv-playback.demo.svc.cluster.local:8081"},
+					{Name: "PLAYBACK_OPS_URL", Value: "http://tv-playback-ops.demo.svc.cluster.local:8081"},
 					{Name: "ANALYTICS_URL", Value: "https://tv-analytics.demo.svc.cluster.local:80"},
-					{Name: "ANALYTICS_OPS_URL", Value: "http://tv-analytics.demo.svc.cluster.local:8081"},
+					{Name: "ANALYTICS_OPS_URL", Value: "http://tv-analytics-ops.demo.svc.cluster.local:8081"},
 					{Name: "RECOMMENDATION_URL", Value: "https://tv-recommendation.demo.svc.cluster.local:80"},
-					{Name: "RECOMMENDATION_OPS_URL", Value: "http://tv-recommendation.demo.svc.cluster.local:8081"},
+					{Name: "RECOMMENDATION_OPS_URL", Value: "http://tv-recommendation-ops.demo.svc.cluster.local:8081"},
 					{Name: "BROKER_MONITOR_URL", Value: "http://tv-nats.demo.svc.cluster.local:8222"},
+					{Name: "GATEWAY_OPS_URL", Value: "http://tv-gateway-ops.demo.svc.cluster.local:8081"},
 				}, drain),
 		},
 		{
@@ -964,24 +969,70 @@ func TestServiceObjects(t *testing.T) {
 			if s.Spec.Type != tt.wantType {
 				t.Errorf("type %q, want %q", s.Spec.Type, tt.wantType)
 			}
-			// The gateway's Service is exposed: it carries the API only.
-			// The others carry the ops port too, for the gateway's
-			// readiness checks.
-			want := 2
-			if tt.service == "gateway" {
-				want = 1
-			}
-			if len(s.Spec.Ports) != want {
-				t.Fatalf("ports %+v, want %d", s.Spec.Ports, want)
-			}
+			// The API, and gRPC for the services that serve it; never
+			// the ops port, which the headless ops Service carries.
 			port := s.Spec.Ports[0]
 			if port.Name != "http" || port.Port != 80 || port.TargetPort.String() != "http" || port.NodePort != tt.wantNode {
 				t.Errorf("port %+v", port)
 			}
-			if want == 2 {
-				if ops := s.Spec.Ports[1]; ops.Name != "ops" || ops.Port != 8081 || ops.TargetPort.String() != "ops" || ops.NodePort != 0 {
-					t.Errorf("ops port %+v", ops)
+			for _, sp := range s.Spec.Ports {
+				if sp.Name == PortNameOps || sp.Port == catalog.OpsPort {
+					t.Errorf("ClusterIP Service carries the ops port: %+v", sp)
 				}
+			}
+		})
+	}
+}
+
+// The gateway reads each service's ops port on every instance, its own
+// included: the headless ops Service resolves to each pod (not ready ones
+// included, for the console to count), the gateway's <SERVICE>_OPS_URL
+// names it, and the service's policy admits the gateway's pods alone to
+// that port (no scraper is configured here).
+func TestOpsServices(t *testing.T) {
+	tests := []struct {
+		name     string
+		platform *v1alpha1.Platform
+		service  string
+	}{
+		{"a fixed-size service", platform("shop", testgen.WithService("order", testgen.Replicas(3))), "order"},
+		{"an autoscaled service", platform("tv", testgen.WithWorkloads(v1alpha1.WorkloadStreaming)), "playback"},
+		{"a single-replica service", platform("shop", testgen.WithWorkloads(v1alpha1.WorkloadCommerce)), "user"},
+		{"the gateway itself, whose console reads its sibling pods", platform("shop", testgen.WithGateway(corev1.ServiceTypeNodePort, 30080)), "gateway"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := tt.platform
+			objs := mustRender(t, p)
+			s := find[*corev1.Service](t, objs, OpsServiceName(p, tt.service))
+			want := corev1.ServiceSpec{
+				Type:                     corev1.ServiceTypeClusterIP,
+				ClusterIP:                corev1.ClusterIPNone,
+				PublishNotReadyAddresses: true,
+				Selector:                 SelectorLabels(p, tt.service),
+				Ports:                    []corev1.ServicePort{{Name: "ops", Port: 8081, TargetPort: intstr.FromString("ops"), Protocol: corev1.ProtocolTCP}},
+			}
+			if !equality.Semantic.DeepEqual(s.Spec, want) {
+				t.Errorf("%s spec %+v, want %+v", s.Name, s.Spec, want)
+			}
+			gw := find[*appsv1.Deployment](t, objs, ObjectName(p, catalog.Gateway))
+			wantURL := "http://" + OpsServiceName(p, tt.service) + "." + p.Namespace + ".svc.cluster.local:8081"
+			if got := envMap(gw.Spec.Template.Spec.Containers[0])[catalog.EnvOpsURL(tt.service)].Value; got != wantURL {
+				t.Errorf("gateway's %s = %q, want %q", catalog.EnvOpsURL(tt.service), got, wantURL)
+			}
+			np := find[*networkingv1.NetworkPolicy](t, objs, ObjectName(p, tt.service))
+			var opsFrom []string
+			for _, r := range np.Spec.Ingress {
+				for _, port := range r.Ports {
+					if port.Port != nil && port.Port.String() == s.Spec.Ports[0].TargetPort.String() {
+						for _, peer := range r.From {
+							opsFrom = append(opsFrom, peer.PodSelector.MatchLabels[LabelComponent])
+						}
+					}
+				}
+			}
+			if !slices.Equal(opsFrom, []string{catalog.Gateway}) {
+				t.Errorf("%s admits %v to its ops port, want the gateway alone", np.Name, opsFrom)
 			}
 		})
 	}
@@ -1349,6 +1400,8 @@ func TestNamesAndURLs(t *testing.T) {
 		{"service URL", ServiceURL(p, "order"), "http://shop-order.demo.svc.cluster.local"},
 		{"API URL, as the gateway reaches it", ServiceAPIURL(p, "order"), "https://shop-order.demo.svc.cluster.local:80"},
 		{"gRPC target", ServiceGRPCTarget(p, "product"), "dns:///shop-product.demo.svc.cluster.local:9090"},
+		{"ops Service", OpsServiceName(p, "order"), "shop-order-ops"},
+		{"ops URL, every instance behind it", ServiceOpsURL(p, "order"), "http://shop-order-ops.demo.svc.cluster.local:8081"},
 		{"gateway URL", GatewayURL(p), "http://shop-gateway.demo.svc.cluster.local"},
 	}
 	for _, tt := range tests {

@@ -34,11 +34,13 @@ func servicesImage(p *v1alpha1.Platform, opts Options) string {
 // scrapers use it; the gateway asks the upstreams' readiness on it.
 const PortNameOps = "ops"
 
-// ServiceOpsURL is the in-cluster base URL of a service's ops port. Only
-// internal services' Services carry the port: the gateway's would expose it
-// wherever the gateway is exposed.
+// ServiceOpsURL is the in-cluster base URL of a service's ops port,
+// through its headless ops Service (OpsServiceName): its name resolves to
+// every pod's address, so the gateway's console reads each instance's
+// readiness, metrics and trace buffer, where a Service's virtual IP would
+// answer for one pod picked at random.
 func ServiceOpsURL(p *v1alpha1.Platform, service string) string {
-	return ServiceURL(p, service) + ":" + itoa(catalog.OpsPort)
+	return fmt.Sprintf("http://%s.%s.svc.%s:%d", OpsServiceName(p, service), p.Namespace, ClusterDomain, catalog.OpsPort)
 }
 
 // serviceEnv wires a service to its identity, the broker (with its own
@@ -75,8 +77,10 @@ func serviceEnv(p *v1alpha1.Platform, svc ServicePlan, enabled map[string]bool) 
 	}
 	if gateway {
 		// The console reads the broker's monitor; the gateway has no
-		// broker credentials.
-		env = append(env, corev1.EnvVar{Name: catalog.EnvBrokerMonitorURL, Value: BrokerMonitorServiceURL(p)})
+		// broker credentials. It reads every gateway pod's ops port too:
+		// the request that began a trace may have come through another.
+		env = append(env, corev1.EnvVar{Name: catalog.EnvBrokerMonitorURL, Value: BrokerMonitorServiceURL(p)},
+			corev1.EnvVar{Name: catalog.EnvOpsURL(catalog.Gateway), Value: ServiceOpsURL(p, catalog.Gateway)})
 	}
 	if cidrs := p.Spec.Gateway.TrustedProxyCIDRs; gateway && len(cidrs) > 0 {
 		env = append(env, corev1.EnvVar{Name: catalog.EnvTrustedProxyCIDRs, Value: strings.Join(cidrs, ",")})
@@ -249,12 +253,10 @@ func serviceService(p *v1alpha1.Platform, svc ServicePlan) *corev1.Service {
 			port.NodePort = *np
 		}
 	}
+	// No ops port: its readers want every instance, through the headless
+	// opsService; a port here would only add an address that answers for
+	// one pod at random.
 	ports := []corev1.ServicePort{port}
-	if !svc.Public {
-		ports = append(ports, corev1.ServicePort{
-			Name: PortNameOps, Port: catalog.OpsPort, TargetPort: intstr.FromString(PortNameOps), Protocol: corev1.ProtocolTCP,
-		})
-	}
 	if svc.ServesGRPC() {
 		ports = append(ports, corev1.ServicePort{
 			Name: PortNameGRPC, Port: catalog.GRPCPort, TargetPort: intstr.FromString(PortNameGRPC), Protocol: corev1.ProtocolTCP,
@@ -267,6 +269,32 @@ func serviceService(p *v1alpha1.Platform, svc ServicePlan) *corev1.Service {
 			Type:     typ,
 			Selector: SelectorLabels(p, svc.Name),
 			Ports:    ports,
+		},
+	}
+}
+
+// opsService is the headless Service of a service's ops port, which the
+// gateway's console reads every instance through (ServiceOpsURL), the
+// gateway's own pods included. It lists pods
+// that are not ready too: the console counts them as instances that are
+// not ready, and their trace buffers hold spans of what they did before,
+// often the very requests that failed. The gateway's readiness of a
+// service is therefore "any instance ready", asked of each address, not
+// of whichever one DNS lists first. It has no cluster IP and no node
+// port, so it exposes nothing beyond the pods' own addresses, which the
+// NetworkPolicies guard.
+func opsService(p *v1alpha1.Platform, svc ServicePlan) *corev1.Service {
+	return &corev1.Service{
+		TypeMeta:   typeMeta("v1", "Service"),
+		ObjectMeta: objectMeta(p, OpsServiceName(p, svc.Name), svc.Name),
+		Spec: corev1.ServiceSpec{
+			Type:                     corev1.ServiceTypeClusterIP,
+			ClusterIP:                corev1.ClusterIPNone,
+			PublishNotReadyAddresses: true,
+			Selector:                 SelectorLabels(p, svc.Name),
+			Ports: []corev1.ServicePort{{
+				Name: PortNameOps, Port: catalog.OpsPort, TargetPort: intstr.FromString(PortNameOps), Protocol: corev1.ProtocolTCP,
+			}},
 		},
 	}
 }

@@ -44,6 +44,11 @@ type ConsoleOptions struct {
 	// SelfOps is the gateway's own ops port, whose trace buffer holds the
 	// gateway's spans.
 	SelfOps *url.URL
+	// Peers is the ops host of every gateway instance, this one included
+	// (GATEWAY_OPS_URL: a headless Service): the request that began a
+	// trace may have come through another. Nil: this instance alone, at
+	// SelfOps, with its own registry's figures.
+	Peers *url.URL
 	// Interval is how often the console's event stream pushes; default 1s.
 	Interval time.Duration
 }
@@ -65,20 +70,20 @@ type console struct {
 	api   map[string]*http.Client // mutual TLS to an upstream's API
 
 	// One scrape at a time feeds the histories, however many watch.
-	scrape  sync.Mutex
-	hist    map[string]*history
-	last    *Snapshot
-	lastAt  time.Time
-	resolve func(ctx context.Context, host string) ([]string, error)
-	now     func() time.Time
+	scrape sync.Mutex
+	// hist holds each service's instances' recent samples, by name.
+	hist   map[string]instanceHistories
+	last   *Snapshot
+	lastAt time.Time
+	now    func() time.Time
 }
 
 func newConsole(g *Gateway, m *kit.Metrics, o ConsoleOptions) *console {
 	if o.Interval <= 0 {
 		o.Interval = time.Second
 	}
-	c := &console{g: g, m: m, opts: o, plain: g.health, api: map[string]*http.Client{}, hist: map[string]*history{},
-		resolve: net.DefaultResolver.LookupHost, now: time.Now}
+	c := &console{g: g, m: m, opts: o, plain: g.health, api: map[string]*http.Client{}, hist: map[string]instanceHistories{},
+		now: time.Now}
 	for _, s := range catalog.All() {
 		if up, ok := g.upstreams[s.Name]; ok {
 			c.names = append(c.names, s.Name)
@@ -114,8 +119,9 @@ type Snapshot struct {
 // ServiceStatus is one service's line.
 type ServiceStatus struct {
 	Name string `json:"name"`
-	// Instances answered on the service's ops address; Ready of them are
-	// ready.
+	// Instances are the addresses the service's ops host resolves to
+	// (on a cluster every pod, ready or not); Ready of them answer their
+	// /readyz.
 	Instances int `json:"instances"`
 	Ready     int `json:"ready"`
 	Rates
@@ -152,10 +158,10 @@ func (c *console) snapshot(ctx context.Context, token string) Snapshot {
 		return *c.last
 	}
 	s := Snapshot{At: now.UTC(), Services: make([]ServiceStatus, 1+len(c.names))}
-	samples := make([]*sample, 1+len(c.names))
+	samples := make([]map[string]*sample, 1+len(c.names))
 	var wg sync.WaitGroup
-	// The gateway first: it reads its own registry.
-	wg.Go(func() { s.Services[0], samples[0] = c.self(now) })
+	// The gateway first.
+	wg.Go(func() { s.Services[0], samples[0] = c.self(ctx, now) })
 	for i, name := range c.names {
 		wg.Go(func() { s.Services[i+1], samples[i+1] = c.service(ctx, name, now) })
 	}
@@ -166,26 +172,23 @@ func (c *console) snapshot(ctx context.Context, token string) Snapshot {
 	wg.Go(func() { orders, ordersErr = c.orders(ctx, token) })
 	wg.Wait()
 
-	var orderHist *history
+	var orderSpans []span
 	for i := range s.Services {
-		h := c.hist[s.Services[i].Name]
-		if h == nil {
-			h = &history{window: rateWindow}
-			c.hist[s.Services[i].Name] = h
+		name := s.Services[i].Name
+		hs := c.hist[name]
+		if hs == nil {
+			hs = instanceHistories{}
+			c.hist[name] = hs
 		}
-		if samples[i] != nil {
-			s.Services[i].Rates = h.push(samples[i])
-		}
-		if s.Services[i].Name == "order" {
-			orderHist = h
+		spans := hs.push(samples[i], now)
+		s.Services[i].Rates = sumRates(spans)
+		if name == "order" {
+			orderSpans = spans
 		}
 	}
-	s.Flow = Flow{Orders: orders}
-	if orderHist != nil && len(orderHist.samples) > 0 {
-		cur := orderHist.samples[len(orderHist.samples)-1]
-		s.Flow.ConfirmedPerSec = perSecond(orderHist.oldest(), cur, "order.confirmed")
-		s.Flow.CancelledPerSec = perSecond(orderHist.oldest(), cur, "order.cancelled")
-	}
+	s.Flow = Flow{Orders: orders,
+		ConfirmedPerSec: perSecond(orderSpans, "order.confirmed"),
+		CancelledPerSec: perSecond(orderSpans, "order.cancelled")}
 	if ordersErr != nil {
 		s.Flow.Error = ordersErr.Error()
 	}
@@ -196,9 +199,16 @@ func (c *console) snapshot(ctx context.Context, token string) Snapshot {
 	return s
 }
 
-// self is the gateway's own line, from its own registry.
-func (c *console) self(now time.Time) (ServiceStatus, *sample) {
-	st := ServiceStatus{Name: catalog.Gateway, Instances: 1, Ready: 1}
+// self is the gateway's own line: every instance's, read on their ops
+// ports like an upstream's, or this one's own registry when it knows no
+// peers.
+func (c *console) self(ctx context.Context, now time.Time) (ServiceStatus, map[string]*sample) {
+	st := ServiceStatus{Name: catalog.Gateway}
+	if c.opts.Peers != nil {
+		samples := c.readInstances(ctx, &st, c.g.instances(ctx, c.opts.Peers), now)
+		return st, samples
+	}
+	st.Instances, st.Ready = 1, 1
 	families, err := c.m.Registry.Gather()
 	if err != nil {
 		st.Error = err.Error()
@@ -210,19 +220,25 @@ func (c *console) self(now time.Time) (ServiceStatus, *sample) {
 		byName[f.GetName()] = f
 	}
 	s.add(byName)
-	return st, s
+	return st, map[string]*sample{"self": s}
 }
 
-// service reads one upstream's instances: readiness and metrics.
-func (c *console) service(ctx context.Context, name string, now time.Time) (ServiceStatus, *sample) {
+// service reads one upstream's instances: readiness, and the metrics of
+// those that answer, by instance.
+func (c *console) service(ctx context.Context, name string, now time.Time) (ServiceStatus, map[string]*sample) {
 	up := c.g.upstreams[name]
 	st := ServiceStatus{Name: name, Breaker: up.cb.State().String()}
-	targets := c.instances(ctx, up.ops)
+	samples := c.readInstances(ctx, &st, c.g.instances(ctx, up.ops), now)
+	return st, samples
+}
+
+// readInstances reads each target's readiness and metrics into st, and answers
+// the samples of those whose metrics answered, by address.
+func (c *console) readInstances(ctx context.Context, st *ServiceStatus, targets []*url.URL, now time.Time) map[string]*sample {
 	st.Instances = len(targets)
-	s := newSample(now)
+	samples := map[string]*sample{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	scraped := 0
 	for _, t := range targets {
 		wg.Go(func() {
 			ready := c.ready(ctx, t)
@@ -236,17 +252,13 @@ func (c *console) service(ctx context.Context, name string, now time.Time) (Serv
 				st.Error = err.Error()
 				return
 			}
+			s := newSample(now)
 			s.add(families)
-			scraped++
+			samples[t.Host] = s
 		})
 	}
 	wg.Wait()
-	if scraped < len(targets) {
-		// A sum with an instance missing would read as a drop in every
-		// counter; no rates this round.
-		return st, nil
-	}
-	return st, s
+	return samples
 }
 
 func (c *console) ready(ctx context.Context, ops *url.URL) bool {
@@ -276,12 +288,12 @@ func (c *console) metrics(ctx context.Context, ops *url.URL) (map[string]*dtoFam
 
 // instances resolves base's host to every address it has, one URL each:
 // a Service's virtual IP is one, a headless Service's pods are many.
-func (c *console) instances(ctx context.Context, base *url.URL) []*url.URL {
+func (g *Gateway) instances(ctx context.Context, base *url.URL) []*url.URL {
 	host, port := base.Hostname(), base.Port()
 	if net.ParseIP(host) != nil || host == "localhost" {
 		return []*url.URL{base}
 	}
-	addrs, err := c.resolve(ctx, host)
+	addrs, err := g.resolve(ctx, host)
 	if err != nil || len(addrs) == 0 {
 		return []*url.URL{base}
 	}

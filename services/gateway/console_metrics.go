@@ -115,26 +115,51 @@ type Rates struct {
 	P99Ms *float64 `json:"p99Ms"`
 }
 
+// span is one instance's samples to measure between: the oldest still in
+// its window and the newest.
+type span struct{ old, cur *sample }
+
+// seconds is the span's length; zero or less when there is nothing to
+// measure.
+func (s span) seconds() float64 {
+	if s.old == nil || s.cur == nil {
+		return 0
+	}
+	return s.cur.at.Sub(s.old.at).Seconds()
+}
+
 // ratesBetween compares an older sample with a newer one. A counter that
 // went down means the service restarted: the newer sample then counts
 // from zero.
-func ratesBetween(old, cur *sample) Rates {
+func ratesBetween(old, cur *sample) Rates { return sumRates([]span{{old, cur}}) }
+
+// sumRates are a service's rates from its instances' spans: each
+// instance's counters are compared with its own earlier sample, and the
+// rates added up, so an instance that joins, leaves or misses a scrape
+// never reads as a counter going down.
+func sumRates(spans []span) Rates {
 	var r Rates
-	if old == nil || cur == nil {
+	var reqRate, errRate, reqs, errs float64
+	buckets := map[float64]float64{}
+	measured := false
+	for _, s := range spans {
+		dt := s.seconds()
+		if dt <= 0 {
+			continue
+		}
+		measured = true
+		dr, de := delta(s.old.requests, s.cur.requests), delta(s.old.errors, s.cur.errors)
+		reqRate, errRate, reqs, errs = reqRate+dr/dt, errRate+de/dt, reqs+dr, errs+de
+		for le, c := range s.cur.buckets {
+			buckets[le] += delta(s.old.buckets[le], c)
+		}
+	}
+	if !measured {
 		return r
 	}
-	dt := cur.at.Sub(old.at).Seconds()
-	if dt <= 0 {
-		return r
-	}
-	reqs, errs := delta(old.requests, cur.requests), delta(old.errors, cur.errors)
-	r.RequestsPerSec, r.ErrorsPerSec = ptr(reqs/dt), ptr(errs/dt)
+	r.RequestsPerSec, r.ErrorsPerSec = ptr(reqRate), ptr(errRate)
 	if reqs > 0 {
 		r.ErrorRatio = ptr(errs / reqs)
-	}
-	buckets := map[float64]float64{}
-	for le, c := range cur.buckets {
-		buckets[le] = delta(old.buckets[le], c)
 	}
 	if q, ok := quantile(0.99, buckets); ok {
 		r.P99Ms = ptr(q * 1000)
@@ -142,16 +167,21 @@ func ratesBetween(old, cur *sample) Rates {
 	return r
 }
 
-// perSecond is the rate of events of subject between two samples.
-func perSecond(old, cur *sample, subject string) *float64 {
-	if old == nil || cur == nil {
+// perSecond is the rate of events of subject over the instances' spans,
+// added up; nil when no span measures anything.
+func perSecond(spans []span, subject string) *float64 {
+	var sum float64
+	measured := false
+	for _, s := range spans {
+		if dt := s.seconds(); dt > 0 {
+			measured = true
+			sum += delta(s.old.published[subject], s.cur.published[subject]) / dt
+		}
+	}
+	if !measured {
 		return nil
 	}
-	dt := cur.at.Sub(old.at).Seconds()
-	if dt <= 0 {
-		return nil
-	}
-	return ptr(delta(old.published[subject], cur.published[subject]) / dt)
+	return ptr(sum)
 }
 
 func delta(old, cur float64) float64 {
@@ -201,16 +231,17 @@ func quantile(q float64, buckets map[float64]float64) (float64, bool) {
 	return bounds[len(bounds)-1], true
 }
 
-// history keeps a service's recent samples, so rates span a few seconds
-// rather than the jitter of one scrape interval.
+// history keeps one instance's recent samples, so rates span a few
+// seconds rather than the jitter of one scrape interval.
 type history struct {
 	window  time.Duration
 	samples []*sample
 }
 
-// push adds s and answers the rates between the oldest sample still in the
-// window and s.
-func (h *history) push(s *sample) Rates {
+// push adds s, drops the samples the window has left behind (keeping one
+// at least a window old, to measure from), and answers the span to
+// measure: from the oldest sample still held to s.
+func (h *history) push(s *sample) span {
 	h.samples = append(h.samples, s)
 	cut := 0
 	for cut < len(h.samples)-2 && s.at.Sub(h.samples[cut+1].at) >= h.window {
@@ -218,15 +249,36 @@ func (h *history) push(s *sample) Rates {
 	}
 	h.samples = h.samples[cut:]
 	if len(h.samples) < 2 {
-		return Rates{}
+		return span{cur: s}
 	}
-	return ratesBetween(h.samples[0], s)
+	return span{h.samples[0], s}
 }
 
-// oldest is the sample rates are measured from, or nil.
-func (h *history) oldest() *sample {
-	if len(h.samples) < 2 {
-		return nil
+// latest is the newest sample.
+func (h *history) latest() *sample { return h.samples[len(h.samples)-1] }
+
+// instanceHistories are a service's histories, by instance (its ops
+// address).
+type instanceHistories map[string]*history
+
+// push adds one scrape of the instances that answered, forgets those that
+// have not answered for a window (gone, or replaced: a pod's address is
+// not reused for the same pod), and answers the spans of those that
+// answered.
+func (hs instanceHistories) push(samples map[string]*sample, at time.Time) []span {
+	var spans []span
+	for inst, s := range samples {
+		h := hs[inst]
+		if h == nil {
+			h = &history{window: rateWindow}
+			hs[inst] = h
+		}
+		spans = append(spans, h.push(s))
 	}
-	return h.samples[0]
+	for inst, h := range hs {
+		if at.Sub(h.latest().at) > rateWindow {
+			delete(hs, inst)
+		}
+	}
+	return spans
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -548,7 +549,7 @@ func TestRatesAcrossARestart(t *testing.T) {
 
 // A host resolves to every instance behind it; an address is one.
 func TestInstancesResolveTheHost(t *testing.T) {
-	c := &console{resolve: func(_ context.Context, host string) ([]string, error) {
+	g := &Gateway{resolve: func(_ context.Context, host string) ([]string, error) {
 		if host == "shop-order-ops.demo.svc" {
 			return []string{"10.0.0.7", "10.0.0.5"}, nil
 		}
@@ -561,11 +562,35 @@ func TestInstancesResolveTheHost(t *testing.T) {
 	} {
 		u, _ := url.Parse(tt.base)
 		var got []string
-		for _, i := range c.instances(context.Background(), u) {
+		for _, i := range g.instances(context.Background(), u) {
 			got = append(got, i.String())
 		}
 		if strings.Join(got, " ") != tt.want {
 			t.Errorf("%s: %v, want %s", tt.base, got, tt.want)
 		}
+	}
+}
+
+// Each instance is measured against its own earlier sample: one that
+// leaves (a scale-down) or joins takes its counts with it, never a drop
+// or a jump in the service's rate.
+func TestRatesAcrossInstancesComingAndGoing(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	at := func(sec int, requests float64) *sample {
+		s := newSample(t0.Add(time.Duration(sec) * time.Second))
+		s.requests = requests
+		return s
+	}
+	hs := instanceHistories{}
+	hs.push(map[string]*sample{"10.0.0.5:8081": at(0, 1000), "10.0.0.7:8081": at(0, 50)}, t0)
+	// 10.0.0.7 is gone; 10.0.0.9 has just started.
+	rates := sumRates(hs.push(map[string]*sample{"10.0.0.5:8081": at(2, 1010), "10.0.0.9:8081": at(2, 3)}, t0.Add(2*time.Second)))
+	if !near(rates.RequestsPerSec, 5) {
+		t.Errorf("rate across a scale-down and a new instance: %s, want 5/s from the one measured twice", mustJSON(rates))
+	}
+	// Once silent for a window, an instance is forgotten.
+	hs.push(map[string]*sample{"10.0.0.5:8081": at(20, 1100)}, t0.Add(20*time.Second))
+	if _, kept := hs["10.0.0.7:8081"]; kept || len(hs) != 1 {
+		t.Errorf("histories kept: %v", slices.Collect(maps.Keys(hs)))
 	}
 }

@@ -30,12 +30,15 @@ const (
 )
 
 // opsTargets are the ops base URLs of every instance the console reads:
-// the gateway's own and each upstream's, each host resolved to all its
-// addresses (one behind a Service's virtual IP, every pod behind a
-// headless one).
+// the gateway's own (all its peers' when it knows them) and each
+// upstream's, each host resolved to all its addresses (one behind a
+// Service's virtual IP, every pod behind a headless one).
 func (c *console) opsTargets(ctx context.Context) []*url.URL {
 	var bases []*url.URL
-	if c.opts.SelfOps != nil {
+	switch {
+	case c.opts.Peers != nil:
+		bases = append(bases, c.opts.Peers)
+	case c.opts.SelfOps != nil:
 		bases = append(bases, c.opts.SelfOps)
 	}
 	for _, name := range c.names {
@@ -43,7 +46,7 @@ func (c *console) opsTargets(ctx context.Context) []*url.URL {
 	}
 	var out []*url.URL
 	for _, b := range bases {
-		out = append(out, c.instances(ctx, b)...)
+		out = append(out, c.g.instances(ctx, b)...)
 	}
 	return out
 }

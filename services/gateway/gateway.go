@@ -97,6 +97,9 @@ type Gateway struct {
 	// own are the handlers of the gateway's own routes, by pattern.
 	own     map[string]http.HandlerFunc
 	console *console
+	// resolve finds the addresses behind an ops host: every pod of a
+	// headless ops Service.
+	resolve func(ctx context.Context, host string) ([]string, error)
 }
 
 // NewGateway builds a gateway for the given upstreams, by service name. A
@@ -128,7 +131,7 @@ func NewGateway(upstreams map[string]Upstream, tokens kit.Verifier, m *kit.Metri
 		tr = newTransport(o.Timeout)
 	}
 	g := &Gateway{upstreams: map[string]*upstream{}, tokens: tokens, limiter: NewLimiter(rate.Limit(o.RPS), o.Burst),
-		clients: clientAddr{trusted: o.TrustedProxies},
+		clients: clientAddr{trusted: o.TrustedProxies}, resolve: net.DefaultResolver.LookupHost,
 		// The ops ports are plain HTTP.
 		health: &http.Client{Transport: tr.Clone(), Timeout: 2 * time.Second}}
 	gw, _ := catalog.Lookup(catalog.Gateway)

@@ -730,6 +730,8 @@ func TestNewReadsItsConfig(t *testing.T) {
 		{"an upstream without its ops URL", catalog.EnvOpsURL("product"), "", "PRODUCT_OPS_URL is required"},
 		{"a malformed ops URL", catalog.EnvOpsURL("product"), "product:8081", "PRODUCT_OPS_URL="},
 		{"a malformed CIDR", catalog.EnvTrustedProxyCIDRs, "10.0.0.0/33", catalog.EnvTrustedProxyCIDRs},
+		{"the gateway's own ops host is read", catalog.EnvOpsURL(catalog.Gateway), "http://shop-gateway-ops.demo.svc:8081", ""},
+		{"a malformed gateway ops host", catalog.EnvOpsURL(catalog.Gateway), "shop-gateway-ops:8081", "GATEWAY_OPS_URL="},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			env := maps.Clone(base)
@@ -749,6 +751,9 @@ func TestNewReadsItsConfig(t *testing.T) {
 				g := svc.(*service).g
 				if len(g.upstreams) != 1 || g.upstreams["product"].ops.Host != "product:8081" || len(g.clients.trusted) != 1 {
 					t.Fatalf("upstreams %v, trusted %v", g.upstreams, g.clients.trusted)
+				}
+				if peers := g.console.opts.Peers; (tt.value == "") != (peers == nil) || (peers != nil && peers.String() != tt.value) {
+					t.Fatalf("peers %v, want %q", peers, tt.value)
 				}
 				return
 			}

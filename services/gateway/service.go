@@ -72,8 +72,9 @@ func New(_ context.Context, d kit.Deps) (kit.Service, error) {
 	return &service{g: g}, nil
 }
 
-// consoleOptions reads BROKER_MONITOR_URL, optional, and the gateway's own
-// ops address, whose trace buffer the console reads like the others'.
+// consoleOptions reads BROKER_MONITOR_URL and GATEWAY_OPS_URL (every
+// gateway instance's ops host), both optional, and the gateway's own ops
+// address, whose trace buffer the console reads like the others'.
 func consoleOptions(c kit.Config) (ConsoleOptions, error) {
 	var o ConsoleOptions
 	if v := c.String(catalog.EnvBrokerMonitorURL); v != "" {
@@ -82,6 +83,13 @@ func consoleOptions(c kit.Config) (ConsoleOptions, error) {
 			return o, fmt.Errorf("%s=%q: want the broker monitor's http URL, like http://shop-nats.demo.svc:8222", catalog.EnvBrokerMonitorURL, v)
 		}
 		o.BrokerMonitor = u
+	}
+	if v := c.String(catalog.EnvOpsURL(catalog.Gateway)); v != "" {
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "http" || u.Host == "" {
+			return o, fmt.Errorf("%s=%q: want the gateway's ops host as an http URL, like http://shop-gateway-ops.demo.svc:8081", catalog.EnvOpsURL(catalog.Gateway), v)
+		}
+		o.Peers = u
 	}
 	if host, port, err := net.SplitHostPort(c.OpsAddr); err == nil {
 		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {

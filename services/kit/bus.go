@@ -186,7 +186,7 @@ func (b *Bus) ensure(ctx context.Context, svc catalog.Service) error {
 		if err != nil {
 			return err
 		}
-		b.buckets[name] = kv
+		b.buckets[name] = readFromLeader(b.NC, kv)
 	}
 
 	var missing []string
@@ -210,7 +210,7 @@ func (b *Bus) ensure(ctx context.Context, svc catalog.Service) error {
 		}
 		switch kv, err := b.JS.KeyValue(ctx, name); {
 		case err == nil:
-			b.buckets[name] = kv
+			b.buckets[name] = readFromLeader(b.NC, kv)
 		case errors.Is(err, jetstream.ErrBucketNotFound):
 			owner, _ := catalog.BucketOwner(name, b.running)
 			missing = append(missing, fmt.Sprintf("bucket %s (owner %s)", name, owner))

@@ -13,6 +13,9 @@
 // may have gone out, so it is marked unknown and not sent again. The
 // trade-off is deliberate: a customer may miss one e-mail after a crash at
 // the wrong instant, but never gets two, and the unknown record says so.
+// An attempt that knows it sent nothing gives its claim back instead: a
+// claim whose answer was lost (the broker restarting as it wrote it) may
+// be stored, and would otherwise read as a send that may have happened.
 // A send is bounded by SMTP_TIMEOUT, well inside the consumer's AckWait, so
 // no redelivery meets an attempt that is still running.
 package notification
@@ -70,8 +73,10 @@ type Notification struct {
 	Body    string `json:"body"`
 	// Status is pending, sent, failed or unknown (records from before it
 	// existed were written once sent, and read as sent).
-	Status    string    `json:"status"`
-	Attempts  int       `json:"attempts,omitempty"`
+	Status   string `json:"status"`
+	Attempts int    `json:"attempts,omitempty"`
+	// Claim identifies the attempt that set pending.
+	Claim     string    `json:"claim,omitempty"`
 	CreatedAt time.Time `json:"createdAt,omitzero"`
 	SentAt    time.Time `json:"sentAt,omitzero"`
 	EventID   string    `json:"eventId"`
@@ -329,6 +334,7 @@ func (n *Notifier) Handle(ctx context.Context, ev kit.Event) error {
 	key := to.userID + "." + id
 	now := n.now().UTC()
 	var claimed, interrupted bool
+	claim := kit.NewID()
 	rec, err := n.store.Upsert(ctx, key, func(cur *Notification, exists bool) error {
 		claimed, interrupted = false, false
 		switch {
@@ -344,12 +350,13 @@ func (n *Notifier) Handle(ctx context.Context, ev kit.Event) error {
 		default:
 			return kit.ErrNoChange // sent or unknown: never again
 		}
-		cur.Status, claimed = StatusPending, true
+		cur.Status, cur.Claim, claimed = StatusPending, claim, true
 		cur.Attempts++
 		return nil
 	})
 	if err != nil {
-		return err
+		// Nothing was sent, yet the claim may be stored.
+		return errors.Join(err, n.unclaim(ctx, key, claim))
 	}
 	if interrupted {
 		kit.Logger(ctx).Warn("an earlier attempt stopped mid-send; not sending again (at most once)",
@@ -390,6 +397,31 @@ func (n *Notifier) Handle(ctx context.Context, ev kit.Event) error {
 			"notification", id, "event", ev.ID, "channel", channel, "err", sendErr)
 	}
 	return err
+}
+
+// unclaim marks the record failed if it is still pending under claim, so
+// that a redelivery sends it. It is retried for a few seconds, as long as
+// a broker restart takes.
+func (n *Notifier) unclaim(ctx context.Context, key, claim string) error {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for {
+		_, err := n.store.Update(wctx, key, func(cur *Notification) error {
+			if cur.status() != StatusPending || cur.Claim != claim {
+				return kit.ErrNoChange
+			}
+			cur.Status = StatusFailed
+			return nil
+		})
+		if err == nil || errors.Is(err, kit.ErrNotFound) {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("claim %s of %s not given back: %w", claim, key, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // ForUser lists a user's notifications, oldest first. The HTTP API calls

@@ -137,3 +137,54 @@ func consumes(t *testing.T) []string {
 	}
 	return s.Consumes()
 }
+
+// A claim whose answer was lost (the broker restarting as it stored it)
+// is stored pending though nothing was sent. The attempt gives it back, so
+// the redelivery sends the message once; a pending claim of an attempt
+// that may have sent stays at most once.
+func TestAClaimGivenBackIsSentOnRedelivery(t *testing.T) {
+	ctx := context.Background()
+	st, _ := kit.NewStore[Notification](kittest.Bus(t, "notification").Bucket("notifications"))
+	r, _ := NewRenderer()
+	sender := &recordingSender{}
+	n, err := NewNotifier(st, r, sender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := func(order string) kit.Event {
+		data, _ := json.Marshal(map[string]any{"id": order, "userId": "u1", "email": "u1@example.com", "total": 1000, "items": []any{}})
+		return kit.Event{ID: kit.EventID(catalog.OrderConfirmed, order), Type: catalog.OrderConfirmed, Data: data}
+	}
+	stored := func(order, claim string) string { // what a claim leaves when its answer is lost
+		k := "u1." + idFor(event(order).ID)
+		if _, err := st.Create(ctx, k, Notification{ID: idFor(event(order).ID), UserID: "u1", Event: catalog.OrderConfirmed,
+			Channel: Email, Status: StatusPending, Claim: claim, Attempts: 1, EventID: event(order).ID}); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	given := stored("o1", "lost")
+	if err := n.unclaim(ctx, given, "lost"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Handle(ctx, event("o1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Handle(ctx, event("o1")); !errors.Is(err, kit.ErrDuplicate) {
+		t.Fatalf("a second redelivery: %v", err)
+	}
+	if rec, _, _ := st.Get(ctx, given); rec.Status != StatusSent || len(sender.sent) != 1 {
+		t.Fatalf("after the claim was given back: record %s, %d sent; want sent once", rec.Status, len(sender.sent))
+	}
+
+	other := stored("o2", "mid-send")
+	if err := n.unclaim(ctx, other, "another attempt's"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Handle(ctx, event("o2")); !errors.Is(err, kit.ErrDuplicate) {
+		t.Fatalf("redelivery over an attempt that may have sent: %v", err)
+	}
+	if rec, _, _ := st.Get(ctx, other); rec.Status != StatusUnknown || len(sender.sent) != 1 {
+		t.Fatalf("an attempt that may have sent: record %s, %d sent; want unknown, nothing more sent", rec.Status, len(sender.sent))
+	}
+}

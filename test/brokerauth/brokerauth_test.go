@@ -154,6 +154,7 @@ func allowed(t testing.TB, s catalog.Service) (pub, sub []string) {
 		}
 		pub = append(pub,
 			"$JS.API.STREAM.INFO.KV_"+b,
+			"$JS.API.STREAM.MSG.GET.KV_"+b,
 			"$JS.API.DIRECT.GET.KV_"+b+".$KV."+b+".>",
 			"$JS.API.CONSUMER.CREATE.KV_"+b,
 			"$JS.API.CONSUMER.CREATE.KV_"+b+".*",
