@@ -145,3 +145,36 @@ rescales() {
     done | sort -n
   return 0
 }
+
+# jaeger_traces FILE: the traces of a Jaeger query API answer (/api/traces),
+# one a line: "traceID spans roots durationMs errors service×spans,…". A
+# root is a span that references no span of its own trace (Jaeger shows a
+# consumer's parent, which is also its link, as FOLLOWS_FROM): a whole
+# trace has one. errors: spans with status error (a failed delivery that
+# was redelivered, a retried call).
+jaeger_traces() {
+  jq -r '.data[]? | . as $t | [$t.spans[].spanID] as $ids
+    | ([$t.spans[] | select(all(.references[]?; .spanID as $r | all($ids[]; . != $r)))] | length) as $roots
+    | ((([$t.spans[] | .startTime + .duration] | max) - ([$t.spans[].startTime] | min)) / 1000 | floor) as $ms
+    | ([$t.spans[] | select(any(.tags[]?; .key == "error" and .value == true))] | length) as $errors
+    | ([$t.spans[] | $t.processes[.processID].serviceName] | group_by(.) | map("\(.[0])×\(length)") | join(",")) as $svc
+    | "\($t.traceID) \($t.spans | length) \($roots) \($ms) \($errors) \($svc)"' "$1" 2>/dev/null || true
+}
+# jaeger_has_span FILE TRACEID SERVICE OPERATION: whether that trace of a
+# Jaeger answer holds a span of SERVICE named OPERATION.
+jaeger_has_span() {
+  jq -e --arg id "$2" --arg s "$3" --arg op "$4" \
+    '[.data[]? | select(.traceID == $id) | . as $t | .spans[] | select($t.processes[.processID].serviceName == $s and .operationName == $op)] | length > 0' \
+    "$1" >/dev/null 2>&1
+}
+# jaeger_waterfall FILE: the first trace of a Jaeger answer, a span a line
+# in start order: offset and duration in ms, service, kind, name, and the
+# status message of a span that failed.
+jaeger_waterfall() {
+  jq -r '.data[0] as $t | ([$t.spans[].startTime] | min) as $t0 | $t.spans | sort_by(.startTime) | .[]
+    | [((.startTime - $t0) / 1000), (.duration / 1000), $t.processes[.processID].serviceName,
+       ([.tags[]? | select(.key == "span.kind") | .value] | first // "internal"), .operationName,
+       (if any(.tags[]?; .key == "error" and .value == true)
+        then "  ERROR: " + ([.tags[]? | select(.key == "otel.status_description") | .value] | first // "") else "" end)] | @tsv' "$1" |
+    awk -F'\t' '{printf "  +%7.1fms %7.1fms  %-13s %-9s %s%s\n", $1, $2, $3, $4, $5, $6}'
+}

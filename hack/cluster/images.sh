@@ -4,7 +4,7 @@
 #   switchboard  the Dockerfile's layout, from hack/build-static.sh's binaries (rebuilt every time)
 #   nats         nats-server at the version go.mod requires, used through spec.broker.image
 #   pause, coredns, metrics-server
-#   keda, prometheus, jaeger  when build-addons.sh has built their binaries
+#   keda, prometheus, jaeger  when build-addons.sh has built their binaries (jaeger unless JAEGER=0)
 # With "import", it also loads them into the cluster's containerd (k8s.io namespace).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -53,8 +53,8 @@ addon() { # tar bin... -- image args
 }
 addon "keda-${CLUSTER_KEDA_VERSION}.tar" "$BIN/keda" "$BIN/keda-adapter" -- -ref "$KEDA_IMAGE" -user 65532:65532
 addon "prometheus-${CLUSTER_PROMETHEUS_VERSION}.tar" "$BIN/prometheus" -- -ref "$PROMETHEUS_IMAGE" -user 65534:65534
-# Jaeger only for JAEGER=1 runs: it is ~100 MB to import for nothing otherwise.
-[[ -z ${JAEGER:-} ]] || addon "jaeger-${CLUSTER_JAEGER_VERSION}.tar" "$BIN/jaeger" -- -ref "$JAEGER_IMAGE" -user 65534:65534
+# Jaeger unless JAEGER=0 (e2e.sh's switch to leave it out): ~85 MB to import for nothing then.
+[[ ${JAEGER:-1} == 0 ]] || addon "jaeger-${CLUSTER_JAEGER_VERSION}.tar" "$BIN/jaeger" -- -ref "$JAEGER_IMAGE" -user 65534:65534
 
 if [[ ${1:-} == import ]]; then
   for t in pause coredns metrics-server "nats-${NATS_VERSION}" switchboard "${addons[@]}"; do

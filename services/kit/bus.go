@@ -698,6 +698,10 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec) error {
 		return fmt.Errorf("consume %s: %w", spec.Durable, err)
 	}
 	b.consumers = append(b.consumers, cc)
+	// The consumer's error count exists, at zero, from its start: a rate of
+	// it then reads 0 while no handler fails, where an absent series reads
+	// as no data (the dashboard's Consumer errors panel, an alert on it).
+	b.metrics.ConsumerErrors.WithLabelValues(spec.Durable)
 	return nil
 }
 

@@ -177,3 +177,42 @@ func TestMalformedAndPermanentFailuresAreDeadLettered(t *testing.T) {
 		t.Fatalf("listed %+v (%v)", d, err)
 	}
 }
+
+// A consumer's error count is exported at zero from its start, before any
+// handler fails: a rate over it reads 0 on a healthy platform, not no data.
+func TestAConsumersErrorCountStartsAtZero(t *testing.T) {
+	ctx := context.Background()
+	b := kittest.StartNATS(t, "")
+	cfg, _ := kit.LoadConfig("notification", kit.Needs{}, kit.MapEnv(b.Env()))
+	m := kit.NewMetrics("notification")
+	bus, err := kit.ConnectBus(ctx, cfg, quiet, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bus.Close)
+	err = bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-order-confirmed",
+		Handler: func(context.Context, kit.Event) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var series []string
+	for _, f := range families {
+		if f.GetName() != "switchboard_consumer_errors_total" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "consumer" {
+					series = append(series, fmt.Sprintf("%s=%v", l.GetValue(), s.GetCounter().GetValue()))
+				}
+			}
+		}
+	}
+	if len(series) != 1 || series[0] != "notification-order-confirmed=0" {
+		t.Fatalf("switchboard_consumer_errors_total by consumer: %v, want notification-order-confirmed=0", series)
+	}
+}
