@@ -24,11 +24,7 @@ import (
 // watches where the reads go.
 func TestAReadSeesTheWriteBeforeItOnAReplicatedBucket(t *testing.T) {
 	ctx := context.Background()
-	c := startCluster(t)
-	c.start(2)
-	c.waitForMeta(3)
-	owner := c.connect("order", 3)
-	leader := replicatedLeader(t, owner, "KV_orders")
+	c, _, leader := ordersOnThreeServers(t)
 	var followerURL string
 	for _, srv := range c.servers {
 		if srv.Name() != leader {
@@ -127,11 +123,7 @@ func TestAReadWithNoDeadlineEndsWhenItsAnswerNeverComes(t *testing.T) {
 // "product unavailable: internal error".
 func TestAReadWaitsForTheStreamsNewLeader(t *testing.T) {
 	ctx := context.Background()
-	c := startCluster(t)
-	c.start(2)
-	c.waitForMeta(3)
-	owner := c.connect("order", 3)
-	leader := replicatedLeader(t, owner, "KV_orders")
+	c, owner, leader := ordersOnThreeServers(t)
 	store, _ := kit.NewStore[counter](owner.Bucket("orders"))
 	rev, err := store.Create(ctx, "ada.o1", counter{N: 1})
 	if err != nil {
@@ -152,6 +144,18 @@ func TestAReadWaitsForTheStreamsNewLeader(t *testing.T) {
 	if e := kit.AsError(fmt.Errorf("get: %w", kit.ErrBrokerUnavailable)); e.Status != 503 || e.Code != kit.CodeUnavailable || e.RetryAfter == 0 {
 		t.Fatalf("a read the broker did not answer is %+v, want a 503 to retry", e)
 	}
+}
+
+// ordersOnThreeServers is a three-server cluster, order connected to it
+// with its bucket at three replicas, and the name of the server leading
+// the bucket's stream.
+func ordersOnThreeServers(t *testing.T) (*cluster, *kit.Bus, string) {
+	t.Helper()
+	c := startCluster(t)
+	c.start(2)
+	c.waitForMeta(3)
+	owner := c.connect("order", 3)
+	return c, owner, replicatedLeader(t, owner, "KV_orders")
 }
 
 // replicatedLeader waits for stream to have three replicas, a leader and
