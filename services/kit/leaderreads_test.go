@@ -24,20 +24,7 @@ import (
 // watches where the reads go.
 func TestAReadSeesTheWriteBeforeItOnAReplicatedBucket(t *testing.T) {
 	ctx := context.Background()
-	c := startCluster(t)
-	c.start(2)
-	c.waitForMeta(3)
-	owner := c.connect("order", 3)
-	kittest.Eventually(t, 60*time.Second, "KV_orders at three replicas with a leader", func() bool {
-		s, err := owner.JS.Stream(ctx, "KV_orders")
-		if err != nil {
-			return false
-		}
-		info := s.CachedInfo()
-		return info.Config.Replicas == 3 && info.Cluster != nil && info.Cluster.Leader != "" && len(info.Cluster.Replicas) == 2
-	})
-	s, _ := owner.JS.Stream(ctx, "KV_orders")
-	leader := s.CachedInfo().Cluster.Leader
+	c, _, leader := ordersOnThreeServers(t)
 	var followerURL string
 	for _, srv := range c.servers {
 		if srv.Name() != leader {
@@ -136,23 +123,7 @@ func TestAReadWithNoDeadlineEndsWhenItsAnswerNeverComes(t *testing.T) {
 // "product unavailable: internal error".
 func TestAReadWaitsForTheStreamsNewLeader(t *testing.T) {
 	ctx := context.Background()
-	c := startCluster(t)
-	c.start(2)
-	c.waitForMeta(3)
-	owner := c.connect("order", 3)
-	var leader string
-	kittest.Eventually(t, 60*time.Second, "KV_orders at three replicas with a leader", func() bool {
-		s, err := owner.JS.Stream(ctx, "KV_orders")
-		if err != nil {
-			return false
-		}
-		info := s.CachedInfo()
-		if info.Config.Replicas != 3 || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
-			return false
-		}
-		leader = info.Cluster.Leader
-		return true
-	})
+	c, owner, leader := ordersOnThreeServers(t)
 	store, _ := kit.NewStore[counter](owner.Bucket("orders"))
 	rev, err := store.Create(ctx, "ada.o1", counter{N: 1})
 	if err != nil {
@@ -173,4 +144,36 @@ func TestAReadWaitsForTheStreamsNewLeader(t *testing.T) {
 	if e := kit.AsError(fmt.Errorf("get: %w", kit.ErrBrokerUnavailable)); e.Status != 503 || e.Code != kit.CodeUnavailable || e.RetryAfter == 0 {
 		t.Fatalf("a read the broker did not answer is %+v, want a 503 to retry", e)
 	}
+}
+
+// ordersOnThreeServers is a three-server cluster, order connected to it
+// with its bucket at three replicas, and the name of the server leading
+// the bucket's stream.
+func ordersOnThreeServers(t *testing.T) (*cluster, *kit.Bus, string) {
+	t.Helper()
+	c := startCluster(t)
+	c.start(2)
+	c.waitForMeta(3)
+	owner := c.connect("order", 3)
+	return c, owner, replicatedLeader(t, owner, "KV_orders")
+}
+
+// replicatedLeader waits for stream to have three replicas, a leader and
+// two followers, and returns the leader's server name.
+func replicatedLeader(t *testing.T, b *kit.Bus, stream string) string {
+	t.Helper()
+	var leader string
+	kittest.Eventually(t, 60*time.Second, stream+" at three replicas with a leader", func() bool {
+		s, err := b.JS.Stream(context.Background(), stream)
+		if err != nil {
+			return false
+		}
+		info := s.CachedInfo()
+		if info.Config.Replicas != 3 || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+			return false
+		}
+		leader = info.Cluster.Leader
+		return true
+	})
+	return leader
 }

@@ -119,17 +119,11 @@ func TestAClaimWhoseAnswerIsLostIsSentOnRedelivery(t *testing.T) {
 	px := newAnswerLosingProxy(t, strings.TrimPrefix(broker.URL, "nats://"), "PUB $KV.notifications."+key, claimed)
 	via := *broker
 	via.URL = "nats://" + px.ln.Addr().String()
-	st, _ := kit.NewStore[Notification](via.Bus(t, "notification").Bucket("notifications"))
-	r, _ := NewRenderer()
-	sender := &recordingSender{}
-	n, err := NewNotifier(st, r, sender)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, st, sender := recordingNotifier(t, via.Bus(t, "notification").Bucket("notifications"))
 
 	px.armed.Store(true)
 	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	err = n.Handle(hctx, ev)
+	err := n.Handle(hctx, ev)
 	cancel()
 	if err == nil || errors.Is(err, kit.ErrDuplicate) {
 		t.Fatalf("the attempt whose claim's answer was lost: %v, want an error (the consumer redelivers)", err)

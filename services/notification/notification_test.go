@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
@@ -104,15 +106,29 @@ func TestCancellationEmailSaysWhatHappenedToTheMoney(t *testing.T) {
 	}
 }
 
-func TestOneNotificationPerEvent(t *testing.T) {
-	ctx := context.Background()
-	st, _ := kit.NewStore[Notification](kittest.Bus(t, "notification").Bucket("notifications"))
-	r, _ := NewRenderer()
+// recordingNotifier is a notifier on bucket's store whose sends are
+// recorded.
+func recordingNotifier(t *testing.T, bucket jetstream.KeyValue) (*Notifier, *kit.Store[Notification], *recordingSender) {
+	t.Helper()
+	st, err := kit.NewStore[Notification](bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRenderer()
+	if err != nil {
+		t.Fatal(err)
+	}
 	sender := &recordingSender{}
 	n, err := NewNotifier(st, r, sender)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return n, st, sender
+}
+
+func TestOneNotificationPerEvent(t *testing.T) {
+	ctx := context.Background()
+	n, _, sender := recordingNotifier(t, kittest.Bus(t, "notification").Bucket("notifications"))
 	data, _ := json.Marshal(map[string]any{"id": "o1", "userId": "u1", "total": 1000, "items": []any{}})
 	ev := kit.Event{ID: kit.EventID(catalog.OrderConfirmed, "o1"), Type: catalog.OrderConfirmed, Data: data}
 	if err := n.Handle(ctx, ev); err != nil {
@@ -144,13 +160,7 @@ func consumes(t *testing.T) []string {
 // that may have sent stays at most once.
 func TestAClaimGivenBackIsSentOnRedelivery(t *testing.T) {
 	ctx := context.Background()
-	st, _ := kit.NewStore[Notification](kittest.Bus(t, "notification").Bucket("notifications"))
-	r, _ := NewRenderer()
-	sender := &recordingSender{}
-	n, err := NewNotifier(st, r, sender)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, st, sender := recordingNotifier(t, kittest.Bus(t, "notification").Bucket("notifications"))
 	event := func(order string) kit.Event {
 		data, _ := json.Marshal(map[string]any{"id": order, "userId": "u1", "email": "u1@example.com", "total": 1000, "items": []any{}})
 		return kit.Event{ID: kit.EventID(catalog.OrderConfirmed, order), Type: catalog.OrderConfirmed, Data: data}

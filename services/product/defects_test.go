@@ -16,13 +16,8 @@ import (
 // again, and the stock adds up at the end.
 func TestAReserveRacingItsReleaseNeverStrandsUnits(t *testing.T) {
 	ctx := context.Background()
-	bus := kittest.Bus(t, "product")
-	a, b := newCatalog(t, bus), newCatalog(t, bus)
 	const orders, initial = 40, 1000
-	p, err := a.Create(ctx, NewProduct{Name: "Lamp", Category: "home", Price: 1000, Stock: initial})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, p := twoReplicas(t, initial)
 	var wg sync.WaitGroup
 	for i := range orders {
 		o := fmt.Sprintf("o%d", i)
@@ -35,10 +30,7 @@ func TestAReserveRacingItsReleaseNeverStrandsUnits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err := a.Stock(ctx, p.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := stockOf(t, a, p.ID)
 	if s.Reserved != 0 || s.Available != initial || s.Available+s.Reserved+s.Sold != initial+s.Restocked {
 		t.Fatalf("after every order was released the stock is %+v: %d units stranded in reserved", s, s.Reserved)
 	}
@@ -49,13 +41,8 @@ func TestAReserveRacingItsReleaseNeverStrandsUnits(t *testing.T) {
 // reserves again: once every order is sold, nothing stays reserved.
 func TestALateReserveRacingItsCommitNeverStrandsUnits(t *testing.T) {
 	ctx := context.Background()
-	bus := kittest.Bus(t, "product")
-	a, b := newCatalog(t, bus), newCatalog(t, bus)
 	const orders, initial = 40, 1000
-	p, err := a.Create(ctx, NewProduct{Name: "Lamp", Category: "home", Price: 1000, Stock: initial})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, p := twoReplicas(t, initial)
 	var wg sync.WaitGroup
 	for i := range orders {
 		o := fmt.Sprintf("o%d", i)
@@ -71,11 +58,30 @@ func TestALateReserveRacingItsCommitNeverStrandsUnits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err := a.Stock(ctx, p.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := stockOf(t, a, p.ID)
 	if s.Reserved != 0 || s.Sold != orders || s.Available+s.Reserved+s.Sold != initial+s.Restocked {
 		t.Fatalf("after %d orders were sold once each the stock is %+v: reserved again, or sold twice", orders, s)
 	}
+}
+
+// twoReplicas is two product replicas' catalogs on one broker, and a
+// product with initial units in stock.
+func twoReplicas(t *testing.T, initial int64) (a, b *Catalog, p Product) {
+	t.Helper()
+	bus := kittest.Bus(t, "product")
+	a, b = newCatalog(t, bus), newCatalog(t, bus)
+	p, err := a.Create(context.Background(), NewProduct{Name: "Lamp", Category: "home", Price: 1000, Stock: initial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b, p
+}
+
+func stockOf(t *testing.T, c *Catalog, productID string) StockLevel {
+	t.Helper()
+	s, err := c.Stock(context.Background(), productID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
