@@ -181,11 +181,7 @@ func BenchmarkProductGetThroughput(b *testing.B) {
 func BenchmarkOrders(b *testing.B) {
 	p := start(b)
 	const clients, nProducts = 32, 16
-	tokens := make([]string, clients)
-	for i := range clients {
-		tokens[i], _ = userToken(b, p, fmt.Sprintf("buyer%d@example.com", i))
-	}
-	products := createProducts(b, p, nProducts)
+	tokens, products := orderFixtures(b, p, clients, nProducts)
 	run := kit.NewID()
 	lat, rate := runConcurrent(b, clients, func(client int, i int64) error {
 		body, _ := json.Marshal(map[string]any{

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
-	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 	"github.com/switchboard-dev/switchboard/services/local"
 )
 
@@ -96,23 +94,5 @@ func orderFixtures(b *testing.B, p *local.Platform, clients, nProducts int) (tok
 	for i := range clients {
 		tokens[i], _ = userToken(b, p, fmt.Sprintf("buyer%d@example.com", i))
 	}
-	staff := kittest.Issue(b, p.Signer, "bench-staff", kit.RoleAdmin)
-	products = make([]string, nProducts)
-	for i := range nProducts {
-		body, _ := json.Marshal(map[string]any{"name": "Bench item", "category": "bench", "price": 1999, "stock": 1_000_000_000})
-		req, _ := http.NewRequest("POST", p.GatewayURL+"/api/product/products", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+staff)
-		resp, err := client.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var pr struct{ ID string }
-		_ = json.NewDecoder(resp.Body).Decode(&pr)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated || pr.ID == "" {
-			b.Fatalf("new product: status %d", resp.StatusCode)
-		}
-		products[i] = pr.ID
-	}
-	return tokens, products
+	return tokens, createProducts(b, p, nProducts)
 }
