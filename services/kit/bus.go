@@ -60,6 +60,8 @@ type Bus struct {
 	// cancelled context.
 	abandoned atomic.Bool
 	closeOnce sync.Once
+	// connClosed is closed once the connection is, its drain done.
+	connClosed chan struct{}
 }
 
 // Limits are the broker-wide inputs of every stream's and bucket's config.
@@ -78,7 +80,11 @@ type Limits struct {
 // service may start before the broker and before the owners of its
 // streams; until it returns, the service is not ready.
 func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (*Bus, error) {
+	connClosed := make(chan struct{})
+	var closeOnce sync.Once
 	opts := []nats.Option{
+		nats.ClosedHandler(func(*nats.Conn) { closeOnce.Do(func() { close(connClosed) }) }),
+		nats.DrainTimeout(closeDrainTimeout),
 		nats.Name("switchboard-" + cfg.Service.Name),
 		// Replies come back below the service's own prefix, the only
 		// inbox its broker user may subscribe to.
@@ -112,7 +118,7 @@ func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (
 	b := &Bus{NC: nc, JS: js, svc: cfg.Service, log: log, metrics: m, buckets: map[string]jetstream.KeyValue{},
 		limits:  Limits{BrokerReplicas: cfg.BrokerReplicas, StoreBytes: cfg.BrokerStoreBytes},
 		running: cfg.BrokerServices,
-		owed:    map[string]func(context.Context) error{}, done: make(chan struct{})}
+		owed:    map[string]func(context.Context) error{}, done: make(chan struct{}), connClosed: connClosed}
 	// Services of a platform start together, and those waiting for an
 	// owner's streams look again soon, then less often.
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
@@ -445,15 +451,24 @@ func (b *Bus) StopConsuming(ctx context.Context) {
 	}
 }
 
-// Close stops consumers and drains the connection. Call StopConsuming
-// first for a graceful stop.
+// closeDrainTimeout bounds the connection's drain in Close.
+const closeDrainTimeout = 10 * time.Second
+
+// Close stops consumers and drains the connection, and returns once it is
+// closed: the acks and publishes still in its buffer are written before
+// the process may exit, so no handled message comes back to another
+// replica. Call StopConsuming first for a graceful stop.
 func (b *Bus) Close() {
 	b.closeOnce.Do(func() {
 		close(b.done)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		b.StopConsuming(ctx)
-		_ = b.NC.Drain()
+		if err := b.NC.Drain(); err != nil {
+			b.NC.Close()
+		}
+		// The drain ends by closing the connection, within its timeout.
+		<-b.connClosed
 	})
 }
 

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
@@ -198,7 +200,9 @@ func TestShutdownSpendsNoDeliveries(t *testing.T) {
 	}
 	first, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
+	var bus *kit.Bus
 	s := start(t, "notification", env, func(d kit.Deps) kit.Service {
+		bus = d.Bus
 		return testService{run: func(ctx context.Context) error {
 			err := d.Bus.Consume(ctx, kit.ConsumerSpec{Durable: "notification-order-confirmed", Handler: func(ctx context.Context, ev kit.Event) error {
 				if ev.ID == "e0" {
@@ -229,14 +233,27 @@ func TestShutdownSpendsNoDeliveries(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	s.done <- nil
+	// The acks are written before Run returns, and the process may exit:
+	// its connection has drained and closed.
+	if !bus.NC.IsClosed() {
+		t.Fatal("Run returned with the bus connection still open: acks in its buffer would be lost with the process")
+	}
 
 	cons, err := pub.JS.Consumer(ctx, "ORDERS", "notification-order-confirmed")
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// The broker applies acks on a queue of its own: wait, well within the
+	// ack wait (30 s), for the last of them. A delivery whose ack was never
+	// sent stays pending and fails below.
+	var info *jetstream.ConsumerInfo
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if info, err = cons.Info(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if info.NumRedelivered != 0 || info.NumAckPending != 0 || info.AckFloor.Consumer != n || info.Delivered.Consumer != n {
 		t.Fatalf("after the stop: %d delivered, %d acked, %d awaiting an ack, %d redelivered; want each of the %d delivered once and acked",
