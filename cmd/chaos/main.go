@@ -74,15 +74,15 @@ func run() int {
 			return fail(fmt.Errorf("seed %d: %w", s, err))
 		}
 		results = append(results, res)
-		if len(list) == 1 {
+		failing := len(res.Failing(nil)) > 0
+		// A failing seed's whole report: a rerun of the seed repeats its
+		// schedule, not its interleaving, so this may be the only one.
+		if len(list) == 1 || failing {
 			res.Print(os.Stdout, nil)
 		}
 		fmt.Println(res.Summary(nil))
-		if len(res.Failing(nil)) > 0 {
+		if failing {
 			failed = append(failed, s)
-			if len(list) > 1 {
-				printViolations(res)
-			}
 		}
 	}
 	if len(list) > 1 {
@@ -94,20 +94,6 @@ func run() int {
 		return 1
 	}
 	return 0
-}
-
-// printViolations shows the first few violations of each broken
-// invariant under a failing seed's summary line.
-func printViolations(res *chaos.Result) {
-	for _, c := range res.Checks {
-		for i, v := range c.Violations {
-			if i == 3 {
-				fmt.Printf("    %s: … %d more\n", c.Name, len(c.Violations)-3)
-				break
-			}
-			fmt.Printf("    %s: %s\n", c.Name, v)
-		}
-	}
 }
 
 // totals sums the seeds: orders by final state, faults by kind, each

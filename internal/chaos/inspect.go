@@ -79,10 +79,21 @@ type notificationRec struct {
 	Status  string `json:"status"` // absent before records had one: sent
 }
 
-// consumerLag is a durable consumer's backlog.
+// consumerLag is a durable consumer's backlog, and where it stands in its
+// stream: the last message it was given and the floor below which every
+// one is acknowledged.
 type consumerLag struct {
 	Pending, AckPending int
+	Delivered, AckFloor uint64 // stream sequences
 	Err                 string
+}
+
+func (l consumerLag) String() string {
+	if l.Err != "" {
+		return "error: " + l.Err
+	}
+	return fmt.Sprintf("delivered up to %d, acknowledged up to %d, %d not delivered yet, %d awaiting an ack",
+		l.Delivered, l.AckFloor, l.Pending, l.AckPending)
 }
 
 // snapshot is every store the checks read, at one moment.
@@ -375,7 +386,8 @@ func (s *stores) lag(ctx context.Context, c catalog.Consumer) consumerLag {
 	if err != nil {
 		return consumerLag{Err: err.Error()}
 	}
-	return consumerLag{Pending: int(info.NumPending), AckPending: info.NumAckPending}
+	return consumerLag{Pending: int(info.NumPending), AckPending: info.NumAckPending,
+		Delivered: info.Delivered.Stream, AckFloor: info.AckFloor.Stream}
 }
 
 // stockWatch checks the stock invariant at every revision of a product's
@@ -482,10 +494,12 @@ type eventLine struct {
 	Source  string
 	Status  string // the status the event's data carries, if any
 	ErrCode string
+	Stream  string // where it is stored, at sequence Seq
+	Seq     uint64
 }
 
 func (e eventLine) String() string {
-	out := fmt.Sprintf("%s %s from %s", e.Time.Format("15:04:05.000"), e.Type, e.Source)
+	out := fmt.Sprintf("%s %s from %s, %s #%d", e.Time.Format("15:04:05.000"), e.Type, e.Source, e.Stream, e.Seq)
 	if e.Status != "" {
 		out += " status=" + e.Status
 	}
@@ -546,7 +560,10 @@ func (s *stores) events(ctx context.Context) (map[string][]eventLine, error) {
 				if id == "" {
 					id = ev.Data.ID
 				}
-				l := eventLine{Time: ev.Time, Type: ev.Type, Source: ev.Source, Status: ev.Data.Status}
+				l := eventLine{Time: ev.Time, Type: ev.Type, Source: ev.Source, Status: ev.Data.Status, Stream: name}
+				if md, err := m.Metadata(); err == nil {
+					l.Seq = md.Sequence.Stream
+				}
 				if ev.Data.Error != nil {
 					l.ErrCode = ev.Data.Error.Code
 				}

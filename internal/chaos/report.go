@@ -76,6 +76,12 @@ func (r *Result) Print(w io.Writer, pending []string) {
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}
+	if len(r.Consumers) > 0 {
+		fmt.Fprintln(w, "\nconsumers when the checks read the stores:")
+		for _, d := range slices.Sorted(maps.Keys(r.Consumers)) {
+			fmt.Fprintf(w, "  %s: %s\n", d, r.Consumers[d])
+		}
+	}
 	for _, c := range r.Checks {
 		if len(c.Violations) == 0 {
 			continue

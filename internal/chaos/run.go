@@ -94,6 +94,9 @@ type Result struct {
 	// Evidence holds the records of the first offender of each broken
 	// invariant, by order or product id.
 	Evidence map[string]string
+	// Consumers is where each durable stood when the checks read the
+	// stores, for evidence of an event that was never handled.
+	Consumers map[string]string
 	// Dir is where the pods' logs are, when kept.
 	Dir string
 	// Spread counts, per replicated Service port (e.g. chaos-product:9090),
@@ -253,7 +256,10 @@ func Run(ctx context.Context, cfg Config) (_ *Result, err error) {
 	}
 	res.Checks = check(facts{snap: q.snap, plan: pl, customers: customers, answers: answers, mails: mail.Sent(),
 		watchRevs: revs, watchBad: bad, q: q, quietOK: ok, quietTook: took})
-	res.Evidence = map[string]string{}
+	res.Evidence, res.Consumers = map[string]string{}, map[string]string{}
+	for d, l := range q.snap.Consumers {
+		res.Consumers[d] = l.String()
+	}
 	if len(res.Failing(nil)) > 0 {
 		evs, err := st.events(ctx)
 		if err != nil {
