@@ -194,6 +194,11 @@ func Run(ctx context.Context, cfg Config) (_ *Result, err error) {
 		return nil, fmt.Errorf("harness broker connection: %w", err)
 	}
 	defer st.Close()
+	terms, err := watchTerminations(st.nc)
+	if err != nil {
+		return nil, fmt.Errorf("harness advisories: %w", err)
+	}
+	defer terms.stop()
 	gw, err := c.serviceAddr(catalog.Gateway, 80)
 	if err != nil {
 		return nil, err
@@ -256,6 +261,7 @@ func Run(ctx context.Context, cfg Config) (_ *Result, err error) {
 	}
 	res.Checks = check(facts{snap: q.snap, plan: pl, customers: customers, answers: answers, mails: mail.Sent(),
 		watchRevs: revs, watchBad: bad, q: q, quietOK: ok, quietTook: took})
+	res.Notes = append(res.Notes, terms.notes()...)
 	res.Evidence, res.Consumers = map[string]string{}, map[string]string{}
 	for d, l := range q.snap.Consumers {
 		res.Consumers[d] = l.String()
