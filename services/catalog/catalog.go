@@ -122,14 +122,17 @@ const (
 const (
 	DefaultShutdownDrain = 5 * time.Second
 	DefaultShutdownGrace = 15 * time.Second
+	// BrokerDrainTimeout bounds the last step of a stop: the broker
+	// connection flushing what was published and acknowledged.
+	BrokerDrainTimeout = 5 * time.Second
 )
 
 // TerminationGracePeriod is how long a pod may take to stop: the preStop
 // sleep and the service's own drain (each drain long), its consumers and
-// its HTTP servers (each up to DefaultShutdownGrace), and a margin for the
-// broker connection to drain.
+// its HTTP servers (each up to DefaultShutdownGrace), and the broker
+// connection's drain.
 func TerminationGracePeriod(drain time.Duration) time.Duration {
-	return 2*drain + 2*DefaultShutdownGrace + 5*time.Second
+	return 2*drain + 2*DefaultShutdownGrace + BrokerDrainTimeout
 }
 
 // HTTP server timeouts. The write timeout outlasts the longest answer a

@@ -84,7 +84,7 @@ func ConnectBus(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (
 	var closeOnce sync.Once
 	opts := []nats.Option{
 		nats.ClosedHandler(func(*nats.Conn) { closeOnce.Do(func() { close(connClosed) }) }),
-		nats.DrainTimeout(closeDrainTimeout),
+		nats.DrainTimeout(catalog.BrokerDrainTimeout),
 		nats.Name("switchboard-" + cfg.Service.Name),
 		// Replies come back below the service's own prefix, the only
 		// inbox its broker user may subscribe to.
@@ -451,9 +451,6 @@ func (b *Bus) StopConsuming(ctx context.Context) {
 	}
 }
 
-// closeDrainTimeout bounds the connection's drain in Close.
-const closeDrainTimeout = 10 * time.Second
-
 // Close stops consumers and drains the connection, and returns once it is
 // closed: the acks and publishes still in its buffer are written before
 // the process may exit, so no handled message comes back to another
@@ -467,7 +464,8 @@ func (b *Bus) Close() {
 		if err := b.NC.Drain(); err != nil {
 			b.NC.Close()
 		}
-		// The drain ends by closing the connection, within its timeout.
+		// The drain ends by closing the connection, within
+		// catalog.BrokerDrainTimeout.
 		<-b.connClosed
 	})
 }
