@@ -170,10 +170,6 @@ func DecodeJSON(body io.Reader, v any) error {
 		return decodeError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if errors.Is(err, ErrBrokerUnavailable) {
-			return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
-				Message: "the broker is unavailable; retry", RetryAfter: time.Second}
-		}
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return AsError(err)

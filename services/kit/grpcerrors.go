@@ -55,7 +55,10 @@ func StatusError(code codes.Code, reason, field, format string, args ...any) err
 // ToStatus is what a gRPC server sends for a handler's error: an *Error (or
 // an upstream failure the handler passes on) as its code and ErrorInfo,
 // a status error as it is, a context error as Canceled or
-// DeadlineExceeded, and anything else as Internal without its detail.
+// DeadlineExceeded, and anything else as AsError renders it over HTTP: a
+// store's contention (ErrContention) or an unanswered broker read
+// (ErrBrokerUnavailable) as Unavailable with its reason, the rest as
+// Internal without its detail.
 func ToStatus(err error) error {
 	if err == nil {
 		return nil
@@ -73,7 +76,8 @@ func ToStatus(err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	}
-	return StatusError(codes.Internal, CodeInternal, "", "internal error")
+	e = AsError(err)
+	return StatusError(grpcCode(e), e.Code, e.Field, "%s", e.Message)
 }
 
 // FromStatus is what a gRPC client returns for a status error: an *Error

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/switchboard-dev/switchboard/services/kit"
 )
 
@@ -49,6 +51,15 @@ func TestDomainErrorsCrossGRPC(t *testing.T) {
 		"a dependency slow":     {err: kit.Errorf(http.StatusGatewayTimeout, "upstream_timeout", "slow"), code: codes.DeadlineExceeded, back: http.StatusGatewayTimeout, kitCode: "upstream_timeout"},
 		"a 500 *Error":          {err: kit.Errorf(http.StatusInternalServerError, kit.CodeInternal, "bug"), code: codes.Internal, back: http.StatusInternalServerError, kitCode: kit.CodeInternal},
 		"an odd 4xx":            {err: kit.Errorf(http.StatusGone, "gone", "gone"), code: codes.FailedPrecondition, back: http.StatusConflict, kitCode: "gone"},
+		// What kit.Store and the leader reads return, as a handler passes
+		// them on: the answers the client retries, as over HTTP.
+		"a store's contention": {
+			err: fmt.Errorf("reserve: %w", kit.ErrContention), code: codes.Unavailable, back: http.StatusServiceUnavailable, kitCode: kit.CodeContention,
+		},
+		"a broker read no leader answered": {
+			err: fmt.Errorf("get stock/p1: %w: %w", kit.ErrBrokerUnavailable, nats.ErrNoResponders), code: codes.Unavailable,
+			back: http.StatusServiceUnavailable, kitCode: kit.CodeUnavailable,
+		},
 		"a plain error hides its detail": {
 			err: errors.New("disk on fire"), code: codes.Internal, back: http.StatusInternalServerError, kitCode: kit.CodeInternal, message: "internal error",
 		},
