@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -224,5 +225,22 @@ func TestPlanIsScarce(t *testing.T) {
 	}
 	if short < len(p.Products)-1 || declined == 0 {
 		t.Errorf("%d of %d products short of their demand, %d declined payments: the load should cancel for both reasons", short, len(p.Products), declined)
+	}
+}
+
+// The harness reads balances as user writes them now (credits with their
+// time) and as it wrote them before (bare ids).
+func TestPointsRecordReadsBothShapes(t *testing.T) {
+	for _, raw := range []string{
+		`{"userId":"u1","points":3,"applied":[{"id":"order.confirmed:a","at":"2026-11-30T12:00:00Z"},{"id":"order.confirmed:b","at":"2026-11-30T12:01:00Z"}]}`,
+		`{"userId":"u1","points":3,"applied":["order.confirmed:a","order.confirmed:b"]}`,
+	} {
+		var p pointsRec
+		if err := json.Unmarshal([]byte(raw), &p); err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		if p.UserID != "u1" || p.Points != 3 || !slices.Equal(p.Applied, []string{"order.confirmed:a", "order.confirmed:b"}) {
+			t.Fatalf("%s read as %+v", raw, p)
+		}
 	}
 }

@@ -70,6 +70,32 @@ type pointsRec struct {
 	Applied []string `json:"applied"`
 }
 
+// UnmarshalJSON reads the credits as user stores them, {"id", "at"}
+// each, or as bare ids (balances written before credits had a time).
+func (p *pointsRec) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		UserID  string            `json:"userId"`
+		Points  int64             `json:"points"`
+		Applied []json.RawMessage `json:"applied"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*p = pointsRec{UserID: raw.UserID, Points: raw.Points}
+	for _, c := range raw.Applied {
+		var id string
+		if json.Unmarshal(c, &id) != nil {
+			var obj struct{ ID string }
+			if err := json.Unmarshal(c, &obj); err != nil {
+				return fmt.Errorf("credit %s: %w", c, err)
+			}
+			id = obj.ID
+		}
+		p.Applied = append(p.Applied, id)
+	}
+	return nil
+}
+
 // notificationRec is a record of the notifications bucket.
 type notificationRec struct {
 	ID      string `json:"id"`

@@ -1,6 +1,8 @@
 // Package user holds accounts, login and loyalty points. Points are credited
 // from order.confirmed events exactly once: the ids of applied events live in
-// the same KV record as the balance, so one compare-and-set applies both.
+// the same KV record as the balance, so one compare-and-set applies both,
+// and they are kept for as long as the stream can deliver an event again
+// (credits.go).
 package user
 
 import (
@@ -44,13 +46,10 @@ type Points struct {
 
 type pointsRecord struct {
 	Points
-	// Applied holds the ids of the last events credited, newest last. It is
-	// bounded: redelivery happens within minutes (AckWait × MaxDeliver), far
-	// fewer than appliedMax orders of one user.
-	Applied []string `json:"applied"`
+	// Applied holds the order.confirmed events credited, oldest first,
+	// for as long as one can be delivered again (see credits.go).
+	Applied []credit `json:"applied"`
 }
-
-const appliedMax = 512
 
 // MinorPerPoint: one point per 100 currency units, and prices are in minor
 // units (cents), so one point per 10,000 minor units.
@@ -292,24 +291,32 @@ func (us *Users) GrantAdmin(ctx context.Context, caller *kit.Claims, g GrantAdmi
 	return u.api(), nil
 }
 
-// OnOrderConfirmed credits points once per event id.
+// OnOrderConfirmed credits points once per event id. An event too old to
+// tell whether it was credited (a dead letter replayed after the stream's
+// retention) is dead-lettered again rather than risk a second credit.
 func (us *Users) OnOrderConfirmed(ctx context.Context, ev kit.Event) error {
 	var o events.OrderConfirmed
 	if err := json.Unmarshal(ev.Data, &o); err != nil || !kit.ValidID(o.UserID) {
 		return fmt.Errorf("%w: bad order.confirmed %s: %v", kit.ErrPermanent, ev.ID, err)
 	}
+	now := us.now()
+	at := ev.Time
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
 	dup := false
 	_, err := us.points.Upsert(ctx, o.UserID, func(p *pointsRecord, _ bool) error {
-		if slices.Contains(p.Applied, ev.ID) {
+		if p.credited(ev.ID) {
 			dup = true
 			return kit.ErrNoChange
 		}
+		if age := now.Sub(at); age > creditsAccepted {
+			return fmt.Errorf("%w: order.confirmed %s is %s old, past the %s for which credits are remembered: credit it by hand if it never was",
+				kit.ErrPermanent, ev.ID, age.Round(time.Minute), creditsAccepted)
+		}
 		p.UserID = o.UserID
 		p.Points.Points += o.Total / MinorPerPoint
-		p.Applied = append(p.Applied, ev.ID)
-		if n := len(p.Applied); n > appliedMax {
-			p.Applied = slices.Clone(p.Applied[n-appliedMax:])
-		}
+		p.remember(ev.ID, at, now)
 		return nil
 	})
 	if err == nil && dup {
