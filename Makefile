@@ -99,7 +99,7 @@ api-docs: manifests ## Regenerate docs/api.md (from the CRD), the tables of docs
 .PHONY: bench
 bench: envtest ## Run the benchmarks (figures go to docs/benchmarks.md).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench . -benchtime 5x ./controllers/
-	go test -run '^$$' -bench 'ProductGet|Orders|ReserveRelease|Tokens' -benchtime 3s ./test/bench/
+	go test -run '^$$' -bench 'ProductGet|Orders|BrokerFloor|ReserveRelease|Tokens' -benchtime 3s ./test/bench/
 	@command -v nginx >/dev/null || echo "bench: nginx is not installed; BenchmarkProxy skips its nginx leg (Debian: apt-get install nginx-light wrk)"
 	go test -run '^$$' -bench Proxy -benchtime 1x ./test/bench/
 	go test -run '^$$' -bench . -benchtime 3x ./services/streaming/
