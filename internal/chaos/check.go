@@ -84,7 +84,7 @@ func observe(ctx context.Context, s *stores, products []product) quiet {
 	q := quiet{snap: snap}
 	for _, id := range slices.Sorted(maps.Keys(snap.Orders)) {
 		if o := snap.Orders[id]; !o.settled() {
-			q.pending = append(q.pending, fmt.Sprintf("%s %s owed=%v", id, o.Status, o.Owed))
+			q.pending = append(q.pending, fmt.Sprintf("%s %s step=%s owed=%v", id, o.Status, o.Step, o.Owed))
 		}
 	}
 	for _, d := range slices.Sorted(maps.Keys(snap.Consumers)) {
@@ -196,7 +196,7 @@ func check(f facts) []Check {
 		fc.Checked++
 		o := s.Orders[id]
 		if !o.settled() {
-			fc.flag(id, "order %s is %s, owed %v, outbox %s", id, o.Status, o.Owed, orNone(o.Outbox))
+			fc.flag(id, "order %s is %s at step %q, owed %v, outbox %s", id, o.Status, o.Step, o.Owed, orNone(o.Outbox))
 		}
 		if _, ok := byID[id]; !ok {
 			fc.flag(id, "order %s was placed by no job of the load", id)

@@ -10,6 +10,7 @@ import (
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/events"
 	"github.com/switchboard-dev/switchboard/services/kit"
+	"github.com/switchboard-dev/switchboard/services/order"
 	"github.com/switchboard-dev/switchboard/services/user"
 )
 
@@ -29,9 +30,9 @@ func world() facts {
 	s := &snapshot{
 		Orders: map[string]orderRec{
 			ok: {Order: events.Order{ID: ok, UserID: "u0", Status: "confirmed", Total: 40000, PaymentID: "pay_" + ok,
-				Items: []events.Item{{ProductID: "p0", Quantity: 2, Price: 20000}}}},
+				Items: []events.Item{{ProductID: "p0", Quantity: 2, Price: 20000}}}, Step: order.StepDone},
 			no: {Order: events.Order{ID: no, UserID: "u1", Status: "cancelled", Error: &kit.Error{Code: "out_of_stock"},
-				Items: []events.Item{{ProductID: "p0", Quantity: 1}}}},
+				Items: []events.Item{{ProductID: "p0", Quantity: 1}}}, Step: order.StepDone},
 		},
 		Payments: map[string]events.Payment{ok: {ID: "pay_" + ok, OrderID: ok, Amount: 40000, Status: "completed"}},
 		Stock:    map[string]stockRec{"p0": {Available: i64(0), Reserved: i64(0), Sold: i64(2)}},
@@ -92,6 +93,22 @@ func TestChecks(t *testing.T) {
 			o := f.snap.Orders[no]
 			o.Owed = []string{"release"}
 			f.snap.Orders[no] = o
+		}, []string{InvFinal}},
+		{"a cancelled order whose saga has not yet released, refunded and announced it", func(f *facts) {
+			// The status is final from the moment the saga decides it;
+			// order.cancelled goes out steps later. The harness once took
+			// the status for the end, checked before the sweep had run
+			// those steps, and reported the e-mails as lost.
+			_, no := f.ids()
+			o := f.snap.Orders[no]
+			o.Step = order.StepRelease
+			f.snap.Orders[no] = o
+		}, []string{InvFinal}},
+		{"a confirmed order whose saga has not finished", func(f *facts) {
+			ok, _ := f.ids()
+			o := f.snap.Orders[ok]
+			o.Step = order.StepConfirm
+			f.snap.Orders[ok] = o
 		}, []string{InvFinal}},
 		{"a unit that vanished from the stock", func(f *facts) {
 			*f.snap.Stock["p0"].Sold = 1
@@ -241,6 +258,30 @@ func TestPointsRecordReadsBothShapes(t *testing.T) {
 		}
 		if p.UserID != "u1" || p.Points != 3 || !slices.Equal(p.Applied, []string{"order.confirmed:a", "order.confirmed:b"}) {
 			t.Fatalf("%s read as %+v", raw, p)
+		}
+	}
+}
+
+// An order is settled once its saga is done, whatever its status says.
+func TestSettled(t *testing.T) {
+	for _, tc := range []struct {
+		o    orderRec
+		want bool
+	}{
+		{orderRec{Order: events.Order{Status: "cancelled"}, Step: order.StepDone}, true},
+		{orderRec{Order: events.Order{Status: "confirmed"}, Step: order.StepDone}, true},
+		{orderRec{Order: events.Order{Status: "cancelled"}}, true}, // from before the saga had steps
+		{orderRec{Order: events.Order{Status: "cancelled"}, Step: order.StepRelease}, false},
+		{orderRec{Order: events.Order{Status: "cancelled"}, Step: order.StepRefund}, false},
+		{orderRec{Order: events.Order{Status: "cancelled"}, Step: order.StepCancel}, false},
+		{orderRec{Order: events.Order{Status: "confirmed"}, Step: order.StepConfirm}, false},
+		{orderRec{Order: events.Order{Status: "refunded"}, Step: order.StepRepay}, false},
+		{orderRec{Order: events.Order{Status: "pending"}, Step: order.StepReserve}, false},
+		{orderRec{Order: events.Order{Status: "cancelled"}, Step: order.StepDone, Outbox: json.RawMessage(`[{"id":"x"}]`)}, false},
+		{orderRec{Order: events.Order{Status: "cancelled"}, Owed: []string{"release"}}, false},
+	} {
+		if got := tc.o.settled(); got != tc.want {
+			t.Errorf("%s at step %q (outbox %s, owed %v): settled = %v, want %v", tc.o.Status, tc.o.Step, tc.o.Outbox, tc.o.Owed, got, tc.want)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/events"
+	"github.com/switchboard-dev/switchboard/services/order"
 )
 
 // The records the checks read, decoded from the services' buckets. The
@@ -26,16 +27,21 @@ import (
 // orderRec is a record of the orders bucket.
 type orderRec struct {
 	events.Order
-	// Owed is today's compensation still to do; Outbox the events still
-	// to publish, once the record carries them.
+	// Step is the saga's next step ("done" once nothing is left), Outbox
+	// the events still to publish; Owed is the compensation still to do
+	// on records from before the saga had steps.
+	Step   string          `json:"step"`
 	Owed   []string        `json:"owed"`
 	Outbox json.RawMessage `json:"outbox"`
 	raw    json.RawMessage
 }
 
-// settled: final, with nothing owed and nothing left to publish.
+// settled: final, its saga done, nothing owed and nothing left to publish.
+// A status is final as soon as the saga decides it; the compensation after
+// a cancellation (release, refund) and its order.cancelled come later, so
+// the status alone does not say the saga has finished.
 func (o orderRec) settled() bool {
-	return finalStatus(o.Status) && len(o.Owed) == 0 && emptyJSON(o.Outbox)
+	return finalStatus(o.Status) && (o.Step == "" || o.Step == order.StepDone) && len(o.Owed) == 0 && emptyJSON(o.Outbox)
 }
 
 func emptyJSON(r json.RawMessage) bool {
