@@ -23,9 +23,10 @@ const (
 )
 
 // hiddenFromStaff are fields of an order's record that the staff's list
-// leaves out: the customer's e-mail (personal data the list does not need)
-// and the hash that guards the Idempotency-Key.
-var hiddenFromStaff = []string{"email", "requestHash"}
+// leaves out: the customer's e-mail (personal data the list does not need),
+// the outbox (events not yet published, whose data carries that e-mail for
+// notification) and the hash that guards the Idempotency-Key.
+var hiddenFromStaff = []string{"email", "outbox", "requestHash"}
 
 // Recent follows the most recently changed orders of every customer, for
 // the staff's list: a watch of the orders bucket, which delivers each

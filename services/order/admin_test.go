@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/services/catalog"
 	"github.com/switchboard-dev/switchboard/services/events"
@@ -98,5 +99,32 @@ func TestStaffListTheLatestOrders(t *testing.T) {
 				t.Errorf("%d %+v, want %d %s field %q", status, e, tt.status, tt.code, tt.field)
 			}
 		})
+	}
+}
+
+// An order whose outcome event is not yet published carries it in its
+// record, with the customer's e-mail for notification: the staff list
+// shows neither. (TestStaffListTheLatestOrders met such a record only when
+// it listed within the moment between a transition and its publish.)
+func TestStaffListHidesTheOutbox(t *testing.T) {
+	bus := kittest.Bus(t, "order")
+	kv := bus.Bucket("orders")
+	raw := `{"id":"o1","userId":"bob","status":"cancelled","email":"bob@example.com","requestHash":"abc","step":"cancel",` +
+		`"history":[{"status":"pending"}],"outbox":[{"id":"order.cancelled:o1","type":"order.cancelled","data":{"email":"bob@example.com"}}]}`
+	if _, err := kv.Put(t.Context(), "bob.o1", []byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	items, err := order.NewRecent(kv, time.Minute).List(t.Context(), 10)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("list: %v %v", items, err)
+	}
+	got, _ := json.Marshal(items[0])
+	for _, hidden := range []string{"email", "example.com", "outbox", "requestHash"} {
+		if strings.Contains(string(got), hidden) {
+			t.Errorf("the staff list shows %q: %s", hidden, got)
+		}
+	}
+	if items[0]["id"] != "o1" || items[0]["step"] != "cancel" {
+		t.Errorf("the staff list lost the order's own fields: %s", got)
 	}
 }
