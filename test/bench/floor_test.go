@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/switchboard-dev/switchboard/services/kit"
 	"github.com/switchboard-dev/switchboard/services/kit/kittest"
 )
@@ -30,34 +27,20 @@ type floorItem struct {
 // BenchmarkBrokerFloor measures what the broker part of an order costs on
 // its own, as a floor under BenchmarkOrders: 32 workers, each "order" the
 // 16 KV round trips an order makes (docs/benchmarks.md): one create, ten
-// writes at the revision held and five reads of a small JSON record, in a
-// file-stored bucket on an embedded broker, through kit.Store. No HTTP, no
-// gRPC, no TLS, no consumers, no fencing logic: only JetStream. Reads are
-// direct gets, cheaper than the platform's reads from the stream leader,
-// so the floor is if anything low. The CPU per order (client and broker,
-// both in this process) is what BenchmarkOrders' CPU per order can never
-// go below while an order takes 16 round trips.
+// writes at the revision held and five reads of a small JSON record,
+// through kit.Store on order's own orders bucket as order opens it (file
+// storage, reads from the stream's leader) on an embedded broker. No HTTP,
+// no gRPC, no TLS, no consumers, no fencing logic: only JetStream. The CPU
+// per order (client and broker, both in this process) is what
+// BenchmarkOrders' CPU per order can never go below while an order takes
+// 16 round trips.
 func BenchmarkBrokerFloor(b *testing.B) {
-	broker := kittest.StartNATS(b, "")
-	nc, err := nats.Connect(broker.URL, nats.UserInfo(broker.User, broker.Password))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	store, err := kit.NewStore[floorRecord](kittest.Bus(b, "order").Bucket("orders"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "floor", History: 1, Storage: jetstream.FileStorage})
-	if err != nil {
-		b.Fatal(err)
-	}
-	store, err := kit.NewStore[floorRecord](kv)
-	if err != nil {
-		b.Fatal(err)
-	}
-	const clients, writes, reads = 32, 10, 5
+	const clients, writes = 32, 10
 	run := kit.NewID()
 	lat, rate := runConcurrent(b, clients, func(_ int, i int64) error {
 		key := fmt.Sprintf("%s-%d", run, i)
@@ -76,7 +59,7 @@ func BenchmarkBrokerFloor(b *testing.B) {
 			}); err != nil {
 				return err
 			}
-			if w%2 == 1 {
+			if w%2 == 1 { // every second write read back: five reads
 				if _, _, err := store.Get(ctx, key); err != nil {
 					return err
 				}
